@@ -1,0 +1,301 @@
+// piggyback.js: the browser half of Piggyback's in-site messages.
+//
+// Every call the page makes to /cgi-bin/* goes through Piggyback.api(), which
+// wraps fetch(). Whatever the response (success or error), its JSON
+// `site_messages` member is read here, in one place:
+//   - the unread badge (#pb-unread) shows site_messages.unread;
+//   - the "new" counter (#pb-new) counts messages announced to this browser
+//     since the mailbox was last opened;
+//   - each announced message becomes one sticky-note toast, exactly once:
+//     ids already shown are remembered in localStorage and shared with other
+//     tabs over BroadcastChannel, so neither a reload nor a second tab shows
+//     one twice; many at once are coalesced into one note.
+// Members this file does not know are ignored. No polling: when the page has
+// made no request for IDLE_MS, one cheap GET keeps the announcements coming.
+(function (global) {
+  "use strict";
+
+  var CGI = "/cgi-bin/";
+  var IDLE_MS = 60000;           // idle fallback: a GET after this much quiet
+  var COALESCE_AT = 3;           // this many new items or more: one note
+  var MAX_TOASTS = 5;            // notes on screen at once
+  var SEEN_KEY = "pb_seen_ids";  // localStorage: ids already shown
+  var NEW_KEY = "pb_new_count";  // localStorage: the "new" counter
+  var SEEN_MAX = 500;
+
+  var state = {
+    unread: null,
+    newCount: readInt(NEW_KEY),
+    lastRequestAt: Date.now(),
+    listeners: [],
+    onOpen: null,
+  };
+  var channel = null;
+  try {
+    channel = typeof BroadcastChannel === "function" ? new BroadcastChannel("piggyback") : null;
+  } catch (e) {
+    channel = null;
+  }
+
+  function readInt(key) {
+    try {
+      var v = parseInt(global.localStorage.getItem(key) || "0", 10);
+      return isFinite(v) && v > 0 ? v : 0;
+    } catch (e) {
+      return 0;
+    }
+  }
+
+  function seenIds() {
+    try {
+      var list = JSON.parse(global.localStorage.getItem(SEEN_KEY) || "[]");
+      return Array.isArray(list) ? list : [];
+    } catch (e) {
+      return [];
+    }
+  }
+
+  function rememberIds(ids) {
+    if (!ids.length) return;
+    var list = seenIds();
+    ids.forEach(function (id) {
+      if (list.indexOf(id) < 0) list.push(id);
+    });
+    if (list.length > SEEN_MAX) list = list.slice(list.length - SEEN_MAX);
+    try {
+      global.localStorage.setItem(SEEN_KEY, JSON.stringify(list));
+    } catch (e) { /* private mode: the in-memory check below still holds */ }
+  }
+
+  var shownHere = {};
+  function alreadySeen(id) {
+    return shownHere[id] === true || seenIds().indexOf(id) >= 0;
+  }
+
+  function el(tag, cls, text) {
+    var e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text != null) e.textContent = String(text);
+    return e;
+  }
+
+  function setNewCount(n) {
+    state.newCount = Math.max(0, n | 0);
+    try {
+      global.localStorage.setItem(NEW_KEY, String(state.newCount));
+    } catch (e) { /* ignore */ }
+    render();
+  }
+
+  function render() {
+    var u = document.getElementById("pb-unread");
+    if (u) {
+      u.textContent = state.unread == null ? "–" : String(state.unread);
+      u.classList.toggle("pb-zero", !state.unread);
+    }
+    var n = document.getElementById("pb-new");
+    if (n) {
+      n.textContent = String(state.newCount);
+      n.classList.toggle("pb-zero", !state.newCount);
+    }
+    state.listeners.forEach(function (f) {
+      try { f({ unread: state.unread, newCount: state.newCount }); } catch (e) { /* a listener's bug */ }
+    });
+  }
+
+  function toastBox() {
+    var box = document.getElementById("pb-toasts");
+    if (!box) {
+      box = el("div", "pb-toasts");
+      box.id = "pb-toasts";
+      box.setAttribute("aria-live", "polite");
+      document.body.appendChild(box);
+    }
+    return box;
+  }
+
+  function names(items) {
+    var out = [];
+    items.forEach(function (it) {
+      if (out.indexOf(it.from) < 0) out.push(it.from);
+    });
+    return out;
+  }
+
+  function showToast(title, lines, ids, openId) {
+    var box = toastBox();
+    var t = el("div", "pb-toast");
+    t.setAttribute("role", "status");
+    t.dataset.ids = ids.join(",");
+    var close = el("button", "pb-toast-close", "×");
+    close.type = "button";
+    close.setAttribute("aria-label", "dismiss");
+    close.addEventListener("click", function (ev) {
+      ev.stopPropagation();
+      t.remove();
+    });
+    t.appendChild(close);
+    t.appendChild(el("div", "pb-toast-title", title));
+    lines.forEach(function (l) { t.appendChild(el("div", "pb-toast-line", l)); });
+    t.addEventListener("click", function () {
+      t.remove();
+      if (typeof state.onOpen === "function") state.onOpen(openId);
+    });
+    box.appendChild(t);
+    while (box.children.length > MAX_TOASTS) box.removeChild(box.firstChild);
+  }
+
+  // Show notes for items not shown before; returns the ids shown.
+  function announce(items, total, more) {
+    var fresh = items.filter(function (it) {
+      return it && typeof it.id === "number" && !alreadySeen(it.id);
+    });
+    var ids = fresh.map(function (it) { return it.id; });
+    ids.forEach(function (id) { shownHere[id] = true; });
+    rememberIds(ids);
+    var extra = more ? Math.max(0, total - items.length) : 0;
+    var count = fresh.length + extra;
+    if (count === 0) return ids;
+    if (count >= COALESCE_AT || extra > 0) {
+      var who = names(fresh);
+      var list = who.slice(0, 3).join(", ") + (who.length > 3 || extra > 0 ? "…" : "");
+      showToast(count + " new messages" + (list ? " from " + list : ""),
+        fresh.slice(0, 3).map(function (it) { return it.from + ": " + it.subject; }),
+        ids, null);
+    } else {
+      fresh.forEach(function (it) {
+        showToast("New message from " + it.from, [it.subject, it.snippet || ""], [it.id], it.id);
+      });
+    }
+    return ids;
+  }
+
+  // The one place site_messages is read.
+  function handleSiteMessages(sm, fromOtherTab) {
+    if (!sm || typeof sm !== "object") return;
+    if (typeof sm.unread === "number") state.unread = sm.unread;
+    var items = Array.isArray(sm.items) ? sm.items : [];
+    var total = typeof sm.new === "number" ? sm.new : items.length;
+    var ids;
+    if (fromOtherTab) {
+      // The other tab showed these; just remember them.
+      ids = items.map(function (it) { return it && it.id; }).filter(function (id) { return typeof id === "number"; });
+      ids.forEach(function (id) { shownHere[id] = true; });
+      rememberIds(ids);
+      state.newCount = readInt(NEW_KEY);
+      render();
+      return;
+    }
+    ids = announce(items, total, sm.more === true);
+    var added = ids.length + (sm.more === true ? Math.max(0, total - items.length) : 0);
+    if (added > 0) setNewCount(state.newCount + added); else render();
+    if (channel && (added > 0 || typeof sm.unread === "number")) {
+      try {
+        channel.postMessage({ unread: sm.unread, new: total, items: items, more: sm.more === true });
+      } catch (e) { /* ignore */ }
+    }
+  }
+
+  if (channel) {
+    channel.onmessage = function (ev) { handleSiteMessages(ev.data, true); };
+  }
+  global.addEventListener("storage", function (ev) {
+    if (ev.key === NEW_KEY) {
+      state.newCount = readInt(NEW_KEY);
+      render();
+    }
+  });
+
+  function ApiError(status, code, message, data) {
+    this.name = "ApiError";
+    this.status = status;
+    this.code = code;
+    this.message = message;
+    this.data = data;
+  }
+  ApiError.prototype = Object.create(Error.prototype);
+
+  // api(method, path, body?) -> Promise of the parsed JSON (or {} for none).
+  // path is relative to /cgi-bin/ ("messages/42/read"). Rejects with an
+  // ApiError for a non-2xx status, after its site_messages were handled.
+  function api(method, path, body) {
+    var opts = {
+      method: method,
+      credentials: "same-origin",
+      cache: "no-store",
+      headers: { "Accept": "application/json" },
+    };
+    if (body !== undefined) {
+      opts.headers["Content-Type"] = "application/json";
+      opts.body = JSON.stringify(body);
+    }
+    state.lastRequestAt = Date.now();
+    return global.fetch(CGI + path, opts).then(function (res) {
+      var type = res.headers.get("Content-Type") || "";
+      var parse = type.indexOf("json") >= 0 && method !== "HEAD"
+        ? res.json().catch(function () { return {}; })
+        : Promise.resolve({});
+      return parse.then(function (data) {
+        if (data && typeof data === "object") handleSiteMessages(data.site_messages, false);
+        if (!res.ok) {
+          var err = (data && data.error) || {};
+          throw new ApiError(res.status, err.code || "http_" + res.status,
+            err.message || res.statusText || "request failed", data);
+        }
+        return data || {};
+      });
+    });
+  }
+
+  // Idle fallback: no request for IDLE_MS -> one cheap GET.
+  var idleTimer = null;
+  var idleEnabled = false;
+  function startIdle(path) {
+    idleEnabled = true;
+    if (idleTimer) return;
+    idleTimer = global.setInterval(function () {
+      if (!idleEnabled) return;
+      if (Date.now() - state.lastRequestAt >= Piggyback.idleMs) {
+        api("GET", path || "profile").catch(function () { /* shown elsewhere */ });
+      }
+    }, 5000);
+  }
+  function stopIdle() {
+    idleEnabled = false;
+  }
+
+  var Piggyback = {
+    api: api,
+    ApiError: ApiError,
+    idleMs: IDLE_MS,
+    startIdle: startIdle,
+    stopIdle: stopIdle,
+    // The mailbox was opened: the "new" counter starts again from zero.
+    clearNew: function () { setNewCount(0); },
+    // f({unread, newCount}) after every change of the counters.
+    onCounters: function (f) { state.listeners.push(f); render(); },
+    // f(messageId or null) when a note is clicked.
+    onOpen: function (f) { state.onOpen = f; },
+    counters: function () { return { unread: state.unread, newCount: state.newCount }; },
+    // Forget everything about the last user (logout).
+    reset: function () {
+      state.unread = null;
+      shownHere = {};
+      try {
+        global.localStorage.removeItem(SEEN_KEY);
+        global.localStorage.removeItem(NEW_KEY);
+      } catch (e) { /* ignore */ }
+      state.newCount = 0;
+      var box = document.getElementById("pb-toasts");
+      if (box) box.textContent = "";
+      render();
+    },
+    _handleSiteMessages: handleSiteMessages,
+  };
+  global.Piggyback = Piggyback;
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", render);
+  } else {
+    render();
+  }
+})(window);
