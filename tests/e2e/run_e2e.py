@@ -1,0 +1,677 @@
+#!/usr/bin/env python3
+"""End-to-end tests of Piggyback under real lighttpd and Apache servers.
+
+Run by scripts/e2e after it has built the release binaries. For each server
+(lighttpd + mod_cgi, Apache event + mod_cgid, Apache prefork + mod_cgi) this
+installs the suite with scripts/install into its own directory, starts the
+server from the project's own config in cgi-bin-config/ on a free loopback
+port (as an unprivileged user when run as root), and checks it over HTTP.
+A headless Chromium test of web/piggyback.js runs against lighttpd.
+
+Every server is stopped by its own process id at the end, also on failure.
+Only 127.0.0.1 is ever contacted. Python standard library only.
+The last line printed is "N passed, N failed"; the exit status is 1 on any
+failure.
+"""
+
+import argparse
+import concurrent.futures
+import http.client
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIGS = REPO / "cgi-bin-config"
+PROGRAMS = ["profile", "friends", "posts", "messages", "session"]
+IS_ROOT = os.geteuid() == 0
+RUN_USER = os.environ.get("PIGGYBACK_USER", "nobody") if IS_ROOT else None
+SITE_MESSAGE_KEYS = {"unread", "delivered", "new", "items", "more"}
+
+RESULTS = []  # (name, ok, detail)
+STARTED = []  # every Server started, for the final stop
+VERBOSE = False
+
+
+def log(*args):
+    print(*args, file=sys.stderr, flush=True)
+
+
+class Failure(Exception):
+    pass
+
+
+def check(cond, why):
+    if not cond:
+        raise Failure(why)
+
+
+def test(name):
+    """Run the decorated function now as one test and record its result."""
+
+    def run(f):
+        t0 = time.monotonic()
+        try:
+            f()
+        except Failure as e:
+            RESULTS.append((name, False, str(e)))
+            print(f"FAIL {name}: {e}", flush=True)
+        except Exception as e:  # a crash in a test is that test's failure
+            RESULTS.append((name, False, repr(e)))
+            print(f"FAIL {name}: {e!r}", flush=True)
+            if VERBOSE:
+                traceback.print_exc()
+        else:
+            RESULTS.append((name, True, ""))
+            print(f"ok   {name} ({time.monotonic() - t0:.1f}s)", flush=True)
+        return f
+
+    return run
+
+
+# --- HTTP ------------------------------------------------------------------
+
+
+class Resp:
+    def __init__(self, status, headers, raw):
+        self.status = status
+        self.headers = headers
+        self.raw = raw
+        try:
+            self.json = json.loads(raw) if raw else None
+        except ValueError:
+            self.json = None
+
+    def header(self, name):
+        for k, v in self.headers:
+            if k.lower() == name.lower():
+                return v
+        return None
+
+    @property
+    def site_messages(self):
+        return self.json.get("site_messages") if isinstance(self.json, dict) else None
+
+    def __repr__(self):
+        return f"<{self.status} {self.raw[:200]!r}>"
+
+
+def request(port, method, path, body=None, cookie=None, headers=None, timeout=30, raw_body=None):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    h = {"Accept": "application/json"}
+    if cookie:
+        h["Cookie"] = f"pb_session={cookie}"
+    data = raw_body
+    if body is not None:
+        data = json.dumps(body).encode()
+        h["Content-Type"] = "application/json"
+    h.update(headers or {})
+    try:
+        conn.request(method, path, body=data, headers=h)
+        r = conn.getresponse()
+        raw = r.read()
+        return Resp(r.status, r.getheaders(), raw)
+    finally:
+        conn.close()
+
+
+def raw_exchange(port, data, timeout=30):
+    """Send bytes, read until the server closes; return (head, body) bytes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(data)
+        chunks = []
+        while True:
+            b = s.recv(65536)
+            if not b:
+                break
+            chunks.append(b)
+    out = b"".join(chunks)
+    head, _, body = out.partition(b"\r\n\r\n")
+    return head, body
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, proc, seconds=15):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+# --- installs and servers ----------------------------------------------------
+
+
+def which(name):
+    for d in ("/usr/sbin", "/usr/bin", "/sbin", "/bin"):
+        p = Path(d) / name
+        if p.exists():
+            return str(p)
+    found = shutil.which(name)
+    if not found:
+        raise RuntimeError(f"{name} is not installed")
+    return found
+
+
+class Install:
+    """A directory laid out by scripts/install, with its own database."""
+
+    def __init__(self, root):
+        self.root = Path(root)
+        subprocess.run([str(REPO / "scripts/install"), "--no-build", str(self.root)], check=True,
+                       stdout=subprocess.DEVNULL)
+        self.db = self.root / "data/piggyback.db"
+        self.secret = self.root / "etc/secret"
+        self.cli = str(self.root / "bin/piggyback")
+        self.passwords = {}
+
+    def pb(self, *args, input=None, check=True):
+        env = dict(os.environ, PIGGYBACK_SECRET_FILE=str(self.secret))
+        p = subprocess.run([self.cli, "--db", str(self.db), *args], input=input, text=True,
+                           capture_output=True, env=env, timeout=60)
+        if check and p.returncode != 0:
+            raise Failure(f"piggyback {' '.join(args)} exited {p.returncode}: {p.stderr.strip()}")
+        return p
+
+    def add_user(self, name):
+        password = secrets.token_urlsafe(12)
+        p = self.pb("user", "add", name, "--display-name", name.title(), "--password-stdin",
+                    input=password + "\n", check=False)
+        if p.returncode == 0:
+            self.passwords[name] = password
+        else:
+            self.pb("user", "add", name, "--display-name", name.title())
+
+    def token(self, name):
+        return self.pb("token", name, "--ttl", "1h").stdout.strip()
+
+    def send_cmd(self, sender, to):
+        return [self.cli, "--db", str(self.db), "send", "--from", sender, "--to", to]
+
+
+class Server:
+    def __init__(self, kind, inst, cgi_timeout=30):
+        self.kind = kind
+        self.inst = inst
+        self.port = free_port()
+        self.cgi_timeout = cgi_timeout
+        self.proc = None
+        root = inst.root
+        if kind == "lighttpd":
+            self.cmd = [which("lighttpd"), "-D", "-f", str(CONFIGS / "lighttpd.conf")]
+            self.cgi_log = root / "log/cgi-stderr.log"
+        else:
+            self.cmd = [which("apache2"), "-f", str(CONFIGS / f"{kind}.conf"), "-DFOREGROUND"]
+            self.cgi_log = root / "log/apache-error.log"
+
+    def env(self):
+        e = {
+            "PIGGYBACK_ROOT": str(self.inst.root),
+            "PIGGYBACK_PORT": str(self.port),
+            "PIGGYBACK_CGI_TIMEOUT": str(self.cgi_timeout),
+        }
+        if IS_ROOT:
+            e["PIGGYBACK_USER"] = RUN_USER
+            e["PIGGYBACK_GROUP"] = subprocess.run(["id", "-gn", RUN_USER], capture_output=True, text=True,
+                                                  check=True).stdout.strip()
+        else:
+            e["PIGGYBACK_USER"] = subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip()
+            e["PIGGYBACK_GROUP"] = subprocess.run(["id", "-gn"], capture_output=True, text=True).stdout.strip()
+        if self.kind != "lighttpd":
+            # Apache passes its PATH on to the programs; lighttpd gets none at
+            # all here, so neither it nor its programs can rely on one.
+            e["PATH"] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+            e["LANG"] = "C"
+        return e
+
+    def start(self):
+        out = open(self.inst.root / f"log/{self.kind}-console.log", "ab")
+        self.proc = subprocess.Popen(self.cmd, env=self.env(), stdin=subprocess.DEVNULL, stdout=out,
+                                     stderr=subprocess.STDOUT, cwd=str(self.inst.root))
+        STARTED.append(self)
+        if not wait_port(self.port, self.proc):
+            self.stop()
+            tail = (self.inst.root / f"log/{self.kind}-console.log").read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"{self.kind} did not start on port {self.port}: {tail}")
+        return self
+
+    def stop(self):
+        """Stop this server by its own pid; True if it is gone."""
+        p = self.proc
+        if p is None or p.poll() is not None:
+            return True
+        try:
+            p.send_signal(signal.SIGTERM)
+            p.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(timeout=5)
+        return p.poll() is not None
+
+    def children_left(self):
+        """Pids of processes of this install still running: the server, its
+        children and helpers (they carry PIGGYBACK_ROOT) and the programs."""
+        marker = f"PIGGYBACK_ROOT={self.inst.root}\0".encode()
+        cgi = str(self.inst.root / "cgi-bin") + "/"
+        left = []
+        for d in Path("/proc").iterdir():
+            if not d.name.isdigit() or int(d.name) == os.getpid():
+                continue
+            try:
+                exe = os.readlink(d / "exe")
+                env = (d / "environ").read_bytes()
+            except OSError:
+                continue
+            if exe.startswith(cgi) or marker in env:
+                left.append(int(d.name))
+        return left
+
+    def programs_left(self):
+        """Pids of this install's CGI programs still running."""
+        cgi = str(self.inst.root / "cgi-bin") + "/"
+        left = []
+        for pid in self.children_left():
+            try:
+                if os.readlink(f"/proc/{pid}/exe").startswith(cgi):
+                    left.append(pid)
+            except OSError:
+                pass
+        return left
+
+
+def stop_all():
+    for s in STARTED:
+        try:
+            s.stop()
+        except Exception as e:
+            log(f"stopping {s.kind} (pid {s.proc.pid if s.proc else '?'}) failed: {e!r}")
+
+
+# --- the checks ----------------------------------------------------------------
+
+
+def check_site_messages(resp, what):
+    check(resp.json is not None, f"{what}: not JSON: {resp!r}")
+    sm = resp.site_messages
+    check(isinstance(sm, dict), f"{what}: no site_messages: {resp!r}")
+    missing = SITE_MESSAGE_KEYS - set(sm)
+    check(not missing, f"{what}: site_messages lacks {sorted(missing)}: {sm}")
+    check(sm["unread"] == sm["delivered"] + sm["new"], f"{what}: unread != delivered + new: {sm}")
+    check(len(sm["items"]) <= sm["new"], f"{what}: more items than new: {sm}")
+    return sm
+
+
+def post_ok(resp, what, codes=(200, 201, 202)):
+    check(resp.status in codes, f"{what}: status {resp.status}: {resp!r}")
+    return resp
+
+
+def send_via_cgi(server, sender_cookie, to, subject, body):
+    r = request(server.port, "POST", "/cgi-bin/messages", {
+        "to": to, "subject": subject, "body": body, "idempotency_key": secrets.token_hex(8)},
+        cookie=sender_cookie)
+    post_ok(r, "POST /cgi-bin/messages", (201, 202))
+    if r.status == 202:
+        # Queued: deliver the spool now, as the queue daemon would.
+        server.inst.pb("drain", check=False)
+    return r
+
+
+def server_suite(kind, work):
+    label = kind
+    inst = Install(work / kind)
+    for u in ("alice", "bob", "carol"):
+        inst.add_user(u)
+    server = Server(kind, inst).start()
+    port = server.port
+    alice, bob = inst.token("alice"), inst.token("bob")
+
+    @test(f"{label}: static client served at /")
+    def _():
+        r = request(port, "GET", "/")
+        check(r.status == 200 and b"piggyback.js" in r.raw, f"GET /: {r!r}")
+        r = request(port, "GET", "/piggyback.js")
+        check(r.status == 200 and b"site_messages" in r.raw, f"GET /piggyback.js: {r.status}")
+
+    for prog in PROGRAMS:
+        @test(f"{label}: GET /cgi-bin/{prog} answers JSON with site_messages")
+        def _(prog=prog):
+            r = request(port, "GET", f"/cgi-bin/{prog}", cookie=alice)
+            check(r.status == 200, f"status {r.status}: {r!r}")
+            ctype = r.header("Content-Type") or ""
+            check(ctype.startswith("application/json"), f"Content-Type {ctype!r}")
+            check("no-store" in (r.header("Cache-Control") or ""), f"Cache-Control {r.header('Cache-Control')!r}")
+            check_site_messages(r, prog)
+
+    @test(f"{label}: an error response below 500 carries site_messages")
+    def _():
+        r = request(port, "GET", "/cgi-bin/messages/987654321", cookie=alice)
+        check(r.status == 404, f"status {r.status}: {r!r}")
+        check(isinstance(r.json, dict) and "error" in r.json, f"no error member: {r!r}")
+        check_site_messages(r, "404")
+
+    @test(f"{label}: no identity gets 401 and no site_messages")
+    def _():
+        r = request(port, "GET", "/cgi-bin/messages")
+        check(r.status == 401, f"status {r.status}: {r!r}")
+        check(r.site_messages is None, f"site_messages present: {r!r}")
+
+    @test(f"{label}: friend request and accept through /cgi-bin/friends")
+    def _():
+        post_ok(request(port, "POST", "/cgi-bin/friends", {"action": "request", "user": "bob"}, cookie=alice), "request")
+        r = post_ok(request(port, "POST", "/cgi-bin/friends", {"action": "accept", "user": "alice"}, cookie=bob), "accept")
+        names = [f.get("name") for f in r.json.get("friends", [])]
+        check("alice" in names, f"bob's friends after accept: {r.json}")
+
+    @test(f"{label}: a message is announced exactly once across 50 concurrent requests")
+    def _():
+        # Take whatever is already waiting for alice (the friend messages).
+        request(port, "GET", "/cgi-bin/profile", cookie=alice)
+        subject = f"e2e concurrency {secrets.token_hex(4)}"
+        send_via_cgi(server, bob, "alice", subject, "counted exactly once")
+        paths = [f"/cgi-bin/{PROGRAMS[i % len(PROGRAMS)]}" for i in range(50)]
+        with concurrent.futures.ThreadPoolExecutor(max_workers=50) as pool:
+            resps = list(pool.map(lambda p: request(port, "GET", p, cookie=alice, timeout=60), paths))
+        statuses = sorted({r.status for r in resps})
+        bad = [r for r in resps if r.status not in (200, 503)]
+        check(not bad, f"statuses {statuses}: {bad[:2]}")
+        ids, matching, announced = [], [], 0
+        for r in resps:
+            if r.status != 200:
+                continue
+            sm = check_site_messages(r, "concurrent")
+            announced += sm["new"]
+            for it in sm["items"]:
+                ids.append(it["id"])
+                if it["subject"] == subject:
+                    matching.append(it["id"])
+        check(len(ids) == len(set(ids)), f"an id was announced twice: {sorted(ids)}")
+        check(len(matching) == 1, f"the message was announced {len(matching)} times (statuses {statuses})")
+        check(announced == len(ids), f"sum of new {announced} != items {len(ids)}")
+        # And it is now delivered, not new.
+        r = request(port, "GET", f"/cgi-bin/messages/{matching[0]}", cookie=alice)
+        check(r.status == 200 and r.json["message"]["state"] == "delivered", f"state after announce: {r!r}")
+
+    @test(f"{label}: a chunked POST is handled")
+    def _():
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        body = json.dumps({"body": "posted with Transfer-Encoding: chunked"}).encode()
+        conn.request("POST", "/cgi-bin/posts", body=iter([body[:10], body[10:]]),
+                     headers={"Content-Type": "application/json", "Cookie": f"pb_session={alice}",
+                              "Transfer-Encoding": "chunked"}, encode_chunked=True)
+        r = conn.getresponse()
+        resp = Resp(r.status, r.getheaders(), r.read())
+        conn.close()
+        check(resp.status == 201, f"status {resp.status}: {resp!r}")
+        check(resp.json["post"]["body"] == "posted with Transfer-Encoding: chunked", f"{resp!r}")
+        check_site_messages(resp, "chunked POST")
+
+    @test(f"{label}: a POST without any length " + ("gets 411" if kind == "lighttpd" else "is refused cleanly"))
+    def _():
+        head, body = raw_exchange(port, (
+            f"POST /cgi-bin/posts HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nCookie: pb_session={alice}\r\n"
+            "Content-Type: application/json\r\nConnection: close\r\n\r\n").encode())
+        status = int(head.split(b" ", 2)[1])
+        if kind == "lighttpd":
+            check(status == 411, f"status {status}: {head!r}")
+        else:
+            # Apache runs the program with no body: it must answer, not crash.
+            check(400 <= status < 500, f"status {status}: {head!r} {body[:200]!r}")
+
+    @test(f"{label}: HEAD gets headers and no body")
+    def _():
+        head, body = raw_exchange(port, (
+            f"HEAD /cgi-bin/profile HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nCookie: pb_session={alice}\r\n"
+            "Connection: close\r\n\r\n").encode())
+        check(head.startswith(b"HTTP/1.1 200"), f"head {head!r}")
+        check(b"application/json" in head, f"no JSON Content-Type: {head!r}")
+        check(body == b"", f"HEAD answered with {len(body)} body bytes: {body[:100]!r}")
+
+    @test(f"{label}: a body over 64 KiB gets 413")
+    def _():
+        big = json.dumps({"body": "x" * (70 * 1024)}).encode()
+        try:
+            r = request(port, "POST", "/cgi-bin/posts", cookie=alice, raw_body=big,
+                        headers={"Content-Type": "application/json"})
+            status = r.status
+        except (ConnectionResetError, BrokenPipeError) as e:
+            raise Failure(f"connection dropped instead of 413: {e!r}")
+        check(status == 413, f"status {status}")
+
+    if kind == "lighttpd":
+        @test(f"{label}: programs work without PATH (lighttpd started with an empty environment)")
+        def _():
+            env = Path(f"/proc/{server.proc.pid}/environ").read_bytes()
+            check(b"PATH=" not in env.replace(b"PIGGYBACK_", b""), "lighttpd has a PATH")
+            r = request(port, "POST", "/cgi-bin/profile", {"bio": "no PATH here"}, cookie=alice)
+            check(r.status == 200, f"status {r.status}: {r!r}")
+            check(r.json["profile"]["bio"] == "no PATH here", f"{r!r}")
+
+    @test(f"{label}: piggyback check passes after the tests")
+    def _():
+        p = inst.pb("check", check=False)
+        check(p.returncode == 0, f"exit {p.returncode}: {p.stdout.strip()} {p.stderr.strip()}")
+
+    if kind == "lighttpd" and not os.environ.get("PIGGYBACK_E2E_NO_BROWSER"):
+        browser_suite(label, server, inst, work)
+
+    stderr_suite(kind, work)
+    timeout_suite(kind, work)
+
+    @test(f"{label}: server stopped by its own pid")
+    def _():
+        pid = server.proc.pid
+        check(server.stop(), f"pid {pid} still running")
+        check(not server.children_left(), f"processes left: {server.children_left()}")
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.5).close()
+            raise Failure(f"port {port} still accepts connections")
+        except OSError:
+            pass
+
+
+def stderr_suite(kind, work):
+    """A program with an unusable PIGGYBACK_DB: 500 and a line in the log."""
+    inst = Install(work / f"{kind}-broken")
+    inst.add_user("alice")
+    alice = inst.token("alice")
+    # The configured database path now names a directory: unusable.
+    for f in inst.db.parent.glob("piggyback.db*"):
+        f.unlink()
+    inst.db.mkdir()
+    if IS_ROOT:
+        shutil.chown(inst.db, RUN_USER)
+    server = Server(kind, inst).start()
+    try:
+        @test(f"{kind}: a program's stderr line lands in the server's log")
+        def _():
+            before = server.cgi_log.read_bytes() if server.cgi_log.exists() else b""
+            r = request(server.port, "GET", "/cgi-bin/profile", cookie=alice)
+            check(r.status == 500, f"status {r.status}: {r!r}")
+            check(isinstance(r.json, dict) and "error" in r.json, f"not a JSON error: {r!r}")
+            check(r.site_messages is None, "a 500 carried site_messages")
+            deadline = time.monotonic() + 3
+            new = b""
+            while time.monotonic() < deadline:
+                now = server.cgi_log.read_bytes() if server.cgi_log.exists() else b""
+                new = now[len(before):]
+                if b"PIGGYBACK_DB" in new:
+                    break
+                time.sleep(0.1)
+            check(b"PIGGYBACK_DB" in new, f"{server.cgi_log} got no line naming PIGGYBACK_DB: {new[-500:]!r}")
+    finally:
+        server.stop()
+
+
+def timeout_suite(kind, work):
+    """A CGI killed by the server's timeout leaves the database consistent."""
+    inst = Install(work / f"{kind}-timeout")
+    for u in ("alice", "bob"):
+        inst.add_user(u)
+    alice, bob = inst.token("alice"), inst.token("bob")
+    for i in range(3):
+        inst.pb("send", "--from", "bob", "--to", "alice", "--subject", f"before {i}", "--body", "waiting")
+    server = Server(kind, inst, cgi_timeout=1).start()
+    try:
+        @test(f"{kind}: a CGI killed by the server timeout leaves the database consistent")
+        def _():
+            # Hold the write lock longer than the server's timeout plus the
+            # programs' busy timeout, so writers wait until they are killed.
+            con = sqlite3.connect(str(inst.db), timeout=5, isolation_level=None)
+            con.execute("BEGIN IMMEDIATE")
+            results = []
+
+            def one(i):
+                if i % 3 == 0:
+                    r = request(server.port, "GET", "/cgi-bin/messages", cookie=alice, timeout=30)
+                elif i % 3 == 1:
+                    r = request(server.port, "POST", "/cgi-bin/posts", {"body": f"slow {i}"}, cookie=alice, timeout=30)
+                else:
+                    r = request(server.port, "POST", "/cgi-bin/messages",
+                                {"to": "alice", "subject": f"slow {i}", "body": "x"}, cookie=bob, timeout=30)
+                results.append(r.status)
+
+            try:
+                with concurrent.futures.ThreadPoolExecutor(max_workers=9) as pool:
+                    futs = []
+                    for i in range(9):
+                        futs.append(pool.submit(one, i))
+                        time.sleep(0.12)
+                    time.sleep(4.5)
+                    con.execute("ROLLBACK")
+                    for f in futs:
+                        f.result()
+            finally:
+                con.close()
+            statuses = sorted(results)
+            check(all(s in (503, 504) for s in statuses), f"statuses {statuses}")
+            check(504 in statuses, f"no request was killed by the server's timeout: {statuses}")
+            time.sleep(1.5)
+            check(not server.programs_left(), f"programs still running: {server.programs_left()}")
+            p = inst.pb("check", check=False)
+            check(p.returncode == 0, f"piggyback check exit {p.returncode}: {p.stdout.strip()} {p.stderr.strip()}")
+            r = request(server.port, "GET", "/cgi-bin/messages", cookie=alice)
+            check(r.status == 200, f"after the lock: {r!r}")
+            check_site_messages(r, "after the lock")
+            log(f"    ({kind} timeout statuses: {statuses})")
+    finally:
+        server.stop()
+
+
+def browser_suite(label, server, inst, work):
+    node = shutil.which("node")
+    modules = REPO / "tests/e2e/node_modules/playwright-core"
+    if not node or not modules.exists():
+        @test(f"{label}: browser tests (playwright-core installed)")
+        def _():
+            raise Failure("node or tests/e2e/node_modules/playwright-core missing: run scripts/e2e")
+        return
+    # A user of its own, so the server tests' messages do not interfere.
+    inst.add_user("dave")
+    profile = Path(tempfile.mkdtemp(prefix="chromium-", dir=work))
+    cfg = {
+        "url": f"http://127.0.0.1:{server.port}/",
+        "user": "dave",
+        "password": inst.passwords.get("dave"),
+        "cookie": inst.token("dave"),
+        "send": inst.send_cmd("bob", "dave"),
+        "chromium": os.environ.get("CHROMIUM", "/usr/bin/chromium"),
+        "profile_dir": str(profile),
+    }
+    env = dict(os.environ, PIGGYBACK_SECRET_FILE=str(inst.secret))
+    t0 = time.monotonic()
+    p = subprocess.run([node, str(REPO / "tests/e2e/browser.mjs"), json.dumps(cfg)], capture_output=True,
+                       text=True, env=env, cwd=str(REPO / "tests/e2e"), timeout=180)
+    lines = [l for l in p.stdout.splitlines() if l.startswith(("ok ", "not ok "))]
+    for line in lines:
+        if line.startswith("ok "):
+            RESULTS.append((f"{label}: {line[3:]}", True, ""))
+            print(f"ok   {label}: {line[3:]}", flush=True)
+        else:
+            name, _, why = line[7:].partition(": ")
+            RESULTS.append((f"{label}: {name}", False, why))
+            print(f"FAIL {label}: {name}: {why}", flush=True)
+    if p.returncode != 0 and not any(l.startswith("not ok") for l in lines):
+        RESULTS.append((f"{label}: browser tests", False, f"node exited {p.returncode}"))
+        print(f"FAIL {label}: browser tests: node exited {p.returncode}\n{p.stderr[-3000:]}", flush=True)
+    elif p.returncode != 0 and VERBOSE:
+        log(p.stderr[-3000:])
+    log(f"    (browser tests took {time.monotonic() - t0:.1f}s)")
+
+
+def main():
+    global VERBOSE
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--servers", default="lighttpd,apache-event-cgid,apache-prefork-cgi",
+                    help="comma-separated: lighttpd, apache-event-cgid, apache-prefork-cgi")
+    ap.add_argument("--keep", action="store_true", help="keep the work directory (logs, databases)")
+    ap.add_argument("-v", "--verbose", action="store_true")
+    args = ap.parse_args()
+    VERBOSE = args.verbose
+
+    def on_signal(signum, _frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+
+    work = Path(tempfile.mkdtemp(prefix="piggyback-e2e-"))
+    work.chmod(0o755)  # the servers' user must reach the installs below
+    log(f"e2e: work directory {work}" + (" (kept)" if args.keep else ""))
+    failed_setup = False
+    try:
+        for kind in args.servers.split(","):
+            try:
+                server_suite(kind, work)
+            except Exception as e:
+                failed_setup = True
+                RESULTS.append((f"{kind}: setup", False, repr(e)))
+                print(f"FAIL {kind}: setup: {e!r}", flush=True)
+                if VERBOSE:
+                    traceback.print_exc()
+            finally:
+                stop_all()
+    finally:
+        stop_all()
+        leftovers = [s for s in STARTED if s.proc and s.proc.poll() is None]
+        if leftovers:
+            log(f"e2e: servers still running: {[s.proc.pid for s in leftovers]}")
+        failed = [r for r in RESULTS if not r[1]]
+        if failed and not args.keep:
+            log(f"e2e: keeping {work} for the logs of the failures")
+        elif not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    passed = sum(1 for r in RESULTS if r[1])
+    failed = len(RESULTS) - passed
+    if failed:
+        print("\nfailures:")
+        for name, ok, why in RESULTS:
+            if not ok:
+                print(f"  {name}: {why}")
+    print(f"{passed} passed, {failed} failed", flush=True)
+    return 1 if failed or failed_setup or not RESULTS else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
