@@ -7,7 +7,7 @@
 //   - the "new" counter (#pb-new) counts messages announced to this browser
 //     since the mailbox was last opened;
 //   - each announced message becomes one sticky-note toast, exactly once:
-//     ids already shown are remembered in localStorage and shared with other
+//     messages already shown are remembered in localStorage and shared with other
 //     tabs over BroadcastChannel, so neither a reload nor a second tab shows
 //     one twice; many at once are coalesced into one note.
 // Members this file does not know are ignored. No polling: when the page has
@@ -19,7 +19,7 @@
   var IDLE_MS = 60000;           // idle fallback: a GET after this much quiet
   var COALESCE_AT = 3;           // this many new items or more: one note
   var MAX_TOASTS = 5;            // notes on screen at once
-  var SEEN_KEY = "pb_seen_ids";  // localStorage: ids already shown
+  var SEEN_KEY = "pb_seen";      // localStorage: "id@sent_at" already shown
   var NEW_KEY = "pb_new_count";  // localStorage: the "new" counter
   var SEEN_MAX = 500;
 
@@ -68,8 +68,8 @@
   }
 
   var shownHere = {};
-  function alreadySeen(id) {
-    return shownHere[id] === true || seenIds().indexOf(id) >= 0;
+  function alreadySeen(key) {
+    return shownHere[key] === true || seenIds().indexOf(key) >= 0;
   }
 
   function el(tag, cls, text) {
@@ -145,29 +145,36 @@
     while (box.children.length > MAX_TOASTS) box.removeChild(box.firstChild);
   }
 
-  // Show notes for items not shown before; returns the ids shown.
+  // A message's identity for de-duplication: its id and when it was sent, so
+  // a database started afresh (ids counted from 1 again) is not mistaken for
+  // the old one.
+  function keyOf(it) {
+    return it.id + "@" + (it.sent_at || "");
+  }
+
+  // Show notes for items not shown before; returns how many were new here.
   function announce(items, total, more) {
     var fresh = items.filter(function (it) {
-      return it && typeof it.id === "number" && !alreadySeen(it.id);
+      return it && typeof it.id === "number" && !alreadySeen(keyOf(it));
     });
-    var ids = fresh.map(function (it) { return it.id; });
-    ids.forEach(function (id) { shownHere[id] = true; });
-    rememberIds(ids);
+    var keys = fresh.map(keyOf);
+    keys.forEach(function (k) { shownHere[k] = true; });
+    rememberIds(keys);
     var extra = more ? Math.max(0, total - items.length) : 0;
     var count = fresh.length + extra;
-    if (count === 0) return ids;
+    if (count === 0) return 0;
     if (count >= COALESCE_AT || extra > 0) {
       var who = names(fresh);
       var list = who.slice(0, 3).join(", ") + (who.length > 3 || extra > 0 ? "…" : "");
       showToast(count + " new messages" + (list ? " from " + list : ""),
         fresh.slice(0, 3).map(function (it) { return it.from + ": " + it.subject; }),
-        ids, null);
+        keys, null);
     } else {
       fresh.forEach(function (it) {
-        showToast("New message from " + it.from, [it.subject, it.snippet || ""], [it.id], it.id);
+        showToast("New message from " + it.from, [it.subject, it.snippet || ""], [keyOf(it)], it.id);
       });
     }
-    return ids;
+    return count;
   }
 
   // The one place site_messages is read.
@@ -176,18 +183,16 @@
     if (typeof sm.unread === "number") state.unread = sm.unread;
     var items = Array.isArray(sm.items) ? sm.items : [];
     var total = typeof sm.new === "number" ? sm.new : items.length;
-    var ids;
     if (fromOtherTab) {
       // The other tab showed these; just remember them.
-      ids = items.map(function (it) { return it && it.id; }).filter(function (id) { return typeof id === "number"; });
-      ids.forEach(function (id) { shownHere[id] = true; });
-      rememberIds(ids);
+      var keys = items.filter(function (it) { return it && typeof it.id === "number"; }).map(keyOf);
+      keys.forEach(function (k) { shownHere[k] = true; });
+      rememberIds(keys);
       state.newCount = readInt(NEW_KEY);
       render();
       return;
     }
-    ids = announce(items, total, sm.more === true);
-    var added = ids.length + (sm.more === true ? Math.max(0, total - items.length) : 0);
+    var added = announce(items, total, sm.more === true);
     if (added > 0) setNewCount(state.newCount + added); else render();
     if (channel && (added > 0 || typeof sm.unread === "number")) {
       try {

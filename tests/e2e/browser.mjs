@@ -92,17 +92,17 @@ try {
   });
 
   await check("browser: a second tab does not show the same message again", async () => {
-    const items = await page.evaluate(() => JSON.parse(localStorage.getItem("pb_seen_ids") || "[]"));
-    assert(items.length > 0, "no seen ids remembered");
+    const seen = await page.evaluate(() => JSON.parse(localStorage.getItem("pb_seen") || "[]"));
+    assert(seen.length > 0, "no shown messages remembered");
     const tab = await context.newPage();
     await tab.goto(cfg.url + "#/posts");
     await tab.locator("#nav").waitFor({ state: "visible", timeout: 10000 });
     await tab.waitForLoadState("networkidle");
     // Replay the same announcement in the second tab, as a duplicate would come.
-    const id = items[items.length - 1];
-    await tab.evaluate((id) => Piggyback._handleSiteMessages({ unread: 1, delivered: 0, new: 1,
-      items: [{ id, from: "bob", subject: "dup", snippet: "dup", sent_at: "2026-01-01T00:00:00Z" }], more: false,
-      some_future_member: { x: 1 } }), id);
+    const [id, sentAt] = seen[seen.length - 1].split("@");
+    await tab.evaluate(([id, sentAt]) => Piggyback._handleSiteMessages({ unread: 1, delivered: 0, new: 1,
+      items: [{ id: Number(id), from: "bob", subject: "dup", snippet: "dup", sent_at: sentAt }], more: false,
+      some_future_member: { x: 1 } }), [id, sentAt]);
     await sleep(300);
     assert((await tab.locator(".pb-toast").count()) === 0, "the second tab showed an already shown message");
     await tab.close();
