@@ -1,0 +1,4 @@
+//! The `piggyback` administration command.
+fn main() -> std::process::ExitCode {
+    piggyback::cli::main()
+}

@@ -1,0 +1,236 @@
+//! The `piggyback` command line: administration of the message database.
+//! Errors are one line on stderr; exit 0 on success, 1 on failure, 2 on wrong usage.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use clap::{Parser, Subcommand};
+
+use crate::identity::Key;
+use crate::message_store::{SeedPlan, Store, now};
+use crate::msq::{Queue, Send, SendOutcome};
+use crate::text;
+
+#[derive(Parser)]
+#[command(name = "piggyback", version, about = "Administer a Piggyback message database")]
+struct Cli {
+    /// The SQLite message database (default: $PIGGYBACK_DB).
+    #[arg(long, global = true, value_name = "PATH")]
+    db: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create or migrate the database (idempotent), in WAL mode; create the secret file
+    /// named by $PIGGYBACK_SECRET_FILE when it does not exist.
+    Init,
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Send an in-site message through the same path the CGI programs use.
+    Send {
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        to: String,
+        #[arg(long)]
+        subject: String,
+        #[arg(long)]
+        body: String,
+        /// The same key from the same sender never makes a second message.
+        #[arg(long)]
+        idempotency_key: Option<String>,
+    },
+    /// Fill the database with synthetic users, friendships, posts and messages.
+    Seed {
+        #[arg(long)]
+        users: u64,
+        #[arg(long)]
+        messages: u64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Integrity check and recount of every counter; exit 1 on any mismatch.
+    Check {
+        /// Rewrite the counters from the recount when they are off.
+        #[arg(long)]
+        repair: bool,
+    },
+    /// Print a `pb_session` cookie value for a user (for host sites, scripts and tests).
+    Token {
+        name: String,
+        /// How long it is valid: 90s, 15m, 12h, 7d.
+        #[arg(long, default_value = "12h")]
+        ttl: String,
+        /// The key file (default: $PIGGYBACK_SECRET_FILE).
+        #[arg(long, value_name = "PATH")]
+        secret_file: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add a user and print its id.
+    Add {
+        name: String,
+        #[arg(long)]
+        display_name: Option<String>,
+    },
+}
+
+/// The whole `main` of the `piggyback` program.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+        }
+    };
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("piggyback: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    let db = match cli.db.or_else(|| std::env::var_os("PIGGYBACK_DB").filter(|v| !v.is_empty()).map(PathBuf::from)) {
+        Some(db) => db,
+        None => {
+            eprintln!("piggyback: no database: give --db PATH or set PIGGYBACK_DB");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    match cli.command {
+        Command::Init => {
+            Store::init(&db).with_context(|| format!("cannot initialise {}", db.display()))?;
+            println!("initialised {}", db.display());
+            if let Some(path) = env_path("PIGGYBACK_SECRET_FILE")
+                && create_secret(&path)?
+            {
+                println!("created secret {}", path.display());
+            }
+        }
+        Command::User(UserCommand::Add { name, display_name }) => {
+            if !text::valid_name(&name) {
+                bail!("user names are 1 to 32 of a-z, 0-9 and _: {name:?} is not one");
+            }
+            let store = open(&db)?;
+            let display = display_name.unwrap_or_else(|| name.clone());
+            match store.add_user(&name, &display, None)? {
+                Some(id) => println!("{}", id.0),
+                None => bail!("user {name} exists already"),
+            }
+        }
+        Command::Send { from, to, subject, body, idempotency_key } => {
+            let store = open(&db)?;
+            let user =
+                |name: &str| -> Result<_> { store.user_by_name(name)?.ok_or_else(|| anyhow!("no user named {name}")) };
+            let (from, to) = (user(&from)?, user(&to)?);
+            let queue = Queue::new(&store);
+            let outcome =
+                queue.send(Send { from: from.id, to: to.id, subject, body, kind: "note".into(), idempotency_key })?;
+            match outcome {
+                SendOutcome::Stored { request_id, message } => {
+                    println!("stored message {} to {} (request {request_id})", message.0, to.name)
+                }
+                SendOutcome::Queued { request_id } => {
+                    println!("queued request {request_id} to {}; the next drain stores it", to.name)
+                }
+            }
+        }
+        Command::Seed { users, messages, seed } => {
+            let store = open(&db)?;
+            let started = Instant::now();
+            let report = store.seed(&SeedPlan { users, messages, seed })?;
+            println!(
+                "seeded {} users (ids from {}) and {} messages in {:.1} s",
+                report.users,
+                report.first_user.0,
+                report.messages,
+                started.elapsed().as_secs_f64()
+            );
+        }
+        Command::Check { repair } => {
+            let store = open(&db)?;
+            let problems = store.check()?;
+            if problems.is_empty() {
+                println!("ok: integrity and every counter check out");
+                return Ok(ExitCode::SUCCESS);
+            }
+            let mut err = std::io::stderr().lock();
+            for p in &problems {
+                let _ = writeln!(err, "{p}");
+            }
+            if repair {
+                let n = store.repair_counters()?;
+                println!("repaired the counters of {n} users");
+            }
+            return Ok(ExitCode::FAILURE);
+        }
+        Command::Token { name, ttl, secret_file } => {
+            let path = secret_file
+                .or_else(|| env_path("PIGGYBACK_SECRET_FILE"))
+                .ok_or_else(|| anyhow!("no key: give --secret-file PATH or set PIGGYBACK_SECRET_FILE"))?;
+            let key = Key::load(&path).map_err(|e| anyhow!(e))?;
+            let ttl = parse_duration(&ttl)?;
+            let store = open(&db)?;
+            let user = store.user_by_name(&name)?.ok_or_else(|| anyhow!("no user named {name}"))?;
+            println!("{}", key.sign(user.id, now() + ttl));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn open(db: &Path) -> Result<Store> {
+    Store::open(db).with_context(|| format!("cannot open {}", db.display()))
+}
+
+fn env_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from)
+}
+
+/// Creates a key file of 64 random hex characters, mode 0600; false if it exists.
+fn create_secret(path: &Path) -> Result<bool> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow!("no randomness for the secret: {e}"))?;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path);
+    match file {
+        Ok(mut f) => {
+            f.write_all(hex.as_bytes())?;
+            f.sync_all()?;
+            Ok(true)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e).with_context(|| format!("cannot create {}", path.display())),
+    }
+}
+
+/// `90s`, `15m`, `12h`, `7d` (or plain seconds) in seconds.
+pub fn parse_duration(s: &str) -> Result<i64> {
+    let s = s.trim();
+    let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: i64 = digits.parse().map_err(|_| anyhow!("not a duration: {s:?} (try 90s, 15m, 12h, 7d)"))?;
+    let scale = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => bail!("not a duration: {s:?} (try 90s, 15m, 12h, 7d)"),
+    };
+    match n.checked_mul(scale) {
+        Some(secs) if secs > 0 => Ok(secs),
+        _ => bail!("not a usable duration: {s:?}"),
+    }
+}

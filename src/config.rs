@@ -1,0 +1,182 @@
+//! Configuration from the contract's environment variables (values in, values out).
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+/// Largest request body any program accepts.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// What to attach when the user has nothing unread (patent claim 4 allows both).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmptyPolicy {
+    Explicit,
+    Omit,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub db: PathBuf,
+    pub spool: PathBuf,
+    pub secret_file: Option<PathBuf>,
+    pub empty: EmptyPolicy,
+    pub max_items: usize,
+    pub snippet_chars: usize,
+    /// Messages a user may send per minute.
+    pub send_rate_per_minute: u32,
+    /// Extra origins allowed to make state-changing requests.
+    pub allowed_origins: Vec<String>,
+}
+
+/// A configuration that cannot be used: names the variable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub problem: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.variable, self.problem)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Reads the configuration through `var`, which looks a variable up (the process
+    /// environment in production, a map in tests).
+    pub fn from_lookup(var: impl Fn(&str) -> Option<OsString>) -> Result<Config, ConfigError> {
+        let text = |name: &'static str| -> Result<Option<String>, ConfigError> {
+            match var(name) {
+                None => Ok(None),
+                Some(v) if v.is_empty() => Ok(None),
+                Some(v) => v
+                    .into_string()
+                    .map(Some)
+                    .map_err(|_| ConfigError { variable: name, problem: "is not valid UTF-8".into() }),
+            }
+        };
+        let db = match var("PIGGYBACK_DB") {
+            Some(v) if !v.is_empty() => PathBuf::from(v),
+            _ => {
+                return Err(ConfigError {
+                    variable: "PIGGYBACK_DB",
+                    problem: "is not set; it must name the SQLite message database".into(),
+                });
+            }
+        };
+        if !db.is_absolute() {
+            return Err(ConfigError {
+                variable: "PIGGYBACK_DB",
+                problem: format!("must be an absolute path, not {}", db.display()),
+            });
+        }
+        let spool = match var("PIGGYBACK_SPOOL") {
+            Some(v) if !v.is_empty() => PathBuf::from(v),
+            _ => db.parent().map(|d| d.join("spool")).unwrap_or_else(|| PathBuf::from("/spool")),
+        };
+        let secret_file = var("PIGGYBACK_SECRET_FILE").filter(|v| !v.is_empty()).map(PathBuf::from);
+        let empty = match text("PIGGYBACK_EMPTY")?.as_deref() {
+            None | Some("explicit") => EmptyPolicy::Explicit,
+            Some("omit") => EmptyPolicy::Omit,
+            Some(other) => {
+                return Err(ConfigError {
+                    variable: "PIGGYBACK_EMPTY",
+                    problem: format!("must be `explicit` or `omit`, not `{other}`"),
+                });
+            }
+        };
+        let max_items = number(text("PIGGYBACK_MAX_ITEMS")?, "PIGGYBACK_MAX_ITEMS", 20, 1, 1000)?;
+        let snippet_chars = number(text("PIGGYBACK_SNIPPET_CHARS")?, "PIGGYBACK_SNIPPET_CHARS", 60, 0, 10_000)?;
+        let send_rate_per_minute =
+            number(text("PIGGYBACK_SEND_RATE")?, "PIGGYBACK_SEND_RATE", 30, 1, 1_000_000)? as u32;
+        let allowed_origins = text("PIGGYBACK_ALLOWED_ORIGINS")?
+            .map(|s| {
+                s.split([',', ' '])
+                    .filter(|o| !o.is_empty())
+                    .map(|o| o.trim_end_matches('/').to_ascii_lowercase())
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Config { db, spool, secret_file, empty, max_items, snippet_chars, send_rate_per_minute, allowed_origins })
+    }
+
+    /// The configuration of this process's environment.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Config::from_lookup(|name| std::env::var_os(name))
+    }
+
+    /// A configuration for `db` with every default (for the command line and tests).
+    pub fn for_db(db: PathBuf) -> Config {
+        let spool = db.parent().map(|d| d.join("spool")).unwrap_or_else(|| PathBuf::from("spool"));
+        Config {
+            db,
+            spool,
+            secret_file: None,
+            empty: EmptyPolicy::Explicit,
+            max_items: 20,
+            snippet_chars: 60,
+            send_rate_per_minute: 30,
+            allowed_origins: Vec::new(),
+        }
+    }
+}
+
+fn number(
+    value: Option<String>,
+    variable: &'static str,
+    default: usize,
+    min: usize,
+    max: usize,
+) -> Result<usize, ConfigError> {
+    let Some(value) = value else { return Ok(default) };
+    match value.trim().parse::<usize>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => {
+            Err(ConfigError { variable, problem: format!("must be a whole number from {min} to {max}, not `{value}`") })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, OsString> = vars.iter().map(|(k, v)| (k.to_string(), OsString::from(v))).collect();
+        Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults() {
+        let c = config(&[("PIGGYBACK_DB", "/srv/pb/site.db")]).unwrap();
+        assert_eq!(c.spool, PathBuf::from("/srv/pb/spool"));
+        assert_eq!(c.empty, EmptyPolicy::Explicit);
+        assert_eq!((c.max_items, c.snippet_chars), (20, 60));
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        assert_eq!(config(&[]).unwrap_err().variable, "PIGGYBACK_DB");
+        assert_eq!(config(&[("PIGGYBACK_DB", "rel.db")]).unwrap_err().variable, "PIGGYBACK_DB");
+        let e = config(&[("PIGGYBACK_DB", "/a.db"), ("PIGGYBACK_MAX_ITEMS", "lots")]).unwrap_err();
+        assert_eq!(e.variable, "PIGGYBACK_MAX_ITEMS");
+        let e = config(&[("PIGGYBACK_DB", "/a.db"), ("PIGGYBACK_EMPTY", "never")]).unwrap_err();
+        assert_eq!(e.variable, "PIGGYBACK_EMPTY");
+    }
+
+    #[test]
+    fn omit_and_overrides() {
+        let c = config(&[
+            ("PIGGYBACK_DB", "/a.db"),
+            ("PIGGYBACK_EMPTY", "omit"),
+            ("PIGGYBACK_MAX_ITEMS", "3"),
+            ("PIGGYBACK_SPOOL", "/q"),
+        ])
+        .unwrap();
+        assert_eq!(c.empty, EmptyPolicy::Omit);
+        assert_eq!(c.max_items, 3);
+        assert_eq!(c.spool, PathBuf::from("/q"));
+    }
+}

@@ -1,0 +1,297 @@
+//! The gateway module (网关程序模块): the only code that touches the process.
+//!
+//! It reads the CGI environment and stdin (RFC 3875), opens the message database,
+//! identifies the user, runs a handler, attaches `site_messages` (here and nowhere
+//! else), and writes the whole response to stdout with one write after every
+//! transaction of the request has committed.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::io::{Read, Write};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::process::ExitCode;
+
+use serde_json::Value;
+
+use crate::config::{Config, MAX_BODY_BYTES};
+use crate::http::{ApiError, BodyError, Meta, Method, Reply, Request, reason_phrase};
+use crate::identity::{self, COOKIE_NAME, Key};
+use crate::message_status;
+use crate::message_store::{Store, StoreError, User, now};
+use crate::msq::Queue;
+
+/// What a handler gets besides the request.
+pub struct Context<'a> {
+    pub config: &'a Config,
+    pub store: &'a Store,
+    pub queue: Queue<'a>,
+    /// The identified user, if any.
+    pub user: Option<User>,
+}
+
+impl Context<'_> {
+    /// The identified user, or 401.
+    pub fn user(&self) -> Result<&User, ApiError> {
+        self.user.as_ref().ok_or_else(ApiError::unauthorized)
+    }
+}
+
+/// A CGI program's logic: request in, reply out; never prints, never opens the database.
+pub type Handler = fn(&Context<'_>, &Request) -> Result<Reply, ApiError>;
+
+/// The CGI environment as the server passed it.
+pub type Env = HashMap<String, OsString>;
+
+/// Runs one CGI request of the process: the whole `main` of every CGI program.
+pub fn run(handler: Handler) -> ExitCode {
+    let env: Env = std::env::vars_os().filter_map(|(k, v)| k.into_string().ok().map(|k| (k, v))).collect();
+    let output = respond(handler, &env, std::io::stdin().lock());
+    let mut stdout = std::io::stdout().lock();
+    // The client may be gone (lighttpd then sends SIGTERM); nothing is left to do.
+    let _ = stdout.write_all(&output).and_then(|()| stdout.flush());
+    ExitCode::SUCCESS
+}
+
+/// The complete CGI response (header block and body) to one request.
+pub fn respond(handler: Handler, env: &Env, stdin: impl Read) -> Vec<u8> {
+    let head = env.get("REQUEST_METHOD").and_then(|m| m.to_str()) == Some("HEAD");
+    let reply = catch_unwind(AssertUnwindSafe(|| serve(handler, env, stdin))).unwrap_or_else(|_| {
+        log("a handler panicked; answered 500");
+        ApiError::internal("internal error").into_reply()
+    });
+    serialize(reply, head)
+}
+
+fn serve(handler: Handler, env: &Env, stdin: impl Read) -> Reply {
+    let config = match Config::from_lookup(|name| env.get(name).cloned()) {
+        Ok(config) => config,
+        Err(e) => {
+            log(&format!("configuration: {e}"));
+            return misconfigured();
+        }
+    };
+    let request = match parse_request(env, stdin) {
+        Ok(request) => request,
+        Err(e) => return e.into_reply(),
+    };
+    let store = match Store::open(&config.db) {
+        Ok(store) => store,
+        Err(e) => return store_failure(&e).into_reply(),
+    };
+    let user = match identify(&request.meta, &store, &config) {
+        Ok(user) => user,
+        Err(e) => return e.into_reply(),
+    };
+    let ctx = Context { config: &config, store: &store, queue: Queue::new(&store), user };
+    let mut reply = match handler(&ctx, &request) {
+        Ok(reply) => reply,
+        Err(e) => e.into_reply(),
+    };
+    if let Some(user) = &ctx.user
+        && reply.status < 500
+        && request.method != Method::Head
+    {
+        match message_status::check(&ctx.queue, user.id, &config) {
+            Ok(Some(site)) => {
+                let value = serde_json::to_value(site).unwrap_or(Value::Null);
+                reply.body.insert("site_messages".into(), value);
+            }
+            Ok(None) => {}
+            // The endpoint's own work has committed: report it, leave the member out.
+            Err(e) => log(&format!("site_messages left out: {e}")),
+        }
+    }
+    reply
+}
+
+fn misconfigured() -> Reply {
+    ApiError::new(500, "misconfigured", "the server is misconfigured; its error log names the setting").into_reply()
+}
+
+/// Maps a store failure to an answer, logging what an operator must see.
+pub fn store_failure(e: &StoreError) -> ApiError {
+    match e {
+        StoreError::Busy => ApiError::unavailable("the message database is busy; try again"),
+        StoreError::ReadOnly => {
+            log(&format!("PIGGYBACK_DB: {e}"));
+            ApiError::unavailable("the message database is read-only")
+        }
+        StoreError::Schema { .. } => {
+            log(&format!("PIGGYBACK_DB: {e}"));
+            ApiError::unavailable("the message database needs maintenance")
+        }
+        StoreError::Unopenable(_) => {
+            log(&format!("PIGGYBACK_DB: {e}"));
+            ApiError::new(500, "misconfigured", "the server is misconfigured; its error log names the setting")
+        }
+        StoreError::Sqlite(_) => {
+            log(&format!("{e}"));
+            ApiError::internal("internal error")
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        store_failure(&e)
+    }
+}
+
+/// One line on stderr, which the web server puts in its error log.
+pub fn log(line: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "piggyback[{}]: {}", std::process::id(), line.replace(['\r', '\n'], " "));
+}
+
+fn identify(meta: &Meta, store: &Store, config: &Config) -> Result<Option<User>, ApiError> {
+    // The web server's own authentication wins: it is the site's primary login, and a
+    // stale cookie must not override it.
+    if let Some(name) = &meta.remote_user {
+        return match store.user_by_name(name)? {
+            Some(user) => Ok(Some(user)),
+            None => Err(ApiError::new(401, "unknown_user", "the authenticated user has no account here")),
+        };
+    }
+    let Some(value) = meta.cookie.as_deref().and_then(|c| identity::cookie_value(c, COOKIE_NAME)) else {
+        return Ok(None);
+    };
+    if value.is_empty() {
+        return Ok(None);
+    }
+    let Some(path) = &config.secret_file else {
+        log("PIGGYBACK_SECRET_FILE: not set, so session cookies cannot be checked");
+        return Err(ApiError::unauthorized());
+    };
+    let key = Key::load(path).map_err(|e| {
+        log(&format!("PIGGYBACK_SECRET_FILE: {e}"));
+        ApiError::new(500, "misconfigured", "the server is misconfigured; its error log names the setting")
+    })?;
+    let id = key.verify(value, now()).map_err(|e| {
+        let why = match e {
+            identity::CookieError::Expired => "the session has expired; log in again",
+            _ => "the session cookie is not valid; log in again",
+        };
+        ApiError::new(401, "invalid_session", why)
+    })?;
+    match store.user_by_id(id)? {
+        Some(user) => Ok(Some(user)),
+        None => Err(ApiError::new(401, "invalid_session", "the session names no user; log in again")),
+    }
+}
+
+fn text_var<'a>(env: &'a Env, name: &str) -> Result<Option<&'a str>, ApiError> {
+    match env.get(name) {
+        None => Ok(None),
+        Some(v) => v
+            .to_str()
+            .map(Some)
+            .ok_or_else(|| ApiError::bad_request("invalid_utf8", format!("{name} is not valid UTF-8"))),
+    }
+}
+
+/// Parses the CGI environment and reads the body (RFC 3875, sections 4.1 and 4.2).
+pub fn parse_request(env: &Env, mut stdin: impl Read) -> Result<Request, ApiError> {
+    let method = Method::parse(text_var(env, "REQUEST_METHOD")?.unwrap_or("GET"));
+    let path =
+        text_var(env, "PATH_INFO")?.unwrap_or("").split('/').filter(|s| !s.is_empty()).map(str::to_owned).collect();
+    let query = parse_query(text_var(env, "QUERY_STRING")?.unwrap_or(""))?;
+    let content_type = text_var(env, "CONTENT_TYPE")?.map(str::to_owned);
+    let nonempty = |name: &str| -> Result<Option<String>, ApiError> {
+        Ok(text_var(env, name)?.filter(|v| !v.is_empty()).map(str::to_owned))
+    };
+    let host = match nonempty("HTTP_HOST")? {
+        Some(h) => Some(h),
+        None => nonempty("SERVER_NAME")?.map(|name| match nonempty("SERVER_PORT").ok().flatten() {
+            Some(port) if port != "80" && port != "443" => format!("{name}:{port}"),
+            _ => name,
+        }),
+    };
+    let meta = Meta {
+        remote_user: nonempty("REMOTE_USER")?,
+        cookie: nonempty("HTTP_COOKIE")?,
+        origin: nonempty("HTTP_ORIGIN")?,
+        sec_fetch_site: nonempty("HTTP_SEC_FETCH_SITE")?,
+        host,
+        https: nonempty("HTTPS")?.is_some_and(|v| v.eq_ignore_ascii_case("on") || v == "1")
+            || nonempty("REQUEST_SCHEME")?.is_some_and(|v| v.eq_ignore_ascii_case("https")),
+        remote_addr: nonempty("REMOTE_ADDR")?,
+    };
+    let body = if method.is_safe() {
+        Ok(Vec::new())
+    } else {
+        read_body(
+            method,
+            text_var(env, "CONTENT_LENGTH")?,
+            text_var(env, "HTTP_TRANSFER_ENCODING")?.is_some_and(|t| t.to_ascii_lowercase().contains("chunked")),
+            &mut stdin,
+        )
+    };
+    Ok(Request { method, path, query, content_type, body, meta })
+}
+
+fn read_body(method: Method, length: Option<&str>, chunked: bool, stdin: &mut impl Read) -> Result<Vec<u8>, BodyError> {
+    let mut body = Vec::new();
+    match length.map(str::trim).filter(|l| !l.is_empty()) {
+        Some(length) => {
+            let n: u64 = length.parse().map_err(|_| BodyError::BadLength)?;
+            if n > MAX_BODY_BYTES as u64 {
+                return Err(BodyError::TooLarge);
+            }
+            body.reserve_exact(n as usize);
+            stdin.take(n).read_to_end(&mut body).map_err(|_| BodyError::Unreadable)?;
+            if body.len() as u64 != n {
+                return Err(BodyError::Unreadable);
+            }
+        }
+        // Apache passes a chunked body without a length, until end of file.
+        None if chunked => {
+            stdin.take(MAX_BODY_BYTES as u64 + 1).read_to_end(&mut body).map_err(|_| BodyError::Unreadable)?;
+            if body.len() > MAX_BODY_BYTES {
+                return Err(BodyError::TooLarge);
+            }
+        }
+        None if method == Method::Post => return Err(BodyError::LengthRequired),
+        None => {}
+    }
+    Ok(body)
+}
+
+fn parse_query(query: &str) -> Result<Vec<(String, String)>, ApiError> {
+    let decode = |s: &str| -> Result<String, ApiError> {
+        let plus = s.replace('+', " ");
+        let bytes: Vec<u8> = percent_encoding::percent_decode_str(&plus).collect();
+        String::from_utf8(bytes)
+            .map_err(|_| ApiError::bad_request("invalid_utf8", "the query string is not valid UTF-8"))
+    };
+    query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            Ok((decode(k)?, decode(v)?))
+        })
+        .collect()
+}
+
+/// Writes a reply as a CGI document response (RFC 3875 6.2.1).
+fn serialize(reply: Reply, head: bool) -> Vec<u8> {
+    let body = serde_json::to_vec(&Value::Object(reply.body)).unwrap_or_else(|_| b"{}".to_vec());
+    let mut out = Vec::with_capacity(body.len() + 256);
+    let _ = write!(
+        out,
+        "Status: {} {}\r\nContent-Type: application/json; charset=utf-8\r\nCache-Control: private, no-store\r\n\
+         X-Content-Type-Options: nosniff\r\n",
+        reply.status,
+        reason_phrase(reply.status)
+    );
+    for (name, value) in &reply.headers {
+        // Nothing from input may split a header.
+        let value: String = value.chars().filter(|c| *c != '\r' && *c != '\n').collect();
+        let _ = write!(out, "{name}: {value}\r\n");
+    }
+    let _ = write!(out, "Content-Length: {}\r\n\r\n", body.len());
+    if !head {
+        out.extend_from_slice(&body);
+    }
+    out
+}

@@ -1,0 +1,102 @@
+//! `friends`: friend lists and requests; requests and acceptances notify the other user.
+
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{named_user, unknown_path};
+use crate::gateway::Context;
+use crate::http::{ApiError, Method, Reply, Request};
+use crate::message_store::{FriendRequestOutcome, User};
+use crate::msq::Send;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Action {
+    action: String,
+    user: String,
+}
+
+pub fn friends(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
+    let me = ctx.user()?;
+    if !req.path.is_empty() {
+        return Err(unknown_path());
+    }
+    match req.method {
+        Method::Get | Method::Head => lists(ctx, me, 200),
+        Method::Post => {
+            let action: Action = req.json()?;
+            let other = named_user(ctx, &action.user)?;
+            if other.id == me.id {
+                return Err(ApiError::bad_request("self", "that is you"));
+            }
+            match action.action.as_str() {
+                "request" => match ctx.store.request_friend(me.id, other.id)? {
+                    FriendRequestOutcome::Requested => {
+                        tell(ctx, me, &other, "friend_request", format!("{} wants to be your friend", me.name))?;
+                    }
+                    FriendRequestOutcome::Accepted => {
+                        tell(ctx, me, &other, "friend_accept", format!("{} accepted your friend request", me.name))?;
+                    }
+                    FriendRequestOutcome::AlreadyRequested | FriendRequestOutcome::AlreadyFriends => {}
+                },
+                "accept" => {
+                    if !ctx.store.accept_friend(me.id, other.id)? {
+                        return Err(ApiError::new(404, "no_request", format!("{} has not asked you", other.name)));
+                    }
+                    tell(ctx, me, &other, "friend_accept", format!("{} accepted your friend request", me.name))?;
+                }
+                "decline" => {
+                    if !ctx.store.decline_friend(me.id, other.id)? {
+                        return Err(ApiError::new(404, "no_request", format!("{} has not asked you", other.name)));
+                    }
+                }
+                "remove" => {
+                    if !ctx.store.remove_friend(me.id, other.id)? {
+                        return Err(ApiError::new(
+                            404,
+                            "not_friends",
+                            format!("you and {} are not friends", other.name),
+                        ));
+                    }
+                }
+                _ => {
+                    return Err(ApiError::bad_request(
+                        "bad_action",
+                        "action must be request, accept, decline or remove",
+                    ));
+                }
+            }
+            lists(ctx, me, 200)
+        }
+        _ => Err(ApiError::method_not_allowed("GET, HEAD, POST")),
+    }
+}
+
+fn tell(ctx: &Context<'_>, me: &User, other: &User, kind: &str, subject: String) -> Result<(), ApiError> {
+    let body = match kind {
+        "friend_request" => format!(
+            "{} ({}) asked to be your friend. Accept or decline on your friends page.",
+            me.display_name, me.name
+        ),
+        _ => format!("{} ({}) and you are friends now.", me.display_name, me.name),
+    };
+    super::notify(ctx, Send { from: me.id, to: other.id, subject, body, kind: kind.into(), idempotency_key: None })?;
+    Ok(())
+}
+
+fn lists(ctx: &Context<'_>, me: &User, status: u16) -> Result<Reply, ApiError> {
+    let friends: Vec<_> = ctx
+        .store
+        .friends(me.id)?
+        .into_iter()
+        .map(|f| json!({"name": f.name, "display_name": f.display_name, "since": f.since}))
+        .collect();
+    Ok(Reply::with_status(
+        status,
+        json!({
+            "friends": friends,
+            "incoming": ctx.store.incoming_requests(me.id)?,
+            "outgoing": ctx.store.outgoing_requests(me.id)?,
+        }),
+    ))
+}

@@ -1,0 +1,97 @@
+//! `posts`: the caller's and friends' posts, and comments; a comment notifies the
+//! post's author. A post is visible to its author and the author's friends only.
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{MAX_POST_CHARS, before_param, check_text, notify, page_limit, path_id, unknown_path};
+use crate::gateway::Context;
+use crate::http::{ApiError, Method, Reply, Request};
+use crate::message_store::{Comment, Post, PostId, User};
+use crate::msq::Send;
+use crate::text;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewText {
+    body: String,
+}
+
+pub fn posts(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
+    let me = ctx.user()?;
+    match (req.path_segments().as_slice(), req.method) {
+        ([], Method::Get | Method::Head) => {
+            let limit = page_limit(req, 20)?;
+            let mut posts = ctx.store.feed(me.id, before_param(req)?, limit + 1)?;
+            let next = next_id(&mut posts, limit, |p| p.id.0);
+            let posts: Vec<Value> = posts.iter().map(post_json).collect();
+            Ok(Reply::ok(json!({"posts": posts, "next": next})))
+        }
+        ([], Method::Post) => {
+            let new: NewText = req.json()?;
+            check_text("body", &new.body, MAX_POST_CHARS, true)?;
+            let id = ctx.store.add_post(me.id, &new.body)?;
+            let post = ctx.store.post(id)?.ok_or_else(|| ApiError::internal("the new post vanished"))?;
+            Ok(Reply::created(json!({"post": post_json(&post)})))
+        }
+        ([], _) => Err(ApiError::method_not_allowed("GET, HEAD, POST")),
+        ([id], Method::Get | Method::Head) => {
+            let post = visible_post(ctx, me, path_id(id, "post")?)?;
+            let comments: Vec<Value> = ctx.store.comments(post.id)?.iter().map(comment_json).collect();
+            let mut value = post_json(&post);
+            value["comment_list"] = Value::Array(comments);
+            Ok(Reply::ok(json!({"post": value})))
+        }
+        ([_], _) => Err(ApiError::method_not_allowed("GET, HEAD")),
+        ([id, "comments"], Method::Post) => {
+            let post = visible_post(ctx, me, path_id(id, "post")?)?;
+            let new: NewText = req.json()?;
+            check_text("body", &new.body, MAX_POST_CHARS, true)?;
+            let comment = ctx.store.add_comment(post.id, me.id, &new.body)?;
+            if post.author_id != me.id {
+                notify(
+                    ctx,
+                    Send {
+                        from: me.id,
+                        to: post.author_id,
+                        subject: format!("{} commented on your post", me.name),
+                        body: text::snippet(&new.body, 200),
+                        kind: "comment".into(),
+                        idempotency_key: Some(format!("comment:{}", comment.id)),
+                    },
+                )?;
+            }
+            Ok(Reply::created(json!({"comment": comment_json(&comment)})))
+        }
+        ([_, "comments"], _) => Err(ApiError::method_not_allowed("POST")),
+        _ => Err(unknown_path()),
+    }
+}
+
+/// The post if `me` may see it; another's private post answers as one that does not exist.
+fn visible_post(ctx: &Context<'_>, me: &User, id: i64) -> Result<Post, ApiError> {
+    let post = ctx.store.post(PostId(id))?.ok_or_else(|| ApiError::not_found("post"))?;
+    if post.author_id == me.id || ctx.store.are_friends(me.id, post.author_id)? {
+        Ok(post)
+    } else {
+        Err(ApiError::not_found("post"))
+    }
+}
+
+/// Cuts a page fetched with one row extra and says where the next page starts.
+pub(super) fn next_id<T>(rows: &mut Vec<T>, limit: usize, id: impl Fn(&T) -> i64) -> Option<i64> {
+    if rows.len() > limit {
+        rows.truncate(limit);
+        rows.last().map(id)
+    } else {
+        None
+    }
+}
+
+fn post_json(p: &Post) -> Value {
+    json!({"id": p.id.0, "author": p.author, "body": p.body, "created_at": p.created_at, "comments": p.comments})
+}
+
+fn comment_json(c: &Comment) -> Value {
+    json!({"id": c.id, "author": c.author, "body": c.body, "created_at": c.created_at})
+}
