@@ -288,8 +288,9 @@
   });
   window.addEventListener("hashchange", route);
 
-  // Who is signed in? (cookie from an earlier visit, or REMOTE_USER)
-  api("GET", "session").then(function (data) {
+  // Who is signed in? (a cookie from an earlier visit, or REMOTE_USER when
+  // the web server authenticates): the caller's own profile names them.
+  api("GET", "profile").then(function (data) {
     setUser(nameOf(data));
   }, function () {
     setUser(null);

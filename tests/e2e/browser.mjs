@@ -61,6 +61,8 @@ try {
       await page.goto(cfg.url);
     }
     await page.locator("#nav").waitFor({ state: "visible", timeout: 10000 });
+    const who = await text("#who");
+    assert(who.includes(cfg.user), `header says ${JSON.stringify(who)}`);
     // Let the first views' requests announce whatever was already waiting,
     // then start from a clean slate of notes.
     await page.waitForLoadState("networkidle");
