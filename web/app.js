@@ -95,14 +95,26 @@
         h("input", { name: "name", placeholder: "user name", autocomplete: "username", required: true }),
         h("input", { name: "password", type: "password", placeholder: "password", autocomplete: "current-password", required: true }),
       ], "Sign in", function (v) {
+        Piggyback.reset();  // before: the answer may already announce messages
         return api("POST", "session", { name: v.name, password: v.password }).then(function (data) {
-          Piggyback.reset();
           setUser(nameOf(data) || v.name);
           location.hash = "#/posts";
           // The login response names no user's messages yet: ask once now.
           return api("GET", "profile").catch(function () {});
         });
-      })));
+      }),
+      h("details",
+        h("summary.meta", "Sign in with a session token"),
+        h("p.meta", "An operator can make one with: piggyback token NAME --ttl 1d"),
+        form("stack", [h("input", { name: "token", placeholder: "pb_session token", required: true })],
+          "Use token", function (v) {
+            document.cookie = "pb_session=" + encodeURIComponent(v.token.trim()) + "; path=/; SameSite=Lax";
+            Piggyback.reset();
+            return api("GET", "profile").then(function (data) {
+              setUser(nameOf(data));
+              location.hash = "#/posts";
+            });
+          }))));
   }
 
   // --- profile -----------------------------------------------------------
@@ -218,7 +230,7 @@
           var unread = m.state === "new" || m.state === "delivered";
           return h("div.card.mail" + (unread ? ".unread" : ""), { onclick: function () { location.hash = "#/mailbox/" + m.id; } },
             h("span.from", m.from), h("span.subject", m.subject, h("span.meta", " — " + (m.snippet || ""))),
-            h("span.meta", when(m.sent_at)), h("span.state", m.state));
+            h("span.meta", when(m.sent_at)), h("span.state", unread ? "unread" : m.state));
         }));
         if (!list.children.length) add(list, h("p.empty", "no messages"));
         next = data.next;
@@ -255,6 +267,7 @@
             h("button.danger", { type: "button", onclick: function () {
               api("DELETE", "messages/" + id).then(function () { location.hash = "#/mailbox"; }, fail);
             } }, "Delete"))));
+      Piggyback.dismiss(m.id);
       // Reading it is what marks it read (a GET changes nothing).
       if (unread) api("POST", "messages/" + id + "/read", {}).catch(function () {});
     }, fail);

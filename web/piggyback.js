@@ -281,6 +281,13 @@
     onCounters: function (f) { state.listeners.push(f); render(); },
     // f(messageId or null) when a note is clicked.
     onOpen: function (f) { state.onOpen = f; },
+    // Take away the note of one message (it is being read).
+    dismiss: function (id) {
+      Array.prototype.forEach.call(document.querySelectorAll(".pb-toast"), function (t) {
+        var keys = (t.dataset.ids || "").split(",");
+        if (keys.length === 1 && keys[0].split("@")[0] === String(id)) t.remove();
+      });
+    },
     counters: function () { return { unread: state.unread, newCount: state.newCount }; },
     // Forget everything about the last user (logout).
     reset: function () {
