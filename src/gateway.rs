@@ -17,9 +17,12 @@ use crate::config::{Config, MAX_BODY_BYTES};
 use crate::http::{ApiError, BodyError, Meta, Method, Reply, Request, reason_phrase};
 use crate::identity::{self, COOKIE_NAME, Key};
 use crate::message_status;
-use crate::message_store::{Store, StoreError, User, now};
+use crate::message_store::{BUSY_TIMEOUT, Store, StoreError, User, now};
 use crate::msq::{self, Queue, QueueError};
 use crate::spool::Spool;
+
+/// How long the per-request drain waits for the write lock.
+const DRAIN_PATIENCE: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// What a handler gets besides the request.
 pub struct Context<'a> {
@@ -112,7 +115,12 @@ fn serve(handler: Handler, env: &Env, stdin: impl Read) -> Reply {
 /// ago by another process is in the database before `site_messages` is computed.
 /// A failure here only delays those messages: it is logged, never answered.
 fn drain(queue: &Queue<'_>) {
-    match queue.drain(msq::CGI_DRAIN_BATCH, msq::CLAIM_TIMEOUT_SECS) {
+    // Opportunistic: when another process holds the write lock, it is draining or
+    // claiming; do not make this request wait the full busy timeout for it.
+    let _ = queue.store().set_busy_timeout(DRAIN_PATIENCE);
+    let result = queue.drain(msq::CGI_DRAIN_BATCH, msq::CLAIM_TIMEOUT_SECS);
+    let _ = queue.store().set_busy_timeout(BUSY_TIMEOUT);
+    match result {
         Ok(report) => {
             for line in &report.bad {
                 log(line);
