@@ -98,7 +98,7 @@ fn serve(handler: Handler, env: &Env, stdin: impl Read) -> Reply {
         && reply.status < 500
         && request.method != Method::Head
     {
-        match message_status::check(&ctx.queue, user.id, request.meta.ack, &config) {
+        match message_status::check(&ctx.queue, user, request.meta.ack, &config) {
             Ok(Some(site)) => {
                 let value = serde_json::to_value(site).unwrap_or(Value::Null);
                 reply.body.insert("site_messages".into(), value);

@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use crate::config::{Config, EmptyPolicy};
-use crate::message_store::{Announce, StoreError, Summary, UserId, now};
+use crate::message_store::{Announce, Preview, StoreError, Summary, User, now};
 use crate::msq::Queue;
 use crate::text;
 
@@ -41,12 +41,19 @@ pub struct Item {
 }
 
 impl Item {
-    pub fn from_summary(s: &Summary, snippet_chars: usize) -> Item {
+    /// The summary as `preview` allows it to be shown.
+    pub fn from_summary(s: &Summary, snippet_chars: usize, preview: Preview) -> Item {
         Item {
             id: s.id.0,
             from: s.from.clone(),
-            subject: s.subject.clone(),
-            snippet: text::snippet_of_prefix(&s.body_prefix, s.body_truncated, snippet_chars),
+            subject: match preview {
+                Preview::Sender => String::new(),
+                Preview::Full | Preview::Subject => s.subject.clone(),
+            },
+            snippet: match preview {
+                Preview::Full => text::snippet_of_prefix(&s.body_prefix, s.body_truncated, snippet_chars),
+                Preview::Subject | Preview::Sender => String::new(),
+            },
             sent_at: s.sent_at.clone(),
             kind: s.kind.clone(),
             repeat: false,
@@ -68,10 +75,11 @@ pub fn prefix_chars(snippet_chars: usize) -> usize {
 /// `None` when nothing is unread and the configuration says to omit the member.
 pub fn check(
     queue: &Queue<'_>,
-    user: UserId,
+    user: &User,
     ack: Option<i64>,
     config: &Config,
 ) -> Result<Option<SiteMessages>, StoreError> {
+    let (preview, user) = (user.preview, user.id);
     let mut mailbox = queue.mailbox(user)?;
     if let Some(batch) = ack
         && batch > mailbox.acked
@@ -98,9 +106,9 @@ pub fn check(
         }
     } else {
         let claim = queue.claim(user, config.max_items, prefix_chars(config.snippet_chars), announce)?;
-        let mut items: Vec<Item> = claim.items.iter().map(|s| Item::from_summary(s, config.snippet_chars)).collect();
-        items
-            .extend(claim.repeats.iter().map(|s| Item { repeat: true, ..Item::from_summary(s, config.snippet_chars) }));
+        let item = |s: &Summary| Item::from_summary(s, config.snippet_chars, preview);
+        let mut items: Vec<Item> = claim.items.iter().map(item).collect();
+        items.extend(claim.repeats.iter().map(|s| Item { repeat: true, ..item(s) }));
         let delivered = claim.after.delivered - claim.flipped;
         SiteMessages {
             // Anything that arrived after the flip stays `new` for the next response.
@@ -122,7 +130,7 @@ pub fn check(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message_store::{Change, MessageId, NewMessage, Store};
+    use crate::message_store::{Change, MessageId, NewMessage, Store, UserId};
     use crate::spool::Spool;
 
     struct Fixture {
@@ -162,7 +170,8 @@ mod tests {
 
         fn check(&self, ack: Option<i64>) -> SiteMessages {
             let queue = Queue::new(&self.store, Spool::new(self.dir.path().join("spool")));
-            check(&queue, self.alice, ack, &self.config).unwrap().unwrap()
+            let user = self.store.user_by_id(self.alice).unwrap().unwrap();
+            check(&queue, &user, ack, &self.config).unwrap().unwrap()
         }
 
         /// Moves the last announcement back in time, past any lease.
@@ -186,6 +195,18 @@ mod tests {
         assert_eq!((second.new, second.delivered, second.unread), (0, 2, 2));
         assert!(second.items.is_empty());
         assert_eq!(second.batch, None);
+    }
+
+    #[test]
+    fn the_users_preview_choice_hides_subject_and_snippet() {
+        let f = fixture();
+        f.store.update_profile(f.alice, None, None, Some(Preview::Sender)).unwrap();
+        f.send(1);
+        let site = f.check(None);
+        assert_eq!(
+            (site.items[0].from.as_str(), site.items[0].subject.as_str(), site.items[0].snippet.as_str()),
+            ("bob", "", "")
+        );
     }
 
     #[test]

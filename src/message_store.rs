@@ -219,6 +219,39 @@ pub struct User {
     pub id: UserId,
     pub name: String,
     pub display_name: String,
+    pub preview: Preview,
+}
+
+/// What announcements may show of a message: a user's privacy choice, for screens
+/// other people can see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Preview {
+    /// Sender, subject and snippet.
+    #[default]
+    Full,
+    /// Sender and subject.
+    Subject,
+    /// The sender only.
+    Sender,
+}
+
+impl Preview {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Preview::Full => "full",
+            Preview::Subject => "subject",
+            Preview::Sender => "sender",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Preview> {
+        Some(match s {
+            "full" => Preview::Full,
+            "subject" => Preview::Subject,
+            "sender" => Preview::Sender,
+            _ => return None,
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -226,6 +259,7 @@ pub struct Profile {
     pub name: String,
     pub display_name: String,
     pub bio: String,
+    pub preview: Preview,
     pub joined_at: String,
     pub friends: i64,
     pub posts: i64,
@@ -303,6 +337,8 @@ CREATE TABLE users (
     name TEXT NOT NULL UNIQUE,
     display_name TEXT NOT NULL,
     bio TEXT NOT NULL DEFAULT '',
+    -- What toasts may show of a message: the user's privacy choice.
+    preview TEXT NOT NULL DEFAULT 'full' CHECK (preview IN ('full', 'subject', 'sender')),
     password_hash TEXT,
     joined_at INTEGER NOT NULL
 );
@@ -445,16 +481,16 @@ impl Store {
     pub fn user_by_name(&self, name: &str) -> Result<Option<User>> {
         Ok(self
             .conn
-            .prepare_cached("SELECT id, name, display_name FROM users WHERE name = ?1")?
-            .query_row([name], |r| Ok(User { id: UserId(r.get(0)?), name: r.get(1)?, display_name: r.get(2)? }))
+            .prepare_cached("SELECT id, name, display_name, preview FROM users WHERE name = ?1")?
+            .query_row([name], user_row)
             .optional()?)
     }
 
     pub fn user_by_id(&self, id: UserId) -> Result<Option<User>> {
         Ok(self
             .conn
-            .prepare_cached("SELECT id, name, display_name FROM users WHERE id = ?1")?
-            .query_row([id.0], |r| Ok(User { id: UserId(r.get(0)?), name: r.get(1)?, display_name: r.get(2)? }))
+            .prepare_cached("SELECT id, name, display_name, preview FROM users WHERE id = ?1")?
+            .query_row([id.0], user_row)
             .optional()?)
     }
 
@@ -497,7 +533,7 @@ impl Store {
         let sql = format!(
             "SELECT name, display_name, bio, strftime({RFC3339}, joined_at, 'unixepoch'),
                     (SELECT count(*) FROM friendships WHERE user_id = u.id),
-                    (SELECT count(*) FROM posts WHERE author_id = u.id)
+                    (SELECT count(*) FROM posts WHERE author_id = u.id), preview
              FROM users u WHERE id = ?1"
         );
         Ok(self
@@ -511,17 +547,25 @@ impl Store {
                     joined_at: r.get(3)?,
                     friends: r.get(4)?,
                     posts: r.get(5)?,
+                    preview: Preview::parse(&r.get::<_, String>(6)?).unwrap_or_default(),
                 })
             })
             .optional()?)
     }
 
-    pub fn update_profile(&self, user: UserId, display_name: Option<&str>, bio: Option<&str>) -> Result<()> {
+    pub fn update_profile(
+        &self,
+        user: UserId,
+        display_name: Option<&str>,
+        bio: Option<&str>,
+        preview: Option<Preview>,
+    ) -> Result<()> {
         let tx = self.immediate()?;
         tx.prepare_cached(
-            "UPDATE users SET display_name = coalesce(?2, display_name), bio = coalesce(?3, bio) WHERE id = ?1",
+            "UPDATE users SET display_name = coalesce(?2, display_name), bio = coalesce(?3, bio),
+                              preview = coalesce(?4, preview) WHERE id = ?1",
         )?
-        .execute(params![user.0, display_name, bio])?;
+        .execute(params![user.0, display_name, bio, preview.map(Preview::as_str)])?;
         tx.commit()?;
         Ok(())
     }
@@ -1235,6 +1279,16 @@ fn summary_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Summary> {
         sent_at: r.get(5)?,
         state: state_column(r, 6)?,
         kind: r.get(7)?,
+    })
+}
+
+fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
+    let preview: String = r.get(3)?;
+    Ok(User {
+        id: UserId(r.get(0)?),
+        name: r.get(1)?,
+        display_name: r.get(2)?,
+        preview: Preview::parse(&preview).unwrap_or_default(),
     })
 }
 
