@@ -61,6 +61,10 @@ pub struct Meta {
     pub host: Option<String>,
     pub https: bool,
     pub remote_addr: Option<String>,
+    /// `X-Piggyback-Ack`: the last announcement batch this client showed (0: none yet).
+    /// Its presence says the client acknowledges, so unacknowledged batches may be
+    /// announced to it again.
+    pub ack: Option<i64>,
 }
 
 impl Request {
