@@ -75,6 +75,7 @@
 
   function setUser(name) {
     me = name;
+    Piggyback.setUser(name);
     document.getElementById("nav").hidden = !name;
     document.getElementById("logout").hidden = !name;
     document.getElementById("who").textContent = name ? "signed in as " + name : "";
@@ -132,8 +133,14 @@
         mine && form("stack.card", [
           h("input", { name: "display_name", value: p.display_name || "", placeholder: "display name" }),
           h("textarea", { name: "bio", placeholder: "about you" }, p.bio || ""),
+          p.message_preview && h("label.meta", "Message notes show: ",
+            h("select", { name: "message_preview" },
+              [["full", "sender, subject and text"], ["subject", "sender and subject"], ["sender", "sender only"]]
+                .map(function (o) { return h("option", { value: o[0], selected: p.message_preview === o[0] }, o[1]); }))),
         ], "Save", function (v) {
-          return api("POST", "profile", { display_name: v.display_name, bio: v.bio }).then(function () {
+          var edit = { display_name: v.display_name, bio: v.bio };
+          if (v.message_preview) edit.message_preview = v.message_preview;
+          return api("POST", "profile", edit).then(function () {
             profileView(user);
           });
         }));

@@ -10,8 +10,12 @@
 //     messages already shown are remembered in localStorage and shared with other
 //     tabs over BroadcastChannel, so neither a reload nor a second tab shows
 //     one twice; many at once are coalesced into one note.
-// Members this file does not know are ignored. No polling: when the page has
-// made no request for IDLE_MS, one cheap GET keeps the announcements coming.
+// Every request carries X-Piggyback-Ack, the last announcement batch this
+// browser showed for the signed-in user, so that an announcement whose
+// response was lost is made again (as items with repeat: true; those already
+// shown are dropped here by id). Members this file does not know are ignored.
+// No polling: when the page has made no request for IDLE_MS, one cheap GET
+// keeps the announcements coming.
 (function (global) {
   "use strict";
 
@@ -21,9 +25,13 @@
   var MAX_TOASTS = 5;            // notes on screen at once
   var SEEN_KEY = "pb_seen";      // localStorage: "id@sent_at" already shown
   var NEW_KEY = "pb_new_count";  // localStorage: the "new" counter
+  var USER_KEY = "pb_user";      // localStorage: who the batches below belong to
+  var ACK_PREFIX = "pb_ack:";    // localStorage: last batch shown, per user
   var SEEN_MAX = 500;
 
   var state = {
+    user: readString(USER_KEY),
+    ack: 0,                      // last batch shown while the user is unknown
     unread: null,
     newCount: readInt(NEW_KEY),
     lastRequestAt: Date.now(),
@@ -35,6 +43,43 @@
     channel = typeof BroadcastChannel === "function" ? new BroadcastChannel("piggyback") : null;
   } catch (e) {
     channel = null;
+  }
+
+  function readString(key) {
+    try {
+      return global.localStorage.getItem(key) || null;
+    } catch (e) {
+      return null;
+    }
+  }
+
+  function writeString(key, value) {
+    try {
+      if (value == null) global.localStorage.removeItem(key);
+      else global.localStorage.setItem(key, value);
+    } catch (e) { /* private mode: memory only */ }
+  }
+
+  // The batch to acknowledge: the last one shown to this user.
+  function currentAck() {
+    return state.user ? Math.max(readInt(ACK_PREFIX + state.user), state.ack) : state.ack;
+  }
+
+  function shownBatch(batch) {
+    if (typeof batch !== "number" || !(batch > currentAck())) return;
+    state.ack = batch;
+    if (state.user) writeString(ACK_PREFIX + state.user, String(batch));
+  }
+
+  function setUser(name) {
+    if (name === state.user) return;
+    var carried = state.ack;
+    state.user = name || null;
+    state.ack = 0;
+    writeString(USER_KEY, state.user);
+    if (state.user && carried > readInt(ACK_PREFIX + state.user)) {
+      writeString(ACK_PREFIX + state.user, String(carried));
+    }
   }
 
   function readInt(key) {
@@ -152,7 +197,15 @@
     return it.id + "@" + (it.sent_at || "");
   }
 
+  var TITLES = {
+    note: "New message from ",
+    friend_request: "Friend request from ",
+    friend_accept: "New friend: ",
+    comment: "New comment from ",
+  };
+
   // Show notes for items not shown before; returns how many were new here.
+  // total: how many this response announces (new + repeated).
   function announce(items, total, more) {
     var fresh = items.filter(function (it) {
       return it && typeof it.id === "number" && !alreadySeen(keyOf(it));
@@ -167,11 +220,14 @@
       var who = names(fresh);
       var list = who.slice(0, 3).join(", ") + (who.length > 3 || extra > 0 ? "…" : "");
       showToast(count + " new messages" + (list ? " from " + list : ""),
-        fresh.slice(0, 3).map(function (it) { return it.from + ": " + it.subject; }),
+        fresh.slice(0, 3).map(function (it) { return it.from + (it.subject ? ": " + it.subject : ""); }),
         keys, null);
     } else {
       fresh.forEach(function (it) {
-        showToast("New message from " + it.from, [it.subject, it.snippet || ""], [keyOf(it)], it.id);
+        // With the recipient's message_preview choice, subject and snippet
+        // may be empty: then the note names the sender only.
+        var lines = [it.subject, it.snippet].filter(function (l) { return l; });
+        showToast((TITLES[it.kind] || TITLES.note) + it.from, lines, [keyOf(it)], it.id);
       });
     }
     return count;
@@ -182,7 +238,8 @@
     if (!sm || typeof sm !== "object") return;
     if (typeof sm.unread === "number") state.unread = sm.unread;
     var items = Array.isArray(sm.items) ? sm.items : [];
-    var total = typeof sm.new === "number" ? sm.new : items.length;
+    var total = (typeof sm.new === "number" ? sm.new : items.length) +
+      (typeof sm.repeated === "number" ? sm.repeated : 0);
     if (fromOtherTab) {
       // The other tab showed these; just remember them.
       var keys = items.filter(function (it) { return it && typeof it.id === "number"; }).map(keyOf);
@@ -193,6 +250,7 @@
       return;
     }
     var added = announce(items, total, sm.more === true);
+    shownBatch(sm.batch);
     if (added > 0) setNewCount(state.newCount + added); else render();
     if (channel && (added > 0 || typeof sm.unread === "number")) {
       try {
@@ -228,7 +286,7 @@
       method: method,
       credentials: "same-origin",
       cache: "no-store",
-      headers: { "Accept": "application/json" },
+      headers: { "Accept": "application/json", "X-Piggyback-Ack": String(currentAck()) },
     };
     if (body !== undefined) {
       opts.headers["Content-Type"] = "application/json";
@@ -288,9 +346,12 @@
         if (keys.length === 1 && keys[0].split("@")[0] === String(id)) t.remove();
       });
     },
+    // The app learned who is signed in (acknowledgements are per user).
+    setUser: setUser,
     counters: function () { return { unread: state.unread, newCount: state.newCount }; },
     // Forget everything about the last user (logout).
     reset: function () {
+      setUser(null);
       state.unread = null;
       shownHere = {};
       try {

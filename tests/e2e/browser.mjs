@@ -47,6 +47,19 @@ try {
   const pageErrors = [];
   page.on("pageerror", (e) => pageErrors.push(String(e)));
   const toasts = () => page.locator(".pb-toast");
+  // Every /cgi-bin request's X-Piggyback-Ack, and the highest batch answered.
+  const acks = [];
+  let maxBatch = 0;
+  page.on("request", (r) => {
+    if (new URL(r.url()).pathname.startsWith("/cgi-bin/")) acks.push(r.headers()["x-piggyback-ack"]);
+  });
+  page.on("response", async (r) => {
+    if (!new URL(r.url()).pathname.startsWith("/cgi-bin/")) return;
+    try {
+      const b = (await r.json()).site_messages?.batch;
+      if (typeof b === "number" && b > maxBatch) maxBatch = b;
+    } catch (e) { /* not JSON */ }
+  });
   const text = async (sel) => (await page.locator(sel).textContent()).trim();
 
   await check("browser: sign in", async () => {
@@ -91,6 +104,14 @@ try {
     await sleep(500);
     assert((await page.locator(".pb-toast", { hasText: subject }).count()) === 1, "the toast appeared again");
     assert((await toasts().count()) === 1, `expected 1 toast, saw ${await toasts().count()}`);
+  });
+
+  await check("browser: every request acknowledges the last batch shown", async () => {
+    assert(acks.length > 0 && acks.every((a) => /^\d+$/.test(a || "")), `X-Piggyback-Ack values: ${acks}`);
+    assert(maxBatch > 0, "no response carried a batch");
+    acks.length = 0;
+    await page.evaluate(() => Piggyback.api("GET", "profile"));
+    assert(acks[0] === String(maxBatch), `acknowledged ${acks[0]}, last batch shown ${maxBatch}`);
   });
 
   await check("browser: a second tab does not show the same message again", async () => {
