@@ -260,7 +260,8 @@ impl Cgi {
     pub fn env(&self) -> BTreeMap<String, String> {
         let mut env = self.vars.clone();
         env.insert("REQUEST_METHOD".into(), self.method.clone());
-        if self.auto_length && !self.body.is_empty() {
+        // A POST always has a length (`fetch` sends `Content-Length: 0` for no body).
+        if self.auto_length && (!self.body.is_empty() || self.method == "POST") {
             env.insert("CONTENT_LENGTH".into(), self.body.len().to_string());
         }
         env
