@@ -17,8 +17,12 @@ use crate::config::{Config, MAX_BODY_BYTES};
 use crate::http::{ApiError, BodyError, Meta, Method, Reply, Request, reason_phrase};
 use crate::identity::{self, COOKIE_NAME, Key};
 use crate::message_status;
-use crate::message_store::{Store, StoreError, User, now};
-use crate::msq::Queue;
+use crate::message_store::{BUSY_TIMEOUT, Store, StoreError, User, now};
+use crate::msq::{self, Queue, QueueError};
+use crate::spool::Spool;
+
+/// How long the per-request drain waits for the write lock.
+const DRAIN_PATIENCE: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// What a handler gets besides the request.
 pub struct Context<'a> {
@@ -82,11 +86,14 @@ fn serve(handler: Handler, env: &Env, stdin: impl Read) -> Reply {
         Ok(user) => user,
         Err(e) => return e.into_reply(),
     };
-    let ctx = Context { config: &config, store: &store, queue: Queue::new(&store), user };
+    let ctx = Context { config: &config, store: &store, queue: Queue::new(&store, Spool::new(&config.spool)), user };
     let mut reply = match handler(&ctx, &request) {
         Ok(reply) => reply,
         Err(e) => e.into_reply(),
     };
+    if ctx.user.is_some() {
+        drain(&ctx.queue);
+    }
     if let Some(user) = &ctx.user
         && reply.status < 500
         && request.method != Method::Head
@@ -102,6 +109,26 @@ fn serve(handler: Handler, env: &Env, stdin: impl Read) -> Reply {
         }
     }
     reply
+}
+
+/// Applies a bounded batch of waiting request files, so that a message sent a moment
+/// ago by another process is in the database before `site_messages` is computed.
+/// A failure here only delays those messages: it is logged, never answered.
+fn drain(queue: &Queue<'_>) {
+    // Opportunistic: when another process holds the write lock, it is draining or
+    // claiming; do not make this request wait the full busy timeout for it.
+    let _ = queue.store().set_busy_timeout(DRAIN_PATIENCE);
+    let result = queue.drain(msq::CGI_DRAIN_BATCH, msq::CLAIM_TIMEOUT_SECS);
+    let _ = queue.store().set_busy_timeout(BUSY_TIMEOUT);
+    match result {
+        Ok(report) => {
+            for line in &report.bad {
+                log(line);
+            }
+        }
+        Err(QueueError::Store(StoreError::Busy)) => {}
+        Err(e) => log(&format!("drain: {e}")),
+    }
 }
 
 fn misconfigured() -> Reply {
@@ -127,6 +154,18 @@ pub fn store_failure(e: &StoreError) -> ApiError {
         StoreError::Sqlite(_) => {
             log(&format!("{e}"));
             ApiError::internal("internal error")
+        }
+    }
+}
+
+impl From<QueueError> for ApiError {
+    fn from(e: QueueError) -> ApiError {
+        match e {
+            QueueError::Spool(e) => {
+                log(&format!("PIGGYBACK_SPOOL: {e}"));
+                ApiError::unavailable("messages cannot be accepted now; nothing was sent")
+            }
+            QueueError::Store(e) => store_failure(&e),
         }
     }
 }
