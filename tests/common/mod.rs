@@ -5,9 +5,10 @@
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
+use std::fs::File;
 use std::io::{Seek, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 
 use serde_json::Value;
 use tempfile::TempDir;
@@ -269,22 +270,24 @@ impl Cgi {
 
     /// Runs the program's executable with exactly this environment.
     pub fn run(&self) -> Response {
+        self.spawn().wait()
+    }
+
+    /// Starts the program's executable with exactly this environment, the body on stdin.
+    pub fn spawn(&self) -> Running {
         let mut stdin = tempfile::tempfile().expect("a temporary file for stdin");
         stdin.write_all(&self.body).unwrap();
         stdin.rewind().unwrap();
-        let mut reader = stdin.try_clone().unwrap();
-        let output = Command::new(self.program.executable())
+        let stdin_view = stdin.try_clone().unwrap();
+        let child = Command::new(self.program.executable())
             .env_clear()
             .envs(self.env())
             .stdin(Stdio::from(stdin))
-            .output()
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
             .expect("the program starts");
-        assert!(output.status.success(), "{} exited with {}", self.program.name(), output.status);
-        let mut response = parse_response(&output.stdout, self.is_head());
-        response.stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-        // The child shared the file description: its offset is what the child read.
-        response.stdin_read = reader.stream_position().unwrap();
-        response
+        Running { child, stdin_view, program: self.program, head: self.is_head() }
     }
 
     /// Runs the program's handler in-process through `gateway::respond`.
@@ -292,6 +295,27 @@ impl Cgi {
         let env: piggyback::gateway::Env = self.env().into_iter().map(|(k, v)| (k, OsString::from(v))).collect();
         let raw = piggyback::gateway::respond(self.program.handler(), &env, self.body.as_slice());
         parse_response(&raw, self.is_head())
+    }
+}
+
+/// A CGI program started by [`Cgi::spawn`].
+pub struct Running {
+    child: Child,
+    stdin_view: File,
+    program: Program,
+    head: bool,
+}
+
+impl Running {
+    /// Waits for the program and parses its response.
+    pub fn wait(mut self) -> Response {
+        let output = self.child.wait_with_output().expect("the program runs");
+        assert!(output.status.success(), "{} exited with {}", self.program.name(), output.status);
+        let mut response = parse_response(&output.stdout, self.head);
+        response.stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        // The child shared the file description: its offset is what the child read.
+        response.stdin_read = self.stdin_view.stream_position().unwrap();
+        response
     }
 }
 
@@ -322,6 +346,20 @@ impl Site {
         let mut all = vec!["--db", db];
         all.extend_from_slice(args);
         piggyback(&all, &[])
+    }
+
+    /// Starts `piggyback --db DB ARGS…` with an empty environment, its output piped.
+    pub fn piggyback_spawn(&self, args: &[&str]) -> Child {
+        Command::new(PIGGYBACK)
+            .arg("--db")
+            .arg(&self.db)
+            .args(args)
+            .env_clear()
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("piggyback starts")
     }
 
     /// Like [`Site::piggyback`], and it must succeed: its stdout.
