@@ -295,7 +295,7 @@ fn an_oversized_or_unsized_body_is_refused_without_reading_it() {
             Some(n) => cgi.content_length(n),
             None => cgi.no_content_length(),
         };
-        let env: piggyback::gateway::Env = cgi.env().into_iter().map(|(k, v)| (k, v.into())).collect();
+        let env: piggyback::gateway::Env = cgi.env().into_iter().collect();
         let mut body = Watched { read: false };
         let raw = piggyback::gateway::respond(Program::Messages.handler(), &env, &mut body);
         let r = common::parse_response(&raw, false);

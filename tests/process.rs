@@ -743,3 +743,228 @@ fn cli_seed_makes_a_site_the_programs_serve_and_check_passes() {
     assert!(!r.json["posts"].as_array().unwrap().is_empty());
     site.assert_check_passes();
 }
+
+// ---- endpoints in more detail ------------------------------------------------------
+
+#[test]
+fn messages_and_posts_page_with_before_and_next() {
+    let site = site();
+    let sent: Vec<i64> = (0..5).map(|i| site.send("bob", "alice", &format!("m{i}"), "x")).collect();
+    let page = |path: &str| {
+        let r = site.get(Program::Messages, "alice", path);
+        r.assert_status(200);
+        let ids: Vec<i64> = r.json["messages"].as_array().unwrap().iter().map(|m| m["id"].as_i64().unwrap()).collect();
+        (ids, r.json["next"].as_i64())
+    };
+    assert_eq!(page("?limit=2"), (vec![sent[4], sent[3]], Some(sent[3])));
+    assert_eq!(page(&format!("?limit=2&before={}", sent[3])), (vec![sent[2], sent[1]], Some(sent[1])));
+    assert_eq!(page(&format!("?limit=2&before={}", sent[1])), (vec![sent[0]], None));
+    site.post(Program::Messages, "alice", &format!("/{}/read", sent[0]), json!({})).assert_status(200);
+    site.post(Program::Messages, "alice", &format!("/{}/delete", sent[1]), json!({})).assert_status(200);
+    assert_eq!(page("?state=read").0, vec![sent[0]]);
+    assert_eq!(page("?state=unread").0, vec![sent[4], sent[3], sent[2]]);
+    assert_eq!(page("?state=delivered").0, vec![sent[4], sent[3], sent[2]]);
+    assert_eq!(page("?state=new").0, Vec::<i64>::new());
+    assert_eq!(page("").0, vec![sent[4], sent[3], sent[2], sent[0]], "deleted messages are not listed");
+    for bad in ["?state=deleted", "?state=x", "?limit=0", "?limit=101", "?limit=x", "?before=0", "?before=x"] {
+        let r = site.get(Program::Messages, "alice", bad);
+        r.assert_status(400);
+        assert!(r.has_site_messages(), "{bad}");
+    }
+
+    let posts: Vec<i64> = (0..3)
+        .map(|i| {
+            site.post(Program::Posts, "alice", "", json!({"body": format!("p{i}")})).json["post"]["id"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    let r = site.get(Program::Posts, "alice", "?limit=2");
+    let ids: Vec<i64> = r.json["posts"].as_array().unwrap().iter().map(|p| p["id"].as_i64().unwrap()).collect();
+    assert_eq!(ids, vec![posts[2], posts[1]]);
+    assert_eq!(r.json["next"], posts[1]);
+    let r = site.get(Program::Posts, "alice", &format!("?limit=2&before={}", posts[1]));
+    assert_eq!(r.json["posts"][0]["id"], posts[0]);
+    assert_eq!(r.json["next"], json!(null));
+    site.get(Program::Posts, "alice", "?limit=1000").assert_status(400);
+}
+
+#[test]
+fn text_limits_count_characters_and_refuse_blank_or_long_values() {
+    let site = site();
+    let send = |subject: String, body: &str| {
+        site.post(Program::Messages, "alice", "", json!({"to": "bob", "subject": subject, "body": body}))
+    };
+    send("字".repeat(200), "b").assert_status(201);
+    assert_eq!(send("字".repeat(201), "b").error_code(), "too_long");
+    assert_eq!(send("s".into(), &"x".repeat(10_001)).error_code(), "too_long");
+    assert_eq!(send("s".into(), "  \n ").error_code(), "missing_field");
+    assert_eq!(send("s".into(), "a\u{0}b").error_code(), "invalid_text");
+    let key = "k".repeat(129);
+    let r = site.post(
+        Program::Messages,
+        "alice",
+        "",
+        json!({"to": "bob", "subject": "s", "body": "b", "idempotency_key": key}),
+    );
+    assert_eq!(r.error_code(), "bad_idempotency_key");
+    assert_eq!(site.post(Program::Profile, "alice", "", json!({"display_name": " "})).error_code(), "missing_field");
+    assert_eq!(site.post(Program::Posts, "alice", "", json!({"body": ""})).error_code(), "missing_field");
+    assert_eq!(site.counters("bob"), (1, 0), "only the first send was stored");
+    site.assert_check_passes();
+}
+
+#[test]
+fn sending_is_rate_limited_but_notices_are_not() {
+    let site = site();
+    let send = |i: usize| {
+        site.cgi(Program::Messages)
+            .user("alice")
+            .var("PIGGYBACK_SEND_RATE", "2")
+            .post("", json!({"to": "bob", "subject": format!("s{i}"), "body": "b"}))
+            .run()
+    };
+    send(0).assert_status(201);
+    send(1).assert_status(201);
+    let r = send(2);
+    r.assert_status(429);
+    assert_eq!(r.error_code(), "rate_limited");
+    let wait: i64 = r.header("Retry-After").expect("Retry-After").parse().unwrap();
+    assert!((1..=60).contains(&wait));
+    assert!(r.has_site_messages());
+    assert_eq!(site.counters("bob"), (2, 0));
+    // A friend request still notifies.
+    site.cgi(Program::Friends)
+        .user("alice")
+        .var("PIGGYBACK_SEND_RATE", "2")
+        .post("", json!({"action": "request", "user": "bob"}))
+        .run()
+        .assert_status(200);
+    assert_eq!(site.counters("bob"), (3, 0));
+}
+
+#[test]
+fn profile_of_another_user_and_edits() {
+    let site = site();
+    let r = site.get(Program::Profile, "alice", "?user=bob");
+    r.assert_status(200);
+    assert_eq!(r.json["profile"]["name"], "bob");
+    for missing in ["?user=nobody", "?user=Not%20A%20Name"] {
+        let r = site.get(Program::Profile, "alice", missing);
+        r.assert_status(404);
+        assert_eq!(r.error_code(), "user_not_found");
+    }
+    let r = site.post(Program::Profile, "alice", "", json!({"display_name": "Alice 爱丽丝"}));
+    assert_eq!(r.json["profile"]["display_name"], "Alice 爱丽丝");
+    let r = site.post(Program::Profile, "alice", "", json!({"bio": "hello"}));
+    assert_eq!(
+        (r.json["profile"]["display_name"].as_str(), r.json["profile"]["bio"].as_str()),
+        (Some("Alice 爱丽丝"), Some("hello"))
+    );
+    assert_eq!(site.get(Program::Profile, "bob", "?user=alice").json["profile"]["bio"], "hello");
+}
+
+// ---- the environment as servers pass it ----------------------------------------------
+
+#[test]
+fn non_utf8_header_bytes_in_other_variables_do_not_matter() {
+    use std::os::unix::ffi::OsStringExt;
+    let site = site();
+    let id = site.send("bob", "alice", "s", "b");
+    let r = site
+        .cgi(Program::Profile)
+        .user("alice")
+        .var_os("HTTP_USER_AGENT", std::ffi::OsString::from_vec(b"agent \xff\xfe".to_vec()))
+        .var_os("HTTP_X_ODD", std::ffi::OsString::from_vec(vec![0x80]))
+        .run();
+    r.assert_status(200);
+    assert_eq!(ids(&r), vec![id]);
+    assert!(r.stderr.is_empty());
+}
+
+#[test]
+fn lighttpd_style_content_length_zero_on_get_is_fine() {
+    let site = site();
+    let r = site.cgi(Program::Messages).user("alice").content_length("0").run();
+    r.assert_status(200);
+    assert_eq!(r.counts(), (0, 0, 0));
+}
+
+#[test]
+fn the_common_request_takes_no_write_lock() {
+    let site = site();
+    let id = site.send("bob", "alice", "s", "b");
+    site.get(Program::Profile, "alice", "");
+    // Another writer holds the database; a request with nothing new must not wait for it
+    // (it would answer 503 or leave site_messages out after the busy timeout).
+    let writer = site.conn();
+    writer.execute_batch("BEGIN IMMEDIATE; UPDATE users SET bio = 'x' WHERE name = 'carol'").unwrap();
+    for program in Program::ALL {
+        let r = site.get(program, "alice", "");
+        r.assert_status(200);
+        assert_eq!(r.counts(), (1, 1, 0), "{}", program.name());
+        assert!(r.stderr.is_empty(), "{}", r.stderr);
+    }
+    let r = site.get(Program::Messages, "alice", &format!("/{id}"));
+    r.assert_status(200);
+    writer.execute_batch("ROLLBACK").unwrap();
+}
+
+// ---- the request-file queue ---------------------------------------------------------
+
+#[test]
+fn a_waiting_request_file_is_stored_and_announced_by_the_recipients_next_request() {
+    use piggyback::message_store::{NewMessage, UserId};
+    use piggyback::spool::{FileRequest, Spool};
+    let site = site();
+    let spool = Spool::new(site.dir.path().join("spool"));
+    let id_of = |name: &str| -> i64 {
+        site.conn().query_row("SELECT id FROM users WHERE name = ?1", [name], |r| r.get(0)).unwrap()
+    };
+    let message = NewMessage {
+        request_id: piggyback::msq::new_request_id(),
+        from: UserId(id_of("bob")),
+        to: UserId(id_of("alice")),
+        subject: "from the spool".into(),
+        body: "queued while the database was busy".into(),
+        kind: "note".into(),
+        idempotency_key: None,
+        sent_at: 1_700_000_000,
+    };
+    spool.enqueue(&FileRequest::from_message(&message)).unwrap();
+    assert_eq!(spool.state().unwrap().waiting, 1);
+    assert_eq!(site.counters("alice"), (0, 0));
+
+    // Any program's request drains it; the recipient's response announces it.
+    let r = site.get(Program::Friends, "alice", "");
+    assert_eq!(r.counts(), (1, 0, 1));
+    assert_eq!(r.site()["items"][0]["subject"], "from the spool");
+    assert_eq!(spool.state().unwrap().waiting, 0);
+    // Replaying the same file stores nothing twice.
+    spool.enqueue(&FileRequest::from_message(&message)).unwrap();
+    let out = site.piggyback_ok(&["drain"]);
+    assert!(out.contains("already stored 1"), "{out}");
+    assert_eq!(site.counters("alice"), (0, 1));
+    site.assert_check_passes();
+}
+
+#[test]
+fn an_unwritable_spool_accepts_no_message() {
+    let site = site();
+    let not_a_dir = site.dir.path().join("not-a-dir");
+    std::fs::write(&not_a_dir, b"").unwrap();
+    let before = site.snapshot();
+    let r = site
+        .cgi(Program::Messages)
+        .user("alice")
+        .var("PIGGYBACK_SPOOL", not_a_dir.to_str().unwrap())
+        .post("", json!({"to": "bob", "subject": "s", "body": "b"}))
+        .run();
+    r.assert_status(503);
+    assert!(r.header("Retry-After").is_some());
+    assert!(r.stderr.contains("PIGGYBACK_SPOOL"), "{}", r.stderr);
+    assert_eq!(site.snapshot(), before);
+    // Reading still works.
+    let r = site.cgi(Program::Messages).user("alice").var("PIGGYBACK_SPOOL", not_a_dir.to_str().unwrap()).run();
+    r.assert_status(200);
+}

@@ -162,7 +162,7 @@ pub fn parse_response(raw: &[u8], head: bool) -> Response {
 pub struct Cgi {
     program: Program,
     method: String,
-    vars: BTreeMap<String, String>,
+    vars: BTreeMap<String, OsString>,
     body: Vec<u8>,
     auto_length: bool,
 }
@@ -172,7 +172,7 @@ impl Cgi {
     /// is given, the variables every server sets, and the headers a same-origin
     /// `fetch` sends.
     pub fn new(program: Program, db: Option<&Path>) -> Cgi {
-        let mut vars = BTreeMap::new();
+        let mut vars: BTreeMap<String, OsString> = BTreeMap::new();
         for (k, v) in [
             ("GATEWAY_INTERFACE", "CGI/1.1"),
             ("SERVER_PROTOCOL", "HTTP/1.1"),
@@ -186,11 +186,11 @@ impl Cgi {
             ("HTTP_X_REQUESTED_WITH", "XMLHttpRequest"),
             ("QUERY_STRING", ""),
         ] {
-            vars.insert(k.to_string(), v.to_string());
+            vars.insert(k.to_string(), v.into());
         }
-        vars.insert("SCRIPT_NAME".into(), format!("/cgi-bin/{}", program.name()));
+        vars.insert("SCRIPT_NAME".into(), format!("/cgi-bin/{}", program.name()).into());
         if let Some(db) = db {
-            vars.insert("PIGGYBACK_DB".into(), db.to_str().expect("a UTF-8 path").to_string());
+            vars.insert("PIGGYBACK_DB".into(), db.as_os_str().to_owned());
         }
         Cgi { program, method: "GET".into(), vars, body: Vec::new(), auto_length: true }.path("")
     }
@@ -217,7 +217,12 @@ impl Cgi {
         self.var("REMOTE_USER", name)
     }
 
-    pub fn var(mut self, name: &str, value: &str) -> Cgi {
+    pub fn var(self, name: &str, value: &str) -> Cgi {
+        self.var_os(name, value)
+    }
+
+    /// A variable that need not be UTF-8 (servers pass header bytes through).
+    pub fn var_os(mut self, name: &str, value: impl Into<OsString>) -> Cgi {
         self.vars.insert(name.into(), value.into());
         self
     }
@@ -258,12 +263,12 @@ impl Cgi {
     }
 
     /// The complete CGI environment.
-    pub fn env(&self) -> BTreeMap<String, String> {
+    pub fn env(&self) -> BTreeMap<String, OsString> {
         let mut env = self.vars.clone();
-        env.insert("REQUEST_METHOD".into(), self.method.clone());
+        env.insert("REQUEST_METHOD".into(), self.method.clone().into());
         // A POST always has a length (`fetch` sends `Content-Length: 0` for no body).
         if self.auto_length && (!self.body.is_empty() || self.method == "POST") {
-            env.insert("CONTENT_LENGTH".into(), self.body.len().to_string());
+            env.insert("CONTENT_LENGTH".into(), self.body.len().to_string().into());
         }
         env
     }
@@ -292,7 +297,7 @@ impl Cgi {
 
     /// Runs the program's handler in-process through `gateway::respond`.
     pub fn respond(&self) -> Response {
-        let env: piggyback::gateway::Env = self.env().into_iter().map(|(k, v)| (k, OsString::from(v))).collect();
+        let env: piggyback::gateway::Env = self.env().into_iter().collect();
         let raw = piggyback::gateway::respond(self.program.handler(), &env, self.body.as_slice());
         parse_response(&raw, self.is_head())
     }
