@@ -968,3 +968,47 @@ fn an_unwritable_spool_accepts_no_message() {
     let r = site.cgi(Program::Messages).user("alice").var("PIGGYBACK_SPOOL", not_a_dir.to_str().unwrap()).run();
     r.assert_status(200);
 }
+
+#[test]
+fn a_chunked_body_without_content_length_is_read_to_the_end_as_apache_passes_it() {
+    let site = site();
+    let body = json!({"to": "bob", "subject": "chunked", "body": "b"}).to_string();
+    let chunked = |bytes: &[u8]| {
+        site.cgi(Program::Messages)
+            .user("alice")
+            .method("POST")
+            .body("application/json", bytes)
+            .no_content_length()
+            .var("HTTP_TRANSFER_ENCODING", "chunked")
+            .run()
+    };
+    let r = chunked(body.as_bytes());
+    r.assert_status(201);
+    assert_eq!(site.counters("bob"), (1, 0));
+    let mut huge = body.into_bytes();
+    huge.resize(70_000, b' ');
+    let r = chunked(&huge);
+    r.assert_status(413);
+    assert_eq!(site.counters("bob"), (1, 0));
+}
+
+#[test]
+fn a_friend_request_back_makes_friends_and_tells_the_first_asker() {
+    let site = site();
+    site.post(Program::Friends, "alice", "", json!({"action": "request", "user": "bob"})).assert_status(200);
+    let r = site.post(Program::Friends, "bob", "", json!({"action": "request", "user": "alice"}));
+    r.assert_status(200);
+    assert_eq!(r.json["friends"][0]["name"], "alice");
+    assert_eq!(r.counts(), (1, 0, 1), "bob's own response announces alice's request");
+    assert_eq!(r.site()["items"][0]["kind"], "friend_request");
+    let r = site.get(Program::Friends, "alice", "");
+    assert_eq!(r.json["friends"][0]["name"], "bob");
+    assert_eq!(r.json["outgoing"], json!([]));
+    assert_eq!(r.site()["items"][0]["kind"], "friend_accept");
+    // Asking again once friends notifies nobody.
+    site.post(Program::Friends, "alice", "", json!({"action": "request", "user": "bob"})).assert_status(200);
+    assert_eq!(site.counters("bob"), (0, 1));
+    let r = site.post(Program::Friends, "alice", "", json!({"action": "remove", "user": "bob"}));
+    assert_eq!(r.json["friends"], json!([]));
+    site.assert_check_passes();
+}
