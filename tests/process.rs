@@ -1012,3 +1012,28 @@ fn a_friend_request_back_makes_friends_and_tells_the_first_asker() {
     assert_eq!(r.json["friends"], json!([]));
     site.assert_check_passes();
 }
+
+#[test]
+fn a_notes_idempotency_key_cannot_swallow_a_comment_notice() {
+    let site = site();
+    site.post(Program::Friends, "alice", "", json!({"action": "request", "user": "bob"})).assert_status(200);
+    site.post(Program::Friends, "bob", "", json!({"action": "accept", "user": "alice"})).assert_status(200);
+    let post = site.post(Program::Posts, "alice", "", json!({"body": "hello"}));
+    let post_id = post.json["post"]["id"].as_i64().unwrap();
+    // bob keys a note the way the site might key its own notice of his next comment.
+    for key in ["comment:1", "comment:2"] {
+        site.post(
+            Program::Messages,
+            "bob",
+            "",
+            json!({"to": "alice", "subject": "n", "body": "b", "idempotency_key": key}),
+        )
+        .assert_status(201);
+    }
+    site.get(Program::Profile, "alice", "");
+    site.post(Program::Posts, "bob", &format!("/{post_id}/comments"), json!({"body": "nice"})).assert_status(201);
+    let r = site.get(Program::Profile, "alice", "");
+    assert_eq!(r.counts().2, 1, "the comment notice arrived");
+    assert_eq!(r.site()["items"][0]["kind"], "comment");
+    site.assert_check_passes();
+}
