@@ -66,6 +66,7 @@ fn hi_announced(id: i64) -> Value {
         "unread": 1, "delivered": 0, "new": 1,
         "items": [{"id": id, "from": "bob", "subject": "hi", "snippet": "hello there", "sent_at": SENT, "kind": "note"}],
         "more": false,
+        "batch": 1,
     })
 }
 
@@ -73,12 +74,19 @@ fn profile_of(name: &str) -> Value {
     json!({"name": name, "display_name": name, "bio": "", "joined_at": JOINED, "friends": 0, "posts": 0})
 }
 
+/// One's own profile also shows one's announcement privacy choice.
+fn own_profile_of(name: &str) -> Value {
+    let mut profile = profile_of(name);
+    profile["message_preview"] = json!("full");
+    profile
+}
+
 #[test]
 fn profile_get_announces_the_new_message() {
     let (site, id) = site();
     let r = site.cgi(Program::Profile).user("alice").respond();
     assert_headers(&r, "200 OK", &[]);
-    assert_eq!(r.json, json!({"profile": profile_of("alice"), "site_messages": hi_announced(id)}));
+    assert_eq!(r.json, json!({"profile": own_profile_of("alice"), "site_messages": hi_announced(id)}));
     assert_site_messages_last(&r);
 
     let again = site.cgi(Program::Profile).user("alice").respond();
@@ -104,7 +112,7 @@ fn profile_post_updates_and_answers_the_updated_profile() {
     let r =
         site.cgi(Program::Profile).user("alice").post("", json!({"display_name": " Alice A. ", "bio": "我"})).respond();
     assert_headers(&r, "200 OK", &[]);
-    let mut want = profile_of("alice");
+    let mut want = own_profile_of("alice");
     want["display_name"] = json!("Alice A.");
     want["bio"] = json!("我");
     assert_eq!(r.json, json!({"profile": want, "site_messages": hi_announced(id)}));

@@ -2,7 +2,8 @@
 //! idempotent sends, friends, the feed, `check` and `seed`.
 
 use piggyback::message_store::{
-    Change, Counters, FriendRequestOutcome, MessageId, MessageState, NewMessage, SeedPlan, StateFilter, Store, UserId,
+    Announce, Change, Counters, FriendRequestOutcome, MessageId, MessageState, NewMessage, SeedPlan, StateFilter,
+    Store, UserId,
 };
 use rusqlite::Connection;
 use tempfile::TempDir;
@@ -123,7 +124,7 @@ fn claim_flips_every_new_message_and_returns_the_newest_first() {
     let db = Db::new();
     let (alice, bob) = (db.user("alice"), db.user("bob"));
     let ids: Vec<MessageId> = (0..5).map(|i| db.send(alice, bob, &format!("m{i}"))).collect();
-    let claim = db.store.claim_new(bob, 3, 100).unwrap();
+    let claim = db.store.claim_new(bob, 3, 100, Announce::New).unwrap();
     assert_eq!(claim.flipped, 5);
     let got: Vec<MessageId> = claim.items.iter().map(|s| s.id).collect();
     assert_eq!(got, vec![ids[4], ids[3], ids[2]]);
@@ -146,7 +147,7 @@ fn claim_reads_a_body_prefix_of_characters_and_says_when_it_was_cut() {
     let mut m = message(alice, alice, "长", None);
     m.body = "明天中午一起吃饭吗".into();
     db.store.store_message(&m).unwrap();
-    let claim = db.store.claim_new(alice, 10, 4).unwrap();
+    let claim = db.store.claim_new(alice, 10, 4, Announce::New).unwrap();
     assert_eq!(claim.items[0].body_prefix, "明天中午");
     assert!(claim.items[0].body_truncated);
 }
@@ -155,11 +156,11 @@ fn claim_reads_a_body_prefix_of_characters_and_says_when_it_was_cut() {
 fn claim_with_nothing_new_flips_nothing() {
     let db = Db::new();
     let (alice, bob) = (db.user("alice"), db.user("bob"));
-    let claim = db.store.claim_new(bob, 20, 100).unwrap();
+    let claim = db.store.claim_new(bob, 20, 100, Announce::New).unwrap();
     assert_eq!((claim.flipped, claim.items.len(), claim.after), (0, 0, counters(0, 0)));
     db.send(alice, bob, "once");
-    assert_eq!(db.store.claim_new(bob, 20, 100).unwrap().flipped, 1);
-    let second = db.store.claim_new(bob, 20, 100).unwrap();
+    assert_eq!(db.store.claim_new(bob, 20, 100, Announce::New).unwrap().flipped, 1);
+    let second = db.store.claim_new(bob, 20, 100, Announce::New).unwrap();
     assert_eq!((second.flipped, second.items.len(), second.after), (0, 0, counters(0, 1)));
     db.assert_sound();
 }
@@ -170,7 +171,7 @@ fn claim_touches_only_the_claimers_mailbox() {
     let (alice, bob) = (db.user("alice"), db.user("bob"));
     let to_alice = db.send(bob, alice, "for alice");
     db.send(alice, bob, "for bob");
-    assert_eq!(db.store.claim_new(bob, 20, 100).unwrap().flipped, 1);
+    assert_eq!(db.store.claim_new(bob, 20, 100, Announce::New).unwrap().flipped, 1);
     assert_eq!(db.state(to_alice), "new");
     assert_eq!(db.counters(alice), counters(1, 0));
 }
@@ -181,7 +182,7 @@ fn change_moves_each_state_and_keeps_the_counters() {
     let (alice, bob) = (db.user("alice"), db.user("bob"));
     let delivered_then_read = db.send(alice, bob, "a");
     let delivered_then_deleted = db.send(alice, bob, "b");
-    db.store.claim_new(bob, 20, 100).unwrap();
+    db.store.claim_new(bob, 20, 100, Announce::New).unwrap();
     let new_then_read = db.send(alice, bob, "c");
     let new_then_deleted = db.send(alice, bob, "d");
     assert_eq!(db.counters(bob), counters(2, 2));
@@ -232,7 +233,7 @@ fn mark_all_read_reads_new_and_delivered_and_zeroes_the_counters() {
     let read_before = db.send(alice, bob, "a");
     db.store.change(bob, read_before, Change::MarkRead).unwrap();
     db.send(alice, bob, "b");
-    db.store.claim_new(bob, 20, 100).unwrap();
+    db.store.claim_new(bob, 20, 100, Announce::New).unwrap();
     db.send(alice, bob, "c");
     let to_alice = db.send(bob, alice, "d");
     assert_eq!(db.store.mark_all_read(bob).unwrap(), 2);
@@ -358,7 +359,7 @@ fn check_finds_a_counter_changed_behind_the_stores_back_and_repair_fixes_it() {
     let (alice, bob) = (db.user("alice"), db.user("bob"));
     db.send(alice, bob, "a");
     db.send(alice, bob, "b");
-    db.store.claim_new(bob, 20, 100).unwrap();
+    db.store.claim_new(bob, 20, 100, Announce::New).unwrap();
     db.send(alice, bob, "c");
     db.assert_sound();
     db.raw().execute("UPDATE mailbox SET delivered = 7 WHERE user_id = ?1", [bob.0]).unwrap();
