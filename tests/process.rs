@@ -1037,3 +1037,29 @@ fn a_notes_idempotency_key_cannot_swallow_a_comment_notice() {
     assert_eq!(r.site()["items"][0]["kind"], "comment");
     site.assert_check_passes();
 }
+
+#[test]
+fn a_bodiless_post_needs_no_content_type_but_a_declared_one_must_be_json() {
+    let site = site();
+    let id = site.send("bob", "alice", "hi", "there");
+    let form = site
+        .cgi(Program::Messages)
+        .user("alice")
+        .path(&format!("/{id}/read"))
+        .method("POST")
+        .body("application/x-www-form-urlencoded", b"");
+    let r = form.run();
+    r.assert_status(415);
+    assert_eq!(r.counts(), (1, 0, 1), "the 415 still announces the message");
+    assert_eq!(site.state(id), "delivered", "announced, not read: the refused request changed nothing else");
+    let r = site
+        .cgi(Program::Messages)
+        .user("alice")
+        .path(&format!("/{id}/read"))
+        .method("POST")
+        .without("CONTENT_TYPE")
+        .run();
+    r.assert_status(200);
+    assert_eq!(site.state(id), "read");
+    assert_eq!(r.counts(), (0, 0, 0), "the answer to mark read already shows the lower count");
+}
