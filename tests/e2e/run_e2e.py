@@ -484,6 +484,9 @@ def server_suite(kind, work):
     if kind == "lighttpd" and not os.environ.get("PIGGYBACK_E2E_NO_BROWSER"):
         browser_suite(label, server, inst, work)
 
+    if kind == "lighttpd":
+        msqd_suite(server, inst, alice, bob)
+
     stderr_suite(kind, work)
     timeout_suite(kind, work)
 
@@ -497,6 +500,60 @@ def server_suite(kind, work):
             raise Failure(f"port {port} still accepts connections")
         except OSError:
             pass
+
+
+def msqd_suite(server, inst, alice, bob):
+    """The optional queue keeper, run as the server's user beside the server."""
+    label = server.kind
+    kw = {}
+    if IS_ROOT:
+        kw = {"user": RUN_USER, "group": server.env()["PIGGYBACK_GROUP"], "extra_groups": []}
+    log_file = open(inst.root / "log/msqd.log", "ab")
+    proc = subprocess.Popen([inst.cli, "--db", str(inst.db), "msqd", "--checkpoint-secs", "1"],
+                            stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
+                            cwd=str(inst.root), start_new_session=True, **kw)
+    try:
+        @test(f"{label}: with piggyback msqd running as the server's user, 20 concurrent sends are announced once each")
+        def _():
+            time.sleep(0.3)
+            check(proc.poll() is None, f"msqd exited {proc.returncode}: {(inst.root / 'log/msqd.log').read_text()[-500:]}")
+            request(server.port, "GET", "/cgi-bin/profile", cookie=alice)  # take what is waiting
+            tag = secrets.token_hex(3)
+            with concurrent.futures.ThreadPoolExecutor(max_workers=20) as pool:
+                sends = list(pool.map(lambda i: request(server.port, "POST", "/cgi-bin/messages", {
+                    "to": "alice", "subject": f"msqd {tag} {i}", "body": "through the keeper",
+                    "idempotency_key": f"{tag}-{i}"}, cookie=bob), range(20)))
+            check(all(r.status in (201, 202) for r in sends), f"send statuses {sorted(r.status for r in sends)}")
+            seen = []
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and len([x for x in seen if x.startswith(f"msqd {tag}")]) < 20:
+                with concurrent.futures.ThreadPoolExecutor(max_workers=10) as pool:
+                    for r in pool.map(lambda _: request(server.port, "GET", "/cgi-bin/messages", cookie=alice),
+                                      range(10)):
+                        if r.status == 200:
+                            seen += [it["subject"] for it in check_site_messages(r, "msqd")["items"]]
+            mine = [x for x in seen if x.startswith(f"msqd {tag}")]
+            check(len(mine) == 20 and len(set(mine)) == 20,
+                  f"announced {len(mine)} ({len(set(mine))} distinct) of 20")
+
+        @test(f"{label}: piggyback msqd stops cleanly on SIGTERM, leaving the spool empty")
+        def _():
+            proc.send_signal(signal.SIGTERM)
+            try:
+                code = proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                raise Failure("msqd did not stop within 15 s")
+            check(code == 0, f"msqd exited {code}: {(inst.root / 'log/msqd.log').read_text()[-500:]}")
+            p = inst.pb("check", check=False)
+            check(p.returncode == 0, f"piggyback check exit {p.returncode}: {p.stdout.strip()} {p.stderr.strip()}")
+            spool = inst.db.parent / "spool"
+            left = [str(f.relative_to(spool)) for f in spool.rglob("*") if f.is_file()]
+            check(not left, f"request files left in the spool: {left[:5]}")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=5)
+        log_file.close()
 
 
 def stderr_suite(kind, work):
