@@ -16,4 +16,5 @@ pub mod identity;
 pub mod message_status;
 pub mod message_store;
 pub mod msq;
+pub mod password;
 pub mod text;
