@@ -9,6 +9,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod csrf;
 pub mod gateway;
 pub mod handlers;
 pub mod http;
