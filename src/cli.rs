@@ -12,8 +12,9 @@ use clap::{Parser, Subcommand};
 
 use crate::identity::Key;
 use crate::message_store::{SeedPlan, Store, now};
-use crate::msq::{Queue, Send, SendOutcome};
+use crate::msq::{self, DrainReport, Queue, Send, SendOutcome};
 use crate::password;
+use crate::spool::Spool;
 use crate::text;
 
 #[derive(Parser)]
@@ -22,6 +23,9 @@ struct Cli {
     /// The SQLite message database (default: $PIGGYBACK_DB).
     #[arg(long, global = true, value_name = "PATH")]
     db: Option<PathBuf>,
+    /// The request-file spool (default: $PIGGYBACK_SPOOL, else spool/ beside the database).
+    #[arg(long, global = true, value_name = "DIR")]
+    spool: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -57,7 +61,24 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
-    /// Integrity check and recount of every counter; exit 1 on any mismatch.
+    /// Apply every waiting request file once, and print what was done.
+    Drain {
+        /// Take back claims older than this many seconds (their drainer died).
+        #[arg(long, value_name = "SECONDS", default_value_t = msq::CLAIM_TIMEOUT_SECS)]
+        stale_after: i64,
+    },
+    /// Keep one connection open, apply request files as they arrive, checkpoint the
+    /// WAL now and then; stop cleanly on SIGTERM or SIGINT.
+    Msqd {
+        /// How often to look for new request files, in milliseconds.
+        #[arg(long, value_name = "MS", default_value_t = 50)]
+        poll_ms: u64,
+        /// How often to checkpoint the WAL, in seconds.
+        #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+        checkpoint_secs: u64,
+    },
+    /// Integrity check and recount of every counter, and the spool's state; exit 1 on
+    /// any mismatch.
     Check {
         /// Rewrite the counters from the recount when they are off.
         #[arg(long)]
@@ -116,10 +137,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
+    let spool = Spool::new(
+        cli.spool
+            .or_else(|| env_path("PIGGYBACK_SPOOL"))
+            .unwrap_or_else(|| db.parent().unwrap_or(Path::new(".")).join("spool")),
+    );
     match cli.command {
         Command::Init => {
             Store::init(&db).with_context(|| format!("cannot initialise {}", db.display()))?;
             println!("initialised {}", db.display());
+            spool.create().with_context(|| format!("cannot create the spool {}", spool.root().display()))?;
+            println!("spool {}", spool.root().display());
             if let Some(path) = env_path("PIGGYBACK_SECRET_FILE")
                 && create_secret(&path)?
             {
@@ -143,7 +171,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let user =
                 |name: &str| -> Result<_> { store.user_by_name(name)?.ok_or_else(|| anyhow!("no user named {name}")) };
             let (from, to) = (user(&from)?, user(&to)?);
-            let queue = Queue::new(&store);
+            let queue = Queue::new(&store, spool);
             let outcome =
                 queue.send(Send { from: from.id, to: to.id, subject, body, kind: "note".into(), idempotency_key })?;
             match outcome {
@@ -167,8 +195,26 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 started.elapsed().as_secs_f64()
             );
         }
+        Command::Drain { stale_after } => {
+            let store = open(&db)?;
+            let report = Queue::new(&store, spool).drain_all(stale_after)?;
+            print_drain(&report);
+        }
+        Command::Msqd { poll_ms, checkpoint_secs } => {
+            let store = open(&db)?;
+            return msqd(&Queue::new(&store, spool), poll_ms, checkpoint_secs);
+        }
         Command::Check { repair } => {
             let store = open(&db)?;
+            let state = spool.state().with_context(|| format!("cannot read the spool {}", spool.root().display()))?;
+            println!(
+                "spool {}: {} waiting, {} claimed, {} bad, {} being written",
+                spool.root().display(),
+                state.waiting,
+                state.claimed,
+                state.bad,
+                state.writing
+            );
             let problems = store.check()?;
             if problems.is_empty() {
                 println!("ok: integrity and every counter check out");
@@ -204,6 +250,55 @@ fn run(cli: Cli) -> Result<ExitCode> {
             println!("{}", key.sign(user.id, now() + ttl));
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_drain(report: &DrainReport) {
+    println!(
+        "applied {}, already stored {}, claims taken back {}, set aside {}",
+        report.applied,
+        report.duplicates,
+        report.reclaimed,
+        report.bad.len()
+    );
+    for line in &report.bad {
+        eprintln!("{line}");
+    }
+}
+
+/// The queue keeper: one long-lived connection draining the spool.
+fn msqd(queue: &Queue<'_>, poll_ms: u64, checkpoint_secs: u64) -> Result<ExitCode> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, Arc::clone(&stop)).context("cannot handle signals")?;
+    }
+    eprintln!("piggyback msqd: draining {} every {poll_ms} ms", queue.spool().root().display());
+    let mut last_checkpoint = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        match queue.drain_all(msq::CLAIM_TIMEOUT_SECS) {
+            Ok(report) => {
+                if report.applied + report.duplicates + report.reclaimed > 0 || !report.bad.is_empty() {
+                    print_drain(&report);
+                }
+            }
+            Err(e) => eprintln!("piggyback msqd: {e}"),
+        }
+        if last_checkpoint.elapsed() >= Duration::from_secs(checkpoint_secs) {
+            if let Err(e) = queue.store().checkpoint() {
+                eprintln!("piggyback msqd: checkpoint: {e}");
+            }
+            last_checkpoint = Instant::now();
+        }
+        std::thread::sleep(Duration::from_millis(poll_ms));
+    }
+    let report = queue.drain_all(msq::CLAIM_TIMEOUT_SECS)?;
+    print_drain(&report);
+    let _ = queue.store().checkpoint();
+    eprintln!("piggyback msqd: stopped");
     Ok(ExitCode::SUCCESS)
 }
 

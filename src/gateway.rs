@@ -18,8 +18,12 @@ use crate::csrf;
 use crate::http::{ApiError, BodyError, Meta, Method, Reply, Request, SessionChange, reason_phrase};
 use crate::identity::{self, COOKIE_NAME, Key};
 use crate::message_status;
-use crate::message_store::{Store, StoreError, User, now};
-use crate::msq::Queue;
+use crate::message_store::{BUSY_TIMEOUT, Store, StoreError, User, now};
+use crate::msq::{self, Queue, QueueError};
+use crate::spool::Spool;
+
+/// How long the per-request drain waits for the write lock.
+const DRAIN_PATIENCE: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// What a handler gets besides the request.
 pub struct Context<'a> {
@@ -92,7 +96,8 @@ fn serve(handler: Handler, env: &Env, stdin: impl Read) -> Reply {
         Err(e) if e.status < 500 => (None, Some(e)),
         Err(e) => return e.into_reply(),
     };
-    let ctx = Context { config: &config, store: &store, queue: Queue::new(&store), user, refusal };
+    let ctx =
+        Context { config: &config, store: &store, queue: Queue::new(&store, Spool::new(&config.spool)), user, refusal };
     // Cross-site refusal runs before the handler, so it changes nothing.
     let mut reply = match csrf::check(request.method, &request.meta, &config.allowed_origins)
         .and_then(|()| handler(&ctx, &request))
@@ -107,6 +112,9 @@ fn serve(handler: Handler, env: &Env, stdin: impl Read) -> Reply {
         SessionChange::Started(user) => Some(user),
         SessionChange::Ended => None,
     };
+    if announce_to.is_some() {
+        drain(&ctx.queue);
+    }
     if let Some(user) = announce_to
         && reply.status < 500
         && request.method != Method::Head
@@ -122,6 +130,26 @@ fn serve(handler: Handler, env: &Env, stdin: impl Read) -> Reply {
         }
     }
     reply
+}
+
+/// Applies a bounded batch of waiting request files, so that a message sent a moment
+/// ago by another process is in the database before `site_messages` is computed.
+/// A failure here only delays those messages: it is logged, never answered.
+fn drain(queue: &Queue<'_>) {
+    // Opportunistic: when another process holds the write lock, it is draining or
+    // claiming; do not make this request wait the full busy timeout for it.
+    let _ = queue.store().set_busy_timeout(DRAIN_PATIENCE);
+    let result = queue.drain(msq::CGI_DRAIN_BATCH, msq::CLAIM_TIMEOUT_SECS);
+    let _ = queue.store().set_busy_timeout(BUSY_TIMEOUT);
+    match result {
+        Ok(report) => {
+            for line in &report.bad {
+                log(line);
+            }
+        }
+        Err(QueueError::Store(StoreError::Busy)) => {}
+        Err(e) => log(&format!("drain: {e}")),
+    }
 }
 
 fn misconfigured() -> Reply {
@@ -147,6 +175,18 @@ pub fn store_failure(e: &StoreError) -> ApiError {
         StoreError::Sqlite(_) => {
             log(&format!("{e}"));
             ApiError::internal("internal error")
+        }
+    }
+}
+
+impl From<QueueError> for ApiError {
+    fn from(e: QueueError) -> ApiError {
+        match e {
+            QueueError::Spool(e) => {
+                log(&format!("PIGGYBACK_SPOOL: {e}"));
+                ApiError::unavailable("messages cannot be accepted now; nothing was sent")
+            }
+            QueueError::Store(e) => store_failure(&e),
         }
     }
 }

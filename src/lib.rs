@@ -18,4 +18,5 @@ pub mod message_status;
 pub mod message_store;
 pub mod msq;
 pub mod password;
+pub mod spool;
 pub mod text;

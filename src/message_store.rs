@@ -293,6 +293,8 @@ CREATE TABLE messages (
 );
 CREATE INDEX messages_by_state ON messages (recipient_id, state, id);
 CREATE INDEX messages_by_recipient ON messages (recipient_id, id);
+-- The send rate limit counts a sender's recent messages without taking a write lock.
+CREATE INDEX messages_by_sender ON messages (sender_id, sent_at);
 -- One row per direction, so 'friends of X' is one index range.
 CREATE TABLE friendships (
     user_id INTEGER NOT NULL REFERENCES users(id),
@@ -801,6 +803,22 @@ impl Store {
             .query_row(params![request_id, from.0, key], |r| r.get(0))
             .optional()?
             .map(MessageId))
+    }
+
+    /// How many notes `user` sent since `since` (unix seconds), and when the oldest of
+    /// them was sent: a read, so the send rate limit takes no write lock.
+    pub fn notes_sent_since(&self, user: UserId, since: i64) -> Result<(i64, Option<i64>)> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT count(*), min(sent_at) FROM messages WHERE sender_id = ?1 AND sent_at >= ?2 AND kind = 'note'",
+            )?
+            .query_row(params![user.0, since], |r| Ok((r.get(0)?, r.get(1)?)))?)
+    }
+
+    /// Sets how long the next statements wait for another writer.
+    pub fn set_busy_timeout(&self, timeout: Duration) -> Result<()> {
+        Ok(self.conn.busy_timeout(timeout)?)
     }
 
     // ---- rate limits ---------------------------------------------------------

@@ -1,8 +1,23 @@
-//! The message-queue layer: every operation on the message database is a typed request
-//! executed here. Sends are the requests that create messages; they carry a request id
-//! so that applying one twice stores it once.
+//! The message-queue layer (the patent's message queue between the CGI programs and the
+//! message database): every operation on the database is a typed request executed here.
+//!
+//! Requests that create messages are made durable first, as a request file in the
+//! spool ([`crate::spool`]); only then is a send accepted. The sender applies its own
+//! file at once (201), and when the database is busy or read-only the file waits for
+//! the next drain (202). Every CGI invocation drains a bounded batch, so nothing waits
+//! long even without `piggyback msqd`. Applying is idempotent: the request id is UNIQUE
+//! in the database, so a replay after a crash stores nothing twice.
+
+use std::io;
 
 use crate::message_store::{Change, Claim, Counters, MessageId, NewMessage, Store, StoreError, UserId, now};
+use crate::spool::{ClaimResult, Claimed, FileRequest, Spool};
+
+/// Claims older than this many seconds belong to a drainer that died.
+pub const CLAIM_TIMEOUT_SECS: i64 = 30;
+
+/// Request files one CGI invocation applies at most before answering.
+pub const CGI_DRAIN_BATCH: usize = 32;
 
 /// A request to send one in-site message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,12 +32,12 @@ pub struct Send {
     pub idempotency_key: Option<String>,
 }
 
-/// What became of a send.
+/// What became of an accepted send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SendOutcome {
     /// In the database (now, or before: the same idempotency key).
     Stored { request_id: String, message: MessageId },
-    /// Accepted and durable, stored on a later drain.
+    /// Durable in the spool; a later drain stores it.
     Queued { request_id: String },
 }
 
@@ -34,18 +49,70 @@ impl SendOutcome {
     }
 }
 
+/// Why a request failed.
+#[derive(Debug)]
+pub enum QueueError {
+    /// The spool cannot be written: nothing was accepted.
+    Spool(io::Error),
+    Store(StoreError),
+}
+
+impl std::fmt::Display for QueueError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            QueueError::Spool(e) => write!(f, "the request spool cannot be written: {e}"),
+            QueueError::Store(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for QueueError {}
+
+impl From<StoreError> for QueueError {
+    fn from(e: StoreError) -> QueueError {
+        QueueError::Store(e)
+    }
+}
+
+/// What one drain did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct DrainReport {
+    /// Requests that stored a message.
+    pub applied: usize,
+    /// Requests whose message was already stored (a replay, or a repeated idempotency key).
+    pub duplicates: usize,
+    /// Claims of dead drainers taken back.
+    pub reclaimed: usize,
+    /// One line for each file moved to `bad/`.
+    pub bad: Vec<String>,
+}
+
+impl DrainReport {
+    fn add(&mut self, other: DrainReport) {
+        self.applied += other.applied;
+        self.duplicates += other.duplicates;
+        self.reclaimed += other.reclaimed;
+        self.bad.extend(other.bad);
+    }
+}
+
 /// The queue in front of one open store.
 pub struct Queue<'a> {
     store: &'a Store,
+    spool: Spool,
 }
 
 impl<'a> Queue<'a> {
-    pub fn new(store: &'a Store) -> Queue<'a> {
-        Queue { store }
+    pub fn new(store: &'a Store, spool: Spool) -> Queue<'a> {
+        Queue { store, spool }
     }
 
     pub fn store(&self) -> &'a Store {
         self.store
+    }
+
+    pub fn spool(&self) -> &Spool {
+        &self.spool
     }
 
     /// Reads a user's counters (no lock).
@@ -58,8 +125,18 @@ impl<'a> Queue<'a> {
         self.store.claim_new(user, max_items, prefix_chars)
     }
 
-    /// Sends one message.
-    pub fn send(&self, send: Send) -> Result<SendOutcome, StoreError> {
+    /// Marks one message read or deleted; false when the user has no such message.
+    pub fn change(&self, user: UserId, id: MessageId, change: Change) -> Result<bool, StoreError> {
+        self.store.change(user, id, change)
+    }
+
+    pub fn mark_all_read(&self, user: UserId) -> Result<i64, StoreError> {
+        self.store.mark_all_read(user)
+    }
+
+    /// Sends one message: durable request file first, then applied at once when the
+    /// database allows (`Stored`), else left for the next drain (`Queued`).
+    pub fn send(&self, send: Send) -> Result<SendOutcome, QueueError> {
         let request_id = new_request_id();
         let message = NewMessage {
             request_id: request_id.clone(),
@@ -71,25 +148,265 @@ impl<'a> Queue<'a> {
             idempotency_key: send.idempotency_key,
             sent_at: now(),
         };
-        let stored = self.store.store_message(&message)?;
-        Ok(SendOutcome::Stored { request_id, message: stored.id })
+        self.spool.enqueue(&FileRequest::from_message(&message)).map_err(QueueError::Spool)?;
+        // Accepted. From here on a failure only delays the message.
+        let queued = || SendOutcome::Queued { request_id: request_id.clone() };
+        let claimed = match self.spool.claim(&request_id) {
+            Ok(ClaimResult::Claimed(c)) => c,
+            // A concurrent drain took it; it stores it.
+            Ok(ClaimResult::Gone) => return Ok(queued()),
+            Ok(ClaimResult::Bad(line)) => return Err(QueueError::Spool(io::Error::other(line))),
+            Err(_) => return Ok(queued()),
+        };
+        match self.store.store_message(&message) {
+            Ok(stored) => {
+                // Committed; if the unlink fails, the replay is a no-op.
+                let _ = self.spool.done(&claimed.name);
+                Ok(SendOutcome::Stored { request_id, message: stored.id })
+            }
+            Err(_) => {
+                // Busy, read-only or worse: the next drain (or a claim timeout) retries.
+                let _ = self.spool.release(&claimed.name);
+                Ok(queued())
+            }
+        }
     }
 
-    /// Marks one message read or deleted; false when the user has no such message.
-    pub fn change(&self, user: UserId, id: MessageId, change: Change) -> Result<bool, StoreError> {
-        self.store.change(user, id, change)
+    /// Applies at most `max` waiting request files, oldest first, in one transaction,
+    /// after taking back claims older than `stale_after` seconds.
+    pub fn drain(&self, max: usize, stale_after: i64) -> Result<DrainReport, QueueError> {
+        let mut report = DrainReport {
+            reclaimed: self.spool.recover(stale_after, now()).map_err(QueueError::Spool)?,
+            ..Default::default()
+        };
+        let names = self.spool.waiting(max).map_err(QueueError::Spool)?;
+        let mut claimed = Vec::with_capacity(names.len());
+        for name in names {
+            match self.spool.claim(&name).map_err(QueueError::Spool)? {
+                ClaimResult::Claimed(c) => claimed.push(c),
+                ClaimResult::Gone => {}
+                ClaimResult::Bad(line) => report.bad.push(line),
+            }
+        }
+        if claimed.is_empty() {
+            return Ok(report);
+        }
+        let messages: Vec<NewMessage> = claimed.iter().map(|c| c.request.clone().into_message()).collect();
+        match self.store.store_messages(&messages) {
+            Ok(stored) => {
+                for (c, s) in claimed.iter().zip(&stored) {
+                    let _ = self.spool.done(&c.name);
+                    if s.inserted {
+                        report.applied += 1;
+                    } else {
+                        report.duplicates += 1;
+                    }
+                }
+            }
+            Err(StoreError::Sqlite(_)) => report.add(self.apply_one_by_one(claimed)),
+            Err(e) => {
+                for c in &claimed {
+                    let _ = self.spool.release(&c.name);
+                }
+                return Err(QueueError::Store(e));
+            }
+        }
+        Ok(report)
     }
 
-    pub fn mark_all_read(&self, user: UserId) -> Result<i64, StoreError> {
-        self.store.mark_all_read(user)
+    /// Drains until nothing waits (the command line and `msqd`).
+    pub fn drain_all(&self, stale_after: i64) -> Result<DrainReport, QueueError> {
+        let mut total = DrainReport::default();
+        loop {
+            let report = self.drain(256, stale_after)?;
+            let progress = report.applied + report.duplicates + report.bad.len();
+            total.add(report);
+            if progress == 0 {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// A batch failed for a reason other than a lock: find the file that cannot be
+    /// applied, and set it aside so it cannot block the queue.
+    fn apply_one_by_one(&self, claimed: Vec<Claimed>) -> DrainReport {
+        let mut report = DrainReport::default();
+        for c in claimed {
+            match self.store.store_message(&c.request.clone().into_message()) {
+                Ok(stored) => {
+                    let _ = self.spool.done(&c.name);
+                    if stored.inserted {
+                        report.applied += 1;
+                    } else {
+                        report.duplicates += 1;
+                    }
+                }
+                Err(StoreError::Sqlite(e)) => match self.spool.set_aside(&c.name) {
+                    Ok(()) => report.bad.push(format!("request file {} moved to bad/: {e}", c.name)),
+                    Err(_) => {
+                        let _ = self.spool.release(&c.name);
+                    }
+                },
+                Err(_) => {
+                    let _ = self.spool.release(&c.name);
+                }
+            }
+        }
+        report
     }
 }
 
-/// A fresh request id: time, process and 64 random bits, unique across processes.
+/// A fresh request id: time, process and 64 random bits, unique across processes,
+/// usable as a file name, and sorting by time.
 pub fn new_request_id() -> String {
     let mut random = [0u8; 8];
     // Without randomness the time and pid still make a collision very unlikely.
     let _ = getrandom::fill(&mut random);
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    format!("{nanos:x}.{:x}.{:016x}", std::process::id(), u64::from_le_bytes(random))
+    format!("{nanos:020x}.{:x}.{:016x}", std::process::id(), u64::from_le_bytes(random))
+}
+
+#[cfg(test)]
+mod tests {
+    //! Every crash point of the file protocol ends with the message stored exactly once
+    //! after the next drain.
+    use super::*;
+    use crate::spool::{SpoolState, encode};
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        store: Store,
+        spool: Spool,
+        alice: UserId,
+        bob: UserId,
+    }
+
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::init(&dir.path().join("pb.db")).unwrap();
+        let alice = store.add_user("alice", "Alice", None).unwrap().unwrap();
+        let bob = store.add_user("bob", "Bob", None).unwrap().unwrap();
+        let spool = Spool::new(dir.path().join("spool"));
+        spool.create().unwrap();
+        Fixture { _dir: dir, store, spool, alice, bob }
+    }
+
+    fn message(f: &Fixture, id: &str) -> NewMessage {
+        NewMessage {
+            request_id: id.into(),
+            from: f.bob,
+            to: f.alice,
+            subject: "hi".into(),
+            body: "there".into(),
+            kind: "note".into(),
+            idempotency_key: None,
+            sent_at: now(),
+        }
+    }
+
+    fn stored(f: &Fixture) -> i64 {
+        f.store.counters(f.alice).unwrap().new
+    }
+
+    #[test]
+    fn send_stores_at_once_and_leaves_no_file() {
+        let f = fixture();
+        let queue = Queue::new(&f.store, f.spool.clone());
+        let send = Send {
+            from: f.bob,
+            to: f.alice,
+            subject: "s".into(),
+            body: "b".into(),
+            kind: "note".into(),
+            idempotency_key: Some("k1".into()),
+        };
+        let SendOutcome::Stored { message: first, .. } = queue.send(send.clone()).unwrap() else { panic!("queued") };
+        let SendOutcome::Stored { message: again, .. } = queue.send(send).unwrap() else { panic!("queued") };
+        assert_eq!(first, again, "the same idempotency key never makes a second message");
+        assert_eq!(stored(&f), 1);
+        assert_eq!(f.spool.state().unwrap(), SpoolState::default());
+    }
+
+    #[test]
+    fn crash_with_the_file_only_in_tmp_accepts_nothing_and_is_cleaned() {
+        let f = fixture();
+        let m = message(&f, "00000000000000000001.1.1");
+        std::fs::write(f.spool.root().join("tmp").join(&m.request_id), encode(&FileRequest::from_message(&m))).unwrap();
+        let queue = Queue::new(&f.store, f.spool.clone());
+        assert_eq!(queue.drain_all(CLAIM_TIMEOUT_SECS).unwrap().applied, 0);
+        assert_eq!(stored(&f), 0, "never accepted, never stored");
+        f.spool.recover(CLAIM_TIMEOUT_SECS, now() + crate::spool::TMP_GRACE_SECS).unwrap();
+        assert_eq!(f.spool.state().unwrap(), SpoolState::default());
+    }
+
+    #[test]
+    fn crash_after_rename_before_apply_is_applied_by_the_next_drain() {
+        let f = fixture();
+        let m = message(&f, "00000000000000000002.1.1");
+        f.spool.enqueue(&FileRequest::from_message(&m)).unwrap();
+        let report = Queue::new(&f.store, f.spool.clone()).drain_all(CLAIM_TIMEOUT_SECS).unwrap();
+        assert_eq!((report.applied, report.duplicates), (1, 0));
+        assert_eq!(stored(&f), 1);
+        assert_eq!(f.spool.state().unwrap(), SpoolState::default());
+    }
+
+    #[test]
+    fn crash_after_claim_before_apply_is_taken_back_after_the_timeout() {
+        let f = fixture();
+        let m = message(&f, "00000000000000000003.1.1");
+        f.spool.enqueue(&FileRequest::from_message(&m)).unwrap();
+        let ClaimResult::Claimed(_) = f.spool.claim(&m.request_id).unwrap() else { panic!("not claimed") };
+        let queue = Queue::new(&f.store, f.spool.clone());
+        assert_eq!(queue.drain_all(CLAIM_TIMEOUT_SECS).unwrap().applied, 0, "a live claim is left alone");
+        let report = queue.drain_all(0).unwrap();
+        assert_eq!((report.reclaimed, report.applied), (1, 1));
+        assert_eq!(stored(&f), 1);
+        assert_eq!(f.spool.state().unwrap(), SpoolState::default());
+    }
+
+    #[test]
+    fn crash_after_commit_before_unlink_replays_as_a_no_op() {
+        let f = fixture();
+        let m = message(&f, "00000000000000000004.1.1");
+        f.spool.enqueue(&FileRequest::from_message(&m)).unwrap();
+        let ClaimResult::Claimed(_) = f.spool.claim(&m.request_id).unwrap() else { panic!("not claimed") };
+        f.store.store_message(&m).unwrap();
+        let report = Queue::new(&f.store, f.spool.clone()).drain_all(0).unwrap();
+        assert_eq!((report.applied, report.duplicates), (0, 1));
+        assert_eq!(stored(&f), 1, "stored exactly once");
+        assert_eq!(f.spool.state().unwrap(), SpoolState::default());
+    }
+
+    #[test]
+    fn a_request_the_database_refuses_is_set_aside_without_blocking_others() {
+        let f = fixture();
+        let good = message(&f, "00000000000000000005.1.1");
+        let mut orphan = message(&f, "00000000000000000006.1.1");
+        orphan.to = UserId(999);
+        f.spool.enqueue(&FileRequest::from_message(&orphan)).unwrap();
+        f.spool.enqueue(&FileRequest::from_message(&good)).unwrap();
+        let report = Queue::new(&f.store, f.spool.clone()).drain_all(0).unwrap();
+        assert_eq!(report.applied, 1);
+        assert_eq!(report.bad.len(), 1, "{report:?}");
+        assert_eq!(stored(&f), 1);
+        assert_eq!(f.spool.state().unwrap(), SpoolState { bad: 1, ..Default::default() });
+    }
+
+    #[test]
+    fn an_unwritable_spool_accepts_nothing() {
+        let f = fixture();
+        let file = f.spool.root().join("not-a-dir");
+        std::fs::write(&file, b"").unwrap();
+        let queue = Queue::new(&f.store, Spool::new(&file));
+        let send = Send {
+            from: f.bob,
+            to: f.alice,
+            subject: "s".into(),
+            body: "b".into(),
+            kind: "note".into(),
+            idempotency_key: None,
+        };
+        assert!(matches!(queue.send(send), Err(QueueError::Spool(_))));
+        assert_eq!(stored(&f), 0);
+    }
 }

@@ -87,15 +87,20 @@ fn named_user(ctx: &Context<'_>, name: &str) -> Result<User, ApiError> {
     ctx.store.user_by_name(name)?.ok_or_else(|| ApiError::new(404, "user_not_found", "no such user"))
 }
 
-/// A person's message (`POST /cgi-bin/messages`), within the per-user send rate limit.
+/// A person's message (`POST /cgi-bin/messages`), within the per-user send rate limit
+/// (messages in the last minute, counted with a read: no write lock before the send).
 fn send_note(ctx: &Context<'_>, send: Send) -> Result<SendOutcome, ApiError> {
-    let key = format!("send:{}", send.from.0);
     let window = 60;
-    if let Some(wait) =
-        ctx.store.take_rate(&key, ctx.config.send_rate_per_minute, window, crate::message_store::now())?
-    {
-        return Err(ApiError::new(429, "rate_limited", "too many messages; wait a little")
-            .header("Retry-After", wait.to_string()));
+    let now = crate::message_store::now();
+    let (sent, oldest) = ctx.store.notes_sent_since(send.from, now - window + 1)?;
+    if sent >= i64::from(ctx.config.send_rate_per_minute) {
+        let wait = oldest.map_or(window, |t| (t + window - now).max(1));
+        return Err(ApiError::new(
+            429,
+            "rate_limited",
+            format!("more than {} messages a minute; wait a little", ctx.config.send_rate_per_minute),
+        )
+        .header("Retry-After", wait.to_string()));
     }
     Ok(ctx.queue.send(send)?)
 }

@@ -1,0 +1,400 @@
+//! The message queue's request files: a Maildir-style spool that never loses an
+//! accepted send.
+//!
+//! ```text
+//! PIGGYBACK_SPOOL/
+//!   tmp/  being written: O_EXCL, write, fsync; garbage once older than TMP_GRACE
+//!   new/  accepted: renamed from tmp/, directory fsynced; waiting to be applied
+//!   cur/  claimed by a drainer (rename new/ → cur/, one renamer wins); taken again
+//!         when older than the claim timeout (the drainer died)
+//!   bad/  failed the self-check; kept for an operator, never applied
+//! ```
+//!
+//! A file is `PBQ1 <payload bytes> <sha256 hex of payload>\n` followed by the payload,
+//! a JSON object. A truncated or altered file fails the check as a whole.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::message_store::{NewMessage, UserId};
+
+/// Version tag at the start of every request file.
+const MAGIC: &str = "PBQ1";
+
+/// Largest request file read back (a send's fields are far smaller).
+const MAX_FILE_BYTES: u64 = 256 * 1024;
+
+/// Files in `tmp/` older than this are left over from a writer that died.
+pub const TMP_GRACE_SECS: i64 = 300;
+
+/// The request a file carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum FileRequest {
+    Send {
+        request_id: String,
+        from: i64,
+        to: i64,
+        subject: String,
+        body: String,
+        kind: String,
+        idempotency_key: Option<String>,
+        sent_at: i64,
+    },
+}
+
+impl FileRequest {
+    pub fn request_id(&self) -> &str {
+        match self {
+            FileRequest::Send { request_id, .. } => request_id,
+        }
+    }
+
+    pub fn from_message(m: &NewMessage) -> FileRequest {
+        FileRequest::Send {
+            request_id: m.request_id.clone(),
+            from: m.from.0,
+            to: m.to.0,
+            subject: m.subject.clone(),
+            body: m.body.clone(),
+            kind: m.kind.clone(),
+            idempotency_key: m.idempotency_key.clone(),
+            sent_at: m.sent_at,
+        }
+    }
+
+    pub fn into_message(self) -> NewMessage {
+        match self {
+            FileRequest::Send { request_id, from, to, subject, body, kind, idempotency_key, sent_at } => NewMessage {
+                request_id,
+                from: UserId(from),
+                to: UserId(to),
+                subject,
+                body,
+                kind,
+                idempotency_key,
+                sent_at,
+            },
+        }
+    }
+}
+
+/// Encodes a request as a self-checking file body.
+pub fn encode(request: &FileRequest) -> Vec<u8> {
+    let payload = serde_json::to_vec(request).unwrap_or_default();
+    let mut out = format!("{MAGIC} {} {}\n", payload.len(), hex(&Sha256::digest(&payload))).into_bytes();
+    out.extend_from_slice(&payload);
+    out
+}
+
+/// Decodes a file body; `Err` says why it is not a whole, untouched request.
+pub fn decode(bytes: &[u8]) -> Result<FileRequest, String> {
+    let newline = bytes.iter().position(|&b| b == b'\n').ok_or("no header line")?;
+    let header = std::str::from_utf8(&bytes[..newline]).map_err(|_| "header is not text")?;
+    let mut parts = header.split(' ');
+    let (Some(MAGIC), Some(len), Some(sum), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        return Err(format!("unknown header {header:?}"));
+    };
+    let len: usize = len.parse().map_err(|_| "bad length in header")?;
+    let payload = &bytes[newline + 1..];
+    if payload.len() != len {
+        return Err(format!("payload has {} bytes, header says {len} (truncated?)", payload.len()));
+    }
+    if hex(&Sha256::digest(payload)) != sum {
+        return Err("checksum mismatch".into());
+    }
+    serde_json::from_slice(payload).map_err(|e| format!("payload is not a request: {e}"))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A spool directory.
+#[derive(Debug, Clone)]
+pub struct Spool {
+    root: PathBuf,
+}
+
+/// A claimed request file: in `cur/`, owned by this process until applied or released.
+#[derive(Debug)]
+pub struct Claimed {
+    pub name: String,
+    pub request: FileRequest,
+}
+
+/// What a look at one file found.
+#[derive(Debug)]
+pub enum ClaimResult {
+    Claimed(Claimed),
+    /// Another process claimed it first.
+    Gone,
+    /// It failed the self-check and was moved to `bad/`.
+    Bad(String),
+}
+
+/// Counts of files per directory.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SpoolState {
+    pub waiting: usize,
+    pub claimed: usize,
+    pub bad: usize,
+    pub writing: usize,
+}
+
+impl Spool {
+    pub fn new(root: impl Into<PathBuf>) -> Spool {
+        Spool { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn dir(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+
+    /// Creates the four directories (mode from the umask) when missing.
+    pub fn create(&self) -> io::Result<()> {
+        for d in ["tmp", "new", "cur", "bad"] {
+            fs::create_dir_all(self.dir(d))?;
+        }
+        Ok(())
+    }
+
+    /// Makes a request durable: tmp/ with O_EXCL, write, fsync, rename into new/,
+    /// fsync new/. Only after this returns is the request accepted.
+    pub fn enqueue(&self, request: &FileRequest) -> io::Result<()> {
+        let name = file_name(request.request_id())?;
+        let tmp = self.dir("tmp").join(name);
+        let mut file = match OpenOptions::new().write(true).create_new(true).open(&tmp) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                self.create()?;
+                OpenOptions::new().write(true).create_new(true).open(&tmp)?
+            }
+            Err(e) => return Err(e),
+        };
+        let written = file.write_all(&encode(request)).and_then(|()| file.sync_all());
+        drop(file);
+        if let Err(e) = written.and_then(|()| fs::rename(&tmp, self.dir("new").join(name))) {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+        File::open(self.dir("new"))?.sync_all()
+    }
+
+    /// Names in `new/`, oldest first (names start with the send time), at most `max`.
+    pub fn waiting(&self, max: usize) -> io::Result<Vec<String>> {
+        let mut names = match list(&self.dir("new")) {
+            Ok(names) => names,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        names.sort_unstable();
+        names.truncate(max);
+        Ok(names)
+    }
+
+    /// Claims `new/<name>` by renaming it into `cur/`, then reads and checks it.
+    pub fn claim(&self, name: &str) -> io::Result<ClaimResult> {
+        let name = file_name(name)?;
+        let cur = self.dir("cur").join(name);
+        match fs::rename(self.dir("new").join(name), &cur) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(ClaimResult::Gone),
+            Err(e) => return Err(e),
+        }
+        let mut bytes = Vec::new();
+        match File::open(&cur) {
+            Ok(f) => f.take(MAX_FILE_BYTES).read_to_end(&mut bytes)?,
+            // Taken again by another process after a claim timeout: theirs now.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(ClaimResult::Gone),
+            Err(e) => return Err(e),
+        };
+        match decode(&bytes) {
+            Ok(request) if request.request_id() == name => {
+                Ok(ClaimResult::Claimed(Claimed { name: name.to_string(), request }))
+            }
+            Ok(_) => self.reject(name, "the request id does not match the file name"),
+            Err(why) => self.reject(name, &why),
+        }
+    }
+
+    fn reject(&self, name: &str, why: &str) -> io::Result<ClaimResult> {
+        self.set_aside(name)?;
+        Ok(ClaimResult::Bad(format!("request file {name} moved to bad/: {why}")))
+    }
+
+    /// Moves a claimed file to `bad/`, where an operator can look at it.
+    pub fn set_aside(&self, name: &str) -> io::Result<()> {
+        let name = file_name(name)?;
+        fs::create_dir_all(self.dir("bad"))?;
+        fs::rename(self.dir("cur").join(name), self.dir("bad").join(name))
+    }
+
+    /// Forgets an applied request (its effect is committed; a replay would be a no-op).
+    pub fn done(&self, name: &str) -> io::Result<()> {
+        match fs::remove_file(self.dir("cur").join(file_name(name)?)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Gives a claimed request back to `new/` (it could not be applied now).
+    pub fn release(&self, name: &str) -> io::Result<()> {
+        let name = file_name(name)?;
+        fs::rename(self.dir("cur").join(name), self.dir("new").join(name))
+    }
+
+    /// Moves claims older than `stale_after` seconds back to `new/` (their drainer died)
+    /// and removes `tmp/` files older than [`TMP_GRACE_SECS`]. Returns how many claims.
+    pub fn recover(&self, stale_after: i64, now: i64) -> io::Result<usize> {
+        let mut taken = 0;
+        // rename() sets the inode's change time, so ctime is the moment of the claim.
+        for name in list_or_empty(&self.dir("cur"))? {
+            let path = self.dir("cur").join(&name);
+            if let Ok(m) = fs::metadata(&path)
+                && now - m.ctime() >= stale_after
+                && fs::rename(&path, self.dir("new").join(&name)).is_ok()
+            {
+                taken += 1;
+            }
+        }
+        for name in list_or_empty(&self.dir("tmp"))? {
+            let path = self.dir("tmp").join(&name);
+            if let Ok(m) = fs::metadata(&path)
+                && now - m.mtime() >= TMP_GRACE_SECS
+            {
+                let _ = fs::remove_file(&path);
+            }
+        }
+        Ok(taken)
+    }
+
+    pub fn state(&self) -> io::Result<SpoolState> {
+        let count = |d: &str| list_or_empty(&self.dir(d)).map(|v| v.len());
+        Ok(SpoolState { waiting: count("new")?, claimed: count("cur")?, bad: count("bad")?, writing: count("tmp")? })
+    }
+}
+
+/// A request id is a file name: refuse anything that could walk out of the spool.
+fn file_name(name: &str) -> io::Result<&str> {
+    if name.is_empty() || name.len() > 128 || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+    {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("not a request file name: {name:?}")));
+    }
+    if name.starts_with('.') {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "request file names do not start with a dot"));
+    }
+    Ok(name)
+}
+
+fn list(dir: &Path) -> io::Result<Vec<String>> {
+    let mut names = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        if let Ok(name) = entry?.file_name().into_string()
+            && !name.starts_with('.')
+        {
+            names.push(name);
+        }
+    }
+    Ok(names)
+}
+
+fn list_or_empty(dir: &Path) -> io::Result<Vec<String>> {
+    match list(dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(id: &str) -> FileRequest {
+        FileRequest::Send {
+            request_id: id.into(),
+            from: 1,
+            to: 2,
+            subject: "午饭".into(),
+            body: "明天见".into(),
+            kind: "note".into(),
+            idempotency_key: None,
+            sent_at: 1_700_000_000,
+        }
+    }
+
+    #[test]
+    fn encode_decode_round_trip() {
+        let r = request("abc.1.2");
+        assert_eq!(decode(&encode(&r)), Ok(r));
+    }
+
+    #[test]
+    fn truncation_and_tampering_are_detected() {
+        let bytes = encode(&request("abc.1.2"));
+        for cut in [0, 3, 10, bytes.len() - 1] {
+            assert!(decode(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut flipped = bytes.clone();
+        let last = flipped.len() - 2;
+        flipped[last] ^= 1;
+        assert!(decode(&flipped).is_err());
+        let mut longer = bytes.clone();
+        longer.push(b' ');
+        assert!(decode(&longer).is_err());
+    }
+
+    #[test]
+    fn names_cannot_escape() {
+        for bad in ["", "../x", "a/b", ".hidden", "a b"] {
+            assert!(file_name(bad).is_err(), "{bad}");
+        }
+        assert!(file_name("18ebca5f309cc941.199c.4a377af99fb708b0").is_ok());
+    }
+
+    #[test]
+    fn enqueue_claim_done() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::new(dir.path().join("spool"));
+        spool.enqueue(&request("a.1.1")).unwrap();
+        assert_eq!(spool.state().unwrap(), SpoolState { waiting: 1, ..Default::default() });
+        assert_eq!(spool.waiting(10).unwrap(), vec!["a.1.1".to_string()]);
+        let ClaimResult::Claimed(c) = spool.claim("a.1.1").unwrap() else { panic!("not claimed") };
+        assert!(matches!(spool.claim("a.1.1").unwrap(), ClaimResult::Gone));
+        assert_eq!(spool.state().unwrap().claimed, 1);
+        spool.done(&c.name).unwrap();
+        assert_eq!(spool.state().unwrap(), SpoolState::default());
+    }
+
+    #[test]
+    fn corrupt_files_go_to_bad() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::new(dir.path());
+        spool.create().unwrap();
+        let bytes = encode(&request("b.1.1"));
+        fs::write(dir.path().join("new/b.1.1"), &bytes[..bytes.len() / 2]).unwrap();
+        assert!(matches!(spool.claim("b.1.1").unwrap(), ClaimResult::Bad(_)));
+        assert_eq!(spool.state().unwrap(), SpoolState { bad: 1, ..Default::default() });
+    }
+
+    #[test]
+    fn stale_claims_are_taken_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::new(dir.path());
+        spool.enqueue(&request("c.1.1")).unwrap();
+        let ClaimResult::Claimed(_) = spool.claim("c.1.1").unwrap() else { panic!("not claimed") };
+        let now = crate::message_store::now();
+        assert_eq!(spool.recover(60, now).unwrap(), 0, "a fresh claim stays");
+        assert_eq!(spool.recover(60, now + 61).unwrap(), 1);
+        assert_eq!(spool.waiting(10).unwrap(), vec!["c.1.1".to_string()]);
+    }
+}
