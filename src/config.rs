@@ -23,6 +23,9 @@ pub struct Config {
     pub snippet_chars: usize,
     /// Messages a user may send per minute.
     pub send_rate_per_minute: u32,
+    /// Seconds after which an unacknowledged announcement is made again to a client
+    /// that acknowledges (sends `X-Piggyback-Ack`).
+    pub ack_lease_secs: i64,
     /// Extra origins allowed to make state-changing requests.
     pub allowed_origins: Vec<String>,
     /// How long a session cookie from the `session` program is valid, in seconds.
@@ -97,6 +100,7 @@ impl Config {
         let snippet_chars = number(text("PIGGYBACK_SNIPPET_CHARS")?, "PIGGYBACK_SNIPPET_CHARS", 60, 0, 10_000)?;
         let send_rate_per_minute =
             number(text("PIGGYBACK_SEND_RATE")?, "PIGGYBACK_SEND_RATE", 30, 1, 1_000_000)? as u32;
+        let ack_lease_secs = number(text("PIGGYBACK_ACK_LEASE")?, "PIGGYBACK_ACK_LEASE", 120, 5, 86_400)? as i64;
         let allowed_origins = text("PIGGYBACK_ALLOWED_ORIGINS")?
             .map(|s| {
                 s.split([',', ' '])
@@ -125,6 +129,7 @@ impl Config {
             max_items,
             snippet_chars,
             send_rate_per_minute,
+            ack_lease_secs,
             allowed_origins,
             session_ttl,
         })
@@ -146,6 +151,7 @@ impl Config {
             max_items: 20,
             snippet_chars: 60,
             send_rate_per_minute: 30,
+            ack_lease_secs: 120,
             allowed_origins: Vec::new(),
             session_ttl: DEFAULT_SESSION_TTL,
         }

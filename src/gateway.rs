@@ -119,7 +119,7 @@ fn serve(handler: Handler, env: &Env, stdin: impl Read) -> Reply {
         && reply.status < 500
         && request.method != Method::Head
     {
-        match message_status::check(&ctx.queue, user.id, &config) {
+        match message_status::check(&ctx.queue, user, request.meta.ack, &config) {
             Ok(Some(site)) => {
                 let value = serde_json::to_value(site).unwrap_or(Value::Null);
                 reply.body.insert("site_messages".into(), value);
@@ -287,6 +287,19 @@ pub fn parse_request(env: &Env, mut stdin: impl Read) -> Result<Request, ApiErro
         https: nonempty("HTTPS")?.is_some_and(|v| v.eq_ignore_ascii_case("on") || v == "1")
             || nonempty("REQUEST_SCHEME")?.is_some_and(|v| v.eq_ignore_ascii_case("https")),
         remote_addr: nonempty("REMOTE_ADDR")?,
+        ack: match text_var(env, "HTTP_X_PIGGYBACK_ACK")?.map(str::trim) {
+            None => None,
+            Some("") => Some(0),
+            Some(v) => match v.parse::<i64>() {
+                Ok(n) if n >= 0 && v.bytes().all(|b| b.is_ascii_digit()) => Some(n),
+                _ => {
+                    return Err(ApiError::bad_request(
+                        "bad_ack",
+                        "X-Piggyback-Ack must be the batch number of the last site_messages shown",
+                    ));
+                }
+            },
+        },
     };
     let body = if method.is_safe() {
         Ok(Vec::new())

@@ -63,6 +63,10 @@ pub struct Meta {
     pub host: Option<String>,
     pub https: bool,
     pub remote_addr: Option<String>,
+    /// `X-Piggyback-Ack`: the last announcement batch this client showed (0: none yet).
+    /// Its presence says the client acknowledges, so unacknowledged batches may be
+    /// announced to it again.
+    pub ack: Option<i64>,
 }
 
 impl Request {
@@ -120,8 +124,11 @@ impl Request {
             let essence = t.split(';').next().unwrap_or("").trim();
             essence.eq_ignore_ascii_case("application/json")
         });
-        let bodiless_delete = self.method == Method::Delete && body.is_empty();
-        if !json_type && !bodiless_delete {
+        // `fetch(url, {method: "POST"})` sends neither body nor type: fine for the
+        // endpoints that take no body. Any body, and any declared type, must be JSON
+        // (a cross-site HTML form always declares one).
+        let nothing_declared = body.is_empty() && self.content_type.as_deref().is_none_or(str::is_empty);
+        if !json_type && !nothing_declared {
             return Err(ApiError::new(
                 415,
                 "unsupported_media_type",

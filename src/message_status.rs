@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use crate::config::{Config, EmptyPolicy};
-use crate::message_store::{StoreError, Summary, UserId};
+use crate::message_store::{Announce, Preview, StoreError, Summary, User, now};
 use crate::msq::Queue;
 use crate::text;
 
@@ -16,6 +16,14 @@ pub struct SiteMessages {
     pub new: i64,
     pub items: Vec<Item>,
     pub more: bool,
+    /// The batch this response announces; a client acknowledges it with
+    /// `X-Piggyback-Ack` on its next request. Absent when nothing is announced.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch: Option<i64>,
+    /// How many of `delivered` this response announces again, because the response
+    /// that first announced them was never acknowledged. Absent when none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repeated: Option<i64>,
 }
 
 /// One announced message, as a toast shows it.
@@ -27,17 +35,28 @@ pub struct Item {
     pub snippet: String,
     pub sent_at: String,
     pub kind: String,
+    /// Announced before by a response that was never acknowledged.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub repeat: bool,
 }
 
 impl Item {
-    pub fn from_summary(s: &Summary, snippet_chars: usize) -> Item {
+    /// The summary as `preview` allows it to be shown.
+    pub fn from_summary(s: &Summary, snippet_chars: usize, preview: Preview) -> Item {
         Item {
             id: s.id.0,
             from: s.from.clone(),
-            subject: s.subject.clone(),
-            snippet: text::snippet_of_prefix(&s.body_prefix, s.body_truncated, snippet_chars),
+            subject: match preview {
+                Preview::Sender => String::new(),
+                Preview::Full | Preview::Subject => s.subject.clone(),
+            },
+            snippet: match preview {
+                Preview::Full => text::snippet_of_prefix(&s.body_prefix, s.body_truncated, snippet_chars),
+                Preview::Subject | Preview::Sender => String::new(),
+            },
             sent_at: s.sent_at.clone(),
             kind: s.kind.clone(),
+            repeat: false,
         }
     }
 }
@@ -48,34 +67,196 @@ pub fn prefix_chars(snippet_chars: usize) -> usize {
     snippet_chars * 2 + 16
 }
 
-/// Checks `user`'s messages and announces what is new. Takes the write lock only when
-/// the counters say something is `new`; the common request only reads one row.
+/// Checks `user`'s messages and announces what is new, after recording the client's
+/// acknowledgement `ack` of an earlier batch. Takes the write lock only when there is
+/// something to write: new messages, a batch to acknowledge, or (for a client that
+/// acknowledges) a batch unacknowledged past the lease to announce again. The common
+/// request only reads one row.
 /// `None` when nothing is unread and the configuration says to omit the member.
-pub fn check(queue: &Queue<'_>, user: UserId, config: &Config) -> Result<Option<SiteMessages>, StoreError> {
-    let counters = queue.counters(user)?;
-    let site = if counters.new == 0 {
+pub fn check(
+    queue: &Queue<'_>,
+    user: &User,
+    ack: Option<i64>,
+    config: &Config,
+) -> Result<Option<SiteMessages>, StoreError> {
+    let (preview, user) = (user.preview, user.id);
+    let mut mailbox = queue.mailbox(user)?;
+    if let Some(batch) = ack
+        && batch > mailbox.acked
+        && batch <= mailbox.batch
+    {
+        queue.acknowledge(user, batch)?;
+        mailbox.acked = batch;
+    }
+    let announce = if ack.is_some() && mailbox.unacknowledged_since(now(), config.ack_lease_secs) {
+        Announce::NewAndUnacknowledged
+    } else {
+        Announce::New
+    };
+    let counters = mailbox.counters;
+    let site = if counters.new == 0 && announce == Announce::New {
         SiteMessages {
             unread: counters.delivered,
             delivered: counters.delivered,
             new: 0,
             items: Vec::new(),
             more: false,
+            batch: None,
+            repeated: None,
         }
     } else {
-        let claim = queue.claim(user, config.max_items, prefix_chars(config.snippet_chars))?;
-        let items: Vec<Item> = claim.items.iter().map(|s| Item::from_summary(s, config.snippet_chars)).collect();
+        let claim = queue.claim(user, config.max_items, prefix_chars(config.snippet_chars), announce)?;
+        let item = |s: &Summary| Item::from_summary(s, config.snippet_chars, preview);
+        let mut items: Vec<Item> = claim.items.iter().map(item).collect();
+        items.extend(claim.repeats.iter().map(|s| Item { repeat: true, ..item(s) }));
         let delivered = claim.after.delivered - claim.flipped;
         SiteMessages {
             // Anything that arrived after the flip stays `new` for the next response.
             unread: delivered + claim.flipped,
             delivered,
             new: claim.flipped,
-            more: claim.flipped > items.len() as i64,
+            more: claim.flipped + claim.repeated > items.len() as i64,
             items,
+            batch: (claim.batch > 0).then_some(claim.batch),
+            repeated: (claim.repeated > 0).then_some(claim.repeated),
         }
     };
     if site.unread == 0 && config.empty == EmptyPolicy::Omit {
         return Ok(None);
     }
     Ok(Some(site))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message_store::{Change, MessageId, NewMessage, Store, UserId};
+    use crate::spool::Spool;
+
+    struct Fixture {
+        dir: tempfile::TempDir,
+        store: Store,
+        alice: UserId,
+        bob: UserId,
+        config: Config,
+    }
+
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("pb.db");
+        let store = Store::init(&db).unwrap();
+        let alice = store.add_user("alice", "Alice", None).unwrap().unwrap();
+        let bob = store.add_user("bob", "Bob", None).unwrap().unwrap();
+        let config = Config::for_db(db);
+        Fixture { dir, store, alice, bob, config }
+    }
+
+    impl Fixture {
+        fn send(&self, n: i64) -> MessageId {
+            self.store
+                .store_message(&NewMessage {
+                    request_id: format!("r{n}"),
+                    from: self.bob,
+                    to: self.alice,
+                    subject: format!("s{n}"),
+                    body: "明天中午一起吃饭吗？".repeat(10),
+                    kind: "note".into(),
+                    idempotency_key: None,
+                    sent_at: 1_700_000_000 + n,
+                })
+                .unwrap()
+                .id
+        }
+
+        fn check(&self, ack: Option<i64>) -> SiteMessages {
+            let queue = Queue::new(&self.store, Spool::new(self.dir.path().join("spool")));
+            let user = self.store.user_by_id(self.alice).unwrap().unwrap();
+            check(&queue, &user, ack, &self.config).unwrap().unwrap()
+        }
+
+        /// Moves the last announcement back in time, past any lease.
+        fn age(&self) {
+            let conn = rusqlite::Connection::open(&self.config.db).unwrap();
+            conn.execute("UPDATE mailbox SET announced_at = announced_at - 100000", []).unwrap();
+        }
+    }
+
+    #[test]
+    fn announces_once_then_counts_delivered() {
+        let f = fixture();
+        f.send(1);
+        f.send(2);
+        let first = f.check(None);
+        assert_eq!((first.new, first.delivered, first.unread), (2, 0, 2));
+        assert_eq!(first.items.iter().map(|i| i.subject.as_str()).collect::<Vec<_>>(), ["s2", "s1"]);
+        assert_eq!(first.batch, Some(1));
+        assert_eq!(first.items[0].snippet.chars().count(), 61, "60 characters and the ellipsis");
+        let second = f.check(None);
+        assert_eq!((second.new, second.delivered, second.unread), (0, 2, 2));
+        assert!(second.items.is_empty());
+        assert_eq!(second.batch, None);
+    }
+
+    #[test]
+    fn the_users_preview_choice_hides_subject_and_snippet() {
+        let f = fixture();
+        f.store.update_profile(f.alice, None, None, Some(Preview::Sender)).unwrap();
+        f.send(1);
+        let site = f.check(None);
+        assert_eq!(
+            (site.items[0].from.as_str(), site.items[0].subject.as_str(), site.items[0].snippet.as_str()),
+            ("bob", "", "")
+        );
+    }
+
+    #[test]
+    fn max_items_and_more() {
+        let mut f = fixture();
+        f.config.max_items = 2;
+        for n in 1..=5 {
+            f.send(n);
+        }
+        let site = f.check(None);
+        assert_eq!((site.new, site.items.len(), site.more), (5, 2, true));
+    }
+
+    #[test]
+    fn unacknowledged_batches_are_announced_again_to_acknowledging_clients_only() {
+        let f = fixture();
+        f.send(1);
+        let first = f.check(Some(0));
+        assert_eq!(first.batch, Some(1));
+        f.age();
+        assert_eq!(f.check(None).repeated, None, "a client without the header never gets repeats");
+        let again = f.check(Some(0));
+        assert_eq!(again.repeated, Some(1));
+        assert_eq!((again.new, again.delivered), (0, 1));
+        assert!(again.items[0].repeat);
+        let batch = again.batch.unwrap();
+        f.age();
+        let acked = f.check(Some(batch));
+        assert_eq!((acked.repeated, acked.items.len()), (None, 0), "acknowledged: nothing again");
+    }
+
+    #[test]
+    fn read_messages_are_not_announced_again_and_the_search_stops() {
+        let f = fixture();
+        let id = f.send(1);
+        f.check(Some(0));
+        f.store.change(f.alice, id, Change::MarkRead).unwrap();
+        f.age();
+        let site = f.check(Some(0));
+        assert_eq!((site.repeated, site.unread), (None, 0));
+        let mailbox = f.store.mailbox(f.alice).unwrap();
+        assert_eq!(mailbox.acked, mailbox.batch, "no batch is left waiting, so no request writes again");
+    }
+
+    #[test]
+    fn an_acknowledgement_of_a_batch_never_issued_changes_nothing() {
+        let f = fixture();
+        f.send(1);
+        f.check(Some(0));
+        f.check(Some(99));
+        assert_eq!(f.store.mailbox(f.alice).unwrap().acked, 0);
+    }
 }

@@ -141,6 +141,34 @@ pub struct Counters {
     pub delivered: i64,
 }
 
+/// A user's counters and announcement batches, read in one row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Mailbox {
+    pub counters: Counters,
+    /// The last batch issued (0: none yet).
+    pub batch: i64,
+    /// The highest batch a client acknowledged.
+    pub acked: i64,
+    /// When the last batch was issued, unix seconds.
+    pub announced_at: i64,
+}
+
+impl Mailbox {
+    /// A batch went out unacknowledged at least `lease` seconds ago.
+    pub fn unacknowledged_since(&self, now: i64, lease: i64) -> bool {
+        self.batch > self.acked && self.announced_at + lease <= now
+    }
+}
+
+/// What a claim announces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Announce {
+    /// The `new` messages.
+    New,
+    /// The `new` messages and the delivered ones of unacknowledged batches.
+    NewAndUnacknowledged,
+}
+
 /// One message as a toast or a mailbox row shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Summary {
@@ -172,10 +200,16 @@ pub struct Message {
 /// What one claim flipped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claim {
+    /// The batch this claim issued (0 when it announced nothing).
+    pub batch: i64,
     /// How many messages went from `new` to `delivered`.
     pub flipped: i64,
     /// The newest of them, newest first, at most the asked number.
     pub items: Vec<Summary>,
+    /// How many delivered messages of unacknowledged batches are announced again.
+    pub repeated: i64,
+    /// The newest of those, newest first, filling what `items` left of the asked number.
+    pub repeats: Vec<Summary>,
     /// The counters after the flip, read in the same transaction.
     pub after: Counters,
 }
@@ -185,6 +219,39 @@ pub struct User {
     pub id: UserId,
     pub name: String,
     pub display_name: String,
+    pub preview: Preview,
+}
+
+/// What announcements may show of a message: a user's privacy choice, for screens
+/// other people can see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Preview {
+    /// Sender, subject and snippet.
+    #[default]
+    Full,
+    /// Sender and subject.
+    Subject,
+    /// The sender only.
+    Sender,
+}
+
+impl Preview {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Preview::Full => "full",
+            Preview::Subject => "subject",
+            Preview::Sender => "sender",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Preview> {
+        Some(match s {
+            "full" => Preview::Full,
+            "subject" => Preview::Subject,
+            "sender" => Preview::Sender,
+            _ => return None,
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -192,6 +259,7 @@ pub struct Profile {
     pub name: String,
     pub display_name: String,
     pub bio: String,
+    pub preview: Preview,
     pub joined_at: String,
     pub friends: i64,
     pub posts: i64,
@@ -269,6 +337,8 @@ CREATE TABLE users (
     name TEXT NOT NULL UNIQUE,
     display_name TEXT NOT NULL,
     bio TEXT NOT NULL DEFAULT '',
+    -- What toasts may show of a message: the user's privacy choice.
+    preview TEXT NOT NULL DEFAULT 'full' CHECK (preview IN ('full', 'subject', 'sender')),
     password_hash TEXT,
     joined_at INTEGER NOT NULL
 );
@@ -276,7 +346,12 @@ CREATE TABLE users (
 CREATE TABLE mailbox (
     user_id INTEGER PRIMARY KEY REFERENCES users(id),
     new INTEGER NOT NULL DEFAULT 0 CHECK (new >= 0),
-    delivered INTEGER NOT NULL DEFAULT 0 CHECK (delivered >= 0)
+    delivered INTEGER NOT NULL DEFAULT 0 CHECK (delivered >= 0),
+    -- The last announcement batch issued, the highest one a client acknowledged, and
+    -- when the last one was issued (unix seconds): what to announce again.
+    batch INTEGER NOT NULL DEFAULT 0,
+    acked INTEGER NOT NULL DEFAULT 0,
+    announced_at INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE messages (
     id INTEGER PRIMARY KEY,
@@ -289,12 +364,10 @@ CREATE TABLE messages (
     idempotency_key TEXT,
     sent_at INTEGER NOT NULL,
     state TEXT NOT NULL DEFAULT 'new' CHECK (state IN ('new', 'delivered', 'read', 'deleted')),
+    -- The announcement batch that last announced it.
+    batch INTEGER,
     UNIQUE (sender_id, idempotency_key)
 );
-CREATE INDEX messages_by_state ON messages (recipient_id, state, id);
-CREATE INDEX messages_by_recipient ON messages (recipient_id, id);
--- The send rate limit counts a sender's recent messages without taking a write lock.
-CREATE INDEX messages_by_sender ON messages (sender_id, sent_at);
 -- One row per direction, so 'friends of X' is one index range.
 CREATE TABLE friendships (
     user_id INTEGER NOT NULL REFERENCES users(id),
@@ -330,6 +403,24 @@ CREATE TABLE rate_limits (
     window_start INTEGER NOT NULL,
     count INTEGER NOT NULL
 ) WITHOUT ROWID;
+";
+
+/// The secondary indexes of `messages`: `seed` drops them while it bulk-loads and
+/// builds them again afterwards, which is several times faster than keeping them.
+const MESSAGE_INDEXES: &str = "
+CREATE INDEX IF NOT EXISTS messages_by_state ON messages (recipient_id, state, id);
+CREATE INDEX IF NOT EXISTS messages_by_recipient ON messages (recipient_id, id);
+-- Delivered messages by batch: the unacknowledged ones to announce again.
+CREATE INDEX IF NOT EXISTS messages_unacknowledged ON messages (recipient_id, batch) WHERE state = 'delivered';
+-- The send rate limit counts a sender's recent messages without taking a write lock.
+CREATE INDEX IF NOT EXISTS messages_by_sender ON messages (sender_id, sent_at);
+";
+
+const DROP_MESSAGE_INDEXES: &str = "
+DROP INDEX IF EXISTS messages_by_state;
+DROP INDEX IF EXISTS messages_by_recipient;
+DROP INDEX IF EXISTS messages_unacknowledged;
+DROP INDEX IF EXISTS messages_by_sender;
 ";
 
 const RFC3339: &str = "'%Y-%m-%dT%H:%M:%SZ'";
@@ -378,6 +469,7 @@ impl Store {
         match version {
             0 => {
                 tx.execute_batch(SCHEMA)?;
+                tx.execute_batch(MESSAGE_INDEXES)?;
                 tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
             }
             SCHEMA_VERSION => {}
@@ -402,16 +494,16 @@ impl Store {
     pub fn user_by_name(&self, name: &str) -> Result<Option<User>> {
         Ok(self
             .conn
-            .prepare_cached("SELECT id, name, display_name FROM users WHERE name = ?1")?
-            .query_row([name], |r| Ok(User { id: UserId(r.get(0)?), name: r.get(1)?, display_name: r.get(2)? }))
+            .prepare_cached("SELECT id, name, display_name, preview FROM users WHERE name = ?1")?
+            .query_row([name], user_row)
             .optional()?)
     }
 
     pub fn user_by_id(&self, id: UserId) -> Result<Option<User>> {
         Ok(self
             .conn
-            .prepare_cached("SELECT id, name, display_name FROM users WHERE id = ?1")?
-            .query_row([id.0], |r| Ok(User { id: UserId(r.get(0)?), name: r.get(1)?, display_name: r.get(2)? }))
+            .prepare_cached("SELECT id, name, display_name, preview FROM users WHERE id = ?1")?
+            .query_row([id.0], user_row)
             .optional()?)
     }
 
@@ -454,7 +546,7 @@ impl Store {
         let sql = format!(
             "SELECT name, display_name, bio, strftime({RFC3339}, joined_at, 'unixepoch'),
                     (SELECT count(*) FROM friendships WHERE user_id = u.id),
-                    (SELECT count(*) FROM posts WHERE author_id = u.id)
+                    (SELECT count(*) FROM posts WHERE author_id = u.id), preview
              FROM users u WHERE id = ?1"
         );
         Ok(self
@@ -468,17 +560,25 @@ impl Store {
                     joined_at: r.get(3)?,
                     friends: r.get(4)?,
                     posts: r.get(5)?,
+                    preview: Preview::parse(&r.get::<_, String>(6)?).unwrap_or_default(),
                 })
             })
             .optional()?)
     }
 
-    pub fn update_profile(&self, user: UserId, display_name: Option<&str>, bio: Option<&str>) -> Result<()> {
+    pub fn update_profile(
+        &self,
+        user: UserId,
+        display_name: Option<&str>,
+        bio: Option<&str>,
+        preview: Option<Preview>,
+    ) -> Result<()> {
         let tx = self.immediate()?;
         tx.prepare_cached(
-            "UPDATE users SET display_name = coalesce(?2, display_name), bio = coalesce(?3, bio) WHERE id = ?1",
+            "UPDATE users SET display_name = coalesce(?2, display_name), bio = coalesce(?3, bio),
+                              preview = coalesce(?4, preview) WHERE id = ?1",
         )?
-        .execute(params![user.0, display_name, bio])?;
+        .execute(params![user.0, display_name, bio, preview.map(Preview::as_str)])?;
         tx.commit()?;
         Ok(())
     }
@@ -659,39 +759,98 @@ impl Store {
             .unwrap_or_default())
     }
 
-    /// Flips every `new` message of `user` to `delivered` in one IMMEDIATE transaction
-    /// and returns the newest `max_items` of them with `prefix_chars` of their bodies.
-    /// Committed before it returns: the caller writes the response only afterwards.
-    pub fn claim_new(&self, user: UserId, max_items: usize, prefix_chars: usize) -> Result<Claim> {
+    /// The user's counters and batches: one autocommit read, no write lock.
+    pub fn mailbox(&self, user: UserId) -> Result<Mailbox> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT new, delivered, batch, acked, announced_at FROM mailbox WHERE user_id = ?1")?
+            .query_row([user.0], |r| {
+                Ok(Mailbox {
+                    counters: Counters { new: r.get(0)?, delivered: r.get(1)? },
+                    batch: r.get(2)?,
+                    acked: r.get(3)?,
+                    announced_at: r.get(4)?,
+                })
+            })
+            .optional()?
+            .unwrap_or_default())
+    }
+
+    /// Records that a client showed batch `batch` and the ones before it; a batch that
+    /// was never issued, or one already acknowledged, changes nothing.
+    pub fn acknowledge(&self, user: UserId, batch: i64) -> Result<()> {
         let tx = self.immediate()?;
-        let mut ids: Vec<i64> = {
-            let mut stmt = tx.prepare_cached(
-                "UPDATE messages SET state = 'delivered' WHERE recipient_id = ?1 AND state = 'new' RETURNING id",
-            )?;
-            let rows = stmt.query_map([user.0], |r| r.get(0))?;
-            rows.collect::<rusqlite::Result<_>>()?
+        tx.prepare_cached("UPDATE mailbox SET acked = ?2 WHERE user_id = ?1 AND acked < ?2 AND ?2 <= batch")?
+            .execute(params![user.0, batch])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Flips every `new` message of `user` to `delivered` in one IMMEDIATE transaction,
+    /// as one new batch, and returns the newest `max_items` of them with `prefix_chars`
+    /// of their bodies. With [`Announce::NewAndUnacknowledged`] the delivered messages
+    /// of batches nobody acknowledged join the batch too. Committed before it returns:
+    /// the caller writes the response only afterwards.
+    pub fn claim_new(&self, user: UserId, max_items: usize, prefix_chars: usize, announce: Announce) -> Result<Claim> {
+        let tx = self.immediate()?;
+        let (last, acked): (i64, i64) = tx
+            .prepare_cached("SELECT batch, acked FROM mailbox WHERE user_id = ?1")?
+            .query_row([user.0], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?
+            .unwrap_or_default();
+        let batch = last + 1;
+        let returning_ids = |sql: &str, args: &[&dyn rusqlite::ToSql]| -> Result<Vec<i64>> {
+            let mut stmt = tx.prepare_cached(sql)?;
+            let mut ids: Vec<i64> = stmt.query_map(args, |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+            // RETURNING's order is arbitrary.
+            ids.sort_unstable_by(|a, b| b.cmp(a));
+            Ok(ids)
         };
-        // RETURNING's order is arbitrary.
-        ids.sort_unstable_by(|a, b| b.cmp(a));
+        let repeat_ids = match announce {
+            Announce::New => Vec::new(),
+            Announce::NewAndUnacknowledged => returning_ids(
+                "UPDATE messages SET batch = ?2
+                 WHERE recipient_id = ?1 AND state = 'delivered' AND batch > ?3 RETURNING id",
+                &[&user.0, &batch, &acked],
+            )?,
+        };
+        let ids = returning_ids(
+            "UPDATE messages SET state = 'delivered', batch = ?2 WHERE recipient_id = ?1 AND state = 'new' RETURNING id",
+            &[&user.0, &batch],
+        )?;
         let flipped = ids.len() as i64;
-        if flipped > 0 {
-            tx.prepare_cached("UPDATE mailbox SET new = new - ?2, delivered = delivered + ?2 WHERE user_id = ?1")?
-                .execute(params![user.0, flipped])?;
+        let repeated = repeat_ids.len() as i64;
+        if flipped + repeated > 0 {
+            tx.prepare_cached(
+                "UPDATE mailbox SET new = new - ?2, delivered = delivered + ?2, batch = ?3, announced_at = ?4
+                 WHERE user_id = ?1",
+            )?
+            .execute(params![user.0, flipped, batch, now()])?;
+        } else if announce == Announce::NewAndUnacknowledged {
+            // What the unacknowledged batches held has been read or deleted since:
+            // nothing is left to announce again, so stop looking.
+            tx.prepare_cached("UPDATE mailbox SET acked = batch WHERE user_id = ?1")?.execute([user.0])?;
         }
-        let mut items = Vec::with_capacity(ids.len().min(max_items));
-        {
+        let (items, repeats) = {
             let mut stmt = tx.prepare_cached(&summary_sql("m.id = ?1"))?;
-            for id in ids.iter().take(max_items) {
-                items.push(stmt.query_row(params![id, prefix_chars as i64], summary_row)?);
-            }
-        }
+            let mut summaries = |ids: &[i64], n: usize| -> Result<Vec<Summary>> {
+                ids.iter()
+                    .take(n)
+                    .map(|id| Ok(stmt.query_row(params![id, prefix_chars as i64], summary_row)?))
+                    .collect()
+            };
+            let items = summaries(&ids, max_items)?;
+            let repeats = summaries(&repeat_ids, max_items - items.len())?;
+            (items, repeats)
+        };
         let after = tx
             .prepare_cached("SELECT new, delivered FROM mailbox WHERE user_id = ?1")?
             .query_row([user.0], |r| Ok(Counters { new: r.get(0)?, delivered: r.get(1)? }))
             .optional()?
             .unwrap_or_default();
         tx.commit()?;
-        Ok(Claim { flipped, items, after })
+        let batch = if flipped + repeated > 0 { batch } else { 0 };
+        Ok(Claim { batch, flipped, items, repeated, repeats, after })
     }
 
     /// The user's mailbox, newest first, ids below `before`.
@@ -966,7 +1125,7 @@ impl Store {
 
     /// Fills the database with synthetic data in large transactions (`piggyback seed`).
     pub fn seed(&self, plan: &SeedPlan) -> Result<SeedReport> {
-        self.conn.execute_batch("PRAGMA synchronous = OFF")?;
+        self.conn.execute_batch("PRAGMA synchronous = OFF; PRAGMA cache_size = -262144;")?;
         let mut rng = SplitMix(plan.seed);
         let now = now();
         let tx = self.immediate()?;
@@ -1003,7 +1162,10 @@ impl Store {
             tx.commit()?;
         }
         let mut written = 0u64;
-        const BATCH: u64 = 200_000;
+        const BATCH: u64 = 500_000;
+        if plan.messages > 0 {
+            self.conn.execute_batch(DROP_MESSAGE_INDEXES)?;
+        }
         while written < plan.messages && users > 0 {
             let tx = self.immediate()?;
             {
@@ -1036,6 +1198,7 @@ impl Store {
             }
             tx.commit()?;
         }
+        self.conn.execute_batch(MESSAGE_INDEXES)?;
         let tx = self.immediate()?;
         tx.execute(
             "UPDATE mailbox SET
@@ -1045,7 +1208,7 @@ impl Store {
             [first_user],
         )?;
         tx.commit()?;
-        self.conn.execute_batch("PRAGMA synchronous = NORMAL")?;
+        self.conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA wal_checkpoint(TRUNCATE);")?;
         Ok(SeedReport { first_user: UserId(first_user), users: plan.users, messages: written })
     }
 }
@@ -1133,6 +1296,16 @@ fn summary_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Summary> {
         sent_at: r.get(5)?,
         state: state_column(r, 6)?,
         kind: r.get(7)?,
+    })
+}
+
+fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
+    let preview: String = r.get(3)?;
+    Ok(User {
+        id: UserId(r.get(0)?),
+        name: r.get(1)?,
+        display_name: r.get(2)?,
+        preview: Preview::parse(&preview).unwrap_or_default(),
     })
 }
 

@@ -10,7 +10,9 @@
 
 use std::io;
 
-use crate::message_store::{Change, Claim, Counters, MessageId, NewMessage, Store, StoreError, UserId, now};
+use crate::message_store::{
+    Announce, Change, Claim, Counters, Mailbox, MessageId, NewMessage, Store, StoreError, UserId, now,
+};
 use crate::spool::{ClaimResult, Claimed, FileRequest, Spool};
 
 /// Claims older than this many seconds belong to a drainer that died.
@@ -120,9 +122,25 @@ impl<'a> Queue<'a> {
         self.store.counters(user)
     }
 
-    /// Check-and-claim: flips the user's `new` messages to `delivered`.
-    pub fn claim(&self, user: UserId, max_items: usize, prefix_chars: usize) -> Result<Claim, StoreError> {
-        self.store.claim_new(user, max_items, prefix_chars)
+    /// Reads a user's counters and announcement batches (no lock).
+    pub fn mailbox(&self, user: UserId) -> Result<Mailbox, StoreError> {
+        self.store.mailbox(user)
+    }
+
+    /// A client acknowledges that it showed `batch` (and the ones before it).
+    pub fn acknowledge(&self, user: UserId, batch: i64) -> Result<(), StoreError> {
+        self.store.acknowledge(user, batch)
+    }
+
+    /// Check-and-claim: flips the user's `new` messages to `delivered` as one batch.
+    pub fn claim(
+        &self,
+        user: UserId,
+        max_items: usize,
+        prefix_chars: usize,
+        announce: Announce,
+    ) -> Result<Claim, StoreError> {
+        self.store.claim_new(user, max_items, prefix_chars, announce)
     }
 
     /// Marks one message read or deleted; false when the user has no such message.

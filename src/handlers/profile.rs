@@ -6,13 +6,15 @@ use serde_json::json;
 use super::{MAX_BIO_CHARS, MAX_DISPLAY_NAME_CHARS, check_text, named_user, unknown_path};
 use crate::gateway::Context;
 use crate::http::{ApiError, Method, Reply, Request};
-use crate::message_store::{Profile, UserId};
+use crate::message_store::{Preview, Profile, UserId};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Edit {
     display_name: Option<String>,
     bio: Option<String>,
+    /// What toasts may show: `full`, `subject` or `sender` (the caller's own choice).
+    message_preview: Option<String>,
 }
 
 pub fn profile(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
@@ -26,7 +28,9 @@ pub fn profile(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
                 None | Some("") => me.id,
                 Some(name) => named_user(ctx, name)?.id,
             };
-            Ok(Reply::ok(json!({"profile": profile_json(&load(ctx, id)?)})))
+            let profile = load(ctx, id)?;
+            let value = if id == me.id { own_profile_json(&profile) } else { profile_json(&profile) };
+            Ok(Reply::ok(json!({"profile": value})))
         }
         Method::Post => {
             let edit: Edit = req.json()?;
@@ -36,8 +40,19 @@ pub fn profile(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
             if let Some(b) = &edit.bio {
                 check_text("bio", b, MAX_BIO_CHARS, false)?;
             }
-            ctx.store.update_profile(me.id, edit.display_name.as_deref().map(str::trim), edit.bio.as_deref())?;
-            Ok(Reply::ok(json!({"profile": profile_json(&load(ctx, me.id)?)})))
+            let preview = match edit.message_preview.as_deref() {
+                None => None,
+                Some(p) => Some(Preview::parse(p).ok_or_else(|| {
+                    ApiError::bad_request("bad_preview", "message_preview must be full, subject or sender")
+                })?),
+            };
+            ctx.store.update_profile(
+                me.id,
+                edit.display_name.as_deref().map(str::trim),
+                edit.bio.as_deref(),
+                preview,
+            )?;
+            Ok(Reply::ok(json!({"profile": own_profile_json(&load(ctx, me.id)?)})))
         }
         _ => Err(ApiError::method_not_allowed("GET, HEAD, POST")),
     }
@@ -45,6 +60,13 @@ pub fn profile(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
 
 fn load(ctx: &Context<'_>, id: UserId) -> Result<Profile, ApiError> {
     ctx.store.profile(id)?.ok_or_else(|| ApiError::new(404, "user_not_found", "no such user"))
+}
+
+/// One's own profile also shows one's own settings.
+fn own_profile_json(p: &Profile) -> serde_json::Value {
+    let mut value = profile_json(p);
+    value["message_preview"] = p.preview.as_str().into();
+    value
 }
 
 fn profile_json(p: &Profile) -> serde_json::Value {
