@@ -216,15 +216,16 @@ fn case() -> impl Strategy<Value = Case> {
     let addr = var(&["192.0.2.1", "198.51.100.2", "::1", ""]);
     let chunked = prop_oneof![4 => Just(None), 1 => var(&["chunked", "gzip, chunked"])];
     let raw_cookie = prop_oneof![3 => Just(None), 1 => var(&["pb_session=", "pb_session=v1.1.1.aa", "a=b; pb_session", "pb_session=\"v1\"", "=;=;"])];
+    let ack = prop_oneof![3 => Just(None), 1 => var(&["1", "0", "-1", "", " 2 ", "abc", "99999999999999999999"])];
     let cookie = prop_oneof![2 => Just(None), 4 => (0usize..2).prop_map(Some), 1 => (2usize..5).prop_map(Some)];
     (
         (method, path(), query(), content_type, remote_user, origin),
-        (fetch_site, host, https, addr, chunked, raw_cookie),
+        (fetch_site, host, https, addr, chunked, raw_cookie, ack),
         cookie,
         length(),
         body(),
     )
-        .prop_map(|((m, p, q, ct, ru, o), (fs, h, s, a, te, rc), cookie, length, body)| Case {
+        .prop_map(|((m, p, q, ct, ru, o), (fs, h, s, a, te, rc, ack), cookie, length, body)| Case {
             env: vec![
                 ("REQUEST_METHOD", m),
                 ("PATH_INFO", p),
@@ -238,6 +239,7 @@ fn case() -> impl Strategy<Value = Case> {
                 ("REMOTE_ADDR", a),
                 ("HTTP_TRANSFER_ENCODING", te),
                 ("HTTP_COOKIE", rc),
+                ("HTTP_X_PIGGYBACK_ACK", ack),
             ],
             length,
             cookie,
