@@ -14,7 +14,8 @@ use std::process::ExitCode;
 use serde_json::Value;
 
 use crate::config::{Config, MAX_BODY_BYTES};
-use crate::http::{ApiError, BodyError, Meta, Method, Reply, Request, reason_phrase};
+use crate::csrf;
+use crate::http::{ApiError, BodyError, Meta, Method, Reply, Request, SessionChange, reason_phrase};
 use crate::identity::{self, COOKIE_NAME, Key};
 use crate::message_status;
 use crate::message_store::{BUSY_TIMEOUT, Store, StoreError, User, now};
@@ -31,12 +32,20 @@ pub struct Context<'a> {
     pub queue: Queue<'a>,
     /// The identified user, if any.
     pub user: Option<User>,
+    /// Why the request's identity was refused (a forged or expired cookie, an unknown
+    /// `REMOTE_USER`): [`Context::user`] answers with it. The gateway leaves the refusal
+    /// to the handler so that the `session` program can log in over a stale cookie.
+    pub refusal: Option<ApiError>,
 }
 
 impl Context<'_> {
-    /// The identified user, or 401.
+    /// The identified user, or 401 (the refusal, when the identity was refused).
     pub fn user(&self) -> Result<&User, ApiError> {
-        self.user.as_ref().ok_or_else(ApiError::unauthorized)
+        match (&self.user, &self.refusal) {
+            (Some(user), _) => Ok(user),
+            (None, Some(refusal)) => Err(refusal.clone()),
+            (None, None) => Err(ApiError::unauthorized()),
+        }
     }
 }
 
@@ -82,19 +91,31 @@ fn serve(handler: Handler, env: &Env, stdin: impl Read) -> Reply {
         Ok(store) => store,
         Err(e) => return store_failure(&e).into_reply(),
     };
-    let user = match identify(&request.meta, &store, &config) {
-        Ok(user) => user,
+    let (user, refusal) = match identify(&request.meta, &store, &config) {
+        Ok(user) => (user, None),
+        Err(e) if e.status < 500 => (None, Some(e)),
         Err(e) => return e.into_reply(),
     };
-    let ctx = Context { config: &config, store: &store, queue: Queue::new(&store, Spool::new(&config.spool)), user };
-    let mut reply = match handler(&ctx, &request) {
+    let ctx =
+        Context { config: &config, store: &store, queue: Queue::new(&store, Spool::new(&config.spool)), user, refusal };
+    // Cross-site refusal runs before the handler, so it changes nothing.
+    let mut reply = match csrf::check(request.method, &request.meta, &config.allowed_origins)
+        .and_then(|()| handler(&ctx, &request))
+    {
         Ok(reply) => reply,
         Err(e) => e.into_reply(),
     };
-    if ctx.user.is_some() {
+    // A login announces to the user who just logged in, a logout to nobody.
+    let session = std::mem::take(&mut reply.session);
+    let announce_to = match &session {
+        SessionChange::Unchanged => ctx.user.as_ref(),
+        SessionChange::Started(user) => Some(user),
+        SessionChange::Ended => None,
+    };
+    if announce_to.is_some() {
         drain(&ctx.queue);
     }
-    if let Some(user) = &ctx.user
+    if let Some(user) = announce_to
         && reply.status < 500
         && request.method != Method::Head
     {
@@ -197,14 +218,11 @@ fn identify(meta: &Meta, store: &Store, config: &Config) -> Result<Option<User>,
     if value.is_empty() {
         return Ok(None);
     }
-    let Some(path) = &config.secret_file else {
+    if config.secret_file.is_none() {
         log("PIGGYBACK_SECRET_FILE: not set, so session cookies cannot be checked");
         return Err(ApiError::unauthorized());
-    };
-    let key = Key::load(path).map_err(|e| {
-        log(&format!("PIGGYBACK_SECRET_FILE: {e}"));
-        ApiError::new(500, "misconfigured", "the server is misconfigured; its error log names the setting")
-    })?;
+    }
+    let key = session_key(config)?;
     let id = key.verify(value, now()).map_err(|e| {
         let why = match e {
             identity::CookieError::Expired => "the session has expired; log in again",
@@ -216,6 +234,21 @@ fn identify(meta: &Meta, store: &Store, config: &Config) -> Result<Option<User>,
         Some(user) => Ok(Some(user)),
         None => Err(ApiError::new(401, "invalid_session", "the session names no user; log in again")),
     }
+}
+
+/// The session-signing key of `PIGGYBACK_SECRET_FILE`; a 500 naming the setting in the
+/// error log when it is unset or unusable.
+pub fn session_key(config: &Config) -> Result<Key, ApiError> {
+    let misconfigured =
+        || ApiError::new(500, "misconfigured", "the server is misconfigured; its error log names the setting");
+    let Some(path) = &config.secret_file else {
+        log("PIGGYBACK_SECRET_FILE: not set, so no session cookie can be made");
+        return Err(misconfigured());
+    };
+    Key::load(path).map_err(|e| {
+        log(&format!("PIGGYBACK_SECRET_FILE: {e}"));
+        misconfigured()
+    })
 }
 
 fn text_var<'a>(env: &'a Env, name: &str) -> Result<Option<&'a str>, ApiError> {

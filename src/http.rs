@@ -2,6 +2,8 @@
 
 use serde_json::{Map, Value};
 
+use crate::message_store::User;
+
 /// The HTTP method of a CGI request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
@@ -146,6 +148,21 @@ pub struct Reply {
     pub status: u16,
     pub body: Map<String, Value>,
     pub headers: Vec<(&'static str, String)>,
+    /// What the reply does to the caller's session: the gateway announces messages to
+    /// the user the caller is once this reply has arrived.
+    pub session: SessionChange,
+}
+
+/// A login or logout that a reply carries out (the `session` program's).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum SessionChange {
+    /// The request's own identity stands.
+    #[default]
+    Unchanged,
+    /// Logged in as this user: the reply already announces this user's messages.
+    Started(User),
+    /// Logged out: the reply announces nobody's messages.
+    Ended,
 }
 
 impl Reply {
@@ -166,11 +183,16 @@ impl Reply {
                 map
             }
         };
-        Reply { status, body, headers: Vec::new() }
+        Reply { status, body, headers: Vec::new(), session: SessionChange::Unchanged }
     }
 
     pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Reply {
         self.headers.push((name, value.into()));
+        self
+    }
+
+    pub fn session(mut self, change: SessionChange) -> Reply {
+        self.session = change;
         self
     }
 }
