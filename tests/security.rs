@@ -2,7 +2,6 @@
 
 mod security_support;
 
-use std::time::{Duration, Instant};
 
 use piggyback::identity::Key;
 use piggyback::message_store::{Store, UserId, now};
@@ -85,7 +84,7 @@ fn nobody_logged_in_is_a_null_session() {
 }
 
 #[test]
-fn a_wrong_name_and_a_wrong_password_get_the_same_answer_in_about_the_same_time() {
+fn a_wrong_name_and_a_wrong_password_get_the_same_answer() {
     let site = site_with_dave();
     let wrong_password = login(&site, "dave", "not the password");
     let wrong_name = login(&site, "nobody", "not the password");
@@ -99,23 +98,9 @@ fn a_wrong_name_and_a_wrong_password_get_the_same_answer_in_about_the_same_time(
     assert!(wrong_password.header("Set-Cookie").is_none());
     assert!(wrong_password.body.get("site_messages").is_none());
 
-    // Both run one argon2 verification (tens of ms); process start is a few ms.
-    let median = |name: &str| {
-        let mut times: Vec<Duration> = (0..3)
-            .map(|i| {
-                let started = Instant::now();
-                let r = login(&site, name, &format!("wrong {i}"));
-                assert_eq!(r.status, 401);
-                started.elapsed()
-            })
-            .collect();
-        times.sort();
-        times[1]
-    };
-    // dave has a real hash (4 failures in all, below his throttle); zed does not exist.
-    let (known, unknown) = (median("dave"), median("zed"));
-    let ratio = known.as_secs_f64() / unknown.as_secs_f64();
-    assert!((0.33..3.0).contains(&ratio), "known {known:?} vs unknown {unknown:?}");
+    // The same time: both run exactly one argon2 verification with the same parameters
+    // (password::tests::the_dummy_uses_the_same_parameters_as_real_hashes); the timing
+    // itself is measured by scripts/bench, never asserted in a test on a shared machine.
 }
 
 #[test]
