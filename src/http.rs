@@ -50,6 +50,8 @@ pub struct Request {
     pub content_type: Option<String>,
     pub body: Result<Vec<u8>, BodyError>,
     pub meta: Meta,
+    /// Why the request could not be parsed; answered instead of running the handler.
+    pub problem: Option<ApiError>,
 }
 
 /// The request headers and server facts that identity and origin checks need.

@@ -2,7 +2,6 @@
 
 mod security_support;
 
-
 use piggyback::identity::Key;
 use piggyback::message_store::{Store, UserId, now};
 use security_support::{Req, Resp, Site};
