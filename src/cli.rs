@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand};
 use crate::identity::Key;
 use crate::message_store::{SeedPlan, Store, now};
 use crate::msq::{self, DrainReport, Queue, Send, SendOutcome};
+use crate::password;
 use crate::spool::Spool;
 use crate::text;
 
@@ -83,6 +84,8 @@ enum Command {
         #[arg(long)]
         repair: bool,
     },
+    /// Set a user's password, read as one line from standard input.
+    Passwd { name: String },
     /// Print a `pb_session` cookie value for a user (for host sites, scripts and tests).
     Token {
         name: String,
@@ -102,6 +105,9 @@ enum UserCommand {
         name: String,
         #[arg(long)]
         display_name: Option<String>,
+        /// Read the user's password as one line from standard input.
+        #[arg(long)]
+        password_stdin: bool,
     },
 }
 
@@ -148,13 +154,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 println!("created secret {}", path.display());
             }
         }
-        Command::User(UserCommand::Add { name, display_name }) => {
+        Command::User(UserCommand::Add { name, display_name, password_stdin }) => {
             if !text::valid_name(&name) {
                 bail!("user names are 1 to 32 of a-z, 0-9 and _: {name:?} is not one");
             }
+            let hash = if password_stdin { Some(password::hash(&password_line()?)?) } else { None };
             let store = open(&db)?;
             let display = display_name.unwrap_or_else(|| name.clone());
-            match store.add_user(&name, &display, None)? {
+            match store.add_user(&name, &display, hash.as_deref())? {
                 Some(id) => println!("{}", id.0),
                 None => bail!("user {name} exists already"),
             }
@@ -223,6 +230,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             return Ok(ExitCode::FAILURE);
         }
+        Command::Passwd { name } => {
+            let store = open(&db)?;
+            let user = store.user_by_name(&name)?.ok_or_else(|| anyhow!("no user named {name}"))?;
+            let hash = password::hash(&password_line()?)?;
+            if !store.set_password_hash(user.id, &hash)? {
+                bail!("no user named {name}");
+            }
+            println!("password of {name} set");
+        }
         Command::Token { name, ttl, secret_file } => {
             let path = secret_file
                 .or_else(|| env_path("PIGGYBACK_SECRET_FILE"))
@@ -290,6 +306,19 @@ fn open(db: &Path) -> Result<Store> {
     Store::open(db).with_context(|| format!("cannot open {}", db.display()))
 }
 
+/// One line of standard input, without its line end: a password for `--password-stdin`
+/// and `passwd` (whose terminal echo, if any, is the caller's business).
+fn password_line() -> Result<String> {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).context("cannot read the password from standard input")?;
+    let line = line.strip_suffix('\n').unwrap_or(&line);
+    let line = line.strip_suffix('\r').unwrap_or(line);
+    if line.is_empty() {
+        bail!("no password on standard input");
+    }
+    Ok(line.to_string())
+}
+
 fn env_path(name: &str) -> Option<PathBuf> {
     std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from)
 }
@@ -314,18 +343,5 @@ fn create_secret(path: &Path) -> Result<bool> {
 
 /// `90s`, `15m`, `12h`, `7d` (or plain seconds) in seconds.
 pub fn parse_duration(s: &str) -> Result<i64> {
-    let s = s.trim();
-    let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: i64 = digits.parse().map_err(|_| anyhow!("not a duration: {s:?} (try 90s, 15m, 12h, 7d)"))?;
-    let scale = match unit {
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => bail!("not a duration: {s:?} (try 90s, 15m, 12h, 7d)"),
-    };
-    match n.checked_mul(scale) {
-        Some(secs) if secs > 0 => Ok(secs),
-        _ => bail!("not a usable duration: {s:?}"),
-    }
+    crate::config::parse_duration(s).ok_or_else(|| anyhow!("not a usable duration: {s:?} (try 90s, 15m, 12h, 7d)"))
 }

@@ -28,7 +28,14 @@ pub struct Config {
     pub ack_lease_secs: i64,
     /// Extra origins allowed to make state-changing requests.
     pub allowed_origins: Vec<String>,
+    /// How long a session cookie from the `session` program is valid, in seconds.
+    pub session_ttl: i64,
 }
+
+/// Default session lifetime: 7 days.
+pub const DEFAULT_SESSION_TTL: i64 = 7 * 86_400;
+/// Longest session lifetime: browsers cap `Max-Age` at 400 days.
+pub const MAX_SESSION_TTL: i64 = 400 * 86_400;
 
 /// A configuration that cannot be used: names the variable.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,6 +109,18 @@ impl Config {
                     .collect()
             })
             .unwrap_or_default();
+        let session_ttl = match text("PIGGYBACK_SESSION_TTL")? {
+            None => DEFAULT_SESSION_TTL,
+            Some(v) => match parse_duration(&v) {
+                Some(secs) if (60..=MAX_SESSION_TTL).contains(&secs) => secs,
+                _ => {
+                    return Err(ConfigError {
+                        variable: "PIGGYBACK_SESSION_TTL",
+                        problem: format!("must be a duration from 60s to 400d (90m, 12h, 7d), not `{v}`"),
+                    });
+                }
+            },
+        };
         Ok(Config {
             db,
             spool,
@@ -112,6 +131,7 @@ impl Config {
             send_rate_per_minute,
             ack_lease_secs,
             allowed_origins,
+            session_ttl,
         })
     }
 
@@ -133,8 +153,24 @@ impl Config {
             send_rate_per_minute: 30,
             ack_lease_secs: 120,
             allowed_origins: Vec::new(),
+            session_ttl: DEFAULT_SESSION_TTL,
         }
     }
+}
+
+/// `90s`, `15m`, `12h`, `7d` (or plain seconds) in seconds; `None` unless positive.
+pub fn parse_duration(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: i64 = digits.parse().ok()?;
+    let scale = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return None,
+    };
+    n.checked_mul(scale).filter(|secs| *secs > 0)
 }
 
 fn number(
@@ -193,5 +229,26 @@ mod tests {
         assert_eq!(c.empty, EmptyPolicy::Omit);
         assert_eq!(c.max_items, 3);
         assert_eq!(c.spool, PathBuf::from("/q"));
+    }
+
+    #[test]
+    fn session_ttl() {
+        assert_eq!(config(&[("PIGGYBACK_DB", "/a.db")]).unwrap().session_ttl, 7 * 86_400);
+        let c = config(&[("PIGGYBACK_DB", "/a.db"), ("PIGGYBACK_SESSION_TTL", "12h")]).unwrap();
+        assert_eq!(c.session_ttl, 12 * 3600);
+        for bad in ["0", "59", "401d", "soon", "-5m", "99999999999999999999d"] {
+            let e = config(&[("PIGGYBACK_DB", "/a.db"), ("PIGGYBACK_SESSION_TTL", bad)]).unwrap_err();
+            assert_eq!(e.variable, "PIGGYBACK_SESSION_TTL", "{bad}");
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90"), Some(90));
+        assert_eq!(parse_duration("15m"), Some(900));
+        assert_eq!(parse_duration("7d"), Some(604_800));
+        assert_eq!(parse_duration("0s"), None);
+        assert_eq!(parse_duration("1w"), None);
+        assert_eq!(parse_duration(""), None);
     }
 }

@@ -14,7 +14,8 @@ use std::process::ExitCode;
 use serde_json::Value;
 
 use crate::config::{Config, MAX_BODY_BYTES};
-use crate::http::{ApiError, BodyError, Meta, Method, Reply, Request, reason_phrase};
+use crate::csrf;
+use crate::http::{ApiError, BodyError, Meta, Method, Reply, Request, SessionChange, reason_phrase};
 use crate::identity::{self, COOKIE_NAME, Key};
 use crate::message_status;
 use crate::message_store::{BUSY_TIMEOUT, Store, StoreError, User, now};
@@ -31,12 +32,20 @@ pub struct Context<'a> {
     pub queue: Queue<'a>,
     /// The identified user, if any.
     pub user: Option<User>,
+    /// Why the request's identity was refused (a forged or expired cookie, an unknown
+    /// `REMOTE_USER`): [`Context::user`] answers with it. The gateway leaves the refusal
+    /// to the handler so that the `session` program can log in over a stale cookie.
+    pub refusal: Option<ApiError>,
 }
 
 impl Context<'_> {
-    /// The identified user, or 401.
+    /// The identified user, or 401 (the refusal, when the identity was refused).
     pub fn user(&self) -> Result<&User, ApiError> {
-        self.user.as_ref().ok_or_else(ApiError::unauthorized)
+        match (&self.user, &self.refusal) {
+            (Some(user), _) => Ok(user),
+            (None, Some(refusal)) => Err(refusal.clone()),
+            (None, None) => Err(ApiError::unauthorized()),
+        }
     }
 }
 
@@ -74,27 +83,39 @@ fn serve(handler: Handler, env: &Env, stdin: impl Read) -> Reply {
             return misconfigured();
         }
     };
-    let request = match parse_request(env, stdin) {
-        Ok(request) => request,
-        Err(e) => return e.into_reply(),
-    };
+    let request = parse_request(env, stdin);
     let store = match Store::open(&config.db) {
         Ok(store) => store,
         Err(e) => return store_failure(&e).into_reply(),
     };
-    let user = match identify(&request.meta, &store, &config) {
-        Ok(user) => user,
+    let (user, refusal) = match identify(&request.meta, &store, &config) {
+        Ok(user) => (user, None),
+        Err(e) if e.status < 500 => (None, Some(e)),
         Err(e) => return e.into_reply(),
     };
-    let ctx = Context { config: &config, store: &store, queue: Queue::new(&store, Spool::new(&config.spool)), user };
-    let mut reply = match handler(&ctx, &request) {
+    let ctx =
+        Context { config: &config, store: &store, queue: Queue::new(&store, Spool::new(&config.spool)), user, refusal };
+    // A request that could not be parsed, or a cross-site one, is refused before the
+    // handler runs, so it changes nothing.
+    let checked = match &request.problem {
+        Some(problem) => Err(problem.clone()),
+        None => csrf::check(request.method, &request.meta, &config.allowed_origins),
+    };
+    let mut reply = match checked.and_then(|()| handler(&ctx, &request)) {
         Ok(reply) => reply,
         Err(e) => e.into_reply(),
     };
-    if ctx.user.is_some() {
+    // A login announces to the user who just logged in, a logout to nobody.
+    let session = std::mem::take(&mut reply.session);
+    let announce_to = match &session {
+        SessionChange::Unchanged => ctx.user.as_ref(),
+        SessionChange::Started(user) => Some(user),
+        SessionChange::Ended => None,
+    };
+    if announce_to.is_some() {
         drain(&ctx.queue);
     }
-    if let Some(user) = &ctx.user
+    if let Some(user) = announce_to
         && reply.status < 500
         && request.method != Method::Head
     {
@@ -197,14 +218,11 @@ fn identify(meta: &Meta, store: &Store, config: &Config) -> Result<Option<User>,
     if value.is_empty() {
         return Ok(None);
     }
-    let Some(path) = &config.secret_file else {
+    if config.secret_file.is_none() {
         log("PIGGYBACK_SECRET_FILE: not set, so session cookies cannot be checked");
         return Err(ApiError::unauthorized());
-    };
-    let key = Key::load(path).map_err(|e| {
-        log(&format!("PIGGYBACK_SECRET_FILE: {e}"));
-        ApiError::new(500, "misconfigured", "the server is misconfigured; its error log names the setting")
-    })?;
+    }
+    let key = session_key(config)?;
     let id = key.verify(value, now()).map_err(|e| {
         let why = match e {
             identity::CookieError::Expired => "the session has expired; log in again",
@@ -218,67 +236,98 @@ fn identify(meta: &Meta, store: &Store, config: &Config) -> Result<Option<User>,
     }
 }
 
-fn text_var<'a>(env: &'a Env, name: &str) -> Result<Option<&'a str>, ApiError> {
-    match env.get(name) {
-        None => Ok(None),
-        Some(v) => v
-            .to_str()
-            .map(Some)
-            .ok_or_else(|| ApiError::bad_request("invalid_utf8", format!("{name} is not valid UTF-8"))),
-    }
+/// The session-signing key of `PIGGYBACK_SECRET_FILE`; a 500 naming the setting in the
+/// error log when it is unset or unusable.
+pub fn session_key(config: &Config) -> Result<Key, ApiError> {
+    let misconfigured =
+        || ApiError::new(500, "misconfigured", "the server is misconfigured; its error log names the setting");
+    let Some(path) = &config.secret_file else {
+        log("PIGGYBACK_SECRET_FILE: not set, so no session cookie can be made");
+        return Err(misconfigured());
+    };
+    Key::load(path).map_err(|e| {
+        log(&format!("PIGGYBACK_SECRET_FILE: {e}"));
+        misconfigured()
+    })
 }
 
 /// Parses the CGI environment and reads the body (RFC 3875, sections 4.1 and 4.2).
-pub fn parse_request(env: &Env, mut stdin: impl Read) -> Result<Request, ApiError> {
-    let method = Method::parse(text_var(env, "REQUEST_METHOD")?.unwrap_or("GET"));
-    let path =
-        text_var(env, "PATH_INFO")?.unwrap_or("").split('/').filter(|s| !s.is_empty()).map(str::to_owned).collect();
-    let query = parse_query(text_var(env, "QUERY_STRING")?.unwrap_or(""))?;
-    let content_type = text_var(env, "CONTENT_TYPE")?.map(str::to_owned);
-    let nonempty = |name: &str| -> Result<Option<String>, ApiError> {
-        Ok(text_var(env, name)?.filter(|v| !v.is_empty()).map(str::to_owned))
+/// What cannot be parsed (a value that is not UTF-8, a broken query) becomes the
+/// request's `problem`, answered instead of running the handler; the rest is still
+/// parsed, so an identified user's 400 carries `site_messages` like any other answer.
+/// A variable that is not UTF-8 counts as absent, so it never names a user.
+pub fn parse_request(env: &Env, mut stdin: impl Read) -> Request {
+    let mut vars = Vars { env, problem: None };
+    let method = Method::parse(vars.text("REQUEST_METHOD").unwrap_or("GET"));
+    let path = vars.text("PATH_INFO").unwrap_or("").split('/').filter(|s| !s.is_empty()).map(str::to_owned).collect();
+    let query = match parse_query(vars.text("QUERY_STRING").unwrap_or("")) {
+        Ok(query) => query,
+        Err(e) => {
+            vars.problem.get_or_insert(e);
+            Vec::new()
+        }
     };
-    let host = match nonempty("HTTP_HOST")? {
+    let content_type = vars.text("CONTENT_TYPE").map(str::to_owned);
+    let host = match vars.nonempty("HTTP_HOST") {
         Some(h) => Some(h),
-        None => nonempty("SERVER_NAME")?.map(|name| match nonempty("SERVER_PORT").ok().flatten() {
+        None => vars.nonempty("SERVER_NAME").map(|name| match vars.nonempty("SERVER_PORT") {
             Some(port) if port != "80" && port != "443" => format!("{name}:{port}"),
             _ => name,
         }),
     };
-    let meta = Meta {
-        remote_user: nonempty("REMOTE_USER")?,
-        cookie: nonempty("HTTP_COOKIE")?,
-        origin: nonempty("HTTP_ORIGIN")?,
-        sec_fetch_site: nonempty("HTTP_SEC_FETCH_SITE")?,
-        host,
-        https: nonempty("HTTPS")?.is_some_and(|v| v.eq_ignore_ascii_case("on") || v == "1")
-            || nonempty("REQUEST_SCHEME")?.is_some_and(|v| v.eq_ignore_ascii_case("https")),
-        remote_addr: nonempty("REMOTE_ADDR")?,
-        ack: match text_var(env, "HTTP_X_PIGGYBACK_ACK")?.map(str::trim) {
-            None => None,
-            Some("") => Some(0),
-            Some(v) => match v.parse::<i64>() {
-                Ok(n) if n >= 0 && v.bytes().all(|b| b.is_ascii_digit()) => Some(n),
-                _ => {
-                    return Err(ApiError::bad_request(
-                        "bad_ack",
-                        "X-Piggyback-Ack must be the batch number of the last site_messages shown",
-                    ));
-                }
-            },
-        },
+    let ack = match vars.text("HTTP_X_PIGGYBACK_ACK").map(str::trim) {
+        None => None,
+        Some("") => Some(0),
+        Some(v) if !v.is_empty() && v.len() <= 18 && v.bytes().all(|b| b.is_ascii_digit()) => v.parse().ok(),
+        Some(_) => {
+            vars.problem.get_or_insert(ApiError::bad_request(
+                "bad_ack",
+                "X-Piggyback-Ack must be the batch number of the last site_messages shown",
+            ));
+            None
+        }
     };
-    let body = if method.is_safe() {
+    let meta = Meta {
+        remote_user: vars.nonempty("REMOTE_USER"),
+        cookie: vars.nonempty("HTTP_COOKIE"),
+        origin: vars.nonempty("HTTP_ORIGIN"),
+        sec_fetch_site: vars.nonempty("HTTP_SEC_FETCH_SITE"),
+        host,
+        https: vars.nonempty("HTTPS").is_some_and(|v| v.eq_ignore_ascii_case("on") || v == "1")
+            || vars.nonempty("REQUEST_SCHEME").is_some_and(|v| v.eq_ignore_ascii_case("https")),
+        remote_addr: vars.nonempty("REMOTE_ADDR"),
+        ack,
+    };
+    let body = if method.is_safe() || vars.problem.is_some() {
         Ok(Vec::new())
     } else {
-        read_body(
-            method,
-            text_var(env, "CONTENT_LENGTH")?,
-            text_var(env, "HTTP_TRANSFER_ENCODING")?.is_some_and(|t| t.to_ascii_lowercase().contains("chunked")),
-            &mut stdin,
-        )
+        let length = vars.text("CONTENT_LENGTH");
+        let chunked = vars.text("HTTP_TRANSFER_ENCODING").is_some_and(|t| t.to_ascii_lowercase().contains("chunked"));
+        read_body(method, length, chunked, &mut stdin)
     };
-    Ok(Request { method, path, query, content_type, body, meta })
+    Request { method, path, query, content_type, body, meta, problem: vars.problem }
+}
+
+/// Reads CGI variables, keeping the first one that was not UTF-8 as the problem.
+struct Vars<'a> {
+    env: &'a Env,
+    problem: Option<ApiError>,
+}
+
+impl<'a> Vars<'a> {
+    fn text(&mut self, name: &str) -> Option<&'a str> {
+        let value = self.env.get(name)?;
+        let text = value.to_str();
+        if text.is_none() {
+            self.problem
+                .get_or_insert_with(|| ApiError::bad_request("invalid_utf8", format!("{name} is not valid UTF-8")));
+        }
+        text
+    }
+
+    fn nonempty(&mut self, name: &str) -> Option<String> {
+        self.text(name).filter(|v| !v.is_empty()).map(str::to_owned)
+    }
 }
 
 fn read_body(method: Method, length: Option<&str>, chunked: bool, stdin: &mut impl Read) -> Result<Vec<u8>, BodyError> {

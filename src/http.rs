@@ -2,6 +2,8 @@
 
 use serde_json::{Map, Value};
 
+use crate::message_store::User;
+
 /// The HTTP method of a CGI request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
@@ -48,6 +50,8 @@ pub struct Request {
     pub content_type: Option<String>,
     pub body: Result<Vec<u8>, BodyError>,
     pub meta: Meta,
+    /// Why the request could not be parsed; answered instead of running the handler.
+    pub problem: Option<ApiError>,
 }
 
 /// The request headers and server facts that identity and origin checks need.
@@ -146,6 +150,21 @@ pub struct Reply {
     pub status: u16,
     pub body: Map<String, Value>,
     pub headers: Vec<(&'static str, String)>,
+    /// What the reply does to the caller's session: the gateway announces messages to
+    /// the user the caller is once this reply has arrived.
+    pub session: SessionChange,
+}
+
+/// A login or logout that a reply carries out (the `session` program's).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum SessionChange {
+    /// The request's own identity stands.
+    #[default]
+    Unchanged,
+    /// Logged in as this user: the reply already announces this user's messages.
+    Started(User),
+    /// Logged out: the reply announces nobody's messages.
+    Ended,
 }
 
 impl Reply {
@@ -166,11 +185,16 @@ impl Reply {
                 map
             }
         };
-        Reply { status, body, headers: Vec::new() }
+        Reply { status, body, headers: Vec::new(), session: SessionChange::Unchanged }
     }
 
     pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Reply {
         self.headers.push((name, value.into()));
+        self
+    }
+
+    pub fn session(mut self, change: SessionChange) -> Reply {
+        self.session = change;
         self
     }
 }

@@ -9,6 +9,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod csrf;
 pub mod gateway;
 pub mod handlers;
 pub mod http;
@@ -16,5 +17,6 @@ pub mod identity;
 pub mod message_status;
 pub mod message_store;
 pub mod msq;
+pub mod password;
 pub mod spool;
 pub mod text;

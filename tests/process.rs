@@ -7,6 +7,7 @@ mod common;
 
 use common::{Program, Response, Site, piggyback};
 use serde_json::json;
+use std::os::unix::ffi::OsStringExt;
 
 /// Sites where every test user exists.
 fn site() -> Site {
@@ -1062,4 +1063,22 @@ fn a_bodiless_post_needs_no_content_type_but_a_declared_one_must_be_json() {
     r.assert_status(200);
     assert_eq!(site.state(id), "read");
     assert_eq!(r.counts(), (0, 0, 0), "the answer to mark read already shows the lower count");
+}
+
+#[test]
+fn a_request_that_cannot_be_parsed_is_a_400_that_still_carries_site_messages() {
+    let site = site();
+    let id = site.send("bob", "alice", "hi", "there");
+    let r = site.get(Program::Profile, "alice", "?user=%ff");
+    r.assert_status(400);
+    assert_eq!(r.error_code(), "invalid_utf8");
+    assert_eq!(r.announced(), vec![id], "an identified user's 400 announces like any other answer");
+    let r = site.cgi(Program::Messages).user("alice").var("HTTP_X_PIGGYBACK_ACK", "soon").run();
+    r.assert_status(400);
+    assert_eq!(r.error_code(), "bad_ack");
+    assert!(r.has_site_messages());
+    // A REMOTE_USER that is not UTF-8 names nobody.
+    let r = site.cgi(Program::Profile).var_os("REMOTE_USER", std::ffi::OsString::from_vec(b"alice\xff".to_vec())).run();
+    r.assert_status(400);
+    assert!(!r.has_site_messages());
 }

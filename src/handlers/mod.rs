@@ -5,11 +5,13 @@ mod friends;
 mod messages;
 mod posts;
 mod profile;
+mod session;
 
 pub use friends::friends;
 pub use messages::messages;
 pub use posts::posts;
 pub use profile::profile;
+pub use session::session;
 
 use crate::gateway::Context;
 use crate::http::{ApiError, Request};

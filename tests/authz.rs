@@ -1,0 +1,164 @@
+//! Authorization: user A walks every program, method and route against user B's
+//! resources through the real CGI programs; each answer must be the one for a resource
+//! that does not exist (404), and B's data must be untouched afterwards.
+
+mod security_support;
+
+use piggyback::message_store::{StateFilter, Store, User};
+use security_support::{Req, Resp, Site};
+use serde_json::{Value, json};
+
+/// Everything of B's that A could try to change, read through the library.
+#[derive(Debug, PartialEq)]
+struct Snapshot {
+    counters: (i64, i64),
+    messages: Vec<(i64, String)>,
+    friends: Vec<String>,
+    incoming: Vec<String>,
+    outgoing: Vec<String>,
+    profile: (String, String),
+    posts: Vec<(i64, String, i64)>,
+}
+
+fn snapshot(site: &Site, name: &str) -> Snapshot {
+    let store = Store::open(&site.db).unwrap();
+    let user: User = store.user_by_name(name).unwrap().unwrap();
+    let counters = store.counters(user.id).unwrap();
+    let messages = store
+        .list_messages(user.id, StateFilter::All, None, 1000, 10)
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.id.0, m.state.as_str().to_owned()))
+        .collect();
+    let profile = store.profile(user.id).unwrap().unwrap();
+    let posts = store.feed(user.id, None, 1000).unwrap().into_iter().map(|p| (p.id.0, p.body, p.comments)).collect();
+    Snapshot {
+        counters: (counters.new, counters.delivered),
+        messages,
+        friends: store.friends(user.id).unwrap().into_iter().map(|f| f.name).collect(),
+        incoming: store.incoming_requests(user.id).unwrap(),
+        outgoing: store.outgoing_requests(user.id).unwrap(),
+        profile: (profile.display_name, profile.bio),
+        posts,
+    }
+}
+
+fn message_ids(site: &Site, name: &str) -> Vec<i64> {
+    let store = Store::open(&site.db).unwrap();
+    let user = store.user_by_name(name).unwrap().unwrap();
+    store.list_messages(user.id, StateFilter::All, None, 1000, 10).unwrap().into_iter().map(|m| m.id.0).collect()
+}
+
+/// A request on a message id.
+type Route = Box<dyn Fn(i64) -> Req>;
+
+/// The parts of an answer that must not tell another's resource from a missing one.
+fn shape(r: &Resp) -> (u16, Value) {
+    (r.status, r.body["error"].clone())
+}
+
+#[test]
+fn a_cannot_see_or_change_what_belongs_to_b() {
+    let site = Site::new();
+    for name in ["alice", "bob", "carol"] {
+        site.add_user(name, None);
+    }
+    site.send("carol", "bob", "for bob 1");
+    site.send("carol", "bob", "for bob 2");
+    site.send("carol", "alice", "for alice");
+    let (alice, bob, carol) = (site.token("alice"), site.token("bob"), site.token("carol"));
+
+    // Carol asks Bob to be friends; Bob and Carol post; Bob's post is private to friends.
+    let r = site.cgi("friends", &Req::post("", json!({"action": "request", "user": "bob"})).cookie(&carol));
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let r = site.cgi("posts", &Req::post("", json!({"body": "bob's private post"})).cookie(&bob));
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let bob_post = r.body["post"]["id"].as_i64().unwrap();
+    // Bob announces his messages once, so that both `new` and `delivered` are at stake.
+    site.send("carol", "bob", "for bob 3");
+    let r = site.cgi("profile", &Req::get("").cookie(&bob));
+    assert_eq!(r.status, 200);
+
+    let before = snapshot(&site, "bob");
+    let bob_messages = message_ids(&site, "bob");
+    assert_eq!(bob_messages.len(), 4, "three notes and the friend request");
+    let missing = 1_000_000;
+
+    // Messages: every route on each of Bob's ids answers exactly as a missing id.
+    let routes: Vec<(&str, Route)> = vec![
+        ("GET /messages/ID", Box::new(|id| Req::get(&format!("/{id}")))),
+        ("HEAD /messages/ID", Box::new(|id| Req { method: "HEAD", ..Req::get(&format!("/{id}")) })),
+        ("POST /messages/ID/read", Box::new(|id| Req::post_empty(&format!("/{id}/read")))),
+        ("POST /messages/ID/delete", Box::new(|id| Req::post_empty(&format!("/{id}/delete")))),
+        ("DELETE /messages/ID", Box::new(|id| Req::delete(&format!("/{id}")))),
+    ];
+    for (what, route) in &routes {
+        let nothing = site.cgi("messages", &route(missing).cookie(&alice));
+        assert_eq!(nothing.status, 404, "{what} on a missing id");
+        for id in &bob_messages {
+            let r = site.cgi("messages", &route(*id).cookie(&alice));
+            assert_eq!(shape(&r), shape(&nothing), "{what} on Bob's message {id}");
+            if r.status < 500 && r.headers.iter().all(|(k, _)| k != "Allow") && what != &"HEAD /messages/ID" {
+                assert!(r.body.get("site_messages").is_some(), "{what}: A's site_messages still attached");
+            }
+        }
+    }
+    // Alice's own list and read-all touch only Alice's mailbox.
+    let r = site.cgi("messages", &Req::get("").cookie(&alice));
+    let listed: Vec<i64> = r.body["messages"].as_array().unwrap().iter().map(|m| m["id"].as_i64().unwrap()).collect();
+    assert!(listed.iter().all(|id| !bob_messages.contains(id)), "A's list shows none of B's: {listed:?}");
+    assert_eq!(listed.len(), 1);
+    let r = site.cgi("messages", &Req::post_empty("/read-all").cookie(&alice));
+    assert_eq!((r.status, r.body["marked_read"].as_i64()), (200, Some(1)));
+    for state in ["all", "unread", "new", "delivered", "read"] {
+        let r = site.cgi("messages", &Req { query: format!("state={state}"), ..Req::get("") }.cookie(&alice));
+        assert_eq!(r.status, 200);
+        for m in r.body["messages"].as_array().unwrap() {
+            assert!(!bob_messages.contains(&m["id"].as_i64().unwrap()), "state={state} listed Bob's message");
+        }
+    }
+
+    // Friend requests: Carol's request is Bob's to accept or decline, not Alice's.
+    for action in ["accept", "decline"] {
+        let r = site.cgi("friends", &Req::post("", json!({"action": action, "user": "carol"})).cookie(&alice));
+        assert_eq!(r.status, 404, "{action} a request addressed to Bob");
+    }
+    let r = site.cgi("friends", &Req::post("", json!({"action": "remove", "user": "bob"})).cookie(&alice));
+    assert_eq!(r.status, 404, "remove a friendship Alice does not have");
+    let r = site.cgi("friends", &Req::get("").cookie(&alice));
+    assert_eq!(r.body["incoming"], json!([]), "Bob's incoming requests are not Alice's");
+
+    // Posts: Bob's private post is missing for Alice, and she cannot comment on it.
+    let nothing = site.cgi("posts", &Req::get(&format!("/{missing}")).cookie(&alice));
+    let r = site.cgi("posts", &Req::get(&format!("/{bob_post}")).cookie(&alice));
+    assert_eq!(shape(&r), shape(&nothing), "GET Bob's private post");
+    assert_eq!(r.status, 404);
+    let comment = |id: i64| Req::post(&format!("/{id}/comments"), json!({"body": "let me in"})).cookie(&alice);
+    let nothing = site.cgi("posts", &comment(missing));
+    let r = site.cgi("posts", &comment(bob_post));
+    assert_eq!(shape(&r), shape(&nothing), "comment on Bob's private post");
+    assert_eq!(r.status, 404);
+    let r = site.cgi("posts", &Req::get("").cookie(&alice));
+    assert!(r.body["posts"].as_array().unwrap().iter().all(|p| p["id"] != json!(bob_post)), "feed");
+
+    // Profile: an edit changes Alice only, whatever names the body or query mention.
+    let r = site.cgi("profile", &Req::post("", json!({"display_name": "Mallory", "bio": "mine"})).cookie(&alice));
+    assert_eq!((r.status, r.body["profile"]["name"].as_str()), (200, Some("alice")));
+    let r = site.cgi(
+        "profile",
+        &Req { query: "user=bob".into(), ..Req::post("", json!({"display_name": "Bob?"})) }.cookie(&alice),
+    );
+    assert_eq!(r.body["profile"]["name"].as_str(), Some("alice"), "?user= selects nobody on POST");
+    let r = site.cgi("profile", &Req::post("", json!({"name": "bob", "display_name": "x"})).cookie(&alice));
+    assert_eq!(r.status, 400, "unknown fields are refused");
+
+    // No parameter, header or body field selects whose messages come back.
+    let r = site.cgi("messages", &Req { query: "user=bob&to=bob".into(), ..Req::get("") }.cookie(&alice));
+    assert_eq!(r.body["messages"].as_array().unwrap().len(), 1);
+
+    assert_eq!(snapshot(&site, "bob"), before, "Bob's data is untouched");
+    let alice_after = snapshot(&site, "alice");
+    assert_eq!(alice_after.profile, ("Bob?".to_owned(), "mine".to_owned()));
+    let check = site.piggyback(&["check"], None);
+    assert!(check.status.success(), "piggyback check: {}", String::from_utf8_lossy(&check.stderr));
+}

@@ -1,0 +1,331 @@
+//! Sessions, cross-site refusal and the password commands, through the real programs.
+
+mod security_support;
+
+use piggyback::identity::Key;
+use piggyback::message_store::{Store, UserId, now};
+use security_support::{Req, Resp, Site};
+use serde_json::{Value, json};
+
+const PASSWORD: &str = "correct horse battery";
+
+fn login(site: &Site, name: &str, password: &str) -> Resp {
+    site.cgi("session", &Req::post("", json!({"name": name, "password": password})))
+}
+
+fn cookie_of(r: &Resp) -> String {
+    let set = r.header("Set-Cookie").expect("Set-Cookie");
+    let value = set.split(';').next().unwrap().strip_prefix("pb_session=").unwrap();
+    value.to_owned()
+}
+
+fn site_with_dave() -> Site {
+    let site = Site::new();
+    site.add_user("dave", Some(PASSWORD));
+    site.add_user("erin", None);
+    site
+}
+
+#[test]
+fn login_sets_a_working_cookie_and_announces_messages() {
+    let site = site_with_dave();
+    site.send("erin", "dave", "welcome");
+    let r = login(&site, "dave", PASSWORD);
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let set = r.header("Set-Cookie").unwrap();
+    let attrs: Vec<&str> = set.split("; ").collect();
+    assert!(attrs[0].starts_with("pb_session=v1."), "{set}");
+    for want in ["Path=/", "Max-Age=604800", "HttpOnly", "SameSite=Lax"] {
+        assert!(attrs.contains(&want), "{want} in {set}");
+    }
+    assert!(!attrs.contains(&"Secure"), "no Secure over plain HTTP: {set}");
+    assert_eq!(r.body["session"]["name"], "dave");
+    assert_eq!(r.body["session"]["via"], "cookie");
+    assert!(r.body["session"]["expires_at"].as_str().unwrap().ends_with('Z'));
+    // The login answer already carries the new user's messages.
+    assert_eq!(r.body["site_messages"]["new"], 1, "{:?}", r.body);
+    assert_eq!(r.body["site_messages"]["items"][0]["subject"], "welcome");
+
+    let cookie = cookie_of(&r);
+    let who = site.cgi("session", &Req::get("").cookie(&cookie));
+    assert_eq!((who.status, who.body["session"]["name"].as_str()), (200, Some("dave")));
+    assert_eq!(who.body["session"]["expires_at"], r.body["session"]["expires_at"]);
+    let mine = site.cgi("messages", &Req::get("").cookie(&cookie));
+    assert_eq!(mine.status, 200);
+    assert_eq!(mine.body["messages"][0]["subject"], "welcome");
+}
+
+#[test]
+fn secure_over_https_and_ttl_from_the_environment() {
+    let mut site = site_with_dave();
+    site.extra_env.push(("PIGGYBACK_SESSION_TTL".into(), "2h".into()));
+    let r = site.cgi(
+        "session",
+        &Req::post("", json!({"name": "dave", "password": PASSWORD})).with("HTTPS", "on").with("SERVER_PORT", "443"),
+    );
+    assert_eq!(r.status, 200);
+    let set = r.header("Set-Cookie").unwrap();
+    assert!(set.split("; ").any(|a| a == "Secure"), "{set}");
+    assert!(set.split("; ").any(|a| a == "Max-Age=7200"), "{set}");
+    let out = site.cgi("session", &Req::delete("").with("HTTPS", "on"));
+    assert!(out.header("Set-Cookie").unwrap().ends_with("; Secure"));
+}
+
+#[test]
+fn nobody_logged_in_is_a_null_session() {
+    let site = site_with_dave();
+    let r = site.cgi("session", &Req::get(""));
+    assert_eq!((r.status, &r.body), (200, &json!({"session": null})));
+    let r = site.cgi("session", &Req::get("/nowhere"));
+    assert_eq!(r.status, 404);
+    let r = site.cgi("session", &Req { method: "PUT", ..Req::get("") });
+    assert_eq!((r.status, r.header("Allow")), (405, Some("GET, HEAD, POST, DELETE")));
+}
+
+#[test]
+fn a_wrong_name_and_a_wrong_password_get_the_same_answer() {
+    let site = site_with_dave();
+    let wrong_password = login(&site, "dave", "not the password");
+    let wrong_name = login(&site, "nobody", "not the password");
+    let no_password = login(&site, "erin", "not the password");
+    let not_a_name = login(&site, "Not A Name!", "not the password");
+    for r in [&wrong_name, &no_password, &not_a_name] {
+        assert_eq!((r.status, &r.body), (wrong_password.status, &wrong_password.body));
+    }
+    assert_eq!(wrong_password.status, 401);
+    assert_eq!(wrong_password.error_code(), "bad_credentials");
+    assert!(wrong_password.header("Set-Cookie").is_none());
+    assert!(wrong_password.body.get("site_messages").is_none());
+
+    // The same time: both run exactly one argon2 verification with the same parameters
+    // (password::tests::the_dummy_uses_the_same_parameters_as_real_hashes); the timing
+    // itself is measured by scripts/bench, never asserted in a test on a shared machine.
+}
+
+#[test]
+fn failed_logins_are_throttled_per_name_and_per_address() {
+    let site = site_with_dave();
+    for i in 0..5 {
+        let r = login(&site, "dave", &format!("guess number {i}"));
+        assert_eq!(r.status, 401, "attempt {i}");
+    }
+    let r = login(&site, "dave", PASSWORD);
+    assert_eq!((r.status, r.error_code()), (429, "too_many_attempts"), "even the right password waits");
+    let wait: i64 = r.header("Retry-After").unwrap().parse().unwrap();
+    assert!((1..=900).contains(&wait));
+    // Another address is held back by the name's throttle too.
+    let r = site.cgi(
+        "session",
+        &Req::post("", json!({"name": "dave", "password": PASSWORD})).with("REMOTE_ADDR", "198.51.100.7"),
+    );
+    assert_eq!(r.status, 429);
+
+    // Per address: 20 failures over many names, then even a fresh name waits.
+    let site = site_with_dave();
+    for i in 0..20 {
+        let r = login(&site, &format!("user{i}"), "whatever it is");
+        assert_eq!(r.status, 401, "attempt {i}");
+    }
+    assert_eq!(login(&site, "dave", PASSWORD).status, 429);
+    let elsewhere = Req::post("", json!({"name": "dave", "password": PASSWORD})).with("REMOTE_ADDR", "203.0.113.9");
+    assert_eq!(site.cgi("session", &elsewhere).status, 200, "another address still logs in");
+}
+
+#[test]
+fn a_successful_login_forgives_the_names_failures() {
+    let site = site_with_dave();
+    for _ in 0..4 {
+        assert_eq!(login(&site, "dave", "wrong guess").status, 401);
+    }
+    assert_eq!(login(&site, "dave", PASSWORD).status, 200);
+    for _ in 0..4 {
+        assert_eq!(login(&site, "dave", "wrong guess").status, 401);
+    }
+    assert_eq!(login(&site, "dave", PASSWORD).status, 200);
+}
+
+#[test]
+fn logout_clears_the_cookie_and_announces_nothing() {
+    let site = site_with_dave();
+    let cookie = cookie_of(&login(&site, "dave", PASSWORD));
+    site.send("erin", "dave", "after login");
+    for req in [Req::post_empty("/logout"), Req::delete("")] {
+        let r = site.cgi("session", &req.cookie(&cookie));
+        assert_eq!((r.status, &r.body), (200, &json!({"session": null})));
+        assert_eq!(r.header("Set-Cookie"), Some("pb_session=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax"));
+    }
+    let store = Store::open(&site.db).unwrap();
+    let dave = store.user_by_name("dave").unwrap().unwrap();
+    assert_eq!(store.counters(dave.id).unwrap().new, 1, "the logout answers did not announce the message");
+    let r = site.cgi("session", &Req::get("/logout").cookie(&cookie));
+    assert_eq!(r.status, 405);
+}
+
+#[test]
+fn forged_expired_and_malformed_cookies_are_401_and_login_still_works_over_them() {
+    let site = site_with_dave();
+    let good = site.token("dave");
+    let key = Key::load(&site.secret).unwrap();
+    let dave = Store::open(&site.db).unwrap().user_by_name("dave").unwrap().unwrap();
+    let expired = key.sign(dave.id, now() - 10);
+    let other_key = Key::new(vec![b'k'; 32]).unwrap().sign(dave.id, now() + 3600);
+    let tampered = good.replacen("v1.1.", "v1.2.", 1);
+    let ghost = key.sign(UserId(999), now() + 3600);
+    for (what, cookie) in [
+        ("expired", expired.as_str()),
+        ("other key", &other_key),
+        ("tampered", &tampered),
+        ("no user", &ghost),
+        ("garbage", "v1.x.y.z"),
+    ] {
+        for program in ["messages", "profile", "friends", "posts"] {
+            let r = site.cgi(program, &Req::get("").cookie(cookie));
+            assert_eq!(r.status, 401, "{what} on {program}");
+            assert!(r.body.get("site_messages").is_none());
+        }
+        let r = site.cgi("session", &Req::get("").cookie(cookie));
+        assert_eq!(r.status, 401, "{what} on session");
+        assert!(r.header("Set-Cookie").unwrap().contains("Max-Age=0"), "{what}: the bad cookie is dropped");
+        let r = site.cgi("session", &Req::post("", json!({"name": "dave", "password": PASSWORD})).cookie(cookie));
+        assert_eq!(r.status, 200, "{what}: logging in over a bad cookie works");
+    }
+    assert_eq!(site.cgi("messages", &Req::get("").cookie(&good)).status, 200);
+}
+
+#[test]
+fn remote_user_wins_over_the_cookie() {
+    let site = site_with_dave();
+    site.send("dave", "erin", "for erin");
+    let daves = site.token("dave");
+    let r = site.cgi("session", &Req::get("").cookie(&daves).with("REMOTE_USER", "erin"));
+    assert_eq!(
+        r.body["session"],
+        json!({"name": "erin", "display_name": "erin", "via": "remote_user", "expires_at": null})
+    );
+    let r = site.cgi("messages", &Req::get("").cookie(&daves).with("REMOTE_USER", "erin"));
+    assert_eq!(r.body["messages"][0]["subject"], "for erin");
+    let r = site.cgi("messages", &Req::get("").cookie(&daves).with("REMOTE_USER", "mallory"));
+    assert_eq!((r.status, r.error_code()), (401, "unknown_user"), "an unknown REMOTE_USER never falls back");
+}
+
+#[test]
+fn a_login_without_a_key_is_a_500_naming_nothing_secret() {
+    let site = site_with_dave();
+    std::fs::remove_file(&site.secret).unwrap();
+    let r = login(&site, "dave", PASSWORD);
+    assert_eq!((r.status, r.error_code()), (500, "misconfigured"));
+}
+
+fn counters(site: &Site, name: &str) -> (i64, i64) {
+    let store = Store::open(&site.db).unwrap();
+    let user = store.user_by_name(name).unwrap().unwrap();
+    let c = store.counters(user.id).unwrap();
+    (c.new, c.delivered)
+}
+
+fn message_state(site: &Site, name: &str, id: i64) -> String {
+    let store = Store::open(&site.db).unwrap();
+    let user = store.user_by_name(name).unwrap().unwrap();
+    store.message(user.id, piggyback::message_store::MessageId(id)).unwrap().unwrap().state.as_str().to_owned()
+}
+
+#[test]
+fn cross_site_requests_change_nothing() {
+    let mut site = site_with_dave();
+    site.send("erin", "dave", "to be kept");
+    let dave = site.token("dave");
+    let note = || Req::post("", json!({"to": "erin", "subject": "csrf", "body": "sent by a foreign page"}));
+    let foreign: Vec<(&str, Req)> = vec![
+        ("foreign Origin", note().with("HTTP_ORIGIN", "https://evil.test")),
+        ("null Origin", note().with("HTTP_ORIGIN", "null")),
+        ("lookalike Origin", note().with("HTTP_ORIGIN", "http://example.com.evil.test")),
+        ("cross-site fetch", note().with("HTTP_SEC_FETCH_SITE", "cross-site")),
+        ("same-site fetch", note().with("HTTP_SEC_FETCH_SITE", "same-site")),
+        (
+            "Origin right, fetch cross-site",
+            note().with("HTTP_ORIGIN", "http://example.com").with("HTTP_SEC_FETCH_SITE", "cross-site"),
+        ),
+    ];
+    let erin_before = counters(&site, "erin");
+    for (what, req) in &foreign {
+        let r = site.cgi("messages", &req.clone().cookie(&dave));
+        assert_eq!((r.status, r.error_code()), (403, "cross_site"), "{what}");
+        assert!(r.body.get("site_messages").is_some(), "{what}: the 403 still carries site_messages");
+    }
+    site.ok(&["drain"], None);
+    assert_eq!(counters(&site, "erin"), erin_before, "no message was sent");
+
+    // Mailbox changes, profile edits, friend requests, posts and logins alike.
+    let id = Store::open(&site.db).unwrap().user_by_name("dave").unwrap().unwrap().id;
+    let first = Store::open(&site.db)
+        .unwrap()
+        .list_messages(id, piggyback::message_store::StateFilter::All, None, 10, 10)
+        .unwrap()[0]
+        .id
+        .0;
+    let evil = |r: Req| r.with("HTTP_ORIGIN", "https://evil.test").cookie(&dave);
+    for (program, req) in [
+        ("messages", evil(Req::delete(&format!("/{first}")))),
+        ("messages", evil(Req::post_empty(&format!("/{first}/read")))),
+        ("messages", evil(Req::post_empty("/read-all"))),
+        ("profile", evil(Req::post("", json!({"bio": "pwned"})))),
+        ("friends", evil(Req::post("", json!({"action": "request", "user": "erin"})))),
+        ("posts", evil(Req::post("", json!({"body": "spam"})))),
+        ("session", evil(Req::post("", json!({"name": "dave", "password": PASSWORD})))),
+    ] {
+        let r = site.cgi(program, &req);
+        assert_eq!(r.status, 403, "{program} {}", req.method);
+        assert!(r.header("Set-Cookie").is_none());
+    }
+    assert_ne!(message_state(&site, "dave", first), "read");
+    assert_ne!(message_state(&site, "dave", first), "deleted");
+    let profile = site.cgi("profile", &Req::get("").cookie(&dave));
+    assert_eq!(profile.body["profile"]["bio"], "");
+    assert_eq!(profile.body["profile"]["posts"], 0);
+    assert_eq!(site.cgi("friends", &Req::get("").cookie(&dave)).body["outgoing"], json!([]));
+
+    // Reads pass whatever the headers; the site's own origin and allowlisted ones pass.
+    let r = site.cgi("messages", &Req::get("").with("HTTP_ORIGIN", "https://evil.test").cookie(&dave));
+    assert_eq!(r.status, 200);
+    let own = note().with("HTTP_ORIGIN", "http://example.com").with("HTTP_SEC_FETCH_SITE", "same-origin");
+    assert!(matches!(site.cgi("messages", &own.cookie(&dave)).status, 201 | 202));
+    let hosted =
+        note().with("HTTP_ORIGIN", "https://www.example.com").with("HTTP_HOST", "www.example.com").with("HTTPS", "on");
+    assert!(matches!(site.cgi("messages", &hosted.cookie(&dave)).status, 201 | 202));
+    site.extra_env.push(("PIGGYBACK_ALLOWED_ORIGINS".into(), "https://app.example.org".into()));
+    let allowed = note().with("HTTP_ORIGIN", "https://app.example.org").with("HTTP_SEC_FETCH_SITE", "cross-site");
+    assert!(matches!(site.cgi("messages", &allowed.cookie(&dave)).status, 201 | 202));
+    let plain = note();
+    assert!(matches!(site.cgi("messages", &plain.cookie(&dave)).status, 201 | 202), "curl and scripts pass");
+    let check = site.piggyback(&["check"], None);
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+}
+
+#[test]
+fn password_commands() {
+    let site = Site::new();
+    let out = site.piggyback(&["user", "add", "fay", "--password-stdin"], Some("short\n"));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 8"));
+    assert!(Store::open(&site.db).unwrap().user_by_name("fay").unwrap().is_none(), "no user without a usable password");
+
+    let id =
+        site.ok(&["user", "add", "fay", "--display-name", "Fay F.", "--password-stdin"], Some("first password\r\n"));
+    assert_eq!(id.trim(), "1");
+    let (_, hash) = Store::open(&site.db).unwrap().password_hash("fay").unwrap().unwrap();
+    assert!(hash.unwrap().starts_with("$argon2id$v=19$"), "a PHC argon2id string");
+    assert_eq!(login(&site, "fay", "first password").status, 200, "the line end is not part of the password");
+
+    site.ok(&["passwd", "fay"], Some("second password\n"));
+    assert_eq!(login(&site, "fay", "first password").status, 401);
+    let r = login(&site, "fay", "second password");
+    assert_eq!((r.status, &r.body["session"]["display_name"]), (200, &Value::from("Fay F.")));
+
+    let out = site.piggyback(&["passwd", "nobody"], Some("some password\n"));
+    assert_eq!(out.status.code(), Some(1));
+    let out = site.piggyback(&["passwd", "fay"], Some(""));
+    assert_eq!(out.status.code(), Some(1), "an empty standard input sets nothing");
+    assert_eq!(login(&site, "fay", "second password").status, 200);
+    let out = site.piggyback(&["passwd"], None);
+    assert_eq!(out.status.code(), Some(2), "wrong usage");
+}
