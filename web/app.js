@@ -92,7 +92,7 @@
   function loginView() {
     show(h("div.login.card",
       h("h1", "Sign in"),
-      form("stack", [
+      form("stack.sign-in", [
         h("input", { name: "name", placeholder: "user name", autocomplete: "username", required: true }),
         h("input", { name: "password", type: "password", placeholder: "password", autocomplete: "current-password", required: true }),
       ], "Sign in", function (v) {
@@ -107,7 +107,7 @@
       h("details",
         h("summary.meta", "Sign in with a session token"),
         h("p.meta", "An operator can make one with: piggyback token NAME --ttl 1d"),
-        form("stack", [h("input", { name: "token", placeholder: "pb_session token", required: true })],
+        form("stack.token-sign-in", [h("input", { name: "token", placeholder: "pb_session token", required: true })],
           "Use token", function (v) {
             document.cookie = "pb_session=" + encodeURIComponent(v.token.trim()) + "; path=/; SameSite=Lax";
             Piggyback.reset();

@@ -65,9 +65,9 @@ try {
   await check("browser: sign in", async () => {
     if (cfg.password) {
       await page.goto(cfg.url + "#/login");
-      await page.locator("input[name=name]").fill(cfg.user);
-      await page.locator("input[name=password]").fill(cfg.password);
-      await page.locator("form button[type=submit]").click();
+      await page.locator("form.sign-in input[name=name]").fill(cfg.user);
+      await page.locator("form.sign-in input[name=password]").fill(cfg.password);
+      await page.locator("form.sign-in button[type=submit]").click();
     } else {
       const u = new URL(cfg.url);
       await context.addCookies([{ name: "pb_session", value: cfg.cookie, domain: u.hostname, path: "/" }]);

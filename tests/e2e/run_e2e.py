@@ -385,6 +385,37 @@ def server_suite(kind, work):
         check(r.status == 401, f"status {r.status}: {r!r}")
         check(r.site_messages is None, f"site_messages present: {r!r}")
 
+    @test(f"{label}: a cross-site POST is refused with 403, a same-origin one passes")
+    def _():
+        r = request(port, "POST", "/cgi-bin/posts", {"body": "from elsewhere"}, cookie=alice,
+                    headers={"Origin": "http://evil.example"})
+        check(r.status == 403, f"Origin http://evil.example: status {r.status}: {r!r}")
+        check(r.json.get("error", {}).get("code") == "cross_site", f"error: {r!r}")
+        check_site_messages(r, "403 cross_site")
+        r = request(port, "POST", "/cgi-bin/posts", {"body": "from a sibling"}, cookie=alice,
+                    headers={"Sec-Fetch-Site": "cross-site"})
+        check(r.status == 403, f"Sec-Fetch-Site cross-site: status {r.status}: {r!r}")
+        r = request(port, "POST", "/cgi-bin/posts", {"body": "from the site itself"}, cookie=alice,
+                    headers={"Origin": f"http://127.0.0.1:{port}", "Sec-Fetch-Site": "same-origin"})
+        check(r.status == 201, f"same origin: status {r.status}: {r!r}")
+
+    if "session" in PROGRAMS and "alice" in inst.passwords:
+        @test(f"{label}: sign in and out through /cgi-bin/session")
+        def _():
+            r = request(port, "POST", "/cgi-bin/session", {"name": "alice", "password": "wrong password"})
+            check(r.status == 401, f"wrong password: status {r.status}: {r!r}")
+            r = request(port, "POST", "/cgi-bin/session", {"name": "alice", "password": inst.passwords["alice"]},
+                        headers={"Origin": f"http://127.0.0.1:{port}"})
+            check(r.status == 200, f"login: status {r.status}: {r!r}")
+            set_cookie = r.header("Set-Cookie") or ""
+            check(set_cookie.startswith("pb_session=") and "HttpOnly" in set_cookie, f"Set-Cookie {set_cookie!r}")
+            check_site_messages(r, "login")
+            token = set_cookie.split(";", 1)[0].split("=", 1)[1]
+            r = request(port, "GET", "/cgi-bin/session", cookie=token)
+            check(r.status == 200 and r.json["session"]["name"] == "alice", f"GET session: {r!r}")
+            r = request(port, "POST", "/cgi-bin/session/logout", {}, cookie=token)
+            check(r.status == 200 and "Max-Age=0" in (r.header("Set-Cookie") or ""), f"logout: {r!r}")
+
     @test(f"{label}: friend request and accept through /cgi-bin/friends")
     def _():
         post_ok(request(port, "POST", "/cgi-bin/friends", {"action": "request", "user": "bob"}, cookie=alice), "request")
