@@ -62,13 +62,18 @@
 
   // The batch to acknowledge: the last one shown to this user.
   function currentAck() {
-    return state.user ? Math.max(readInt(ACK_PREFIX + state.user), state.ack) : state.ack;
+    return state.user ? readInt(ACK_PREFIX + state.user) : state.ack;
   }
 
+  // Remember the batch just shown. Always the latest answer's, even when it
+  // is lower than the one remembered: batches only grow for a user, so a
+  // lower one means a database started afresh, and acknowledging the old,
+  // higher number would acknowledge announcements this browser never showed.
+  // (Two answers arriving out of order cost at most one repeat, dropped here.)
   function shownBatch(batch) {
-    if (typeof batch !== "number" || !(batch > currentAck())) return;
-    state.ack = batch;
+    if (typeof batch !== "number" || !(batch > 0)) return;
     if (state.user) writeString(ACK_PREFIX + state.user, String(batch));
+    else state.ack = batch;
   }
 
   function setUser(name) {
@@ -77,9 +82,7 @@
     state.user = name || null;
     state.ack = 0;
     writeString(USER_KEY, state.user);
-    if (state.user && carried > readInt(ACK_PREFIX + state.user)) {
-      writeString(ACK_PREFIX + state.user, String(carried));
-    }
+    if (state.user && carried > 0) writeString(ACK_PREFIX + state.user, String(carried));
   }
 
   function readInt(key) {
