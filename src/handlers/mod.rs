@@ -15,7 +15,7 @@ pub use session::session;
 
 use crate::gateway::Context;
 use crate::http::{ApiError, Request};
-use crate::message_store::User;
+use crate::message_store::{User, UserId};
 use crate::msq::{Send, SendOutcome};
 use crate::text;
 
@@ -87,12 +87,15 @@ fn named_user(ctx: &Context<'_>, name: &str) -> Result<User, ApiError> {
     ctx.store.user_by_name(name)?.ok_or_else(|| ApiError::new(404, "user_not_found", "no such user"))
 }
 
-/// A person's message (`POST /cgi-bin/messages`), within the per-user send rate limit
-/// (messages in the last minute, counted with a read: no write lock before the send).
-fn send_note(ctx: &Context<'_>, send: Send) -> Result<SendOutcome, ApiError> {
+/// Refuses with 429 when `user` already caused `PIGGYBACK_SEND_RATE` messages in the
+/// last minute: a person's notes and the notices their actions send (friend requests,
+/// comments) alike, so that no action can flood a mailbox. Checked before the action,
+/// so a refused one changes nothing; counted with a read, so it takes no write lock.
+/// (Sends still waiting in the spool are counted once they are stored.)
+fn within_send_rate(ctx: &Context<'_>, user: UserId) -> Result<(), ApiError> {
     let window = 60;
     let now = crate::message_store::now();
-    let (sent, oldest) = ctx.store.notes_sent_since(send.from, now - window + 1)?;
+    let (sent, oldest) = ctx.store.messages_sent_since(user, now - window + 1)?;
     if sent >= i64::from(ctx.config.send_rate_per_minute) {
         let wait = oldest.map_or(window, |t| (t + window - now).max(1));
         return Err(ApiError::new(
@@ -102,12 +105,11 @@ fn send_note(ctx: &Context<'_>, send: Send) -> Result<SendOutcome, ApiError> {
         )
         .header("Retry-After", wait.to_string()));
     }
-    Ok(ctx.queue.send(send)?)
+    Ok(())
 }
 
-/// A notice of the site's own (friend request, acceptance, comment) through the same
-/// queue path as a person's message. Not rate limited: each follows a state change
-/// that already committed and that can happen only once per pair or comment.
-fn notify(ctx: &Context<'_>, send: Send) -> Result<SendOutcome, ApiError> {
+/// Sends one message (a person's note or a notice) through the queue: the only way
+/// handlers send.
+fn send(ctx: &Context<'_>, send: Send) -> Result<SendOutcome, ApiError> {
     Ok(ctx.queue.send(send)?)
 }

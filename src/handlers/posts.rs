@@ -4,7 +4,7 @@
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{MAX_POST_CHARS, before_param, check_text, notify, page_limit, path_id, unknown_path};
+use super::{MAX_POST_CHARS, before_param, check_text, page_limit, path_id, send, unknown_path, within_send_rate};
 use crate::gateway::Context;
 use crate::http::{ApiError, Method, Reply, Request};
 use crate::message_store::{Comment, Post, PostId, User};
@@ -47,9 +47,12 @@ pub fn posts(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
             let post = visible_post(ctx, me, path_id(id, "post")?)?;
             let new: NewText = req.json()?;
             check_text("body", &new.body, MAX_POST_CHARS, true)?;
+            if post.author_id != me.id {
+                within_send_rate(ctx, me.id)?;
+            }
             let comment = ctx.store.add_comment(post.id, me.id, &new.body)?;
             if post.author_id != me.id {
-                notify(
+                send(
                     ctx,
                     Send {
                         from: me.id,
