@@ -1100,3 +1100,29 @@ fn a_request_that_cannot_be_parsed_is_a_400_that_still_carries_site_messages() {
     r.assert_status(400);
     assert!(!r.has_site_messages());
 }
+
+#[test]
+fn control_characters_and_bidi_overrides_are_refused_where_they_could_disguise_text() {
+    let site = site();
+    for (program, body) in [
+        (Program::Profile, json!({"display_name": "ali\u{202E}ecila"})),
+        (Program::Profile, json!({"display_name": "two\nlines"})),
+        (Program::Profile, json!({"bio": "bell \u{7}"})),
+        (Program::Messages, json!({"to": "bob", "subject": "line\nbreak", "body": "b"})),
+        (Program::Messages, json!({"to": "bob", "subject": "s", "body": "escape \u{1b}[31m"})),
+    ] {
+        let r = site.post(program, "alice", "", body.clone());
+        r.assert_status(400);
+        assert_eq!(r.error_code(), "invalid_text", "{body}");
+    }
+    assert_eq!(site.counters("bob"), (0, 0), "nothing was sent");
+    let r = site.post(
+        Program::Messages,
+        "alice",
+        "",
+        json!({"to": "bob", "subject": "s", "body": "two\nlines\tand a tab"}),
+    );
+    r.assert_status(201);
+    let r = site.post(Program::Profile, "alice", "", json!({"bio": "line one\nline two"}));
+    r.assert_status(200);
+}

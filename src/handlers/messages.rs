@@ -6,8 +6,8 @@ use serde_json::{Value, json};
 
 use super::posts::next_id;
 use super::{
-    MAX_IDEMPOTENCY_KEY_BYTES, MAX_MESSAGE_CHARS, MAX_SUBJECT_CHARS, before_param, check_text, named_user, page_limit,
-    path_id, unknown_path, within_send_rate,
+    MAX_IDEMPOTENCY_KEY_BYTES, MESSAGE_BODY, SUBJECT, before_param, check_text, named_user, page_limit, path_id,
+    unknown_path, within_send_rate,
 };
 use crate::gateway::Context;
 use crate::http::{ApiError, Method, Reply, Request};
@@ -98,8 +98,8 @@ fn change(ctx: &Context<'_>, req: &Request, id: &str, change: Change) -> Result<
 fn compose(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
     let me = ctx.user()?;
     let compose: Compose = req.json()?;
-    check_text("subject", &compose.subject, MAX_SUBJECT_CHARS, true)?;
-    check_text("body", &compose.body, MAX_MESSAGE_CHARS, true)?;
+    check_text(&compose.subject, &SUBJECT)?;
+    check_text(&compose.body, &MESSAGE_BODY)?;
     if let Some(key) = &compose.idempotency_key
         && (key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_BYTES)
     {

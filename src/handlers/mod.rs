@@ -19,15 +19,36 @@ use crate::message_store::{User, UserId};
 use crate::msq::{Send, SendOutcome};
 use crate::text;
 
-/// Longest subject, in characters.
-pub const MAX_SUBJECT_CHARS: usize = 200;
-/// Longest message body, in characters.
-pub const MAX_MESSAGE_CHARS: usize = 10_000;
-/// Longest post or comment, in characters.
-pub const MAX_POST_CHARS: usize = 5_000;
-/// Longest display name and bio.
-pub const MAX_DISPLAY_NAME_CHARS: usize = 64;
-pub const MAX_BIO_CHARS: usize = 1_000;
+/// What a text field accepts.
+pub struct TextRule {
+    pub field: &'static str,
+    /// Most characters (Unicode scalar values).
+    pub max: usize,
+    pub blank: Blank,
+    pub lines: Lines,
+}
+
+/// Whether a field may be empty or white space only.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Blank {
+    Refused,
+    Allowed,
+}
+
+/// Whether a field may hold line breaks and tabs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Lines {
+    One,
+    Many,
+}
+
+pub const SUBJECT: TextRule = TextRule { field: "subject", max: 200, blank: Blank::Refused, lines: Lines::One };
+pub const MESSAGE_BODY: TextRule = TextRule { field: "body", max: 10_000, blank: Blank::Refused, lines: Lines::Many };
+/// A post or a comment.
+pub const POST_BODY: TextRule = TextRule { field: "body", max: 5_000, blank: Blank::Refused, lines: Lines::Many };
+pub const DISPLAY_NAME: TextRule =
+    TextRule { field: "display_name", max: 64, blank: Blank::Refused, lines: Lines::One };
+pub const BIO: TextRule = TextRule { field: "bio", max: 1_000, blank: Blank::Allowed, lines: Lines::Many };
 /// Longest idempotency key, in bytes.
 pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 128;
 
@@ -65,16 +86,24 @@ fn unknown_path() -> ApiError {
     ApiError::new(404, "not_found", "no such resource")
 }
 
-/// Checks a text field's length in characters, and that it is not blank when required.
-fn check_text(field: &str, value: &str, max: usize, required: bool) -> Result<(), ApiError> {
-    if required && value.trim().is_empty() {
+/// Checks a text field against its rule: length in characters, blankness, and no
+/// control characters (line breaks and tabs only where a field has lines) and no
+/// bidirectional overrides, which could disguise a name or a subject in a toast.
+fn check_text(value: &str, rule: &TextRule) -> Result<(), ApiError> {
+    let field = rule.field;
+    if rule.blank == Blank::Refused && value.trim().is_empty() {
         return Err(ApiError::bad_request("missing_field", format!("{field} must not be empty")));
     }
-    if text::char_len(value) > max {
-        return Err(ApiError::bad_request("too_long", format!("{field} is longer than {max} characters")));
+    if text::char_len(value) > rule.max {
+        return Err(ApiError::bad_request("too_long", format!("{field} is longer than {} characters", rule.max)));
     }
-    if value.chars().any(|c| c == '\0') {
-        return Err(ApiError::bad_request("invalid_text", format!("{field} contains a NUL character")));
+    let allowed = |c: char| rule.lines == Lines::Many && matches!(c, '\n' | '\r' | '\t');
+    let bidi = |c: char| matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
+    if value.chars().any(|c| (c.is_control() && !allowed(c)) || bidi(c)) {
+        return Err(ApiError::bad_request(
+            "invalid_text",
+            format!("{field} contains a control character or a bidirectional override"),
+        ));
     }
     Ok(())
 }
