@@ -212,24 +212,37 @@ fn identify(meta: &Meta, store: &Store, config: &Config) -> Result<Option<User>,
             None => Err(ApiError::new(401, "unknown_user", "the authenticated user has no account here")),
         };
     }
-    let Some(value) = meta.cookie.as_deref().and_then(|c| identity::cookie_value(c, COOKIE_NAME)) else {
+    let values: Vec<&str> =
+        meta.cookie.as_deref().map(|c| identity::cookie_values(c, COOKIE_NAME).collect()).unwrap_or_default();
+    let Some(first) = values.first() else {
         return Ok(None);
     };
-    if value.is_empty() {
-        return Ok(None);
-    }
     if config.secret_file.is_none() {
         log("PIGGYBACK_SECRET_FILE: not set, so session cookies cannot be checked");
         return Err(ApiError::unauthorized());
     }
     let key = session_key(config)?;
-    let id = key.verify(value, now()).map_err(|e| {
-        let why = match e {
-            identity::CookieError::Expired => "the session has expired; log in again",
-            _ => "the session cookie is not valid; log in again",
-        };
-        ApiError::new(401, "invalid_session", why)
-    })?;
+    let now = now();
+    // Several cookies: a stale one must not hide a valid one, and two valid ones naming
+    // different users mean one was planted (by a sibling subdomain): trust neither.
+    let mut valid = values.iter().filter_map(|v| key.verify(v, now).ok());
+    let id = match valid.next() {
+        Some(id) if valid.all(|other| other == id) => id,
+        Some(_) => {
+            return Err(ApiError::new(
+                401,
+                "ambiguous_session",
+                "several session cookies name different users; log in again",
+            ));
+        }
+        None => {
+            let why = match key.verify(first, now) {
+                Err(identity::CookieError::Expired) => "the session has expired; log in again",
+                _ => "the session cookie is not valid; log in again",
+            };
+            return Err(ApiError::new(401, "invalid_session", why));
+        }
+    };
     match store.user_by_id(id)? {
         Some(user) => Ok(Some(user)),
         None => Err(ApiError::new(401, "invalid_session", "the session names no user; log in again")),

@@ -102,10 +102,17 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
 }
 
 /// The value of cookie `name` in a `Cookie` header, if present once or more (the first).
-pub fn cookie_value<'a>(header: &'a str, name: &str) -> Option<&'a str> {
-    header.split(';').find_map(|pair| {
+pub fn cookie_value<'a>(header: &'a str, name: &'a str) -> Option<&'a str> {
+    cookie_values(header, name).next()
+}
+
+/// Every non-empty value of cookie `name` in a `Cookie` header, in order. A browser
+/// sends several when a sibling subdomain or another path set one too.
+pub fn cookie_values<'a>(header: &'a str, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    header.split(';').filter_map(move |pair| {
         let (k, v) = pair.split_once('=')?;
-        (k.trim() == name).then(|| v.trim().trim_matches('"'))
+        let v = v.trim().trim_matches('"');
+        (k.trim() == name && !v.is_empty()).then_some(v)
     })
 }
 

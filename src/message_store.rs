@@ -969,14 +969,12 @@ impl Store {
             .map(MessageId))
     }
 
-    /// How many notes `user` sent since `since` (unix seconds), and when the oldest of
-    /// them was sent: a read, so the send rate limit takes no write lock.
-    pub fn notes_sent_since(&self, user: UserId, since: i64) -> Result<(i64, Option<i64>)> {
+    /// How many messages `user` sent since `since` (unix seconds), and when the oldest
+    /// of them was sent: a read, so the send rate limit takes no write lock.
+    pub fn messages_sent_since(&self, user: UserId, since: i64) -> Result<(i64, Option<i64>)> {
         Ok(self
             .conn
-            .prepare_cached(
-                "SELECT count(*), min(sent_at) FROM messages WHERE sender_id = ?1 AND sent_at >= ?2 AND kind = 'note'",
-            )?
+            .prepare_cached("SELECT count(*), min(sent_at) FROM messages WHERE sender_id = ?1 AND sent_at >= ?2")?
             .query_row(params![user.0, since], |r| Ok((r.get(0)?, r.get(1)?)))?)
     }
 

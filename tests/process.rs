@@ -816,7 +816,7 @@ fn text_limits_count_characters_and_refuse_blank_or_long_values() {
 }
 
 #[test]
-fn sending_is_rate_limited_but_notices_are_not() {
+fn sending_is_rate_limited_and_so_are_the_actions_that_send_notices() {
     let site = site();
     let send = |i: usize| {
         site.cgi(Program::Messages)
@@ -834,13 +834,31 @@ fn sending_is_rate_limited_but_notices_are_not() {
     assert!((1..=60).contains(&wait));
     assert!(r.has_site_messages());
     assert_eq!(site.counters("bob"), (2, 0));
-    // A friend request still notifies.
-    site.cgi(Program::Friends)
+    // A retry of a stored send is answered, not counted.
+    let keyed = |key: &str, rate: &str| {
+        site.cgi(Program::Messages)
+            .user("carol")
+            .var("PIGGYBACK_SEND_RATE", rate)
+            .post("", json!({"to": "bob", "subject": "k", "body": "b", "idempotency_key": key}))
+            .run()
+    };
+    let first = keyed("k1", "1");
+    first.assert_status(201);
+    let again = keyed("k1", "1");
+    again.assert_status(201);
+    assert_eq!(again.json["sent"]["message_id"], first.json["sent"]["message_id"]);
+    keyed("k2", "1").assert_status(429);
+    // Request, withdraw, request again cannot flood bob either: the request is refused
+    // before it changes anything.
+    let r = site
+        .cgi(Program::Friends)
         .user("alice")
         .var("PIGGYBACK_SEND_RATE", "2")
         .post("", json!({"action": "request", "user": "bob"}))
-        .run()
-        .assert_status(200);
+        .run();
+    r.assert_status(429);
+    assert_eq!(r.json["outgoing"], serde_json::Value::Null);
+    assert_eq!(site.get(Program::Friends, "alice", "").json["outgoing"], json!([]));
     assert_eq!(site.counters("bob"), (3, 0));
 }
 
@@ -1081,4 +1099,30 @@ fn a_request_that_cannot_be_parsed_is_a_400_that_still_carries_site_messages() {
     let r = site.cgi(Program::Profile).var_os("REMOTE_USER", std::ffi::OsString::from_vec(b"alice\xff".to_vec())).run();
     r.assert_status(400);
     assert!(!r.has_site_messages());
+}
+
+#[test]
+fn control_characters_and_bidi_overrides_are_refused_where_they_could_disguise_text() {
+    let site = site();
+    for (program, body) in [
+        (Program::Profile, json!({"display_name": "ali\u{202E}ecila"})),
+        (Program::Profile, json!({"display_name": "two\nlines"})),
+        (Program::Profile, json!({"bio": "bell \u{7}"})),
+        (Program::Messages, json!({"to": "bob", "subject": "line\nbreak", "body": "b"})),
+        (Program::Messages, json!({"to": "bob", "subject": "s", "body": "escape \u{1b}[31m"})),
+    ] {
+        let r = site.post(program, "alice", "", body.clone());
+        r.assert_status(400);
+        assert_eq!(r.error_code(), "invalid_text", "{body}");
+    }
+    assert_eq!(site.counters("bob"), (0, 0), "nothing was sent");
+    let r = site.post(
+        Program::Messages,
+        "alice",
+        "",
+        json!({"to": "bob", "subject": "s", "body": "two\nlines\tand a tab"}),
+    );
+    r.assert_status(201);
+    let r = site.post(Program::Profile, "alice", "", json!({"bio": "line one\nline two"}));
+    r.assert_status(200);
 }

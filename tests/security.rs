@@ -193,6 +193,22 @@ fn forged_expired_and_malformed_cookies_are_401_and_login_still_works_over_them(
 }
 
 #[test]
+fn a_stale_cookie_does_not_hide_a_valid_one_and_two_users_cookies_are_refused() {
+    let site = site_with_dave();
+    let dave = site.token("dave");
+    let erin = site.token("erin");
+    let key = Key::load(&site.secret).unwrap();
+    let daves_id = Store::open(&site.db).unwrap().user_by_name("dave").unwrap().unwrap().id;
+    let stale = key.sign(daves_id, now() - 10);
+    let r = site.cgi("profile", &Req::get("").cookie(&format!("{stale}; pb_session={dave}")));
+    assert_eq!((r.status, &r.body["profile"]["name"]), (200, &json!("dave")));
+    // A cookie planted by a sibling subdomain comes first, naming another user.
+    let r = site.cgi("profile", &Req::get("").cookie(&format!("{erin}; pb_session={dave}")));
+    assert_eq!((r.status, r.error_code()), (401, "ambiguous_session"));
+    assert!(r.body.get("site_messages").is_none());
+}
+
+#[test]
 fn remote_user_wins_over_the_cookie() {
     let site = site_with_dave();
     site.send("dave", "erin", "for erin");

@@ -30,15 +30,25 @@ pub fn friends(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
                 return Err(ApiError::bad_request("self", "that is you"));
             }
             match action.action.as_str() {
-                "request" => match ctx.store.request_friend(me.id, other.id)? {
-                    FriendRequestOutcome::Requested => {
-                        tell(ctx, me, &other, "friend_request", format!("{} wants to be your friend", me.name))?;
+                "request" => {
+                    super::within_send_rate(ctx, me.id)?;
+                    let outcome = ctx.store.request_friend(me.id, other.id)?;
+                    match outcome {
+                        FriendRequestOutcome::Requested => {
+                            tell(ctx, me, &other, "friend_request", format!("{} wants to be your friend", me.name))?;
+                        }
+                        FriendRequestOutcome::Accepted => {
+                            tell(
+                                ctx,
+                                me,
+                                &other,
+                                "friend_accept",
+                                format!("{} accepted your friend request", me.name),
+                            )?;
+                        }
+                        FriendRequestOutcome::AlreadyRequested | FriendRequestOutcome::AlreadyFriends => {}
                     }
-                    FriendRequestOutcome::Accepted => {
-                        tell(ctx, me, &other, "friend_accept", format!("{} accepted your friend request", me.name))?;
-                    }
-                    FriendRequestOutcome::AlreadyRequested | FriendRequestOutcome::AlreadyFriends => {}
-                },
+                }
                 "accept" => {
                     if !ctx.store.accept_friend(me.id, other.id)? {
                         return Err(ApiError::new(404, "no_request", format!("{} has not asked you", other.name)));
@@ -80,7 +90,7 @@ fn tell(ctx: &Context<'_>, me: &User, other: &User, kind: &str, subject: String)
         ),
         _ => format!("{} ({}) and you are friends now.", me.display_name, me.name),
     };
-    super::notify(ctx, Send { from: me.id, to: other.id, subject, body, kind: kind.into(), idempotency_key: None })?;
+    super::send(ctx, Send { from: me.id, to: other.id, subject, body, kind: kind.into(), idempotency_key: None })?;
     Ok(())
 }
 

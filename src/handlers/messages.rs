@@ -6,8 +6,8 @@ use serde_json::{Value, json};
 
 use super::posts::next_id;
 use super::{
-    MAX_IDEMPOTENCY_KEY_BYTES, MAX_MESSAGE_CHARS, MAX_SUBJECT_CHARS, before_param, check_text, named_user, page_limit,
-    path_id, send_note, unknown_path,
+    MAX_IDEMPOTENCY_KEY_BYTES, MESSAGE_BODY, SUBJECT, before_param, check_text, named_user, page_limit, path_id,
+    unknown_path, within_send_rate,
 };
 use crate::gateway::Context;
 use crate::http::{ApiError, Method, Reply, Request};
@@ -56,7 +56,7 @@ pub fn messages(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
                 .collect();
             Ok(Reply::ok(json!({"messages": messages, "next": next})))
         }
-        ([], Method::Post) => send(ctx, req),
+        ([], Method::Post) => compose(ctx, req),
         ([], _) => Err(ApiError::method_not_allowed("GET, HEAD, POST")),
         (["read-all"], Method::Post) => {
             req.ensure_acceptable_body()?;
@@ -95,11 +95,11 @@ fn change(ctx: &Context<'_>, req: &Request, id: &str, change: Change) -> Result<
     Ok(Reply::ok(json!({"message": {"id": id.0, "state": state}})))
 }
 
-fn send(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
+fn compose(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
     let me = ctx.user()?;
     let compose: Compose = req.json()?;
-    check_text("subject", &compose.subject, MAX_SUBJECT_CHARS, true)?;
-    check_text("body", &compose.body, MAX_MESSAGE_CHARS, true)?;
+    check_text(&compose.subject, &SUBJECT)?;
+    check_text(&compose.body, &MESSAGE_BODY)?;
     if let Some(key) = &compose.idempotency_key
         && (key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_BYTES)
     {
@@ -109,7 +109,15 @@ fn send(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
         ));
     }
     let to = named_user(ctx, &compose.to)?;
-    let outcome = send_note(
+    // A retry of a send already stored is answered, not counted again.
+    let retry = match &compose.idempotency_key {
+        Some(key) => ctx.store.stored_for("", me.id, Some(key))?.is_some(),
+        None => false,
+    };
+    if !retry {
+        within_send_rate(ctx, me.id)?;
+    }
+    let outcome = super::send(
         ctx,
         Send {
             from: me.id,

@@ -15,19 +15,40 @@ pub use session::session;
 
 use crate::gateway::Context;
 use crate::http::{ApiError, Request};
-use crate::message_store::User;
+use crate::message_store::{User, UserId};
 use crate::msq::{Send, SendOutcome};
 use crate::text;
 
-/// Longest subject, in characters.
-pub const MAX_SUBJECT_CHARS: usize = 200;
-/// Longest message body, in characters.
-pub const MAX_MESSAGE_CHARS: usize = 10_000;
-/// Longest post or comment, in characters.
-pub const MAX_POST_CHARS: usize = 5_000;
-/// Longest display name and bio.
-pub const MAX_DISPLAY_NAME_CHARS: usize = 64;
-pub const MAX_BIO_CHARS: usize = 1_000;
+/// What a text field accepts.
+pub struct TextRule {
+    pub field: &'static str,
+    /// Most characters (Unicode scalar values).
+    pub max: usize,
+    pub blank: Blank,
+    pub lines: Lines,
+}
+
+/// Whether a field may be empty or white space only.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Blank {
+    Refused,
+    Allowed,
+}
+
+/// Whether a field may hold line breaks and tabs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Lines {
+    One,
+    Many,
+}
+
+pub const SUBJECT: TextRule = TextRule { field: "subject", max: 200, blank: Blank::Refused, lines: Lines::One };
+pub const MESSAGE_BODY: TextRule = TextRule { field: "body", max: 10_000, blank: Blank::Refused, lines: Lines::Many };
+/// A post or a comment.
+pub const POST_BODY: TextRule = TextRule { field: "body", max: 5_000, blank: Blank::Refused, lines: Lines::Many };
+pub const DISPLAY_NAME: TextRule =
+    TextRule { field: "display_name", max: 64, blank: Blank::Refused, lines: Lines::One };
+pub const BIO: TextRule = TextRule { field: "bio", max: 1_000, blank: Blank::Allowed, lines: Lines::Many };
 /// Longest idempotency key, in bytes.
 pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 128;
 
@@ -65,16 +86,24 @@ fn unknown_path() -> ApiError {
     ApiError::new(404, "not_found", "no such resource")
 }
 
-/// Checks a text field's length in characters, and that it is not blank when required.
-fn check_text(field: &str, value: &str, max: usize, required: bool) -> Result<(), ApiError> {
-    if required && value.trim().is_empty() {
+/// Checks a text field against its rule: length in characters, blankness, and no
+/// control characters (line breaks and tabs only where a field has lines) and no
+/// bidirectional overrides, which could disguise a name or a subject in a toast.
+fn check_text(value: &str, rule: &TextRule) -> Result<(), ApiError> {
+    let field = rule.field;
+    if rule.blank == Blank::Refused && value.trim().is_empty() {
         return Err(ApiError::bad_request("missing_field", format!("{field} must not be empty")));
     }
-    if text::char_len(value) > max {
-        return Err(ApiError::bad_request("too_long", format!("{field} is longer than {max} characters")));
+    if text::char_len(value) > rule.max {
+        return Err(ApiError::bad_request("too_long", format!("{field} is longer than {} characters", rule.max)));
     }
-    if value.chars().any(|c| c == '\0') {
-        return Err(ApiError::bad_request("invalid_text", format!("{field} contains a NUL character")));
+    let allowed = |c: char| rule.lines == Lines::Many && matches!(c, '\n' | '\r' | '\t');
+    let bidi = |c: char| matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
+    if value.chars().any(|c| (c.is_control() && !allowed(c)) || bidi(c)) {
+        return Err(ApiError::bad_request(
+            "invalid_text",
+            format!("{field} contains a control character or a bidirectional override"),
+        ));
     }
     Ok(())
 }
@@ -87,12 +116,15 @@ fn named_user(ctx: &Context<'_>, name: &str) -> Result<User, ApiError> {
     ctx.store.user_by_name(name)?.ok_or_else(|| ApiError::new(404, "user_not_found", "no such user"))
 }
 
-/// A person's message (`POST /cgi-bin/messages`), within the per-user send rate limit
-/// (messages in the last minute, counted with a read: no write lock before the send).
-fn send_note(ctx: &Context<'_>, send: Send) -> Result<SendOutcome, ApiError> {
+/// Refuses with 429 when `user` already caused `PIGGYBACK_SEND_RATE` messages in the
+/// last minute: a person's notes and the notices their actions send (friend requests,
+/// comments) alike, so that no action can flood a mailbox. Checked before the action,
+/// so a refused one changes nothing; counted with a read, so it takes no write lock.
+/// (Sends still waiting in the spool are counted once they are stored.)
+fn within_send_rate(ctx: &Context<'_>, user: UserId) -> Result<(), ApiError> {
     let window = 60;
     let now = crate::message_store::now();
-    let (sent, oldest) = ctx.store.notes_sent_since(send.from, now - window + 1)?;
+    let (sent, oldest) = ctx.store.messages_sent_since(user, now - window + 1)?;
     if sent >= i64::from(ctx.config.send_rate_per_minute) {
         let wait = oldest.map_or(window, |t| (t + window - now).max(1));
         return Err(ApiError::new(
@@ -102,12 +134,11 @@ fn send_note(ctx: &Context<'_>, send: Send) -> Result<SendOutcome, ApiError> {
         )
         .header("Retry-After", wait.to_string()));
     }
-    Ok(ctx.queue.send(send)?)
+    Ok(())
 }
 
-/// A notice of the site's own (friend request, acceptance, comment) through the same
-/// queue path as a person's message. Not rate limited: each follows a state change
-/// that already committed and that can happen only once per pair or comment.
-fn notify(ctx: &Context<'_>, send: Send) -> Result<SendOutcome, ApiError> {
+/// Sends one message (a person's note or a notice) through the queue: the only way
+/// handlers send.
+fn send(ctx: &Context<'_>, send: Send) -> Result<SendOutcome, ApiError> {
     Ok(ctx.queue.send(send)?)
 }

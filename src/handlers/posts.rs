@@ -4,7 +4,7 @@
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{MAX_POST_CHARS, before_param, check_text, notify, page_limit, path_id, unknown_path};
+use super::{POST_BODY, before_param, check_text, page_limit, path_id, send, unknown_path, within_send_rate};
 use crate::gateway::Context;
 use crate::http::{ApiError, Method, Reply, Request};
 use crate::message_store::{Comment, Post, PostId, User};
@@ -29,7 +29,7 @@ pub fn posts(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
         }
         ([], Method::Post) => {
             let new: NewText = req.json()?;
-            check_text("body", &new.body, MAX_POST_CHARS, true)?;
+            check_text(&new.body, &POST_BODY)?;
             let id = ctx.store.add_post(me.id, &new.body)?;
             let post = ctx.store.post(id)?.ok_or_else(|| ApiError::internal("the new post vanished"))?;
             Ok(Reply::created(json!({"post": post_json(&post)})))
@@ -46,10 +46,13 @@ pub fn posts(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
         ([id, "comments"], Method::Post) => {
             let post = visible_post(ctx, me, path_id(id, "post")?)?;
             let new: NewText = req.json()?;
-            check_text("body", &new.body, MAX_POST_CHARS, true)?;
+            check_text(&new.body, &POST_BODY)?;
+            if post.author_id != me.id {
+                within_send_rate(ctx, me.id)?;
+            }
             let comment = ctx.store.add_comment(post.id, me.id, &new.body)?;
             if post.author_id != me.id {
-                notify(
+                send(
                     ctx,
                     Send {
                         from: me.id,

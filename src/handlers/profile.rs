@@ -3,7 +3,7 @@
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{MAX_BIO_CHARS, MAX_DISPLAY_NAME_CHARS, check_text, named_user, unknown_path};
+use super::{BIO, DISPLAY_NAME, check_text, named_user, unknown_path};
 use crate::gateway::Context;
 use crate::http::{ApiError, Method, Reply, Request};
 use crate::message_store::{Preview, Profile, UserId};
@@ -35,10 +35,10 @@ pub fn profile(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
         Method::Post => {
             let edit: Edit = req.json()?;
             if let Some(d) = &edit.display_name {
-                check_text("display_name", d, MAX_DISPLAY_NAME_CHARS, true)?;
+                check_text(d, &DISPLAY_NAME)?;
             }
             if let Some(b) = &edit.bio {
-                check_text("bio", b, MAX_BIO_CHARS, false)?;
+                check_text(b, &BIO)?;
             }
             let preview = match edit.message_preview.as_deref() {
                 None => None,
