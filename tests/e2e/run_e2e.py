@@ -42,6 +42,7 @@ SITE_MESSAGE_KEYS = {"unread", "delivered", "new", "items", "more"}
 RESULTS = []  # (name, ok, detail)
 STARTED = []  # every Server started, for the final stop
 VERBOSE = False
+KEEP = False  # --keep: leave every database in place
 
 
 def log(*args):
@@ -693,6 +694,10 @@ def timeout_suite(kind, work):
             log(f"    ({kind}: killed after {took:.1f}s; its transaction {outcome})")
     finally:
         server.stop()
+        if not KEEP:
+            # Hundreds of MB: a failed run keeps its work directory, but not this.
+            for f in inst.db.parent.glob("piggyback.db*"):
+                f.unlink()
 
 
 def browser_suite(label, server, inst, work):
@@ -737,7 +742,7 @@ def browser_suite(label, server, inst, work):
 
 
 def main():
-    global VERBOSE
+    global VERBOSE, KEEP
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--servers", default="lighttpd,apache-event-cgid,apache-prefork-cgi",
                     help="comma-separated: lighttpd, apache-event-cgid, apache-prefork-cgi")
@@ -745,6 +750,7 @@ def main():
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args()
     VERBOSE = args.verbose
+    KEEP = args.keep
 
     def on_signal(signum, _frame):
         raise SystemExit(128 + signum)
