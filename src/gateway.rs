@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::io::{Read, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::process::ExitCode;
 
@@ -302,7 +303,7 @@ pub fn parse_request(env: &Env, mut stdin: impl Read) -> Request {
     };
     let meta = Meta {
         remote_user: vars.nonempty("REMOTE_USER"),
-        cookie: vars.nonempty("HTTP_COOKIE"),
+        cookie: env.get("HTTP_COOKIE").and_then(|c| utf8_cookies(c.as_bytes())),
         origin: vars.nonempty("HTTP_ORIGIN"),
         sec_fetch_site: vars.nonempty("HTTP_SEC_FETCH_SITE"),
         host,
@@ -319,6 +320,14 @@ pub fn parse_request(env: &Env, mut stdin: impl Read) -> Request {
         read_body(method, length, chunked, &mut stdin)
     };
     Request { method, path, query, content_type, body, meta, problem: vars.problem }
+}
+
+/// The cookies of a `Cookie` header that are UTF-8: another application's cookie of
+/// arbitrary bytes on the same host must not lock the user out of this site.
+fn utf8_cookies(header: &[u8]) -> Option<String> {
+    let kept: Vec<&str> = header.split(|&b| b == b';').filter_map(|pair| std::str::from_utf8(pair).ok()).collect();
+    let joined = kept.join(";");
+    (!joined.trim().is_empty()).then_some(joined)
 }
 
 /// Reads CGI variables, keeping the first one that was not UTF-8 as the problem.

@@ -4,8 +4,9 @@ mod security_support;
 
 use piggyback::identity::Key;
 use piggyback::message_store::{Store, UserId, now};
-use security_support::{Req, Resp, Site};
+use security_support::{Req, Resp, Site, exe, parse};
 use serde_json::{Value, json};
+use std::os::unix::ffi::OsStringExt;
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -344,4 +345,21 @@ fn password_commands() {
     assert_eq!(login(&site, "fay", "second password").status, 200);
     let out = site.piggyback(&["passwd"], None);
     assert_eq!(out.status.code(), Some(2), "wrong usage");
+}
+
+#[test]
+fn another_applications_cookie_of_arbitrary_bytes_does_not_lock_the_user_out() {
+    let site = site_with_dave();
+    let dave = site.token("dave");
+    let cookie = std::ffi::OsString::from_vec([b"other=\xff\xfe; pb_session=".as_slice(), dave.as_bytes()].concat());
+    let out = std::process::Command::new(exe("profile"))
+        .env_clear()
+        .env("PIGGYBACK_DB", &site.db)
+        .env("PIGGYBACK_SECRET_FILE", &site.secret)
+        .env("REQUEST_METHOD", "GET")
+        .env("HTTP_COOKIE", cookie)
+        .output()
+        .unwrap();
+    let r = parse(&out.stdout, false);
+    assert_eq!((r.status, &r.body["profile"]["name"]), (200, &json!("dave")));
 }
