@@ -171,8 +171,9 @@ impl<'a> Queue<'a> {
         let queued = || SendOutcome::Queued { request_id: request_id.clone() };
         let claimed = match self.spool.claim(&request_id) {
             Ok(ClaimResult::Claimed(c)) => c,
-            // A concurrent drain took it; it stores it.
-            Ok(ClaimResult::Gone) => return Ok(queued()),
+            // A concurrent drain (msqd, another request) took it and is storing it now:
+            // wait a moment for its commit, so the usual answer is still 201.
+            Ok(ClaimResult::Gone) => return Ok(self.stored_soon(&message).unwrap_or_else(queued)),
             Ok(ClaimResult::Bad(line)) => return Err(QueueError::Spool(io::Error::other(line))),
             Err(_) => return Ok(queued()),
         };
@@ -188,6 +189,20 @@ impl<'a> Queue<'a> {
                 Ok(queued())
             }
         }
+    }
+
+    /// The outcome of a send another process is applying: `Stored` once its commit is
+    /// visible, within about 50 ms; `None` when it takes longer.
+    fn stored_soon(&self, message: &NewMessage) -> Option<SendOutcome> {
+        for _ in 0..10 {
+            if let Ok(Some(id)) =
+                self.store.stored_for(&message.request_id, message.from, message.idempotency_key.as_deref())
+            {
+                return Some(SendOutcome::Stored { request_id: message.request_id.clone(), message: id });
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        None
     }
 
     /// Applies at most `max` waiting request files, oldest first, in one transaction,
