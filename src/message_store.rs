@@ -6,10 +6,12 @@
 //! Every transaction that may write begins IMMEDIATE; schema changes run only from
 //! [`Store::init`] (`piggyback init`), never per request.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params};
 
 /// Version of the schema this build reads and writes (`PRAGMA user_version`).
@@ -433,6 +435,22 @@ pub fn now() -> i64 {
 /// An open message database.
 pub struct Store {
     conn: Connection,
+    /// A write transaction was begun on this connection.
+    wrote: Cell<bool>,
+}
+
+impl Drop for Store {
+    /// A connection that wrote checkpoints on close when it is the last one, so the
+    /// next process finds no WAL to recover; one that only read leaves the WAL alone.
+    /// Measured (docs/PERFORMANCE.md): skipping the close checkpoint everywhere made
+    /// every reader after a writer rebuild the WAL index from a WAL of up to 4 MB, and
+    /// the common request on a 10-million-message database cost 2.4 times as much.
+    /// With `msqd` holding a connection open, no CGI process is ever the last one.
+    fn drop(&mut self) {
+        if self.wrote.get() {
+            let _ = self.conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, false);
+        }
+    }
 }
 
 impl Store {
@@ -443,11 +461,9 @@ impl Store {
         }
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags)?;
-        // The last connection to close would checkpoint and delete the WAL: about a
-        // millisecond and four fsyncs on every request of a quiet site. Writers'
-        // automatic checkpoints (every 1000 pages) and `piggyback msqd` keep the WAL
-        // bounded instead.
-        conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
+        // The last connection to close checkpoints and deletes the WAL: about a
+        // millisecond and four fsyncs. A request that only read skips that (see Drop).
+        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
         let store = Store::configure(conn)?;
         let version: i64 = store.conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         if version != SCHEMA_VERSION {
@@ -482,10 +498,11 @@ impl Store {
     fn configure(conn: Connection) -> Result<Store> {
         conn.busy_timeout(BUSY_TIMEOUT)?;
         conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")?;
-        Ok(Store { conn })
+        Ok(Store { conn, wrote: Cell::new(false) })
     }
 
     fn immediate(&self) -> Result<Transaction<'_>> {
+        self.wrote.set(true);
         Ok(Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?)
     }
 
