@@ -1126,3 +1126,35 @@ fn control_characters_and_bidi_overrides_are_refused_where_they_could_disguise_t
     let r = site.post(Program::Profile, "alice", "", json!({"bio": "line one\nline two"}));
     r.assert_status(200);
 }
+
+#[test]
+fn an_unacknowledged_announcement_is_made_again_to_an_acknowledging_client() {
+    let site = site();
+    let id = site.send("bob", "alice", "hi", "there");
+    let get = |ack: Option<&str>| {
+        let cgi = site.cgi(Program::Profile).user("alice").var("PIGGYBACK_ACK_LEASE", "5");
+        match ack {
+            Some(ack) => cgi.var("HTTP_X_PIGGYBACK_ACK", ack).run(),
+            None => cgi.run(),
+        }
+    };
+    let age = || site.conn().execute("UPDATE mailbox SET announced_at = announced_at - 60", []).unwrap();
+    let first = get(Some("0"));
+    assert_eq!(first.announced(), vec![id]);
+    let batch = first.site()["batch"].as_i64().expect("an announcing answer has a batch");
+    // The answer was lost: nothing acknowledged it. Within the lease nothing repeats.
+    assert_eq!(get(Some("0")).announced(), Vec::<i64>::new());
+    age();
+    assert!(get(None).site()["items"].as_array().unwrap().is_empty(), "never to a client without the header");
+    let again = get(Some("0"));
+    assert_eq!(again.site()["items"][0]["id"], id);
+    assert_eq!(again.site()["items"][0]["repeat"], true);
+    assert_eq!((again.site()["repeated"].as_i64(), again.counts()), (Some(1), (1, 1, 0)));
+    let second = again.site()["batch"].as_i64().unwrap();
+    assert!(second > batch);
+    // Acknowledged: never again.
+    get(Some(&second.to_string()));
+    age();
+    assert!(get(Some(&second.to_string())).site()["items"].as_array().unwrap().is_empty());
+    site.piggyback_ok(&["check"]);
+}
