@@ -113,24 +113,26 @@ fn serve(handler: Handler, env: &Env, stdin: impl Read) -> Reply {
         SessionChange::Started(user) => Some(user),
         SessionChange::Ended => None,
     };
-    if announce_to.is_some() {
+    if let Some(user) = announce_to {
         drain(&ctx.queue);
-    }
-    if let Some(user) = announce_to
-        && reply.status < 500
-        && request.method != Method::Head
-    {
-        match message_status::check(&ctx.queue, user, request.meta.ack, &config) {
-            Ok(Some(site)) => {
-                let value = serde_json::to_value(site).unwrap_or(Value::Null);
-                reply.body.insert("site_messages".into(), value);
-            }
-            Ok(None) => {}
-            // The endpoint's own work has committed: report it, leave the member out.
-            Err(e) => log(&format!("site_messages left out: {e}")),
+        if reply.status < 500 && request.method != Method::Head {
+            attach_site_messages(&mut reply, &ctx.queue, user, request.meta.ack, &config);
         }
     }
     reply
+}
+
+/// The one place `site_messages` is attached, for every program.
+fn attach_site_messages(reply: &mut Reply, queue: &Queue<'_>, user: &User, ack: Option<i64>, config: &Config) {
+    match message_status::check(queue, user, ack, config) {
+        Ok(Some(site)) => {
+            let value = serde_json::to_value(site).unwrap_or(Value::Null);
+            reply.body.insert("site_messages".into(), value);
+        }
+        Ok(None) => {}
+        // The endpoint's own work has committed: report it, leave the member out.
+        Err(e) => log(&format!("site_messages left out: {e}")),
+    }
 }
 
 /// Applies a bounded batch of waiting request files, so that a message sent a moment
