@@ -11,7 +11,7 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use clap::{Parser, Subcommand};
 
 use crate::identity::Key;
-use crate::message_store::{SeedPlan, Store, now};
+use crate::message_store::{MessageKind, SeedPlan, Store, now};
 use crate::msq::{self, DrainReport, Queue, Send, SendOutcome};
 use crate::password;
 use crate::spool::Spool;
@@ -172,8 +172,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 |name: &str| -> Result<_> { store.user_by_name(name)?.ok_or_else(|| anyhow!("no user named {name}")) };
             let (from, to) = (user(&from)?, user(&to)?);
             let queue = Queue::new(&store, spool);
-            let outcome =
-                queue.send(Send { from: from.id, to: to.id, subject, body, kind: "note".into(), idempotency_key })?;
+            let outcome = queue.send(Send {
+                from: from.id,
+                to: to.id,
+                subject,
+                body,
+                kind: MessageKind::Note,
+                idempotency_key,
+            })?;
             match outcome {
                 SendOutcome::Stored { request_id, message } => {
                     println!("stored message {} to {} (request {request_id})", message.0, to.name)

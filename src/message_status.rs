@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use crate::config::{Config, EmptyPolicy};
-use crate::message_store::{Announce, Preview, StoreError, Summary, User, now};
+use crate::message_store::{Announce, MessageKind, Preview, StoreError, Summary, User, now};
 use crate::msq::Queue;
 use crate::text;
 
@@ -34,7 +34,7 @@ pub struct Item {
     pub subject: String,
     pub snippet: String,
     pub sent_at: String,
-    pub kind: String,
+    pub kind: MessageKind,
     /// Announced before by a response that was never acknowledged.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub repeat: bool,
@@ -55,7 +55,7 @@ impl Item {
                 Preview::Subject | Preview::Sender => String::new(),
             },
             sent_at: s.sent_at.clone(),
-            kind: s.kind.clone(),
+            kind: s.kind,
             repeat: false,
         }
     }
@@ -160,7 +160,7 @@ mod tests {
                     to: self.alice,
                     subject: format!("s{n}"),
                     body: "明天中午一起吃饭吗？".repeat(10),
-                    kind: "note".into(),
+                    kind: MessageKind::Note,
                     idempotency_key: None,
                     sent_at: 1_700_000_000 + n,
                 })

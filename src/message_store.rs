@@ -60,6 +60,37 @@ impl MessageState {
     }
 }
 
+/// What a message is: a person's note, or a notice the site sends for an action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageKind {
+    Note,
+    FriendRequest,
+    FriendAccept,
+    Comment,
+}
+
+impl MessageKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageKind::Note => "note",
+            MessageKind::FriendRequest => "friend_request",
+            MessageKind::FriendAccept => "friend_accept",
+            MessageKind::Comment => "comment",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<MessageKind> {
+        Some(match s {
+            "note" => MessageKind::Note,
+            "friend_request" => MessageKind::FriendRequest,
+            "friend_accept" => MessageKind::FriendAccept,
+            "comment" => MessageKind::Comment,
+            _ => return None,
+        })
+    }
+}
+
 /// Which messages a mailbox listing shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StateFilter {
@@ -183,7 +214,7 @@ pub struct Summary {
     pub body_truncated: bool,
     pub sent_at: String,
     pub state: MessageState,
-    pub kind: String,
+    pub kind: MessageKind,
 }
 
 /// A whole message.
@@ -196,7 +227,7 @@ pub struct Message {
     pub body: String,
     pub sent_at: String,
     pub state: MessageState,
-    pub kind: String,
+    pub kind: MessageKind,
 }
 
 /// What one claim flipped.
@@ -301,7 +332,7 @@ pub struct NewMessage {
     pub to: UserId,
     pub subject: String,
     pub body: String,
-    pub kind: String,
+    pub kind: MessageKind,
     /// The sender's key: the same key never makes a second message.
     pub idempotency_key: Option<String>,
     /// Unix seconds when it was sent (accepted), not when it was stored.
@@ -362,7 +393,7 @@ CREATE TABLE messages (
     recipient_id INTEGER NOT NULL REFERENCES users(id),
     subject TEXT NOT NULL,
     body TEXT NOT NULL,
-    kind TEXT NOT NULL DEFAULT 'note',
+    kind TEXT NOT NULL DEFAULT 'note' CHECK (kind IN ('note', 'friend_request', 'friend_accept', 'comment')),
     idempotency_key TEXT,
     sent_at INTEGER NOT NULL,
     state TEXT NOT NULL DEFAULT 'new' CHECK (state IN ('new', 'delivered', 'read', 'deleted')),
@@ -909,7 +940,7 @@ impl Store {
                     body: r.get(4)?,
                     sent_at: r.get(5)?,
                     state: state_column(r, 6)?,
-                    kind: r.get(7)?,
+                    kind: kind_column(r, 7)?,
                 })
             })
             .optional()?)
@@ -1276,7 +1307,7 @@ fn store_message_in(tx: &Transaction<'_>, m: &NewMessage) -> Result<Stored> {
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING RETURNING id",
         )?
         .query_row(
-            params![m.request_id, m.from.0, m.to.0, m.subject, m.body, m.kind, m.idempotency_key, m.sent_at],
+            params![m.request_id, m.from.0, m.to.0, m.subject, m.body, m.kind.as_str(), m.idempotency_key, m.sent_at],
             |r| r.get(0),
         )
         .optional()?;
@@ -1310,7 +1341,7 @@ fn summary_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Summary> {
         body_truncated: r.get(4)?,
         sent_at: r.get(5)?,
         state: state_column(r, 6)?,
-        kind: r.get(7)?,
+        kind: kind_column(r, 7)?,
     })
 }
 
@@ -1337,6 +1368,13 @@ fn post_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Post> {
 
 fn comment_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Comment> {
     Ok(Comment { id: r.get(0)?, author: r.get(1)?, body: r.get(2)?, created_at: r.get(3)? })
+}
+
+fn kind_column(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<MessageKind> {
+    let s: String = r.get(i)?;
+    MessageKind::parse(&s).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, format!("unknown kind {s}").into())
+    })
 }
 
 fn state_column(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<MessageState> {

@@ -11,7 +11,7 @@
 use std::io;
 
 use crate::message_store::{
-    Announce, Change, Claim, Counters, Mailbox, MessageId, NewMessage, Store, StoreError, UserId, now,
+    Announce, Change, Claim, Counters, Mailbox, MessageId, MessageKind, NewMessage, Store, StoreError, UserId, now,
 };
 use crate::spool::{ClaimResult, Claimed, FileRequest, Spool};
 
@@ -30,7 +30,7 @@ pub struct Send {
     pub body: String,
     /// `note` for a person's message; `friend_request`, `friend_accept`, `comment` for
     /// the site's own notices.
-    pub kind: String,
+    pub kind: MessageKind,
     pub idempotency_key: Option<String>,
 }
 
@@ -331,7 +331,7 @@ mod tests {
             to: f.alice,
             subject: "hi".into(),
             body: "there".into(),
-            kind: "note".into(),
+            kind: MessageKind::Note,
             idempotency_key: None,
             sent_at: now(),
         }
@@ -350,7 +350,7 @@ mod tests {
             to: f.alice,
             subject: "s".into(),
             body: "b".into(),
-            kind: "note".into(),
+            kind: MessageKind::Note,
             idempotency_key: Some("k1".into()),
         };
         let SendOutcome::Stored { message: first, .. } = queue.send(send.clone()).unwrap() else { panic!("queued") };
@@ -436,7 +436,7 @@ mod tests {
             to: f.alice,
             subject: "s".into(),
             body: "b".into(),
-            kind: "note".into(),
+            kind: MessageKind::Note,
             idempotency_key: None,
         };
         assert!(matches!(queue.send(send), Err(QueueError::Spool(_))));

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::message_store::{NewMessage, UserId};
+use crate::message_store::{MessageKind, NewMessage, UserId};
 
 /// Version tag at the start of every request file.
 const MAGIC: &str = "PBQ1";
@@ -42,7 +42,7 @@ pub enum FileRequest {
         to: i64,
         subject: String,
         body: String,
-        kind: String,
+        kind: MessageKind,
         idempotency_key: Option<String>,
         sent_at: i64,
     },
@@ -62,7 +62,7 @@ impl FileRequest {
             to: m.to.0,
             subject: m.subject.clone(),
             body: m.body.clone(),
-            kind: m.kind.clone(),
+            kind: m.kind,
             idempotency_key: m.idempotency_key.clone(),
             sent_at: m.sent_at,
         }
@@ -326,7 +326,7 @@ mod tests {
             to: 2,
             subject: "午饭".into(),
             body: "明天见".into(),
-            kind: "note".into(),
+            kind: MessageKind::Note,
             idempotency_key: None,
             sent_at: 1_700_000_000,
         }

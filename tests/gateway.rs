@@ -30,7 +30,7 @@ fn store_message(site: &Site, from: &str, to: &str, subject: &str, body: &str, k
         to: id(to),
         subject: subject.into(),
         body: body.into(),
-        kind: "note".into(),
+        kind: piggyback::message_store::MessageKind::Note,
         idempotency_key: key.map(str::to_owned),
         sent_at: 1_700_000_100,
     };

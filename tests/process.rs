@@ -946,7 +946,7 @@ fn a_waiting_request_file_is_stored_and_announced_by_the_recipients_next_request
         to: UserId(id_of("alice")),
         subject: "from the spool".into(),
         body: "queued while the database was busy".into(),
-        kind: "note".into(),
+        kind: piggyback::message_store::MessageKind::Note,
         idempotency_key: None,
         sent_at: 1_700_000_000,
     };

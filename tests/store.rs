@@ -56,7 +56,7 @@ fn message(from: UserId, to: UserId, subject: &str, key: Option<&str>) -> NewMes
         to,
         subject: subject.into(),
         body: format!("body of {subject}"),
-        kind: "note".into(),
+        kind: piggyback::message_store::MessageKind::Note,
         idempotency_key: key.map(str::to_owned),
         sent_at: 1_700_000_000,
     }

@@ -6,7 +6,7 @@ use serde_json::json;
 use super::{named_user, unknown_path};
 use crate::gateway::Context;
 use crate::http::{ApiError, Method, Reply, Request};
-use crate::message_store::{FriendRequestOutcome, User};
+use crate::message_store::{FriendRequestOutcome, MessageKind, User};
 use crate::msq::Send;
 
 #[derive(Deserialize)]
@@ -35,14 +35,20 @@ pub fn friends(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
                     let outcome = ctx.store.request_friend(me.id, other.id)?;
                     match outcome {
                         FriendRequestOutcome::Requested => {
-                            tell(ctx, me, &other, "friend_request", format!("{} wants to be your friend", me.name))?;
+                            tell(
+                                ctx,
+                                me,
+                                &other,
+                                MessageKind::FriendRequest,
+                                format!("{} wants to be your friend", me.name),
+                            )?;
                         }
                         FriendRequestOutcome::Accepted => {
                             tell(
                                 ctx,
                                 me,
                                 &other,
-                                "friend_accept",
+                                MessageKind::FriendAccept,
                                 format!("{} accepted your friend request", me.name),
                             )?;
                         }
@@ -53,7 +59,13 @@ pub fn friends(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
                     if !ctx.store.accept_friend(me.id, other.id)? {
                         return Err(ApiError::new(404, "no_request", format!("{} has not asked you", other.name)));
                     }
-                    tell(ctx, me, &other, "friend_accept", format!("{} accepted your friend request", me.name))?;
+                    tell(
+                        ctx,
+                        me,
+                        &other,
+                        MessageKind::FriendAccept,
+                        format!("{} accepted your friend request", me.name),
+                    )?;
                 }
                 "decline" => {
                     if !ctx.store.decline_friend(me.id, other.id)? {
@@ -82,15 +94,15 @@ pub fn friends(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
     }
 }
 
-fn tell(ctx: &Context<'_>, me: &User, other: &User, kind: &str, subject: String) -> Result<(), ApiError> {
+fn tell(ctx: &Context<'_>, me: &User, other: &User, kind: MessageKind, subject: String) -> Result<(), ApiError> {
     let body = match kind {
-        "friend_request" => format!(
+        MessageKind::FriendRequest => format!(
             "{} ({}) asked to be your friend. Accept or decline on your friends page.",
             me.display_name, me.name
         ),
         _ => format!("{} ({}) and you are friends now.", me.display_name, me.name),
     };
-    super::send(ctx, Send { from: me.id, to: other.id, subject, body, kind: kind.into(), idempotency_key: None })?;
+    super::send(ctx, Send { from: me.id, to: other.id, subject, body, kind, idempotency_key: None })?;
     Ok(())
 }
 

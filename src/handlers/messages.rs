@@ -12,7 +12,7 @@ use super::{
 use crate::gateway::Context;
 use crate::http::{ApiError, Method, Reply, Request};
 use crate::message_status::prefix_chars;
-use crate::message_store::{Change, MessageId, StateFilter};
+use crate::message_store::{Change, MessageId, MessageKind, StateFilter};
 use crate::msq::{Send, SendOutcome};
 use crate::text;
 
@@ -50,7 +50,7 @@ pub fn messages(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
                         "snippet": text::snippet_of_prefix(&m.body_prefix, m.body_truncated, chars),
                         "sent_at": m.sent_at,
                         "state": m.state.as_str(),
-                        "kind": m.kind,
+                        "kind": m.kind.as_str(),
                     })
                 })
                 .collect();
@@ -69,7 +69,7 @@ pub fn messages(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
             let m = ctx.store.message(me.id, id)?.ok_or_else(|| ApiError::not_found("message"))?;
             Ok(Reply::ok(json!({"message": {
                 "id": m.id.0, "from": m.from, "to": m.to, "subject": m.subject, "body": m.body,
-                "sent_at": m.sent_at, "state": m.state.as_str(), "kind": m.kind,
+                "sent_at": m.sent_at, "state": m.state.as_str(), "kind": m.kind.as_str(),
             }})))
         }
         ([id], Method::Delete) => change(ctx, req, id, Change::Delete),
@@ -124,7 +124,7 @@ fn compose(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
             to: to.id,
             subject: compose.subject.trim().to_string(),
             body: compose.body,
-            kind: "note".into(),
+            kind: MessageKind::Note,
             idempotency_key: compose.idempotency_key,
         },
     )?;

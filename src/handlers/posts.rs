@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use super::{POST_BODY, before_param, check_text, page_limit, path_id, send, unknown_path, within_send_rate};
 use crate::gateway::Context;
 use crate::http::{ApiError, Method, Reply, Request};
-use crate::message_store::{Comment, Post, PostId, User};
+use crate::message_store::{Comment, MessageKind, Post, PostId, User};
 use crate::msq::Send;
 use crate::text;
 
@@ -59,7 +59,7 @@ pub fn posts(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
                         to: post.author_id,
                         subject: format!("{} commented on your post", me.name),
                         body: text::snippet(&new.body, 200),
-                        kind: "comment".into(),
+                        kind: MessageKind::Comment,
                         // No key: keys share one namespace per sender with the keys of
                         // the sender's own notes, so a note keyed `comment:N` would
                         // swallow this notice. Each comment notifies once anyway.
