@@ -1,6 +1,6 @@
 //! The `piggyback` command line: administration of the message database.
 //! Errors are one line on stderr; exit 0 on success, 1 on failure, 2 on wrong usage.
-#![allow(clippy::print_stdout, clippy::print_stderr)]
+#![allow(clippy::print_stderr)]
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -16,6 +16,14 @@ use crate::msq::{self, DrainReport, Queue, Send, SendOutcome};
 use crate::password;
 use crate::spool::Spool;
 use crate::text;
+
+/// One line of the command's report on stdout (its own output, not a CGI response).
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, $($arg)*);
+    }};
+}
 
 #[derive(Parser)]
 #[command(name = "piggyback", version, about = "Administer a Piggyback message database")]
@@ -145,13 +153,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Init => {
             Store::init(&db).with_context(|| format!("cannot initialise {}", db.display()))?;
-            println!("initialised {}", db.display());
+            say!("initialised {}", db.display());
             spool.create().with_context(|| format!("cannot create the spool {}", spool.root().display()))?;
-            println!("spool {}", spool.root().display());
+            say!("spool {}", spool.root().display());
             if let Some(path) = env_path("PIGGYBACK_SECRET_FILE")
                 && create_secret(&path)?
             {
-                println!("created secret {}", path.display());
+                say!("created secret {}", path.display());
             }
         }
         Command::User(UserCommand::Add { name, display_name, password_stdin }) => {
@@ -162,7 +170,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let store = open(&db)?;
             let display = display_name.unwrap_or_else(|| name.clone());
             match store.add_user(&name, &display, hash.as_deref())? {
-                Some(id) => println!("{}", id.0),
+                Some(id) => say!("{}", id.0),
                 None => bail!("user {name} exists already"),
             }
         }
@@ -182,10 +190,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             })?;
             match outcome {
                 SendOutcome::Stored { request_id, message } => {
-                    println!("stored message {} to {} (request {request_id})", message.0, to.name)
+                    say!("stored message {} to {} (request {request_id})", message.0, to.name)
                 }
                 SendOutcome::Queued { request_id } => {
-                    println!("queued request {request_id} to {}; the next drain stores it", to.name)
+                    say!("queued request {request_id} to {}; the next drain stores it", to.name)
                 }
             }
         }
@@ -193,7 +201,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let store = open(&db)?;
             let started = Instant::now();
             let report = store.seed(&SeedPlan { users, messages, seed })?;
-            println!(
+            say!(
                 "seeded {} users (ids from {}) and {} messages in {:.1} s",
                 report.users,
                 report.first_user.0,
@@ -213,7 +221,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Check { repair } => {
             let store = open(&db)?;
             let state = spool.state().with_context(|| format!("cannot read the spool {}", spool.root().display()))?;
-            println!(
+            say!(
                 "spool {}: {} waiting, {} claimed, {} bad, {} being written",
                 spool.root().display(),
                 state.waiting,
@@ -223,7 +231,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             );
             let problems = store.check()?;
             if problems.is_empty() {
-                println!("ok: integrity and every counter check out");
+                say!("ok: integrity and every counter check out");
                 return Ok(ExitCode::SUCCESS);
             }
             let mut err = std::io::stderr().lock();
@@ -232,7 +240,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             if repair {
                 let n = store.repair_counters()?;
-                println!("repaired the counters of {n} users");
+                say!("repaired the counters of {n} users");
             }
             return Ok(ExitCode::FAILURE);
         }
@@ -243,7 +251,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if !store.set_password_hash(user.id, &hash)? {
                 bail!("no user named {name}");
             }
-            println!("password of {name} set");
+            say!("password of {name} set");
         }
         Command::Token { name, ttl, secret_file } => {
             let path = secret_file
@@ -253,14 +261,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let ttl = parse_duration(&ttl)?;
             let store = open(&db)?;
             let user = store.user_by_name(&name)?.ok_or_else(|| anyhow!("no user named {name}"))?;
-            println!("{}", key.sign(user.id, now() + ttl));
+            say!("{}", key.sign(user.id, now() + ttl));
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
 fn print_drain(report: &DrainReport) {
-    println!(
+    say!(
         "applied {}, already stored {}, claims taken back {}, set aside {}",
         report.applied,
         report.duplicates,
