@@ -11,7 +11,8 @@
 use std::io;
 
 use crate::message_store::{
-    Announce, Change, Claim, Counters, Mailbox, MessageId, MessageKind, NewMessage, Store, StoreError, UserId, now,
+    Announce, Change, Claim, Counters, Mailbox, MessageId, MessageKind, NewMessage, Store, StoreError, Stored, UserId,
+    now,
 };
 use crate::spool::{ClaimResult, Claimed, FileRequest, Spool};
 
@@ -90,6 +91,15 @@ pub struct DrainReport {
 }
 
 impl DrainReport {
+    /// Counts one applied request file.
+    fn count(&mut self, stored: &Stored) {
+        if stored.inserted {
+            self.applied += 1;
+        } else {
+            self.duplicates += 1;
+        }
+    }
+
     fn add(&mut self, other: DrainReport) {
         self.applied += other.applied;
         self.duplicates += other.duplicates;
@@ -229,11 +239,7 @@ impl<'a> Queue<'a> {
             Ok(stored) => {
                 for (c, s) in claimed.iter().zip(&stored) {
                     let _ = self.spool.done(&c.name);
-                    if s.inserted {
-                        report.applied += 1;
-                    } else {
-                        report.duplicates += 1;
-                    }
+                    report.count(s);
                 }
             }
             Err(StoreError::Sqlite(_)) => report.add(self.apply_one_by_one(claimed)),
@@ -268,11 +274,7 @@ impl<'a> Queue<'a> {
             match self.store.store_message(&c.request.clone().into_message()) {
                 Ok(stored) => {
                     let _ = self.spool.done(&c.name);
-                    if stored.inserted {
-                        report.applied += 1;
-                    } else {
-                        report.duplicates += 1;
-                    }
+                    report.count(&stored);
                 }
                 Err(StoreError::Sqlite(e)) => match self.spool.set_aside(&c.name) {
                     Ok(()) => report.bad.push(format!("request file {} moved to bad/: {e}", c.name)),

@@ -35,22 +35,10 @@ pub fn friends(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
                     let outcome = ctx.store.request_friend(me.id, other.id)?;
                     match outcome {
                         FriendRequestOutcome::Requested => {
-                            tell(
-                                ctx,
-                                me,
-                                &other,
-                                MessageKind::FriendRequest,
-                                format!("{} wants to be your friend", me.name),
-                            )?;
+                            tell(ctx, me, &other, MessageKind::FriendRequest)?;
                         }
                         FriendRequestOutcome::Accepted => {
-                            tell(
-                                ctx,
-                                me,
-                                &other,
-                                MessageKind::FriendAccept,
-                                format!("{} accepted your friend request", me.name),
-                            )?;
+                            tell(ctx, me, &other, MessageKind::FriendAccept)?;
                         }
                         FriendRequestOutcome::AlreadyRequested | FriendRequestOutcome::AlreadyFriends => {}
                     }
@@ -59,13 +47,7 @@ pub fn friends(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
                     if !ctx.store.accept_friend(me.id, other.id)? {
                         return Err(ApiError::new(404, "no_request", format!("{} has not asked you", other.name)));
                     }
-                    tell(
-                        ctx,
-                        me,
-                        &other,
-                        MessageKind::FriendAccept,
-                        format!("{} accepted your friend request", me.name),
-                    )?;
+                    tell(ctx, me, &other, MessageKind::FriendAccept)?;
                 }
                 "decline" => {
                     if !ctx.store.decline_friend(me.id, other.id)? {
@@ -94,13 +76,20 @@ pub fn friends(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
     }
 }
 
-fn tell(ctx: &Context<'_>, me: &User, other: &User, kind: MessageKind, subject: String) -> Result<(), ApiError> {
-    let body = match kind {
-        MessageKind::FriendRequest => format!(
-            "{} ({}) asked to be your friend. Accept or decline on your friends page.",
-            me.display_name, me.name
+/// Sends `other` the notice of a friend request or acceptance, through the queue.
+fn tell(ctx: &Context<'_>, me: &User, other: &User, kind: MessageKind) -> Result<(), ApiError> {
+    let (subject, body) = match kind {
+        MessageKind::FriendRequest => (
+            format!("{} wants to be your friend", me.name),
+            format!(
+                "{} ({}) asked to be your friend. Accept or decline on your friends page.",
+                me.display_name, me.name
+            ),
         ),
-        _ => format!("{} ({}) and you are friends now.", me.display_name, me.name),
+        _ => (
+            format!("{} accepted your friend request", me.name),
+            format!("{} ({}) and you are friends now.", me.display_name, me.name),
+        ),
     };
     super::send(ctx, Send { from: me.id, to: other.id, subject, body, kind, idempotency_key: None })?;
     Ok(())
