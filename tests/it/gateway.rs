@@ -2,11 +2,9 @@
 //! response out (status line, every header in order, Content-Length, the JSON), for
 //! each program.
 
-mod common;
-
 use std::io::Read;
 
-use common::{Program, Response, Site};
+use crate::support::{Program, Response, Site, parse_response};
 use piggyback::message_store::{NewMessage, Store, UserId};
 use serde_json::{Value, json};
 
@@ -306,7 +304,7 @@ fn an_oversized_or_unsized_body_is_refused_without_reading_it() {
         let env: piggyback::gateway::Env = cgi.env().into_iter().collect();
         let mut body = Watched { read: false };
         let raw = piggyback::gateway::respond(Program::Messages.handler(), &env, &mut body);
-        let r = common::parse_response(&raw, false);
+        let r = parse_response(&raw, false);
         assert_headers(&r, status, &[]);
         assert_eq!(r.error_code(), code);
         assert_eq!(r.json["site_messages"], nothing_unread());

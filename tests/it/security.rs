@@ -1,10 +1,8 @@
 //! Sessions, cross-site refusal and the password commands, through the real programs.
 
-mod security_support;
-
+use crate::security_support::{Req, Resp, Site, exe, parse};
 use piggyback::identity::Key;
 use piggyback::message_store::{Store, UserId, now};
-use security_support::{Req, Resp, Site, exe, parse};
 use serde_json::{Value, json};
 use std::os::unix::ffi::OsStringExt;
 

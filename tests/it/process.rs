@@ -1,11 +1,9 @@
 //! Every built program run as a web server runs it: an empty environment plus the CGI
 //! variables, the body on stdin, a temporary database made with the `piggyback` command.
 //! Every response parsed here is also checked for a Status line first, CRLF headers and
-//! a Content-Length equal to the body's bytes (see `common::parse_response`).
+//! a Content-Length equal to the body's bytes (see `support::parse_response`).
 
-mod common;
-
-use common::{Program, Response, Site, piggyback};
+use crate::support::{Cgi, Program, Response, Site, piggyback};
 use serde_json::json;
 use std::os::unix::ffi::OsStringExt;
 
@@ -415,7 +413,7 @@ fn bad_bodies_are_refused_and_change_nothing() {
     site.get(Program::Profile, "alice", "");
     let before = site.snapshot();
     let compose = br#"{"to":"bob","subject":"s","body":"b"}"#;
-    let cases: Vec<(Program, &str, common::Cgi, u16, &str)> = vec![
+    let cases: Vec<(Program, &str, Cgi, u16, &str)> = vec![
         (
             Program::Messages,
             "POST without CONTENT_LENGTH",
@@ -588,8 +586,8 @@ fn a_missing_or_relative_database_is_a_500_naming_the_variable() {
         assert_misconfigured(&site.cgi(program).user("alice").var("PIGGYBACK_DB", "site.db").run(), "PIGGYBACK_DB");
     }
     // Also without identity and for a POST: the configuration is checked first.
-    assert_misconfigured(&common::Cgi::new(Program::Messages, None).run(), "PIGGYBACK_DB");
-    let post = common::Cgi::new(Program::Messages, None).user("alice").post("", json!({}));
+    assert_misconfigured(&Cgi::new(Program::Messages, None).run(), "PIGGYBACK_DB");
+    let post = Cgi::new(Program::Messages, None).user("alice").post("", json!({}));
     assert_misconfigured(&post.run(), "PIGGYBACK_DB");
 }
 

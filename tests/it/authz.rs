@@ -2,10 +2,8 @@
 //! resources through the real CGI programs; each answer must be the one for a resource
 //! that does not exist (404), and B's data must be untouched afterwards.
 
-mod security_support;
-
+use crate::security_support::{Req, Resp, Site};
 use piggyback::message_store::{StateFilter, Store, User};
-use security_support::{Req, Resp, Site};
 use serde_json::{Value, json};
 
 /// Everything of B's that A could try to change, read through the library.

@@ -2,11 +2,9 @@
 //! claim (`new` → `delivered` in one IMMEDIATE transaction) announces every message
 //! exactly once over all responses, and the counters stay provable.
 
-mod common;
-
 use std::collections::BTreeSet;
 
-use common::{Program, Response, Site};
+use crate::support::{Program, Response, Site};
 use serde_json::json;
 
 const READERS: usize = 16;

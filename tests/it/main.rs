@@ -1,0 +1,13 @@
+//! The one integration-test binary: each module runs the real executables (or
+//! `gateway::respond` in-process) against its own temporary database.
+
+mod security_support;
+mod support;
+
+mod authz;
+mod concurrency;
+mod gateway;
+mod hostile_input;
+mod process;
+mod security;
+mod store;
