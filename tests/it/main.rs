@@ -1,7 +1,6 @@
 //! The one integration-test binary: each module runs the real executables (or
 //! `gateway::respond` in-process) against its own temporary database.
 
-mod security_support;
 mod support;
 
 mod authz;

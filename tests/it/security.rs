@@ -1,6 +1,6 @@
 //! Sessions, cross-site refusal and the password commands, through the real programs.
 
-use crate::security_support::{Req, Resp, Site, exe, parse};
+use crate::support::{Cgi, Program, Response, Site};
 use piggyback::identity::Key;
 use piggyback::message_store::{Store, UserId, now};
 use serde_json::{Value, json};
@@ -8,29 +8,24 @@ use std::os::unix::ffi::OsStringExt;
 
 const PASSWORD: &str = "correct horse battery";
 
-fn login(site: &Site, name: &str, password: &str) -> Resp {
-    site.cgi("session", &Req::post("", json!({"name": name, "password": password})))
+fn login(site: &Site, name: &str, password: &str) -> Response {
+    site.bare(Program::Session).post("", json!({"name": name, "password": password})).run()
 }
 
-fn cookie_of(r: &Resp) -> String {
-    let set = r.header("Set-Cookie").expect("Set-Cookie");
-    let value = set.split(';').next().unwrap().strip_prefix("pb_session=").unwrap();
-    value.to_owned()
-}
-
+/// A keyed site where dave (id 1) has a password and erin has none.
 fn site_with_dave() -> Site {
-    let site = Site::new();
-    site.add_user("dave", Some(PASSWORD));
-    site.add_user("erin", None);
+    let site = Site::keyed(&[]);
+    site.add_user_with_password("dave", PASSWORD);
+    site.add_user("erin");
     site
 }
 
 #[test]
 fn login_sets_a_working_cookie_and_announces_messages() {
     let site = site_with_dave();
-    site.send("erin", "dave", "welcome");
+    site.deliver("erin", "dave", "welcome");
     let r = login(&site, "dave", PASSWORD);
-    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.status, 200, "{:?}", r.json);
     let set = r.header("Set-Cookie").unwrap();
     let attrs: Vec<&str> = set.split("; ").collect();
     assert!(attrs[0].starts_with("pb_session=v1."), "{set}");
@@ -38,46 +33,48 @@ fn login_sets_a_working_cookie_and_announces_messages() {
         assert!(attrs.contains(&want), "{want} in {set}");
     }
     assert!(!attrs.contains(&"Secure"), "no Secure over plain HTTP: {set}");
-    assert_eq!(r.body["session"]["name"], "dave");
-    assert_eq!(r.body["session"]["via"], "cookie");
-    assert!(r.body["session"]["expires_at"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(r.json["session"]["name"], "dave");
+    assert_eq!(r.json["session"]["via"], "cookie");
+    assert!(r.json["session"]["expires_at"].as_str().unwrap().ends_with('Z'));
     // The login answer already carries the new user's messages.
-    assert_eq!(r.body["site_messages"]["new"], 1, "{:?}", r.body);
-    assert_eq!(r.body["site_messages"]["items"][0]["subject"], "welcome");
+    assert_eq!(r.json["site_messages"]["new"], 1, "{:?}", r.json);
+    assert_eq!(r.json["site_messages"]["items"][0]["subject"], "welcome");
 
-    let cookie = cookie_of(&r);
-    let who = site.cgi("session", &Req::get("").cookie(&cookie));
-    assert_eq!((who.status, who.body["session"]["name"].as_str()), (200, Some("dave")));
-    assert_eq!(who.body["session"]["expires_at"], r.body["session"]["expires_at"]);
-    let mine = site.cgi("messages", &Req::get("").cookie(&cookie));
+    let cookie = r.session_cookie();
+    let who = site.bare(Program::Session).cookie(cookie).run();
+    assert_eq!((who.status, who.json["session"]["name"].as_str()), (200, Some("dave")));
+    assert_eq!(who.json["session"]["expires_at"], r.json["session"]["expires_at"]);
+    let mine = site.bare(Program::Messages).cookie(cookie).run();
     assert_eq!(mine.status, 200);
-    assert_eq!(mine.body["messages"][0]["subject"], "welcome");
+    assert_eq!(mine.json["messages"][0]["subject"], "welcome");
 }
 
 #[test]
 fn secure_over_https_and_ttl_from_the_environment() {
     let mut site = site_with_dave();
     site.extra_env.push(("PIGGYBACK_SESSION_TTL".into(), "2h".into()));
-    let r = site.cgi(
-        "session",
-        &Req::post("", json!({"name": "dave", "password": PASSWORD})).with("HTTPS", "on").with("SERVER_PORT", "443"),
-    );
+    let r = site
+        .bare(Program::Session)
+        .post("", json!({"name": "dave", "password": PASSWORD}))
+        .var("HTTPS", "on")
+        .var("SERVER_PORT", "443")
+        .run();
     assert_eq!(r.status, 200);
     let set = r.header("Set-Cookie").unwrap();
     assert!(set.split("; ").any(|a| a == "Secure"), "{set}");
     assert!(set.split("; ").any(|a| a == "Max-Age=7200"), "{set}");
-    let out = site.cgi("session", &Req::delete("").with("HTTPS", "on"));
+    let out = site.bare(Program::Session).delete("").var("HTTPS", "on").run();
     assert!(out.header("Set-Cookie").unwrap().ends_with("; Secure"));
 }
 
 #[test]
 fn nobody_logged_in_is_a_null_session() {
     let site = site_with_dave();
-    let r = site.cgi("session", &Req::get(""));
-    assert_eq!((r.status, &r.body), (200, &json!({"session": null})));
-    let r = site.cgi("session", &Req::get("/nowhere"));
+    let r = site.bare(Program::Session).run();
+    assert_eq!((r.status, &r.json), (200, &json!({"session": null})));
+    let r = site.bare(Program::Session).path("/nowhere").run();
     assert_eq!(r.status, 404);
-    let r = site.cgi("session", &Req { method: "PUT", ..Req::get("") });
+    let r = site.bare(Program::Session).method("PUT").run();
     assert_eq!((r.status, r.header("Allow")), (405, Some("GET, HEAD, POST, DELETE")));
 }
 
@@ -89,12 +86,12 @@ fn a_wrong_name_and_a_wrong_password_get_the_same_answer() {
     let no_password = login(&site, "erin", "not the password");
     let not_a_name = login(&site, "Not A Name!", "not the password");
     for r in [&wrong_name, &no_password, &not_a_name] {
-        assert_eq!((r.status, &r.body), (wrong_password.status, &wrong_password.body));
+        assert_eq!((r.status, &r.json), (wrong_password.status, &wrong_password.json));
     }
     assert_eq!(wrong_password.status, 401);
     assert_eq!(wrong_password.error_code(), "bad_credentials");
     assert!(wrong_password.header("Set-Cookie").is_none());
-    assert!(wrong_password.body.get("site_messages").is_none());
+    assert!(wrong_password.json.get("site_messages").is_none());
 
     // The same time: both run exactly one argon2 verification with the same parameters
     // (password::tests::the_dummy_uses_the_same_parameters_as_real_hashes); the timing
@@ -113,10 +110,11 @@ fn failed_logins_are_throttled_per_name_and_per_address() {
     let wait: i64 = r.header("Retry-After").unwrap().parse().unwrap();
     assert!((1..=900).contains(&wait));
     // Another address is held back by the name's throttle too.
-    let r = site.cgi(
-        "session",
-        &Req::post("", json!({"name": "dave", "password": PASSWORD})).with("REMOTE_ADDR", "198.51.100.7"),
-    );
+    let r = site
+        .bare(Program::Session)
+        .post("", json!({"name": "dave", "password": PASSWORD}))
+        .var("REMOTE_ADDR", "198.51.100.7")
+        .run();
     assert_eq!(r.status, 429);
 
     // Per address: 20 failures over many names, then even a fresh name waits.
@@ -126,8 +124,11 @@ fn failed_logins_are_throttled_per_name_and_per_address() {
         assert_eq!(r.status, 401, "attempt {i}");
     }
     assert_eq!(login(&site, "dave", PASSWORD).status, 429);
-    let elsewhere = Req::post("", json!({"name": "dave", "password": PASSWORD})).with("REMOTE_ADDR", "203.0.113.9");
-    assert_eq!(site.cgi("session", &elsewhere).status, 200, "another address still logs in");
+    let elsewhere = site
+        .bare(Program::Session)
+        .post("", json!({"name": "dave", "password": PASSWORD}))
+        .var("REMOTE_ADDR", "203.0.113.9");
+    assert_eq!(elsewhere.run().status, 200, "another address still logs in");
 }
 
 #[test]
@@ -146,17 +147,17 @@ fn a_successful_login_forgives_the_names_failures() {
 #[test]
 fn logout_clears_the_cookie_and_announces_nothing() {
     let site = site_with_dave();
-    let cookie = cookie_of(&login(&site, "dave", PASSWORD));
-    site.send("erin", "dave", "after login");
-    for req in [Req::post_empty("/logout"), Req::delete("")] {
-        let r = site.cgi("session", &req.cookie(&cookie));
-        assert_eq!((r.status, &r.body), (200, &json!({"session": null})));
+    let cookie = login(&site, "dave", PASSWORD).session_cookie().to_owned();
+    site.deliver("erin", "dave", "after login");
+    for req in [site.bare(Program::Session).post_empty("/logout"), site.bare(Program::Session).delete("")] {
+        let r = req.cookie(&cookie).run();
+        assert_eq!((r.status, &r.json), (200, &json!({"session": null})));
         assert_eq!(r.header("Set-Cookie"), Some("pb_session=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax"));
     }
     let store = Store::open(&site.db).unwrap();
     let dave = store.user_by_name("dave").unwrap().unwrap();
     assert_eq!(store.counters(dave.id).unwrap().new, 1, "the logout answers did not announce the message");
-    let r = site.cgi("session", &Req::get("/logout").cookie(&cookie));
+    let r = site.bare(Program::Session).path("/logout").cookie(&cookie).run();
     assert_eq!(r.status, 405);
 }
 
@@ -164,7 +165,7 @@ fn logout_clears_the_cookie_and_announces_nothing() {
 fn forged_expired_and_malformed_cookies_are_401_and_login_still_works_over_them() {
     let site = site_with_dave();
     let good = site.token("dave");
-    let key = Key::load(&site.secret).unwrap();
+    let key = Key::load(site.secret()).unwrap();
     let dave = Store::open(&site.db).unwrap().user_by_name("dave").unwrap().unwrap();
     let expired = key.sign(dave.id, now() - 10);
     let other_key = Key::new(vec![b'k'; 32]).unwrap().sign(dave.id, now() + 3600);
@@ -177,18 +178,19 @@ fn forged_expired_and_malformed_cookies_are_401_and_login_still_works_over_them(
         ("no user", &ghost),
         ("garbage", "v1.x.y.z"),
     ] {
-        for program in ["messages", "profile", "friends", "posts"] {
-            let r = site.cgi(program, &Req::get("").cookie(cookie));
-            assert_eq!(r.status, 401, "{what} on {program}");
-            assert!(r.body.get("site_messages").is_none());
+        for program in [Program::Messages, Program::Profile, Program::Friends, Program::Posts] {
+            let r = site.bare(program).cookie(cookie).run();
+            assert_eq!(r.status, 401, "{what} on {}", program.name());
+            assert!(r.json.get("site_messages").is_none());
         }
-        let r = site.cgi("session", &Req::get("").cookie(cookie));
+        let r = site.bare(Program::Session).cookie(cookie).run();
         assert_eq!(r.status, 401, "{what} on session");
         assert!(r.header("Set-Cookie").unwrap().contains("Max-Age=0"), "{what}: the bad cookie is dropped");
-        let r = site.cgi("session", &Req::post("", json!({"name": "dave", "password": PASSWORD})).cookie(cookie));
+        let r =
+            site.bare(Program::Session).post("", json!({"name": "dave", "password": PASSWORD})).cookie(cookie).run();
         assert_eq!(r.status, 200, "{what}: logging in over a bad cookie works");
     }
-    assert_eq!(site.cgi("messages", &Req::get("").cookie(&good)).status, 200);
+    assert_eq!(site.bare(Program::Messages).cookie(&good).run().status, 200);
 }
 
 #[test]
@@ -196,46 +198,39 @@ fn a_stale_cookie_does_not_hide_a_valid_one_and_two_users_cookies_are_refused() 
     let site = site_with_dave();
     let dave = site.token("dave");
     let erin = site.token("erin");
-    let key = Key::load(&site.secret).unwrap();
+    let key = Key::load(site.secret()).unwrap();
     let daves_id = Store::open(&site.db).unwrap().user_by_name("dave").unwrap().unwrap().id;
     let stale = key.sign(daves_id, now() - 10);
-    let r = site.cgi("profile", &Req::get("").cookie(&format!("{stale}; pb_session={dave}")));
-    assert_eq!((r.status, &r.body["profile"]["name"]), (200, &json!("dave")));
+    let r = site.bare(Program::Profile).cookie(&format!("{stale}; pb_session={dave}")).run();
+    assert_eq!((r.status, &r.json["profile"]["name"]), (200, &json!("dave")));
     // A cookie planted by a sibling subdomain comes first, naming another user.
-    let r = site.cgi("profile", &Req::get("").cookie(&format!("{erin}; pb_session={dave}")));
+    let r = site.bare(Program::Profile).cookie(&format!("{erin}; pb_session={dave}")).run();
     assert_eq!((r.status, r.error_code()), (401, "ambiguous_session"));
-    assert!(r.body.get("site_messages").is_none());
+    assert!(r.json.get("site_messages").is_none());
 }
 
 #[test]
 fn remote_user_wins_over_the_cookie() {
     let site = site_with_dave();
-    site.send("dave", "erin", "for erin");
+    site.deliver("dave", "erin", "for erin");
     let daves = site.token("dave");
-    let r = site.cgi("session", &Req::get("").cookie(&daves).with("REMOTE_USER", "erin"));
+    let r = site.bare(Program::Session).cookie(&daves).user("erin").run();
     assert_eq!(
-        r.body["session"],
+        r.json["session"],
         json!({"name": "erin", "display_name": "erin", "via": "remote_user", "expires_at": null})
     );
-    let r = site.cgi("messages", &Req::get("").cookie(&daves).with("REMOTE_USER", "erin"));
-    assert_eq!(r.body["messages"][0]["subject"], "for erin");
-    let r = site.cgi("messages", &Req::get("").cookie(&daves).with("REMOTE_USER", "mallory"));
+    let r = site.bare(Program::Messages).cookie(&daves).user("erin").run();
+    assert_eq!(r.json["messages"][0]["subject"], "for erin");
+    let r = site.bare(Program::Messages).cookie(&daves).user("mallory").run();
     assert_eq!((r.status, r.error_code()), (401, "unknown_user"), "an unknown REMOTE_USER never falls back");
 }
 
 #[test]
 fn a_login_without_a_key_is_a_500_naming_nothing_secret() {
     let site = site_with_dave();
-    std::fs::remove_file(&site.secret).unwrap();
+    std::fs::remove_file(site.secret()).unwrap();
     let r = login(&site, "dave", PASSWORD);
     assert_eq!((r.status, r.error_code()), (500, "misconfigured"));
-}
-
-fn counters(site: &Site, name: &str) -> (i64, i64) {
-    let store = Store::open(&site.db).unwrap();
-    let user = store.user_by_name(name).unwrap().unwrap();
-    let c = store.counters(user.id).unwrap();
-    (c.new, c.delivered)
 }
 
 fn message_state(site: &Site, name: &str, id: i64) -> String {
@@ -247,28 +242,31 @@ fn message_state(site: &Site, name: &str, id: i64) -> String {
 #[test]
 fn cross_site_requests_change_nothing() {
     let mut site = site_with_dave();
-    site.send("erin", "dave", "to be kept");
+    site.deliver("erin", "dave", "to be kept");
     let dave = site.token("dave");
-    let note = || Req::post("", json!({"to": "erin", "subject": "csrf", "body": "sent by a foreign page"}));
-    let foreign: Vec<(&str, Req)> = vec![
-        ("foreign Origin", note().with("HTTP_ORIGIN", "https://evil.test")),
-        ("null Origin", note().with("HTTP_ORIGIN", "null")),
-        ("lookalike Origin", note().with("HTTP_ORIGIN", "http://example.com.evil.test")),
-        ("cross-site fetch", note().with("HTTP_SEC_FETCH_SITE", "cross-site")),
-        ("same-site fetch", note().with("HTTP_SEC_FETCH_SITE", "same-site")),
+    let note = |site: &Site| {
+        site.bare(Program::Messages)
+            .post("", json!({"to": "erin", "subject": "csrf", "body": "sent by a foreign page"}))
+    };
+    let foreign: Vec<(&str, Cgi)> = vec![
+        ("foreign Origin", note(&site).var("HTTP_ORIGIN", "https://evil.test")),
+        ("null Origin", note(&site).var("HTTP_ORIGIN", "null")),
+        ("lookalike Origin", note(&site).var("HTTP_ORIGIN", "http://example.com.evil.test")),
+        ("cross-site fetch", note(&site).var("HTTP_SEC_FETCH_SITE", "cross-site")),
+        ("same-site fetch", note(&site).var("HTTP_SEC_FETCH_SITE", "same-site")),
         (
             "Origin right, fetch cross-site",
-            note().with("HTTP_ORIGIN", "http://example.com").with("HTTP_SEC_FETCH_SITE", "cross-site"),
+            note(&site).var("HTTP_ORIGIN", "http://example.com").var("HTTP_SEC_FETCH_SITE", "cross-site"),
         ),
     ];
-    let erin_before = counters(&site, "erin");
+    let erin_before = site.counters("erin");
     for (what, req) in &foreign {
-        let r = site.cgi("messages", &req.clone().cookie(&dave));
+        let r = req.clone().cookie(&dave).run();
         assert_eq!((r.status, r.error_code()), (403, "cross_site"), "{what}");
-        assert!(r.body.get("site_messages").is_some(), "{what}: the 403 still carries site_messages");
+        assert!(r.json.get("site_messages").is_some(), "{what}: the 403 still carries site_messages");
     }
-    site.ok(&["drain"], None);
-    assert_eq!(counters(&site, "erin"), erin_before, "no message was sent");
+    site.piggyback_ok(&["drain"]);
+    assert_eq!(site.counters("erin"), erin_before, "no message was sent");
 
     // Mailbox changes, profile edits, friend requests, posts and logins alike.
     let id = Store::open(&site.db).unwrap().user_by_name("dave").unwrap().unwrap().id;
@@ -278,70 +276,74 @@ fn cross_site_requests_change_nothing() {
         .unwrap()[0]
         .id
         .0;
-    let evil = |r: Req| r.with("HTTP_ORIGIN", "https://evil.test").cookie(&dave);
-    for (program, req) in [
-        ("messages", evil(Req::delete(&format!("/{first}")))),
-        ("messages", evil(Req::post_empty(&format!("/{first}/read")))),
-        ("messages", evil(Req::post_empty("/read-all"))),
-        ("profile", evil(Req::post("", json!({"bio": "pwned"})))),
-        ("friends", evil(Req::post("", json!({"action": "request", "user": "erin"})))),
-        ("posts", evil(Req::post("", json!({"body": "spam"})))),
-        ("session", evil(Req::post("", json!({"name": "dave", "password": PASSWORD})))),
+    let evil = |program: Program| site.bare(program).var("HTTP_ORIGIN", "https://evil.test").cookie(&dave);
+    for req in [
+        evil(Program::Messages).delete(&format!("/{first}")),
+        evil(Program::Messages).post_empty(&format!("/{first}/read")),
+        evil(Program::Messages).post_empty("/read-all"),
+        evil(Program::Profile).post("", json!({"bio": "pwned"})),
+        evil(Program::Friends).post("", json!({"action": "request", "user": "erin"})),
+        evil(Program::Posts).post("", json!({"body": "spam"})),
+        evil(Program::Session).post("", json!({"name": "dave", "password": PASSWORD})),
     ] {
-        let r = site.cgi(program, &req);
-        assert_eq!(r.status, 403, "{program} {}", req.method);
+        let r = req.run();
+        assert_eq!(r.status, 403, "{} {}", req.program().name(), req.method_name());
         assert!(r.header("Set-Cookie").is_none());
     }
     assert_ne!(message_state(&site, "dave", first), "read");
     assert_ne!(message_state(&site, "dave", first), "deleted");
-    let profile = site.cgi("profile", &Req::get("").cookie(&dave));
-    assert_eq!(profile.body["profile"]["bio"], "");
-    assert_eq!(profile.body["profile"]["posts"], 0);
-    assert_eq!(site.cgi("friends", &Req::get("").cookie(&dave)).body["outgoing"], json!([]));
+    let profile = site.bare(Program::Profile).cookie(&dave).run();
+    assert_eq!(profile.json["profile"]["bio"], "");
+    assert_eq!(profile.json["profile"]["posts"], 0);
+    assert_eq!(site.bare(Program::Friends).cookie(&dave).run().json["outgoing"], json!([]));
 
     // Reads pass whatever the headers; the site's own origin and allowlisted ones pass.
-    let r = site.cgi("messages", &Req::get("").with("HTTP_ORIGIN", "https://evil.test").cookie(&dave));
+    let r = site.bare(Program::Messages).var("HTTP_ORIGIN", "https://evil.test").cookie(&dave).run();
     assert_eq!(r.status, 200);
-    let own = note().with("HTTP_ORIGIN", "http://example.com").with("HTTP_SEC_FETCH_SITE", "same-origin");
-    assert!(matches!(site.cgi("messages", &own.cookie(&dave)).status, 201 | 202));
-    let hosted =
-        note().with("HTTP_ORIGIN", "https://www.example.com").with("HTTP_HOST", "www.example.com").with("HTTPS", "on");
-    assert!(matches!(site.cgi("messages", &hosted.cookie(&dave)).status, 201 | 202));
+    let own = note(&site).var("HTTP_ORIGIN", "http://example.com").var("HTTP_SEC_FETCH_SITE", "same-origin");
+    assert!(matches!(own.cookie(&dave).run().status, 201 | 202));
+    let hosted = note(&site)
+        .var("HTTP_ORIGIN", "https://www.example.com")
+        .var("HTTP_HOST", "www.example.com")
+        .var("HTTPS", "on");
+    assert!(matches!(hosted.cookie(&dave).run().status, 201 | 202));
     site.extra_env.push(("PIGGYBACK_ALLOWED_ORIGINS".into(), "https://app.example.org".into()));
-    let allowed = note().with("HTTP_ORIGIN", "https://app.example.org").with("HTTP_SEC_FETCH_SITE", "cross-site");
-    assert!(matches!(site.cgi("messages", &allowed.cookie(&dave)).status, 201 | 202));
-    let plain = note();
-    assert!(matches!(site.cgi("messages", &plain.cookie(&dave)).status, 201 | 202), "curl and scripts pass");
-    let check = site.piggyback(&["check"], None);
+    let allowed = note(&site).var("HTTP_ORIGIN", "https://app.example.org").var("HTTP_SEC_FETCH_SITE", "cross-site");
+    assert!(matches!(allowed.cookie(&dave).run().status, 201 | 202));
+    let plain = note(&site);
+    assert!(matches!(plain.cookie(&dave).run().status, 201 | 202), "curl and scripts pass");
+    let check = site.piggyback(&["check"]);
     assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
 }
 
 #[test]
 fn password_commands() {
-    let site = Site::new();
-    let out = site.piggyback(&["user", "add", "fay", "--password-stdin"], Some("short\n"));
+    let site = Site::keyed(&[]);
+    let out = site.piggyback_with_input(&["user", "add", "fay", "--password-stdin"], "short\n");
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("at least 8"));
     assert!(Store::open(&site.db).unwrap().user_by_name("fay").unwrap().is_none(), "no user without a usable password");
 
-    let id =
-        site.ok(&["user", "add", "fay", "--display-name", "Fay F.", "--password-stdin"], Some("first password\r\n"));
+    let id = site.piggyback_ok_with_input(
+        &["user", "add", "fay", "--display-name", "Fay F.", "--password-stdin"],
+        "first password\r\n",
+    );
     assert_eq!(id.trim(), "1");
     let (_, hash) = Store::open(&site.db).unwrap().password_hash("fay").unwrap().unwrap();
     assert!(hash.unwrap().starts_with("$argon2id$v=19$"), "a PHC argon2id string");
     assert_eq!(login(&site, "fay", "first password").status, 200, "the line end is not part of the password");
 
-    site.ok(&["passwd", "fay"], Some("second password\n"));
+    site.piggyback_ok_with_input(&["passwd", "fay"], "second password\n");
     assert_eq!(login(&site, "fay", "first password").status, 401);
     let r = login(&site, "fay", "second password");
-    assert_eq!((r.status, &r.body["session"]["display_name"]), (200, &Value::from("Fay F.")));
+    assert_eq!((r.status, &r.json["session"]["display_name"]), (200, &Value::from("Fay F.")));
 
-    let out = site.piggyback(&["passwd", "nobody"], Some("some password\n"));
+    let out = site.piggyback_with_input(&["passwd", "nobody"], "some password\n");
     assert_eq!(out.status.code(), Some(1));
-    let out = site.piggyback(&["passwd", "fay"], Some(""));
+    let out = site.piggyback_with_input(&["passwd", "fay"], "");
     assert_eq!(out.status.code(), Some(1), "an empty standard input sets nothing");
     assert_eq!(login(&site, "fay", "second password").status, 200);
-    let out = site.piggyback(&["passwd"], None);
+    let out = site.piggyback(&["passwd"]);
     assert_eq!(out.status.code(), Some(2), "wrong usage");
 }
 
@@ -350,14 +352,10 @@ fn another_applications_cookie_of_arbitrary_bytes_does_not_lock_the_user_out() {
     let site = site_with_dave();
     let dave = site.token("dave");
     let cookie = std::ffi::OsString::from_vec([b"other=\xff\xfe; pb_session=".as_slice(), dave.as_bytes()].concat());
-    let out = std::process::Command::new(exe("profile"))
-        .env_clear()
-        .env("PIGGYBACK_DB", &site.db)
-        .env("PIGGYBACK_SECRET_FILE", &site.secret)
-        .env("REQUEST_METHOD", "GET")
-        .env("HTTP_COOKIE", cookie)
-        .output()
-        .unwrap();
-    let r = parse(&out.stdout, false);
-    assert_eq!((r.status, &r.body["profile"]["name"]), (200, &json!("dave")));
+    let r = Cgi::bare(Program::Profile)
+        .var_os("PIGGYBACK_DB", &site.db)
+        .var_os("PIGGYBACK_SECRET_FILE", site.secret())
+        .var_os("HTTP_COOKIE", cookie)
+        .run();
+    assert_eq!((r.status, &r.json["profile"]["name"]), (200, &json!("dave")));
 }

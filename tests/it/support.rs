@@ -1,7 +1,7 @@
-//! Helpers shared by the integration tests: temporary sites (a database made with the
-//! `piggyback` command), CGI requests built as a web server builds them, run either as a
-//! real process or in-process through `gateway::respond`, and their responses parsed.
-#![allow(dead_code)]
+//! Helpers shared by the integration tests: temporary sites (a database, and a session
+//! key when asked, made with the `piggyback` command), CGI requests built as a web server
+//! builds them, run either as a real process or in-process through `gateway::respond`,
+//! and their responses parsed.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -20,9 +20,12 @@ pub enum Program {
     Friends,
     Posts,
     Messages,
+    /// Login and logout: not in [`Program::ALL`], it has no resource of its own.
+    Session,
 }
 
 impl Program {
+    /// The four resource programs, the ones every request reaches with an identity.
     pub const ALL: [Program; 4] = [Program::Profile, Program::Friends, Program::Posts, Program::Messages];
 
     pub fn name(self) -> &'static str {
@@ -31,6 +34,7 @@ impl Program {
             Program::Friends => "friends",
             Program::Posts => "posts",
             Program::Messages => "messages",
+            Program::Session => "session",
         }
     }
 
@@ -40,6 +44,7 @@ impl Program {
             Program::Friends => env!("CARGO_BIN_EXE_friends"),
             Program::Posts => env!("CARGO_BIN_EXE_posts"),
             Program::Messages => env!("CARGO_BIN_EXE_messages"),
+            Program::Session => env!("CARGO_BIN_EXE_session"),
         }
     }
 
@@ -49,6 +54,7 @@ impl Program {
             Program::Friends => piggyback::handlers::friends,
             Program::Posts => piggyback::handlers::posts,
             Program::Messages => piggyback::handlers::messages,
+            Program::Session => piggyback::handlers::session,
         }
     }
 }
@@ -63,7 +69,6 @@ pub const PIGGYBACK: &str = env!("CARGO_BIN_EXE_piggyback");
 #[derive(Debug, Clone)]
 pub struct Response {
     pub status: u16,
-    pub reason: String,
     /// In order, the `Status` line included.
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
@@ -106,6 +111,12 @@ impl Response {
         }
     }
 
+    /// The value of the `pb_session` cookie this response sets; panics without `Set-Cookie`.
+    pub fn session_cookie(&self) -> &str {
+        let set = self.header("Set-Cookie").expect("Set-Cookie");
+        set.split(';').next().unwrap().strip_prefix("pb_session=").unwrap()
+    }
+
     /// The error code of an error response.
     pub fn error_code(&self) -> &str {
         self.json["error"]["code"].as_str().unwrap_or_else(|| panic!("not an error response: {}", self.json))
@@ -133,7 +144,7 @@ pub fn parse_response(raw: &[u8], head: bool) -> Response {
     assert_eq!(first, "Status", "the first header is Status");
     let (code, reason) = status_value.split_once(' ').expect("Status: NNN Reason");
     let status: u16 = code.parse().expect("a numeric status");
-    assert!(!reason.is_empty());
+    assert!(!reason.is_empty(), "a reason follows the status code");
     for once in ["Status", "Content-Type", "Content-Length"] {
         let n = headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case(once)).count();
         assert_eq!(n, 1, "{once} appears {n} times");
@@ -152,7 +163,7 @@ pub fn parse_response(raw: &[u8], head: bool) -> Response {
         assert!(json.is_object(), "the body is one JSON object");
         json
     };
-    Response { status, reason: reason.to_string(), headers, body, json, stderr: String::new(), stdin_read: 0 }
+    Response { status, headers, body, json, stderr: String::new(), stdin_read: 0 }
 }
 
 // ---- requests ----------------------------------------------------------------
@@ -168,8 +179,8 @@ pub struct Cgi {
 }
 
 impl Cgi {
-    /// A GET of `path` (`/PATH_INFO?QUERY`) on `program`, with PIGGYBACK_DB set when `db`
-    /// is given, the variables every server sets, and the headers a same-origin
+    /// A GET on `program` of the site `http://example.com`, with PIGGYBACK_DB set when
+    /// `db` is given, the variables every server sets, and the headers a same-origin
     /// `fetch` sends.
     pub fn new(program: Program, db: Option<&Path>) -> Cgi {
         let mut vars: BTreeMap<String, OsString> = BTreeMap::new();
@@ -177,11 +188,11 @@ impl Cgi {
             ("GATEWAY_INTERFACE", "CGI/1.1"),
             ("SERVER_PROTOCOL", "HTTP/1.1"),
             ("SERVER_SOFTWARE", "test"),
-            ("SERVER_NAME", "localhost"),
+            ("SERVER_NAME", "example.com"),
             ("SERVER_PORT", "80"),
-            ("REMOTE_ADDR", "127.0.0.1"),
-            ("HTTP_HOST", "localhost"),
-            ("HTTP_ORIGIN", "http://localhost"),
+            ("REMOTE_ADDR", "192.0.2.1"),
+            ("HTTP_HOST", "example.com"),
+            ("HTTP_ORIGIN", "http://example.com"),
             ("HTTP_SEC_FETCH_SITE", "same-origin"),
             ("HTTP_X_REQUESTED_WITH", "XMLHttpRequest"),
             ("QUERY_STRING", ""),
@@ -193,6 +204,11 @@ impl Cgi {
             vars.insert("PIGGYBACK_DB".into(), db.as_os_str().to_owned());
         }
         Cgi { program, method: "GET".into(), vars, body: Vec::new(), auto_length: true }.path("")
+    }
+
+    /// A GET on `program` with no variable at all but REQUEST_METHOD: add each one.
+    pub fn bare(program: Program) -> Cgi {
+        Cgi { program, method: "GET".into(), vars: BTreeMap::new(), body: Vec::new(), auto_length: true }
     }
 
     /// Sets PATH_INFO and QUERY_STRING from `/path?query`.
@@ -210,6 +226,15 @@ impl Cgi {
     pub fn method(mut self, method: &str) -> Cgi {
         self.method = method.to_string();
         self
+    }
+
+    pub fn program(&self) -> Program {
+        self.program
+    }
+
+    /// The REQUEST_METHOD this request will have.
+    pub fn method_name(&self) -> &str {
+        &self.method
     }
 
     /// REMOTE_USER, as after the server's own authentication.
@@ -232,9 +257,30 @@ impl Cgi {
         self
     }
 
+    /// No `HTTP_*` variable: a request with no header (no Host, Origin, Sec-Fetch-Site,
+    /// X-Requested-With), as from a script, before a test adds the ones it is about.
+    pub fn without_headers(mut self) -> Cgi {
+        self.vars.retain(|name, _| !name.starts_with("HTTP_"));
+        self
+    }
+
+    /// HTTP_COOKIE holding the session cookie `pb_session=VALUE`.
+    pub fn cookie(self, value: &str) -> Cgi {
+        self.var("HTTP_COOKIE", &format!("pb_session={value}"))
+    }
+
     /// A POST of `value` as `application/json`.
     pub fn post(self, path: &str, value: Value) -> Cgi {
         self.method("POST").path(path).body("application/json", value.to_string().as_bytes())
+    }
+
+    /// A POST with an empty `application/json` body (`/messages/ID/read`).
+    pub fn post_empty(self, path: &str) -> Cgi {
+        self.method("POST").path(path).body("application/json", b"")
+    }
+
+    pub fn delete(self, path: &str) -> Cgi {
+        self.method("DELETE").path(path)
     }
 
     /// A body of `content_type`; CONTENT_LENGTH follows unless set otherwise.
@@ -330,14 +376,31 @@ impl Running {
 pub struct Site {
     pub dir: TempDir,
     pub db: PathBuf,
+    /// The session key file, for a site made with [`Site::keyed`].
+    secret: Option<PathBuf>,
+    /// Extra variables for every CGI request made after they are pushed
+    /// (PIGGYBACK_ALLOWED_ORIGINS, PIGGYBACK_SESSION_TTL...).
+    pub extra_env: Vec<(String, String)>,
 }
 
 impl Site {
-    /// An initialised database with these users.
+    /// An initialised database with these users, and no session key: identity comes from
+    /// REMOTE_USER.
     pub fn new(users: &[&str]) -> Site {
+        Site::make(users, None)
+    }
+
+    /// Like [`Site::new`], with a key file made by `piggyback init`: every `piggyback`
+    /// command and CGI request gets PIGGYBACK_SECRET_FILE, so session cookies work.
+    pub fn keyed(users: &[&str]) -> Site {
+        Site::make(users, Some("secret"))
+    }
+
+    fn make(users: &[&str], secret: Option<&str>) -> Site {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let db = dir.path().join("site.db");
-        let site = Site { dir, db };
+        let secret = secret.map(|name| dir.path().join(name));
+        let site = Site { dir, db, secret, extra_env: Vec::new() };
         site.piggyback_ok(&["init"]);
         for user in users {
             site.add_user(user);
@@ -345,21 +408,41 @@ impl Site {
         site
     }
 
-    /// Runs `piggyback --db DB ARGS…` with an empty environment.
-    pub fn piggyback(&self, args: &[&str]) -> Output {
-        let db = self.db.to_str().unwrap();
-        let mut all = vec!["--db", db];
-        all.extend_from_slice(args);
-        piggyback(&all, &[])
+    /// The session key file; panics for a site made without one.
+    pub fn secret(&self) -> &Path {
+        self.secret.as_deref().expect("a site made with Site::keyed")
     }
 
-    /// Starts `piggyback --db DB ARGS…` with an empty environment, its output piped.
+    /// The environment of every `piggyback` command: PIGGYBACK_SECRET_FILE or nothing.
+    fn command_env(&self) -> Vec<(&str, &str)> {
+        self.secret.iter().map(|s| ("PIGGYBACK_SECRET_FILE", s.to_str().unwrap())).collect()
+    }
+
+    fn args<'a>(&'a self, args: &[&'a str]) -> Vec<&'a str> {
+        let mut all = vec!["--db", self.db.to_str().unwrap()];
+        all.extend_from_slice(args);
+        all
+    }
+
+    /// Runs `piggyback --db DB ARGS…` with an empty environment (but the key file).
+    pub fn piggyback(&self, args: &[&str]) -> Output {
+        piggyback(&self.args(args), &self.command_env())
+    }
+
+    /// Like [`Site::piggyback`], with `input` on its standard input.
+    pub fn piggyback_with_input(&self, args: &[&str], input: &str) -> Output {
+        piggyback_with_input(&self.args(args), &self.command_env(), input)
+    }
+
+    /// Starts `piggyback --db DB ARGS…` with an empty environment (but the key file), its
+    /// output piped.
     pub fn piggyback_spawn(&self, args: &[&str]) -> Child {
         Command::new(PIGGYBACK)
             .arg("--db")
             .arg(&self.db)
             .args(args)
             .env_clear()
+            .envs(self.command_env())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -369,13 +452,27 @@ impl Site {
 
     /// Like [`Site::piggyback`], and it must succeed: its stdout.
     pub fn piggyback_ok(&self, args: &[&str]) -> String {
-        let out = self.piggyback(args);
-        assert!(out.status.success(), "piggyback {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).unwrap()
+        succeeded(args, self.piggyback(args))
+    }
+
+    /// Like [`Site::piggyback_with_input`], and it must succeed: its stdout.
+    pub fn piggyback_ok_with_input(&self, args: &[&str], input: &str) -> String {
+        succeeded(args, self.piggyback_with_input(args, input))
     }
 
     pub fn add_user(&self, name: &str) -> i64 {
         self.piggyback_ok(&["user", "add", name]).trim().parse().expect("user add prints the id")
+    }
+
+    /// `piggyback user add NAME --password-stdin`.
+    pub fn add_user_with_password(&self, name: &str, password: &str) -> i64 {
+        let out = self.piggyback_ok_with_input(&["user", "add", name, "--password-stdin"], &format!("{password}\n"));
+        out.trim().parse().expect("user add prints the id")
+    }
+
+    /// A session cookie value for `name` from `piggyback token`, valid for an hour.
+    pub fn token(&self, name: &str) -> String {
+        self.piggyback_ok(&["token", name, "--ttl", "1h"]).trim().to_owned()
     }
 
     /// `piggyback send`: the new message's id.
@@ -384,9 +481,32 @@ impl Site {
         message_id_of(&out)
     }
 
-    /// A request on `program` with PIGGYBACK_DB set.
+    /// `piggyback send` of a note with a fixed body, then `piggyback drain`, so that it is
+    /// in the database whatever the send did with it.
+    pub fn deliver(&self, from: &str, to: &str, subject: &str) {
+        self.piggyback_ok(&["send", "--from", from, "--to", to, "--subject", subject, "--body", "body of the message"]);
+        self.piggyback_ok(&["drain"]);
+    }
+
+    /// A request on `program` with PIGGYBACK_DB set, and PIGGYBACK_SECRET_FILE and
+    /// [`Site::extra_env`] when the site has them.
     pub fn cgi(&self, program: Program) -> Cgi {
-        Cgi::new(program, Some(&self.db))
+        self.configure(Cgi::new(program, Some(&self.db)))
+    }
+
+    /// [`Site::cgi`] with no request header: see [`Cgi::without_headers`].
+    pub fn bare(&self, program: Program) -> Cgi {
+        self.configure(Cgi::new(program, Some(&self.db)).without_headers())
+    }
+
+    fn configure(&self, mut cgi: Cgi) -> Cgi {
+        if let Some(secret) = &self.secret {
+            cgi = cgi.var_os("PIGGYBACK_SECRET_FILE", secret);
+        }
+        for (name, value) in &self.extra_env {
+            cgi = cgi.var(name, value);
+        }
+        cgi
     }
 
     /// `GET path` on `program` as `user`, run as a process.
@@ -475,6 +595,30 @@ pub fn piggyback(args: &[&str], env: &[(&str, &str)]) -> Output {
         .stdin(Stdio::null())
         .output()
         .expect("piggyback starts")
+}
+
+/// Like [`piggyback`], with `input` on its standard input.
+pub fn piggyback_with_input(args: &[&str], env: &[(&str, &str)], input: &str) -> Output {
+    let mut child = Command::new(PIGGYBACK)
+        .args(args)
+        .env_clear()
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("piggyback starts");
+    let mut stdin = child.stdin.take().unwrap();
+    // A program that fails on its arguments may exit before reading: a broken pipe is fine.
+    let _ = stdin.write_all(input.as_bytes());
+    drop(stdin);
+    child.wait_with_output().expect("piggyback runs")
+}
+
+/// The stdout of a `piggyback` run that must have succeeded.
+fn succeeded(args: &[&str], out: Output) -> String {
+    assert!(out.status.success(), "piggyback {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
 }
 
 /// The message id in `piggyback send`'s output (`stored message N to …`).
