@@ -1156,3 +1156,38 @@ fn an_unacknowledged_announcement_is_made_again_to_an_acknowledging_client() {
     assert!(get(Some(&second.to_string())).site()["items"].as_array().unwrap().is_empty());
     site.piggyback_ok(&["check"]);
 }
+
+#[test]
+fn msqd_applies_request_files_as_they_arrive_and_stops_cleanly_on_sigterm() {
+    use piggyback::message_store::MessageKind;
+    use piggyback::spool::{FileRequest, Spool};
+    let site = site();
+    let keeper = site.piggyback_spawn(&["msqd", "--poll-ms", "20", "--checkpoint-secs", "1"]);
+    // A request file as a sender leaves it when the database was busy: waiting in new/.
+    let (alice, bob) = (1, 2);
+    Spool::new(site.dir.path().join("spool"))
+        .enqueue(&FileRequest::Send {
+            request_id: "00000000000000000001.1.1".into(),
+            from: bob,
+            to: alice,
+            subject: "via msqd".into(),
+            body: "applied by the keeper".into(),
+            kind: MessageKind::Note,
+            idempotency_key: None,
+            sent_at: 1_700_000_000,
+        })
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while site.counters("alice") != (1, 0) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(site.counters("alice"), (1, 0), "msqd stored the waiting request");
+    let status = std::process::Command::new("kill").arg("-TERM").arg(keeper.id().to_string()).status().unwrap();
+    assert!(status.success());
+    let out = keeper.wait_with_output().unwrap();
+    assert!(out.status.success(), "msqd exits 0 on SIGTERM: {:?}", out.status);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("applied 1,"), "{stdout}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stopped"));
+    assert!(site.piggyback_ok(&["check"]).contains("0 waiting, 0 claimed, 0 bad"));
+}
