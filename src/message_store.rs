@@ -799,29 +799,12 @@ impl Store {
 
     /// The user's counters: one autocommit read, no write lock.
     pub fn counters(&self, user: UserId) -> Result<Counters> {
-        Ok(self
-            .conn
-            .prepare_cached("SELECT new, delivered FROM mailbox WHERE user_id = ?1")?
-            .query_row([user.0], |r| Ok(Counters { new: r.get(0)?, delivered: r.get(1)? }))
-            .optional()?
-            .unwrap_or_default())
+        Ok(self.mailbox(user)?.counters)
     }
 
     /// The user's counters and batches: one autocommit read, no write lock.
     pub fn mailbox(&self, user: UserId) -> Result<Mailbox> {
-        Ok(self
-            .conn
-            .prepare_cached("SELECT new, delivered, batch, acked, announced_at FROM mailbox WHERE user_id = ?1")?
-            .query_row([user.0], |r| {
-                Ok(Mailbox {
-                    counters: Counters { new: r.get(0)?, delivered: r.get(1)? },
-                    batch: r.get(2)?,
-                    acked: r.get(3)?,
-                    announced_at: r.get(4)?,
-                })
-            })
-            .optional()?
-            .unwrap_or_default())
+        read_mailbox(&self.conn, user)
     }
 
     /// Records that a client showed batch `batch` and the ones before it; a batch that
@@ -841,11 +824,7 @@ impl Store {
     /// the caller writes the response only afterwards.
     pub fn claim_new(&self, user: UserId, max_items: usize, prefix_chars: usize, announce: Announce) -> Result<Claim> {
         let tx = self.immediate()?;
-        let (last, acked): (i64, i64) = tx
-            .prepare_cached("SELECT batch, acked FROM mailbox WHERE user_id = ?1")?
-            .query_row([user.0], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?
-            .unwrap_or_default();
+        let Mailbox { batch: last, acked, .. } = read_mailbox(&tx, user)?;
         let batch = last + 1;
         let returning_ids = |sql: &str, args: &[&dyn rusqlite::ToSql]| -> Result<Vec<i64>> {
             let mut stmt = tx.prepare_cached(sql)?;
@@ -891,11 +870,7 @@ impl Store {
             let repeats = summaries(&repeat_ids, max_items - items.len())?;
             (items, repeats)
         };
-        let after = tx
-            .prepare_cached("SELECT new, delivered FROM mailbox WHERE user_id = ?1")?
-            .query_row([user.0], |r| Ok(Counters { new: r.get(0)?, delivered: r.get(1)? }))
-            .optional()?
-            .unwrap_or_default();
+        let after = read_mailbox(&tx, user)?.counters;
         tx.commit()?;
         let batch = if flipped + repeated > 0 { batch } else { 0 };
         Ok(Claim { batch, flipped, items, repeated, repeats, after })
@@ -1285,6 +1260,22 @@ impl SplitMix {
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^ (z >> 31)
     }
+}
+
+/// A user's `mailbox` row (counters and batches); all zero when there is none.
+fn read_mailbox(conn: &Connection, user: UserId) -> Result<Mailbox> {
+    Ok(conn
+        .prepare_cached("SELECT new, delivered, batch, acked, announced_at FROM mailbox WHERE user_id = ?1")?
+        .query_row([user.0], |r| {
+            Ok(Mailbox {
+                counters: Counters { new: r.get(0)?, delivered: r.get(1)? },
+                batch: r.get(2)?,
+                acked: r.get(3)?,
+                announced_at: r.get(4)?,
+            })
+        })
+        .optional()?
+        .unwrap_or_default())
 }
 
 fn befriend(tx: &Transaction<'_>, a: UserId, b: UserId) -> Result<()> {

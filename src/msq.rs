@@ -11,8 +11,7 @@
 use std::io;
 
 use crate::message_store::{
-    Announce, Change, Claim, Counters, Mailbox, MessageId, MessageKind, NewMessage, Store, StoreError, Stored, UserId,
-    now,
+    Announce, Change, Claim, Mailbox, MessageId, MessageKind, NewMessage, Store, StoreError, Stored, UserId, now,
 };
 use crate::spool::{ClaimResult, Claimed, FileRequest, Spool};
 
@@ -125,11 +124,6 @@ impl<'a> Queue<'a> {
 
     pub fn spool(&self) -> &Spool {
         &self.spool
-    }
-
-    /// Reads a user's counters (no lock).
-    pub fn counters(&self, user: UserId) -> Result<Counters, StoreError> {
-        self.store.counters(user)
     }
 
     /// Reads a user's counters and announcement batches (no lock).
