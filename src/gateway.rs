@@ -19,12 +19,9 @@ use crate::csrf;
 use crate::http::{ApiError, BodyError, Meta, Method, Reply, Request, SessionChange, reason_phrase};
 use crate::identity::{self, COOKIE_NAME, Key};
 use crate::message_status;
-use crate::message_store::{BUSY_TIMEOUT, Store, StoreError, User, now};
+use crate::message_store::{Store, StoreError, User, now};
 use crate::msq::{self, Queue, QueueError};
 use crate::spool::Spool;
-
-/// How long the per-request drain waits for the write lock.
-const DRAIN_PATIENCE: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// What a handler gets besides the request.
 pub struct Context<'a> {
@@ -139,12 +136,7 @@ fn attach_site_messages(reply: &mut Reply, queue: &Queue<'_>, user: &User, ack: 
 /// ago by another process is in the database before `site_messages` is computed.
 /// A failure here only delays those messages: it is logged, never answered.
 fn drain(queue: &Queue<'_>) {
-    // Opportunistic: when another process holds the write lock, it is draining or
-    // claiming; do not make this request wait the full busy timeout for it.
-    let _ = queue.store().set_busy_timeout(DRAIN_PATIENCE);
-    let result = queue.drain(msq::CGI_DRAIN_BATCH, msq::CLAIM_TIMEOUT_SECS);
-    let _ = queue.store().set_busy_timeout(BUSY_TIMEOUT);
-    match result {
+    match queue.drain(msq::CGI_DRAIN_BATCH, msq::CLAIM_TIMEOUT_SECS, msq::CGI_DRAIN_PATIENCE) {
         Ok(report) => {
             for line in &report.bad {
                 log(line);

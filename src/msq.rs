@@ -9,9 +9,11 @@
 //! in the database, so a replay after a crash stores nothing twice.
 
 use std::io;
+use std::time::Duration;
 
 use crate::message_store::{
-    Announce, Change, Claim, Mailbox, MessageId, MessageKind, NewMessage, Store, StoreError, Stored, UserId, now,
+    Announce, BUSY_TIMEOUT, Change, Claim, Mailbox, MessageId, MessageKind, NewMessage, Store, StoreError, Stored,
+    UserId, now,
 };
 use crate::spool::{ClaimResult, Claimed, FileRequest, Spool};
 
@@ -20,6 +22,10 @@ pub const CLAIM_TIMEOUT_SECS: i64 = 30;
 
 /// Request files one CGI invocation applies at most before answering.
 pub const CGI_DRAIN_BATCH: usize = 32;
+
+/// How long a CGI invocation's drain waits for the write lock: whoever holds it is
+/// draining or claiming already, so the request need not wait the full busy timeout.
+pub const CGI_DRAIN_PATIENCE: Duration = Duration::from_millis(100);
 
 /// A request to send one in-site message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -210,8 +216,9 @@ impl<'a> Queue<'a> {
     }
 
     /// Applies at most `max` waiting request files, oldest first, in one transaction,
-    /// after taking back claims older than `stale_after` seconds.
-    pub fn drain(&self, max: usize, stale_after: i64) -> Result<DrainReport, QueueError> {
+    /// after taking back claims older than `stale_after` seconds, waiting at most
+    /// `patience` for the write lock. With nothing waiting it touches only the spool.
+    pub fn drain(&self, max: usize, stale_after: i64, patience: Duration) -> Result<DrainReport, QueueError> {
         let mut report = DrainReport {
             reclaimed: self.spool.recover(stale_after, now()).map_err(QueueError::Spool)?,
             ..Default::default()
@@ -229,7 +236,10 @@ impl<'a> Queue<'a> {
             return Ok(report);
         }
         let messages: Vec<NewMessage> = claimed.iter().map(|c| c.request.clone().into_message()).collect();
-        match self.store.store_messages(&messages) {
+        let _ = self.store.set_busy_timeout(patience);
+        let applied = self.store.store_messages(&messages);
+        let _ = self.store.set_busy_timeout(BUSY_TIMEOUT);
+        match applied {
             Ok(stored) => {
                 for (c, s) in claimed.iter().zip(&stored) {
                     let _ = self.spool.done(&c.name);
@@ -251,7 +261,7 @@ impl<'a> Queue<'a> {
     pub fn drain_all(&self, stale_after: i64) -> Result<DrainReport, QueueError> {
         let mut total = DrainReport::default();
         loop {
-            let report = self.drain(256, stale_after)?;
+            let report = self.drain(256, stale_after, BUSY_TIMEOUT)?;
             let progress = report.applied + report.duplicates + report.bad.len();
             total.add(report);
             if progress == 0 {
