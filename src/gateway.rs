@@ -16,10 +16,10 @@ use serde_json::Value;
 
 use crate::config::{Config, MAX_BODY_BYTES};
 use crate::csrf;
-use crate::http::{ApiError, BodyError, Meta, Method, Reply, Request, SessionChange, reason_phrase};
+use crate::http::{Ack, ApiError, BodyError, Meta, Method, Reply, Request, SessionChange, reason_phrase};
 use crate::identity::{self, COOKIE_NAME, Key};
 use crate::message_status;
-use crate::message_store::{Store, StoreError, User, now};
+use crate::message_store::{BUSY_TIMEOUT, Store, StoreError, User, now};
 use crate::msq::{self, Queue, QueueError};
 use crate::spool::Spool;
 
@@ -86,6 +86,11 @@ fn serve(handler: Handler, env: &Env, stdin: impl Read) -> Reply {
         Ok(store) => store,
         Err(e) => return store_failure(&e).into_reply(),
     };
+    if store.is_degraded() {
+        log(
+            "PIGGYBACK_DB: no disk space for the -wal and -shm files: answering reads only; free space on its filesystem",
+        );
+    }
     let (user, refusal) = match identify(&request.meta, &store, &config) {
         Ok(user) => (user, None),
         Err(e) if e.status < 500 => (None, Some(e)),
@@ -113,20 +118,28 @@ fn serve(handler: Handler, env: &Env, stdin: impl Read) -> Reply {
     if let Some(user) = announce_to {
         drain(&ctx.queue);
         if reply.status < 500 && request.method != Method::Head {
-            attach_site_messages(&mut reply, &ctx.queue, user, request.meta.ack, &config);
+            attach_site_messages(&mut reply, &ctx.queue, user, request.meta.ack.as_ref(), &config);
         }
     }
     reply
 }
 
 /// The one place `site_messages` is attached, for every program.
-fn attach_site_messages(reply: &mut Reply, queue: &Queue<'_>, user: &User, ack: Option<i64>, config: &Config) {
-    match message_status::check(queue, user, ack, config) {
+fn attach_site_messages(reply: &mut Reply, queue: &Queue<'_>, user: &User, ack: Option<&Ack>, config: &Config) {
+    // A page must not wait seconds for another writer just to announce: past the
+    // patience the member is left out and the next answer announces.
+    let _ = queue.store().set_busy_timeout(msq::ANNOUNCE_PATIENCE);
+    let checked = message_status::check(queue, user, ack, config);
+    let _ = queue.store().set_busy_timeout(BUSY_TIMEOUT);
+    match checked {
         Ok(Some(site)) => {
             let value = serde_json::to_value(site).unwrap_or(Value::Null);
             reply.body.insert("site_messages".into(), value);
         }
         Ok(None) => {}
+        // Another writer, or a database that cannot be written now: the next answer
+        // announces. Not worth a log line each time.
+        Err(StoreError::Busy | StoreError::ReadOnly | StoreError::Full) => {}
         // The endpoint's own work has committed: report it, leave the member out.
         Err(e) => log(&format!("site_messages left out: {e}")),
     }
@@ -156,8 +169,15 @@ pub fn store_failure(e: &StoreError) -> ApiError {
     match e {
         StoreError::Busy => ApiError::unavailable("the message database is busy; try again"),
         StoreError::ReadOnly => {
+            log(&format!(
+                "PIGGYBACK_DB: {e}: make the database file, its -wal and -shm files and its directory writable \
+                 by the user the programs run as"
+            ));
+            ApiError::unavailable("the message database cannot be written now; try again")
+        }
+        StoreError::Full | StoreError::Io(_) => {
             log(&format!("PIGGYBACK_DB: {e}"));
-            ApiError::unavailable("the message database is read-only")
+            ApiError::unavailable("the message database cannot be written now; try again")
         }
         StoreError::Schema { .. } => {
             log(&format!("PIGGYBACK_DB: {e}"));
@@ -283,14 +303,13 @@ pub fn parse_request(env: &Env, mut stdin: impl Read) -> Request {
             _ => name,
         }),
     };
-    let ack = match vars.text("HTTP_X_PIGGYBACK_ACK").map(str::trim) {
+    let ack = match vars.text("HTTP_X_PIGGYBACK_ACK").map(Ack::parse) {
         None => None,
-        Some("") => Some(0),
-        Some(v) if !v.is_empty() && v.len() <= 18 && v.bytes().all(|b| b.is_ascii_digit()) => v.parse().ok(),
-        Some(_) => {
+        Some(Some(ack)) => Some(ack),
+        Some(None) => {
             vars.problem.get_or_insert(ApiError::bad_request(
                 "bad_ack",
-                "X-Piggyback-Ack must be the batch number of the last site_messages shown",
+                "X-Piggyback-Ack must be shown=BATCH,... (the batches shown), or the last batch shown",
             ));
             None
         }

@@ -65,10 +65,45 @@ pub struct Meta {
     pub host: Option<String>,
     pub https: bool,
     pub remote_addr: Option<String>,
-    /// `X-Piggyback-Ack`: the last announcement batch this client showed (0: none yet).
-    /// Its presence says the client acknowledges, so unacknowledged batches may be
-    /// announced to it again.
-    pub ack: Option<i64>,
+    /// `X-Piggyback-Ack`: what this client showed. Its presence says the client
+    /// acknowledges, so unacknowledged batches may be announced to it again.
+    pub ack: Option<Ack>,
+}
+
+/// The value of `X-Piggyback-Ack` (docs/API.md, *Acknowledgements*).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ack {
+    /// `N`: the first form, "batch N and every earlier one" (0: none yet). An answer
+    /// lost in transit before a later one was shown is acknowledged with it.
+    UpTo(i64),
+    /// `shown=N,M`: exactly these batches were shown (an empty list: none since the
+    /// last acknowledgement). A lost answer's batch stays unacknowledged.
+    Shown(Vec<i64>),
+}
+
+/// Most batches one `shown=` list may name.
+pub const MAX_ACK_BATCHES: usize = 64;
+
+impl Ack {
+    /// Parses a header value; `None` when it is malformed.
+    pub fn parse(value: &str) -> Option<Ack> {
+        let number = |v: &str| -> Option<i64> {
+            let v = v.trim();
+            (!v.is_empty() && v.len() <= 18 && v.bytes().all(|b| b.is_ascii_digit())).then(|| v.parse().ok())?
+        };
+        let value = value.trim();
+        if value.is_empty() {
+            return Some(Ack::UpTo(0));
+        }
+        match value.strip_prefix("shown=") {
+            None => number(value).map(Ack::UpTo),
+            Some(list) if list.trim().is_empty() => Some(Ack::Shown(Vec::new())),
+            Some(list) => {
+                let batches: Option<Vec<i64>> = list.split(',').map(number).collect();
+                batches.filter(|b| b.len() <= MAX_ACK_BATCHES).map(Ack::Shown)
+            }
+        }
+    }
 }
 
 impl Request {

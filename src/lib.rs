@@ -18,5 +18,6 @@ pub mod message_status;
 pub mod message_store;
 pub mod msq;
 pub mod password;
+pub mod sidecars;
 pub mod spool;
 pub mod text;

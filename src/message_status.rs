@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use crate::config::{Config, EmptyPolicy};
+use crate::http::Ack;
 use crate::message_store::{Announce, MessageKind, Preview, StoreError, Summary, User, now};
 use crate::msq::Queue;
 use crate::text;
@@ -76,17 +77,21 @@ pub fn prefix_chars(snippet_chars: usize) -> usize {
 pub fn check(
     queue: &Queue<'_>,
     user: &User,
-    ack: Option<i64>,
+    ack: Option<&Ack>,
     config: &Config,
 ) -> Result<Option<SiteMessages>, StoreError> {
     let (preview, user) = (user.preview, user.id);
     let mut mailbox = queue.mailbox(user)?;
-    if let Some(batch) = ack
-        && batch > mailbox.acked
-        && batch <= mailbox.batch
-    {
-        queue.acknowledge(user, batch)?;
-        mailbox.acked = batch;
+    match ack {
+        Some(&Ack::UpTo(batch)) if batch > mailbox.acked && batch <= mailbox.batch => {
+            queue.acknowledge(user, batch)?;
+            mailbox.acked = batch;
+        }
+        Some(Ack::Shown(shown)) if shown.iter().any(|&b| b > mailbox.acked && b <= mailbox.batch) => {
+            queue.acknowledge_shown(user, shown)?;
+            mailbox = queue.mailbox(user)?;
+        }
+        _ => {}
     }
     let announce = if ack.is_some() && mailbox.unacknowledged_since(now(), config.ack_lease_secs) {
         Announce::NewAndUnacknowledged
@@ -168,10 +173,10 @@ mod tests {
                 .id
         }
 
-        fn check(&self, ack: Option<i64>) -> SiteMessages {
+        fn check(&self, ack: Option<Ack>) -> SiteMessages {
             let queue = Queue::new(&self.store, Spool::new(self.dir.path().join("spool")));
             let user = self.store.user_by_id(self.alice).unwrap().unwrap();
-            check(&queue, &user, ack, &self.config).unwrap().unwrap()
+            check(&queue, &user, ack.as_ref(), &self.config).unwrap().unwrap()
         }
 
         /// Moves the last announcement back in time, past any lease.
@@ -224,17 +229,17 @@ mod tests {
     fn unacknowledged_batches_are_announced_again_to_acknowledging_clients_only() {
         let f = fixture();
         f.send(1);
-        let first = f.check(Some(0));
+        let first = f.check(Some(Ack::UpTo(0)));
         assert_eq!(first.batch, Some(1));
         f.age();
         assert_eq!(f.check(None).repeated, None, "a client without the header never gets repeats");
-        let again = f.check(Some(0));
+        let again = f.check(Some(Ack::UpTo(0)));
         assert_eq!(again.repeated, Some(1));
         assert_eq!((again.new, again.delivered), (0, 1));
         assert!(again.items[0].repeat);
         let batch = again.batch.unwrap();
         f.age();
-        let acked = f.check(Some(batch));
+        let acked = f.check(Some(Ack::UpTo(batch)));
         assert_eq!((acked.repeated, acked.items.len()), (None, 0), "acknowledged: nothing again");
     }
 
@@ -242,21 +247,63 @@ mod tests {
     fn read_messages_are_not_announced_again_and_the_search_stops() {
         let f = fixture();
         let id = f.send(1);
-        f.check(Some(0));
+        f.check(Some(Ack::UpTo(0)));
         f.store.change(f.alice, id, Change::MarkRead).unwrap();
         f.age();
-        let site = f.check(Some(0));
+        let site = f.check(Some(Ack::UpTo(0)));
         assert_eq!((site.repeated, site.unread), (None, 0));
         let mailbox = f.store.mailbox(f.alice).unwrap();
         assert_eq!(mailbox.acked, mailbox.batch, "no batch is left waiting, so no request writes again");
     }
 
     #[test]
+    fn a_lost_answer_is_announced_again_when_a_later_one_is_acknowledged_by_name() {
+        let f = fixture();
+        let lost = f.send(1);
+        assert_eq!(f.check(Some(Ack::Shown(vec![]))).batch, Some(1), "this answer never arrives");
+        f.send(2);
+        let shown = f.check(Some(Ack::Shown(vec![]))).batch.unwrap();
+        f.check(Some(Ack::Shown(vec![shown])));
+        f.age();
+        let again = f.check(Some(Ack::Shown(vec![])));
+        assert_eq!(again.items.iter().map(|i| (i.id, i.repeat)).collect::<Vec<_>>(), [(lost.0, true)]);
+        f.check(Some(Ack::Shown(vec![again.batch.unwrap()])));
+        f.age();
+        let after = f.check(Some(Ack::Shown(vec![])));
+        assert_eq!((after.repeated, after.items.len()), (None, 0), "both shown: nothing again");
+        let mailbox = f.store.mailbox(f.alice).unwrap();
+        assert_eq!(mailbox.acked, mailbox.batch, "nothing waits, so no request writes again");
+    }
+
+    #[test]
+    fn the_first_form_acknowledges_every_earlier_batch_too() {
+        let f = fixture();
+        f.send(1);
+        f.check(Some(Ack::UpTo(0)));
+        f.send(2);
+        let shown = f.check(Some(Ack::UpTo(0))).batch.unwrap();
+        f.check(Some(Ack::UpTo(shown)));
+        f.age();
+        assert_eq!(f.check(Some(Ack::UpTo(shown))).repeated, None, "batch 1 counts as shown");
+    }
+
+    #[test]
+    fn ack_header_forms() {
+        assert_eq!(Ack::parse(""), Some(Ack::UpTo(0)));
+        assert_eq!(Ack::parse(" 7 "), Some(Ack::UpTo(7)));
+        assert_eq!(Ack::parse("shown="), Some(Ack::Shown(vec![])));
+        assert_eq!(Ack::parse("shown=3, 5"), Some(Ack::Shown(vec![3, 5])));
+        for bad in ["-1", "x", "shown=1,,2", "shown=a", "1,2", &format!("shown={}", vec!["1"; 65].join(","))] {
+            assert_eq!(Ack::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
     fn an_acknowledgement_of_a_batch_never_issued_changes_nothing() {
         let f = fixture();
         f.send(1);
-        f.check(Some(0));
-        f.check(Some(99));
+        f.check(Some(Ack::UpTo(0)));
+        f.check(Some(Ack::UpTo(99)));
         assert_eq!(f.store.mailbox(f.alice).unwrap().acked, 0);
     }
 }

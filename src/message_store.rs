@@ -128,7 +128,13 @@ pub enum StoreError {
     Busy,
     /// The database (or its directory) cannot be written.
     ReadOnly,
-    /// The file was made by another version; `piggyback init` migrates it.
+    /// The filesystem of the database is full (`SQLITE_FULL`, or no room for the
+    /// `-wal`/`-shm` files).
+    Full,
+    /// The operating system reported an I/O error.
+    Io(String),
+    /// The file was made by another version: an older one `piggyback init` migrates,
+    /// a newer one only a newer build reads.
     Schema {
         found: i64,
     },
@@ -142,6 +148,15 @@ impl std::fmt::Display for StoreError {
         match self {
             StoreError::Busy => write!(f, "the message database is busy"),
             StoreError::ReadOnly => write!(f, "the message database is read-only"),
+            StoreError::Full => write!(f, "the disk of the message database is full: free space on its filesystem"),
+            StoreError::Io(why) => {
+                write!(f, "I/O error on the message database ({why}): check its disk and the kernel log")
+            }
+            StoreError::Schema { found } if *found > SCHEMA_VERSION => write!(
+                f,
+                "the message database has schema version {found}, newer than this build's {SCHEMA_VERSION}: \
+                 run the piggyback build that made it (or restore a backup); `piggyback init` never downgrades"
+            ),
             StoreError::Schema { found } => write!(
                 f,
                 "the message database has schema version {found}, this build needs {SCHEMA_VERSION}: run `piggyback init`"
@@ -159,8 +174,25 @@ impl From<rusqlite::Error> for StoreError {
         match e.sqlite_error_code() {
             Some(ErrorCode::DatabaseBusy) | Some(ErrorCode::DatabaseLocked) => StoreError::Busy,
             Some(ErrorCode::ReadOnly) => StoreError::ReadOnly,
+            Some(ErrorCode::DiskFull) => StoreError::Full,
+            Some(ErrorCode::SystemIoFailure) => StoreError::Io(e.to_string()),
             Some(ErrorCode::CannotOpen) | Some(ErrorCode::NotADatabase) => StoreError::Unopenable(e.to_string()),
             _ => StoreError::Sqlite(e),
+        }
+    }
+}
+
+impl StoreError {
+    /// The error is the environment's (a lock, the disk, permissions, the schema), not
+    /// the request's: the same request may succeed later, so a request file that met it
+    /// stays in the spool.
+    pub fn is_environment(&self) -> bool {
+        match self {
+            StoreError::Sqlite(e) => !matches!(
+                e.sqlite_error_code(),
+                Some(ErrorCode::ConstraintViolation) | Some(ErrorCode::TooBig) | Some(ErrorCode::TypeMismatch)
+            ),
+            _ => true,
         }
     }
 }
@@ -468,6 +500,8 @@ pub struct Store {
     conn: Connection,
     /// A write transaction was begun on this connection.
     wrote: Cell<bool>,
+    /// Opened read-only for want of disk space.
+    degraded: Cell<bool>,
 }
 
 impl Drop for Store {
@@ -490,17 +524,49 @@ impl Store {
         if !path.is_file() {
             return Err(StoreError::Unopenable(format!("{} does not exist (run `piggyback init`)", path.display())));
         }
+        crate::sidecars::match_database(path);
+        match Store::open_read_write(path) {
+            Err(e @ (StoreError::Full | StoreError::Io(_))) if crate::sidecars::wal_is_empty(path) => {
+                Store::open_immutable(path).map_err(|_| e)
+            }
+            other => other,
+        }
+    }
+
+    fn open_read_write(path: &Path) -> Result<Store> {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags)?;
         // The last connection to close checkpoints and deletes the WAL: about a
         // millisecond and four fsyncs. A request that only read skips that (see Drop).
         conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
-        let store = Store::configure(conn)?;
+        Store::checked(Store::configure(conn)?)
+    }
+
+    /// A full disk leaves no room for the `-wal` and `-shm` files a WAL reader needs;
+    /// when no `-wal` holds commits the database file alone is the whole truth, and
+    /// a read-only connection that takes no locks (`immutable=1`) can still answer
+    /// reads. Every write through it fails as read-only (503): nothing can be written
+    /// anyway until space is freed, and then the next request opens normally.
+    fn open_immutable(path: &Path) -> Result<Store> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+        let uri = format!("file:{}?immutable=1", crate::sidecars::uri_path(path));
+        let store = Store::checked(Store::configure(Connection::open_with_flags(uri, flags)?)?)?;
+        store.degraded.set(true);
+        Ok(store)
+    }
+
+    /// The store, once its schema is the one this build reads.
+    fn checked(store: Store) -> Result<Store> {
         let version: i64 = store.conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         if version != SCHEMA_VERSION {
             return Err(StoreError::Schema { found: version });
         }
         Ok(store)
+    }
+
+    /// Opened read-only because the disk is full (see `open_immutable`).
+    pub fn is_degraded(&self) -> bool {
+        self.degraded.get()
     }
 
     /// Creates the database or migrates it to [`SCHEMA_VERSION`] (idempotent), in WAL mode.
@@ -529,10 +595,13 @@ impl Store {
     fn configure(conn: Connection) -> Result<Store> {
         conn.busy_timeout(BUSY_TIMEOUT)?;
         conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")?;
-        Ok(Store { conn, wrote: Cell::new(false) })
+        Ok(Store { conn, wrote: Cell::new(false), degraded: Cell::new(false) })
     }
 
     fn immediate(&self) -> Result<Transaction<'_>> {
+        if self.degraded.get() {
+            return Err(StoreError::Full);
+        }
         self.wrote.set(true);
         Ok(Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?)
     }
@@ -813,6 +882,39 @@ impl Store {
         let tx = self.immediate()?;
         tx.prepare_cached("UPDATE mailbox SET acked = ?2 WHERE user_id = ?1 AND acked < ?2 AND ?2 <= batch")?
             .execute(params![user.0, batch])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Records that a client showed exactly the batches `shown` (not the ones before
+    /// them): their delivered messages need no second announcement. When no delivered
+    /// message of an unacknowledged batch is left, the watermark moves to the last batch,
+    /// so later requests stop looking. Writes only when `shown` names a batch.
+    pub fn acknowledge_shown(&self, user: UserId, shown: &[i64]) -> Result<()> {
+        if shown.is_empty() {
+            return Ok(());
+        }
+        let tx = self.immediate()?;
+        let Mailbox { batch: last, acked, .. } = read_mailbox(&tx, user)?;
+        {
+            // An acknowledged message keeps its batch number, negated: out of reach of
+            // the search for unacknowledged ones (`batch > acked`).
+            let mut mark = tx.prepare_cached(
+                "UPDATE messages SET batch = -batch
+                 WHERE recipient_id = ?1 AND state = 'delivered' AND batch = ?2 AND batch > ?3",
+            )?;
+            for &b in shown.iter().filter(|&&b| b > acked && b <= last) {
+                mark.execute(params![user.0, b, acked])?;
+            }
+        }
+        let waiting: bool = tx
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM messages WHERE recipient_id = ?1 AND state = 'delivered' AND batch > ?2)",
+            )?
+            .query_row(params![user.0, acked], |r| r.get(0))?;
+        if !waiting {
+            tx.prepare_cached("UPDATE mailbox SET acked = batch WHERE user_id = ?1")?.execute([user.0])?;
+        }
         tx.commit()?;
         Ok(())
     }

@@ -27,6 +27,15 @@ pub const CGI_DRAIN_BATCH: usize = 32;
 /// draining or claiming already, so the request need not wait the full busy timeout.
 pub const CGI_DRAIN_PATIENCE: Duration = Duration::from_millis(100);
 
+/// How long a send waits for the write lock to store its durable file at once (201)
+/// before answering 202 and leaving the file to the next drain.
+pub const SEND_PATIENCE: Duration = Duration::from_millis(250);
+
+/// How long announcing (`site_messages`' claim and an acknowledgement) waits for the
+/// write lock; past it the answer leaves `site_messages` out and the next one announces.
+/// Every read page waits at most this (and [`CGI_DRAIN_PATIENCE`]) for a lock.
+pub const ANNOUNCE_PATIENCE: Duration = Duration::from_millis(250);
+
 /// A request to send one in-site message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Send {
@@ -142,6 +151,11 @@ impl<'a> Queue<'a> {
         self.store.acknowledge(user, batch)
     }
 
+    /// A client acknowledges that it showed exactly the batches `shown`.
+    pub fn acknowledge_shown(&self, user: UserId, shown: &[i64]) -> Result<(), StoreError> {
+        self.store.acknowledge_shown(user, shown)
+    }
+
     /// Check-and-claim: flips the user's `new` messages to `delivered` as one batch.
     pub fn claim(
         &self,
@@ -187,7 +201,11 @@ impl<'a> Queue<'a> {
             Ok(ClaimResult::Bad(line)) => return Err(QueueError::Spool(io::Error::other(line))),
             Err(_) => return Ok(queued()),
         };
-        match self.store.store_message(&message) {
+        // The file is durable: waiting long for the lock would only delay the answer.
+        let _ = self.store.set_busy_timeout(SEND_PATIENCE);
+        let applied = self.store.store_message(&message);
+        let _ = self.store.set_busy_timeout(BUSY_TIMEOUT);
+        match applied {
             Ok(stored) => {
                 // Committed; if the unlink fails, the replay is a no-op.
                 let _ = self.spool.done(&claimed.name);
@@ -246,7 +264,7 @@ impl<'a> Queue<'a> {
                     report.count(s);
                 }
             }
-            Err(StoreError::Sqlite(_)) => report.add(self.apply_one_by_one(claimed)),
+            Err(e) if !e.is_environment() => report.add(self.apply_one_by_one(claimed)),
             Err(e) => {
                 for c in &claimed {
                     let _ = self.spool.release(&c.name);
@@ -270,17 +288,21 @@ impl<'a> Queue<'a> {
         }
     }
 
-    /// A batch failed for a reason other than a lock: find the file that cannot be
-    /// applied, and set it aside so it cannot block the queue.
+    /// A batch failed because of one of its files: find the file that cannot be
+    /// applied, and set it aside so it cannot block the queue. Only a file the database
+    /// refuses for its content (a constraint, a size) goes to `bad/`; an error of the
+    /// environment (full disk, I/O, read-only, busy) stops here and leaves this file and
+    /// the rest in the spool for the next drain.
     fn apply_one_by_one(&self, claimed: Vec<Claimed>) -> DrainReport {
         let mut report = DrainReport::default();
-        for c in claimed {
+        let mut claimed = claimed.into_iter();
+        for c in claimed.by_ref() {
             match self.store.store_message(&c.request.clone().into_message()) {
                 Ok(stored) => {
                     let _ = self.spool.done(&c.name);
                     report.count(&stored);
                 }
-                Err(StoreError::Sqlite(e)) => match self.spool.set_aside(&c.name) {
+                Err(e) if !e.is_environment() => match self.spool.set_aside(&c.name) {
                     Ok(()) => report.bad.push(format!("request file {} moved to bad/: {e}", c.name)),
                     Err(_) => {
                         let _ = self.spool.release(&c.name);
@@ -288,8 +310,12 @@ impl<'a> Queue<'a> {
                 },
                 Err(_) => {
                     let _ = self.spool.release(&c.name);
+                    break;
                 }
             }
+        }
+        for c in claimed {
+            let _ = self.spool.release(&c.name);
         }
         report
     }
