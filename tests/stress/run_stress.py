@@ -1,0 +1,507 @@
+#!/usr/bin/env python3
+"""Stress test of Piggyback under load and SIGKILLs, with an invariant checker.
+
+Run by scripts/stress after it has built the release binaries. The suite is installed
+and served exactly as tests/e2e/run_e2e.py does it (its Install and Server are imported,
+not copied), by real lighttpd on 127.0.0.1 (--mode cgi; other modes plug in as another
+`Site` class). During the load:
+
+* every user has a clicker: GETs of every program (profile, friends, posts, one post,
+  messages, one message, session) and marks read the messages it was shown, always
+  with its cookie and `X-Piggyback-Ack: shown=...` naming the batches it has shown;
+* senders act as random users: notes (each with a unique subject), friend requests
+  (remove, request, accept), posts and comments (each with a unique body);
+* a killer SIGKILLs random running CGI programs, children of the lighttpd this script
+  started, found by their parent pid and executable, never anything else;
+* a ledger keeps every response (ledger.jsonl in the work directory).
+
+Then `piggyback drain --stale-after 0`, a settle phase (after the acknowledgement lease,
+every user asks again until nothing is announced again), and the checks:
+
+1. every send answered 201/202 is stored exactly once, none twice (comments and their
+   notices too);
+2. no message is in two complete answers unless the later marks it a repeat;
+3. every message flipped to delivered was seen in a complete answer (or announced
+   again, which the settle phase sees);
+4. counters match a recount (`piggyback check`), PRAGMA integrity_check is ok;
+5. every 5xx a program wrote is a 503 with Retry-After (the web server's own 5xx for a
+   killed program, not JSON, are counted and must not outnumber the kills);
+6. the spool's new/, cur/ and bad/ are empty.
+
+Only 127.0.0.1 is contacted; the server is stopped by its own pid. Python standard
+library only. The last line is "stress: PASS ..." or "stress: FAIL ..."; exit 1 on
+failure.
+"""
+
+import argparse
+import http.client
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import sqlite3
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests" / "e2e"))
+import run_e2e  # noqa: E402  (the installs and servers of the e2e suite)
+
+ACK_LEASE = 5  # the smallest lease the programs accept: the settle phase waits it out
+SETTINGS = {  # what the stress site's configuration changes from cgi-bin-config/
+    "PIGGYBACK_SEND_RATE": "1000000",
+    "PIGGYBACK_ACK_LEASE": str(ACK_LEASE),
+    "PIGGYBACK_MAX_ITEMS": "1000",  # every announced message itemized, so it can be traced
+}
+
+
+def log(*args):
+    print(*args, file=sys.stderr, flush=True)
+
+
+# --- the site under test -------------------------------------------------------
+
+
+class CgiSite:
+    """The suite as classic CGI programs under lighttpd (--mode cgi)."""
+
+    def __init__(self, work):
+        self.inst = run_e2e.Install(work / "site")
+        conf = (run_e2e.CONFIGS / "lighttpd.conf").read_text()
+        for name, value in SETTINGS.items():
+            conf, n = re.subn(rf'("{name}"\s*=>\s*)"[^"]*"', rf'\g<1>"{value}"', conf)
+            if n != 1:
+                raise RuntimeError(f"cgi-bin-config/lighttpd.conf sets {name} {n} times, not once")
+        self.conf = work / "lighttpd-stress.conf"
+        self.conf.write_text(conf)
+        self.server = run_e2e.Server("lighttpd", self.inst)
+        self.server.cmd[self.server.cmd.index("-f") + 1] = str(self.conf)
+
+    def start(self):
+        self.server.start()
+        self.port = self.server.port
+        self.server_pid = self.server.proc.pid
+        self.cgi_dir = str(self.inst.root / "cgi-bin") + "/"
+
+    def running_programs(self):
+        """Pids of the CGI programs the server started and that still run: its direct
+        children whose executable is one of this install's programs."""
+        pids = []
+        for d in Path("/proc").iterdir():
+            if not d.name.isdigit():
+                continue
+            try:
+                stat = (d / "stat").read_text()
+                ppid = int(stat.rsplit(")", 1)[1].split()[1])
+                if ppid != self.server_pid:
+                    continue
+                if os.readlink(d / "exe").startswith(self.cgi_dir):
+                    pids.append(int(d.name))
+            except (OSError, ValueError, IndexError):
+                continue
+        return pids
+
+    def stop(self):
+        self.server.stop()
+
+
+MODES = {"cgi": CgiSite}
+
+
+# --- the ledger and the simulated clients ----------------------------------------
+
+
+class Ledger:
+    def __init__(self, path):
+        self.lock = threading.Lock()
+        self.entries = []
+        self.file = open(path, "w")
+
+    def add(self, entry):
+        with self.lock:
+            self.entries.append(entry)
+            self.file.write(json.dumps(entry) + "\n")
+
+    def close(self):
+        self.file.close()
+
+
+class User:
+    """One person, whatever tab (thread) acts for them: the batches shown but not yet
+    acknowledged, and the messages shown."""
+
+    def __init__(self, name, token, ack_form):
+        self.name = name
+        self.token = token
+        self.ack_form = ack_form
+        self.lock = threading.Lock()
+        self.unacked = set()
+        self.last_shown = 0
+        self.seen = []  # message ids shown, for marking read and opening
+
+    def ack_header(self):
+        """The header naming the batches shown and not yet acknowledged; with
+        --ack-form upto the first form, the last batch shown ("and all before it"),
+        which the checker shows to lose a lost answer's messages."""
+        with self.lock:
+            if self.ack_form == "upto":
+                return str(self.last_shown)
+            return "shown=" + ",".join(str(b) for b in sorted(self.unacked)[:64])
+
+    def sent_batches(self, header):
+        if header.startswith("shown="):
+            return [int(b) for b in header[len("shown="):].split(",") if b]
+        return []
+
+
+class Load:
+    def __init__(self, site, users, ledger, rng_seed):
+        self.site = site
+        self.users = users
+        self.ledger = ledger
+        self.seed = rng_seed
+        self.stop = threading.Event()
+        self.counter = 0
+        self.counter_lock = threading.Lock()
+        self.posts = []  # (post id, author name)
+        self.posts_lock = threading.Lock()
+        self.kills = 0
+
+    def next_token(self, prefix):
+        with self.counter_lock:
+            self.counter += 1
+            return f"{prefix}-{self.counter}"
+
+    def call(self, user, method, path, body=None, kind="click", token=None):
+        """One request as `user`; records it in the ledger; returns (status, json)."""
+        ack = user.ack_header()
+        sent_batches = user.sent_batches(ack)
+        headers = {"X-Piggyback-Ack": ack}
+        if method == "POST":
+            headers["Origin"] = f"http://127.0.0.1:{self.site.port}"
+        entry = {"t": time.time(), "user": user.name, "method": method, "path": path, "kind": kind,
+                 "token": token, "ack": ack, "status": None}
+        try:
+            r = run_e2e.request(self.site.port, method, path, body=body, cookie=user.token, headers=headers,
+                                timeout=60)
+        except (OSError, http.client.HTTPException) as e:
+            entry["error"] = repr(e)
+            self.ledger.add(entry)
+            return None, None
+        entry["status"] = r.status
+        entry["retry_after"] = r.header("Retry-After")
+        entry["json"] = r.json is not None
+        site = r.site_messages
+        if r.json is not None and isinstance(r.json, dict):
+            entry["error_code"] = (r.json.get("error") or {}).get("code")
+            if kind == "send" and r.status in (201, 202):
+                entry["sent"] = r.json.get("sent")
+        if site is not None:
+            entry["site"] = site
+            with user.lock:
+                # The server took this request's acknowledgement when it answered with
+                # site_messages; without the member it may not have.
+                user.unacked.difference_update(sent_batches)
+                if site.get("batch"):
+                    user.unacked.add(site["batch"])
+                    user.last_shown = max(user.last_shown, site["batch"])
+                user.seen.extend(i["id"] for i in site.get("items", []))
+                del user.seen[:-200]
+        self.ledger.add(entry)
+        return r.status, r.json
+
+    # clickers: every program, with acknowledgements
+    def clicker(self, user, rng):
+        while not self.stop.is_set():
+            with user.lock:
+                seen = rng.choice(user.seen) if user.seen else None
+            other = rng.choice(self.users).name
+            with self.posts_lock:
+                post = rng.choice(self.posts)[0] if self.posts else None
+            choices = [
+                ("GET", "/cgi-bin/profile"),
+                ("GET", f"/cgi-bin/profile?user={other}"),
+                ("GET", "/cgi-bin/friends"),
+                ("GET", "/cgi-bin/posts"),
+                ("GET", "/cgi-bin/messages"),
+                ("GET", "/cgi-bin/messages?state=unread"),
+                ("GET", "/cgi-bin/session"),
+            ]
+            if post:
+                choices.append(("GET", f"/cgi-bin/posts/{post}"))
+            if seen:
+                choices += [("GET", f"/cgi-bin/messages/{seen}"), ("POST", f"/cgi-bin/messages/{seen}/read")]
+            method, path = rng.choice(choices)
+            self.call(user, method, path, body={} if method == "POST" else None)
+
+    # senders: notes, friend requests, posts, comments, as random users
+    def sender(self, rng):
+        while not self.stop.is_set():
+            me, other = rng.sample(self.users, 2)
+            what = rng.choices(["note", "friend", "post", "comment"], weights=[6, 2, 1, 3])[0]
+            if what == "note":
+                token = self.next_token("note")
+                self.call(me, "POST", "/cgi-bin/messages",
+                          {"to": other.name, "subject": token, "body": "stress " * rng.randint(1, 40)},
+                          kind="send", token=token)
+            elif what == "friend":
+                action = rng.choice(["remove", "request", "accept", "request", "accept"])
+                self.call(me, "POST", "/cgi-bin/friends", {"action": action, "user": other.name}, kind="friend")
+            elif what == "post":
+                token = self.next_token("post")
+                status, doc = self.call(me, "POST", "/cgi-bin/posts", {"body": token}, kind="post", token=token)
+                if status == 201 and doc and "post" in doc:
+                    with self.posts_lock:
+                        self.posts.append((doc["post"]["id"], me.name))
+            else:
+                with self.posts_lock:
+                    if not self.posts:
+                        continue
+                    post, author = rng.choice(self.posts)
+                token = self.next_token("comment")
+                self.call(me, "POST", f"/cgi-bin/posts/{post}/comments", {"body": token}, kind="comment",
+                          token=token + " " + author)
+
+    # the killer: random running programs of our own server, by pid
+    def killer(self, rng, per_second):
+        if per_second <= 0:
+            return
+        while not self.stop.wait(rng.expovariate(per_second)):
+            pids = self.site.running_programs()
+            if not pids:
+                continue
+            pid = rng.choice(pids)
+            try:
+                os.kill(pid, signal.SIGKILL)
+                self.kills += 1
+            except ProcessLookupError:
+                pass
+
+    def run(self, seconds, senders, kill_rate):
+        threads = []
+        for i, user in enumerate(self.users):
+            threads.append(threading.Thread(target=self.clicker, args=(user, random.Random(self.seed * 1000 + i))))
+        for i in range(senders):
+            threads.append(threading.Thread(target=self.sender, args=(random.Random(self.seed * 2000 + i),)))
+        threads.append(threading.Thread(target=self.killer, args=(random.Random(self.seed), kill_rate)))
+        for t in threads:
+            t.start()
+        try:
+            self.stop.wait(seconds)
+        finally:
+            self.stop.set()
+            for t in threads:
+                t.join()
+
+
+# --- setup, settle, check ----------------------------------------------------------
+
+
+def befriend_all(load):
+    users = load.users
+    for i, a in enumerate(users):
+        for b in users[i + 1:]:
+            load.call(a, "POST", "/cgi-bin/friends", {"action": "request", "user": b.name}, kind="friend")
+            load.call(b, "POST", "/cgi-bin/friends", {"action": "accept", "user": a.name}, kind="friend")
+
+
+def settle(load):
+    """After the load: each user asks again, after the lease, until no answer announces
+    anything (new or again); the answers go into the ledger like any other."""
+    for _ in range(6):
+        time.sleep(ACK_LEASE + 1)
+        announced = 0
+        for user in load.users:
+            for _ in range(3):
+                status, doc = load.call(user, "GET", "/cgi-bin/profile", kind="settle")
+                site = (doc or {}).get("site_messages") or {}
+                if status == 200 and not site.get("batch"):
+                    break
+                announced += 1
+        if announced == 0:
+            return True
+    return False
+
+
+class Checker:
+    def __init__(self):
+        self.failures = []
+
+    def check(self, cond, what):
+        if not cond:
+            self.failures.append(what)
+            print("FAIL:", what, flush=True)
+
+
+def check_invariants(load, site, ledger, kills, settled):
+    c = Checker()
+    entries = ledger.entries
+    db = str(site.inst.db)
+    conn = sqlite3.connect(db)
+    ids = {name: uid for uid, name in conn.execute("SELECT id, name FROM users")}
+    messages = {mid: (subject, body, kind, state, recipient, sender) for mid, subject, body, kind, state, recipient, sender
+                in conn.execute("SELECT id, subject, body, kind, state, recipient_id, sender_id FROM messages")}
+    by_subject = Counter(m[0] for m in messages.values())
+    figures = Counter()
+    figures["requests"] = len(entries)
+    figures["complete answers"] = sum(1 for e in entries if e.get("json"))
+    figures["no answer (connection cut)"] = sum(1 for e in entries if e["status"] is None)
+    figures["kills"] = kills
+
+    # 1. every accepted send stored exactly once, none twice
+    sends = [e for e in entries if e["kind"] == "send"]
+    accepted = [e for e in sends if e["status"] in (201, 202) and e.get("json")]
+    figures["sends"] = len(sends)
+    figures["sends accepted 201"] = sum(1 for e in accepted if e["status"] == 201)
+    figures["sends accepted 202"] = sum(1 for e in accepted if e["status"] == 202)
+    lost = [e["token"] for e in accepted if by_subject.get(e["token"], 0) != 1]
+    twice = [s for s, n in by_subject.items() if s.startswith("note-") and n > 1]
+    figures["losses"] = len(lost)
+    figures["stored twice"] = len(twice)
+    figures["notes stored"] = sum(1 for s in by_subject if s.startswith("note-"))
+    c.check(not lost, f"accepted sends not stored exactly once: {lost[:10]}")
+    c.check(not twice, f"notes stored twice: {twice[:10]}")
+    comments = Counter(b for (b,) in conn.execute("SELECT body FROM comments"))
+    notices = Counter(m[1] for m in messages.values() if m[2] == "comment")
+    for e in entries:
+        if e["kind"] == "comment" and e["status"] == 201 and e.get("json"):
+            token, author = e["token"].split(" ")
+            figures["comments accepted"] += 1
+            c.check(comments.get(token) == 1, f"comment {token} stored {comments.get(token)} times")
+            want = 0 if author == e["user"] else 1
+            c.check(notices.get(token, 0) == want, f"notice of {token} stored {notices.get(token, 0)} times")
+    c.check(all(n == 1 for n in comments.values()), "a comment stored twice")
+    c.check(all(n == 1 for n in notices.values()), "a comment notice stored twice")
+
+    # 2. and 3. announcements: once each unless marked a repeat; every flipped message seen
+    shown = defaultdict(Counter)  # user id -> message id -> announcements not marked repeat
+    seen = defaultdict(set)
+    for e in entries:
+        site_messages = e.get("site")
+        if not site_messages:
+            continue
+        uid = ids[e["user"]]
+        for item in site_messages.get("items", []):
+            seen[uid].add(item["id"])
+            figures["items announced"] += 1
+            if item.get("repeat"):
+                figures["items announced again (repeat)"] += 1
+            else:
+                shown[uid][item["id"]] += 1
+    doubles = [(u, m) for u, counter in shown.items() for m, n in counter.items() if n > 1]
+    figures["announced twice without repeat"] = len(doubles)
+    c.check(not doubles, f"messages announced twice without the repeat mark: {doubles[:10]}")
+    flipped = [mid for mid, m in messages.items() if m[3] != "new"]
+    unseen = [mid for mid in flipped if mid not in seen[messages[mid][4]]]
+    figures["messages"] = len(messages)
+    figures["flipped to delivered"] = len(flipped)
+    figures["unseen announcements"] = len(unseen)
+    figures["still new"] = len(messages) - len(flipped)
+    c.check(settled, "the settle phase still had announcements after six rounds")
+    c.check(not unseen, f"flipped to delivered but never seen in a complete answer: {unseen[:10]}")
+    c.check(figures["still new"] == 0, f"{figures['still new']} messages never announced")
+
+    # 4. counters and integrity
+    chk = site.inst.pb("check", check=False)
+    c.check(chk.returncode == 0, f"piggyback check: {chk.stdout.strip()} {chk.stderr.strip()}")
+    integrity = conn.execute("PRAGMA integrity_check").fetchone()[0]
+    c.check(integrity == "ok", f"integrity_check: {integrity}")
+    conn.close()
+
+    # 5. every 5xx a program wrote is a 503 with Retry-After
+    statuses = Counter(e["status"] for e in entries)
+    for status, n in sorted(statuses.items(), key=lambda kv: (kv[0] is None, kv[0] or 0)):
+        figures[f"status {status}"] = n
+    ours = [e for e in entries if e["status"] and e["status"] >= 500 and e.get("json")]
+    bad5xx = [e for e in ours if e["status"] != 503 or not e.get("retry_after")]
+    c.check(not bad5xx, f"5xx other than 503 with Retry-After: {bad5xx[:5]}")
+    servers = [e for e in entries if e["status"] and e["status"] >= 500 and not e.get("json")]
+    figures["5xx written by the server for a killed program"] = len(servers)
+    c.check(len(servers) <= kills, f"{len(servers)} server 5xx but only {kills} kills")
+
+    # 6. the spool
+    spool = site.inst.root / "data" / "spool"
+    for d in ("new", "cur", "bad"):
+        left = os.listdir(spool / d) if (spool / d).is_dir() else []
+        c.check(not left, f"spool/{d} not empty: {left[:5]}")
+    figures["tmp/ files of senders killed before acceptance"] = len(os.listdir(spool / "tmp")) \
+        if (spool / "tmp").is_dir() else 0
+    return c, figures
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=None, help="length of the load (default 60)")
+    ap.add_argument("--minutes", type=float, default=None, help="length of the load in minutes")
+    ap.add_argument("--users", type=int, default=12)
+    ap.add_argument("--senders", type=int, default=None, help="sender threads (default: users / 2)")
+    ap.add_argument("--kill-rate", type=float, default=10.0, help="SIGKILLs per second (0: none)")
+    ap.add_argument("--mode", choices=sorted(MODES), default="cgi")
+    ap.add_argument("--ack-form", choices=["shown", "upto"], default="shown",
+                    help="X-Piggyback-Ack as shown=N,M (default) or the first form N")
+    ap.add_argument("--seed", type=int, default=None)
+    ap.add_argument("--keep", action="store_true", help="keep the work directory (ledger, logs, database)")
+    args = ap.parse_args()
+    seconds = args.minutes * 60 if args.minutes is not None else (args.seconds if args.seconds is not None else 60)
+    seed = args.seed if args.seed is not None else int(time.time())
+    if args.users < 2:
+        ap.error("--users must be at least 2")
+
+    def on_signal(signum, _frame):
+        raise SystemExit(128 + signum)
+
+    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(s, on_signal)
+
+    work = Path(tempfile.mkdtemp(prefix="piggyback-stress-"))
+    work.chmod(0o755)  # the server's user must reach the install below
+    log(f"stress: mode {args.mode}, {seconds:.0f} s, {args.users} users, kill rate {args.kill_rate}/s, "
+        f"seed {seed}, work directory {work}")
+    site = MODES[args.mode](work)
+    ledger = Ledger(work / "ledger.jsonl")
+    ok = False
+    try:
+        names = [f"user{i:02d}" for i in range(args.users)]
+        for name in names:
+            site.inst.pb("user", "add", name, "--display-name", name.title())
+        users = [User(name, site.inst.token(name), args.ack_form) for name in names]
+        site.start()
+        load = Load(site, users, ledger, seed)
+        befriend_all(load)
+        t0 = time.monotonic()
+        load.run(seconds, args.senders or max(1, args.users // 2), args.kill_rate)
+        elapsed = time.monotonic() - t0
+        drain = site.inst.pb("drain", "--stale-after", "0", check=False)
+        if drain.returncode != 0:
+            log(f"stress: final drain failed: {drain.stderr.strip()}")
+        settled = settle(load)
+        site.stop()
+        c, figures = check_invariants(load, site, ledger, load.kills, settled)
+        c.check(drain.returncode == 0, f"final drain: {drain.stderr.strip()}")
+        figures["seconds of load"] = round(elapsed)
+        print(json.dumps(dict(figures), indent=1), flush=True)
+        (work / "figures.json").write_text(json.dumps(dict(figures), indent=1))
+        ok = not c.failures
+        verdict = "PASS" if ok else f"FAIL ({len(c.failures)} failed checks)"
+        print(f"stress: {verdict}: {figures['requests']} requests, {figures['kills']} kills, "
+              f"{figures['sends']} sends ({figures['sends accepted 201'] + figures['sends accepted 202']} accepted), "
+              f"{figures['stored twice']} duplicates, {figures['losses']} losses, "
+              f"{figures['unseen announcements']} unseen announcements", flush=True)
+    finally:
+        site.stop()
+        ledger.close()
+        if ok and not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            log(f"stress: kept {work}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
