@@ -564,6 +564,12 @@ impl Store {
         Ok(store)
     }
 
+    /// Makes this connection refuse every write, as a read-only file does (tests).
+    #[cfg(test)]
+    pub(crate) fn set_query_only(&self) -> Result<()> {
+        Ok(self.conn.execute_batch("PRAGMA query_only = 1")?)
+    }
+
     /// Opened read-only because the disk is full (see `open_immutable`).
     pub fn is_degraded(&self) -> bool {
         self.degraded.get()

@@ -458,6 +458,23 @@ mod tests {
     }
 
     #[test]
+    fn a_database_that_cannot_write_now_leaves_every_file_waiting() {
+        let f = fixture();
+        let orphan = NewMessage { to: UserId(999), ..message(&f, "00000000000000000007.1.1") };
+        f.spool.enqueue(&FileRequest::from_message(&orphan)).unwrap();
+        f.spool.enqueue(&FileRequest::from_message(&message(&f, "00000000000000000008.1.1"))).unwrap();
+        // Read-only, as a full disk or a chmod makes it: the environment's fault, not
+        // the files'. Even the file the database would refuse is kept, for now.
+        let ro = Store::open(&f._dir.path().join("pb.db")).unwrap();
+        ro.set_query_only().unwrap();
+        let queue = Queue::new(&ro, f.spool.clone());
+        assert!(matches!(queue.drain_all(0), Err(QueueError::Store(StoreError::ReadOnly))));
+        assert_eq!(f.spool.state().unwrap(), SpoolState { waiting: 2, ..Default::default() });
+        let report = Queue::new(&f.store, f.spool.clone()).drain_all(0).unwrap();
+        assert_eq!((report.applied, report.bad.len()), (1, 1), "writable again: one lands, one is bad");
+    }
+
+    #[test]
     fn an_unwritable_spool_accepts_nothing() {
         let f = fixture();
         let file = f.spool.root().join("not-a-dir");

@@ -389,3 +389,25 @@ fn a_database_of_another_schema_version_is_503_with_retry_after() {
     assert_eq!(r.error_code(), "unavailable");
     assert!(!r.has_site_messages());
 }
+
+/// `X-Piggyback-Ack: shown=N,M` names the batches shown: a batch whose answer was lost
+/// stays unacknowledged even when a later one is acknowledged, and is announced again
+/// after the lease (docs/API.md, *Acknowledgements*). A malformed list is `400 bad_ack`.
+#[test]
+fn acknowledging_by_name_leaves_a_lost_batch_to_announce_again() {
+    let (site, lost) = site();
+    let get = |ack: &str| site.cgi(Program::Profile).user("alice").var("HTTP_X_PIGGYBACK_ACK", ack).run();
+    assert_eq!(get("shown=").json["site_messages"]["batch"], 1, "this answer is lost in transit");
+    let later = store_message(&site, "bob", "alice", "again", "a second one", None);
+    let shown = get("shown=");
+    assert_eq!(shown.json["site_messages"]["items"][0]["id"], later);
+    assert_eq!(shown.json["site_messages"]["batch"], 2);
+    get("shown=2");
+    site.conn().execute("UPDATE mailbox SET announced_at = announced_at - 1000", []).unwrap();
+    let again = get("shown=");
+    let items = &again.json["site_messages"]["items"];
+    assert_eq!(items.as_array().unwrap().len(), 1, "{}", again.json);
+    assert_eq!((&items[0]["id"], &items[0]["repeat"]), (&json!(lost), &json!(true)));
+    let bad = get("shown=2,x");
+    assert_eq!((bad.status, &bad.json["error"]["code"]), (400, &json!("bad_ack")));
+}
