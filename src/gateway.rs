@@ -198,7 +198,9 @@ impl From<QueueError> for ApiError {
     fn from(e: QueueError) -> ApiError {
         match e {
             QueueError::Spool(e) => {
-                log(&format!("PIGGYBACK_SPOOL: {e}"));
+                log(&format!(
+                    "PIGGYBACK_SPOOL: {e}: it must be a directory the programs' user can write, with free space"
+                ));
                 ApiError::unavailable("messages cannot be accepted now; nothing was sent")
             }
             QueueError::Store(e) => store_failure(&e),
