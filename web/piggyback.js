@@ -559,6 +559,8 @@
     },
     // Seconds between idle checks, as the server last said.
     pollInterval: function () { return state.pollS; },
+    // Seconds of quiet before the next idle check: longer while the tab is hidden.
+    checkDelay: function () { return interval() / 1000; },
     _handle: handle,
   };
   global.Piggyback = Piggyback;

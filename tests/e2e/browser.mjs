@@ -243,6 +243,22 @@ try {
     await quiet(host);
   });
 
+  await check("host page: the idle check obeys X-Poll-Interval, and a hidden tab waits longer", async () => {
+    eq(await host.evaluate(() => Piggyback.checkDelay()), cfg.poll, "delay while visible");
+    const hidden = await host.evaluate(() => {
+      Object.defineProperty(document, "hidden", { configurable: true, get: () => true });
+      document.dispatchEvent(new Event("visibilitychange"));
+      return Piggyback.checkDelay();
+    });
+    eq(hidden, cfg.poll * 4, "delay while hidden");
+    const back = await host.evaluate(() => {
+      delete document.hidden;
+      document.dispatchEvent(new Event("visibilitychange"));
+      return Piggyback.checkDelay();
+    });
+    eq(back, cfg.poll, "delay when visible again");
+  });
+
   await check("host page with the script tag of docs/DEPLOY.md: its data-lang wins over the browser's", async () => {
     const page = await en.newPage();
     watch(page);
@@ -300,6 +316,7 @@ try {
     eq(await counters(demo), { delivered: String((before ? before.delivered : 0) + 1), new: "0" }, "badges later");
     eq(await noteFor(demo, id).count(), 1, "notes later");
     await shot(demo, noteFor(demo, id), "demo-note-en.png");
+    await demo.screenshot({ path: path.join(cfg.screenshots, "demo-page-en.png") });
   });
 
   await check("demo: a cut-off answer is an inline, retryable error, and its note comes once after the lease", async () => {
@@ -363,6 +380,7 @@ try {
     const text = await noteFor(zdemo, id).textContent();
     assert(text.includes("来自 bob 的消息") && text.includes("明天中午"), `note says ${text}`);
     await shot(zdemo, noteFor(zdemo, id), "demo-note-zh.png");
+    await zdemo.screenshot({ path: path.join(cfg.screenshots, "demo-page-zh.png") });
     // A notice the server writes: gina asks frank to be friends.
     const r = await fetch(origin + "/cgi-bin/friends", {
       method: "POST",

@@ -489,6 +489,28 @@ def server_suite(kind, work):
         check(b"application/json" in head, f"no JSON Content-Type: {head!r}")
         check(body == b"", f"HEAD answered with {len(body)} body bytes: {body[:100]!r}")
 
+    @test(f"{label}: messages/status answers 200 with an ETag, then 304 with no body, then 200 on arrival")
+    def _():
+        path = "/cgi-bin/messages/status"
+        first = request(port, "GET", path, cookie=alice, headers={"X-Piggyback-Ack": "0"})
+        check(first.status == 200, f"status {first.status}: {first!r}")
+        check_site_messages(first, "messages/status")
+        tag, poll = first.header("ETag"), first.header("X-Poll-Interval")
+        check(tag and poll == "30", f"ETag {tag!r}, X-Poll-Interval {poll!r}")
+        batch = str(first.site_messages.get("batch", 0))
+        # Raw, to see exactly what the server sends for a 304.
+        head, body = raw_exchange(port, (
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nCookie: pb_session={alice}\r\n"
+            f"If-None-Match: {tag}\r\nX-Piggyback-Ack: {batch}\r\nConnection: close\r\n\r\n").encode())
+        check(head.startswith(b"HTTP/1.1 304"), f"head {head!r}")
+        check(body == b"", f"a 304 with {len(body)} body bytes: {body[:100]!r}")
+        check(f"ETag: {tag}".encode().lower() in head.lower(), f"no ETag on the 304: {head!r}")
+        send_via_cgi(server, bob, "alice", "status e2e", "arrives while idle")
+        r = request(port, "GET", path, cookie=alice, headers={"If-None-Match": tag, "X-Piggyback-Ack": batch})
+        check(r.status == 200, f"after an arrival: status {r.status}")
+        sm = check_site_messages(r, "messages/status after an arrival")
+        check(sm["new"] == 1 and r.header("ETag") != tag, f"{sm} {r.header('ETag')}")
+
     @test(f"{label}: a body over 64 KiB gets 413")
     def _():
         big = json.dumps({"body": "x" * (70 * 1024)}).encode()
