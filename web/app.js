@@ -334,6 +334,12 @@
     }
     return m.subject;
   }
+  // A friend notice's text is the server's; worded here too. A comment notice's
+  // text is the comment itself.
+  function bodyOf(m) {
+    if (m.kind && Piggyback.words.en["body_" + m.kind]) return Piggyback.t("body_" + m.kind, { from: m.from });
+    return m.body;
+  }
   function mailboxView(filter) {
     var list = h("div");
     var more = h("button", { type: "button", hidden: true }, t("older_messages"));
@@ -362,7 +368,7 @@
         add(list, (data.messages || []).map(function (m) {
           var unread = m.state === "new" || m.state === "delivered";
           return h("a.card.mail" + (unread ? ".unread" : ""), { href: "#/mailbox/" + m.id },
-            h("span.from", m.from), h("span.subject", subjectOf(m), m.kind === "note" || !m.kind ? h("span.meta", " — " + (m.snippet || "")) : null),
+            h("span.from", m.from), h("span.subject", subjectOf(m), m.kind === "friend_request" || m.kind === "friend_accept" ? null : h("span.meta", " — " + (m.snippet || ""))),
             h("span.meta", when(m.sent_at)), h("span.state", t("state_" + m.state)));
         }));
         if (!list.children.length) add(list, h("p.empty", t("no_messages")));
@@ -387,7 +393,7 @@
             h("h1", subjectOf(m)),
             h("div.meta", t("from_to", { from: m.from, to: m.to, date: when(m.sent_at) }) + " · ",
               h("span.state", t(unread ? "state_read" : "state_" + m.state))),
-            h("p.body", m.body),
+            h("p.body", bodyOf(m)),
             h("div.row",
               h("button", { type: "button", onclick: function () { location.hash = "#/mailbox"; } }, t("back")),
               h("button.danger", { type: "button", onclick: del }, t("delete")))));

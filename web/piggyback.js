@@ -65,6 +65,8 @@
       subject_friend_request: "{from} wants to be your friend",
       subject_friend_accept: "{from} is now your friend",
       subject_comment: "{from} commented on your post",
+      body_friend_request: "{from} asked to be your friend. Accept or decline on your friends page.",
+      body_friend_accept: "{from} and you are friends now.",
       coalesced: "{n} new messages",
       coalesced_from: "{n} new messages from {who}",
       and_more: "and {n} more",
@@ -84,6 +86,8 @@
       subject_friend_request: "{from} 想加你为好友",
       subject_friend_accept: "{from} 已成为你的好友",
       subject_comment: "{from} 评论了你的帖子",
+      body_friend_request: "{from} 请求加你为好友。请在好友页面接受或拒绝。",
+      body_friend_accept: "你和 {from} 已经是好友了。",
       coalesced: "{n} 条新消息",
       coalesced_from: "{who} 发来 {n} 条新消息",
       and_more: "另有 {n} 条",
@@ -296,6 +300,9 @@
     if (it.kind && it.kind !== "note" && WORDS.en["subject_" + it.kind]) return fill("subject_" + it.kind, it);
     return it.subject || "";
   }
+  // Whether the text of a message is a person's own words (a note, a comment),
+  // not a notice worded by the server.
+  function ownWords(it) { return !it.kind || it.kind === "note" || it.kind === "comment"; }
   function titleOf(it) {
     return fill(WORDS.en["title_" + it.kind] ? "title_" + it.kind : "title_note", it);
   }
@@ -324,7 +331,7 @@
       fresh.forEach(function (it) {
         // With the recipient's message_preview choice, subject and snippet may be
         // empty: then the note names the sender only.
-        var lines = [subjectOf(it), it.kind === "note" || !it.kind ? it.snippet : ""].filter(Boolean);
+        var lines = [subjectOf(it), ownWords(it) ? it.snippet : ""].filter(Boolean);
         showNote(titleOf(it), lines, null, [String(it.id)], it.id);
       });
     }
@@ -336,6 +343,7 @@
     channel = typeof BroadcastChannel === "function" ? new BroadcastChannel("piggyback") : null;
   } catch (e) { channel = null; }
 
+  var early = [];
   // The one place site_messages is read.
   function handle(sm, fromOtherTab) {
     if (!sm || typeof sm !== "object" || Array.isArray(sm)) return;
@@ -353,9 +361,15 @@
       render();
       return;
     }
+    if (!doc.body) {
+      // An answer before the page has a body (the tag is in <head>): shown, and
+      // acknowledged, once there is somewhere to show it.
+      early.push(sm);
+      return;
+    }
     var total = (typeof sm["new"] === "number" ? sm["new"] : items.length) +
       (typeof sm.repeated === "number" ? sm.repeated : 0);
-    if (doc.body) announce(items, total);
+    announce(items, total);
     shownBatch(sm.batch);
     render();
     if (channel) {
@@ -567,6 +581,7 @@
 
   function start() {
     injectStyle();
+    early.splice(0).forEach(function (sm) { handle(sm, false); });
     render();
     schedule();
   }

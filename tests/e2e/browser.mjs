@@ -148,6 +148,10 @@ try {
   });
 
   await check("host page: the page's own XHR (text and json) answers are read too", async () => {
+    await host.evaluate(() => {
+      window.__events = [];
+      document.addEventListener("piggyback:messages", (e) => window.__events.push(e.detail));
+    });
     const a = send("bob", "erin", `host xhr ${run}`);
     await host.click("#by-xhr");
     await noteFor(host, a).waitFor({ timeout: 10000 });
@@ -161,6 +165,9 @@ try {
     assert(acks.every((x) => /^\d+$/.test(x || "")), `acks ${acks}`);
     const sm = lastSm(hostLog);
     eq(await counters(host), { delivered: String(sm.delivered), new: String(sm.new) }, "counters");
+    const events = await host.evaluate(() => window.__events);
+    eq(events.length, 2, "piggyback:messages events");
+    eq(events[1], sm, "the event's detail");
   });
 
   await check("host page: a note is dismissed by keyboard", async () => {
@@ -392,7 +399,9 @@ try {
     const req = zdemo.locator("[data-piggyback-toast]", { hasText: "gina 请求加你为好友" });
     await req.waitFor({ timeout: 10000 });
     await zdemo.locator("nav a[href='#/mailbox']").click();
-    await zdemo.locator(".mail", { hasText: "gina 想加你为好友" }).waitFor({ timeout: 10000 });
+    await zdemo.locator(".mail", { hasText: "gina 想加你为好友" }).first().click();
+    await zdemo.locator("main .body", { hasText: "gina 请求加你为好友。请在好友页面接受或拒绝。" }).waitFor({ timeout: 10000 });
+    await settle(zdemo);
     const sm = lastSm(zLog);
     eq(await counters(zdemo), { delivered: String(sm.delivered), new: String(sm.new) }, "badges");
   });
