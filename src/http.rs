@@ -68,6 +68,8 @@ pub struct Meta {
     /// `X-Piggyback-Ack`: what this client showed. Its presence says the client
     /// acknowledges, so unacknowledged batches may be announced to it again.
     pub ack: Option<Ack>,
+    /// `If-None-Match`, as sent: only `messages/status` answers it.
+    pub if_none_match: Option<String>,
 }
 
 /// The value of `X-Piggyback-Ack` (docs/API.md, *Acknowledgements*).
@@ -85,6 +87,18 @@ pub enum Ack {
 pub const MAX_ACK_BATCHES: usize = 64;
 
 impl Ack {
+    /// The acknowledgement watermark after this acknowledgement, for a mailbox whose
+    /// watermark is `acked` and whose last batch is `last`: every batch up to it needs
+    /// no second announcement. A `shown=` list moves it only when it names every batch
+    /// after the watermark (batches it leaves out may be lost answers).
+    pub fn watermark(&self, acked: i64, last: i64) -> i64 {
+        match self {
+            Ack::UpTo(batch) if *batch > acked && *batch <= last => *batch,
+            Ack::Shown(shown) if last > acked && (acked + 1..=last).all(|b| shown.contains(&b)) => last,
+            _ => acked,
+        }
+    }
+
     /// Parses a header value; `None` when it is malformed.
     pub fn parse(value: &str) -> Option<Ack> {
         let number = |v: &str| -> Option<i64> {

@@ -288,6 +288,15 @@ mod tests {
     }
 
     #[test]
+    fn the_watermark_moves_past_only_batches_all_named() {
+        assert_eq!(Ack::UpTo(5).watermark(2, 6), 5);
+        assert_eq!(Ack::UpTo(9).watermark(2, 6), 2, "a batch never issued");
+        assert_eq!(Ack::Shown(vec![3, 4, 5, 6]).watermark(2, 6), 6);
+        assert_eq!(Ack::Shown(vec![4, 5, 6]).watermark(2, 6), 2, "batch 3 may be a lost answer");
+        assert_eq!(Ack::Shown(vec![]).watermark(2, 2), 2);
+    }
+
+    #[test]
     fn ack_header_forms() {
         assert_eq!(Ack::parse(""), Some(Ack::UpTo(0)));
         assert_eq!(Ack::parse(" 7 "), Some(Ack::UpTo(7)));
