@@ -7,7 +7,8 @@ not copied), by real lighttpd on 127.0.0.1 (--mode cgi; other modes plug in as a
 `Site` class). During the load:
 
 * every user has a clicker: GETs of every program (profile, friends, posts, one post,
-  messages, one message, session) and marks read the messages it was shown, always
+  messages, one message, session, the idle check messages/status with If-None-Match)
+  and marks read the messages it was shown, always
   with its cookie and `X-Piggyback-Ack: shown=...` naming the batches it has shown;
 * senders act as random users: notes (each with a unique subject), friend requests
   (remove, request, accept), posts and comments (each with a unique body);
@@ -143,6 +144,7 @@ class User:
         self.lock = threading.Lock()
         self.unacked = set()
         self.last_shown = 0
+        self.etag = None  # of the last messages/status answer
         self.seen = []  # message ids shown, for marking read and opening
 
     def ack_header(self):
@@ -183,6 +185,9 @@ class Load:
         ack = user.ack_header()
         sent_batches = user.sent_batches(ack)
         headers = {"X-Piggyback-Ack": ack}
+        poll = path == "/cgi-bin/messages/status"
+        if poll and user.etag:
+            headers["If-None-Match"] = user.etag
         if method == "POST":
             headers["Origin"] = f"http://127.0.0.1:{self.site.port}"
         entry = {"t": time.time(), "user": user.name, "method": method, "path": path, "kind": kind,
@@ -196,6 +201,8 @@ class Load:
             return None, None
         entry["status"] = r.status
         entry["retry_after"] = r.header("Retry-After")
+        if poll and r.header("ETag"):
+            user.etag = r.header("ETag")
         entry["json"] = r.json is not None
         site = r.site_messages
         if r.json is not None and isinstance(r.json, dict):
@@ -232,6 +239,7 @@ class Load:
                 ("GET", "/cgi-bin/messages"),
                 ("GET", "/cgi-bin/messages?state=unread"),
                 ("GET", "/cgi-bin/session"),
+                ("GET", "/cgi-bin/messages/status"),
             ]
             if post:
                 choices.append(("GET", f"/cgi-bin/posts/{post}"))
