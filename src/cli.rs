@@ -11,7 +11,8 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use clap::{Parser, Subcommand};
 
 use crate::identity::Key;
-use crate::message_store::{MessageKind, SeedPlan, Store, now};
+use crate::message_store::{SeedPlan, Store, now};
+use crate::model::MessageKind;
 use crate::msq::{self, DrainReport, Queue, Send, SendOutcome};
 use crate::password;
 use crate::spool::Spool;
@@ -146,9 +147,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
     };
     let spool = Spool::new(
-        cli.spool
-            .or_else(|| env_path("PIGGYBACK_SPOOL"))
-            .unwrap_or_else(|| db.parent().unwrap_or(Path::new(".")).join("spool")),
+        cli.spool.or_else(|| env_path("PIGGYBACK_SPOOL")).unwrap_or_else(|| crate::config::default_spool(&db)),
     );
     match cli.command {
         Command::Init => {

@@ -19,7 +19,8 @@ use crate::csrf;
 use crate::http::{ApiError, BodyError, Meta, Method, Reply, Request, SessionChange, reason_phrase};
 use crate::identity::{self, COOKIE_NAME, Key};
 use crate::message_status;
-use crate::message_store::{Store, StoreError, User, now};
+use crate::message_store::{Store, StoreError, now};
+use crate::model::User;
 use crate::msq::{self, Queue, QueueError};
 use crate::spool::Spool;
 
@@ -78,7 +79,7 @@ fn serve(handler: Handler, env: &Env, stdin: impl Read) -> Reply {
         Ok(config) => config,
         Err(e) => {
             log(&format!("configuration: {e}"));
-            return misconfigured();
+            return ApiError::misconfigured().into_reply();
         }
     };
     let request = parse_request(env, stdin);
@@ -147,10 +148,6 @@ fn drain(queue: &Queue<'_>) {
     }
 }
 
-fn misconfigured() -> Reply {
-    ApiError::new(500, "misconfigured", "the server is misconfigured; its error log names the setting").into_reply()
-}
-
 /// Maps a store failure to an answer, logging what an operator must see.
 pub fn store_failure(e: &StoreError) -> ApiError {
     match e {
@@ -165,7 +162,7 @@ pub fn store_failure(e: &StoreError) -> ApiError {
         }
         StoreError::Unopenable(_) => {
             log(&format!("PIGGYBACK_DB: {e}"));
-            ApiError::new(500, "misconfigured", "the server is misconfigured; its error log names the setting")
+            ApiError::misconfigured()
         }
         StoreError::Sqlite(_) => {
             log(&format!("{e}"));
@@ -247,15 +244,13 @@ fn identify(meta: &Meta, store: &Store, config: &Config) -> Result<Option<User>,
 /// The session-signing key of `PIGGYBACK_SECRET_FILE`; a 500 naming the setting in the
 /// error log when it is unset or unusable.
 pub fn session_key(config: &Config) -> Result<Key, ApiError> {
-    let misconfigured =
-        || ApiError::new(500, "misconfigured", "the server is misconfigured; its error log names the setting");
     let Some(path) = &config.secret_file else {
         log("PIGGYBACK_SECRET_FILE: not set, so no session cookie can be made");
-        return Err(misconfigured());
+        return Err(ApiError::misconfigured());
     };
     Key::load(path).map_err(|e| {
         log(&format!("PIGGYBACK_SECRET_FILE: {e}"));
-        misconfigured()
+        ApiError::misconfigured()
     })
 }
 

@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::message_store::User;
+use crate::model::User;
 
 /// The HTTP method of a CGI request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -235,6 +235,11 @@ impl ApiError {
 
     pub fn internal(message: impl Into<String>) -> ApiError {
         ApiError::new(500, "internal_error", message)
+    }
+
+    /// A setting is missing or wrong: the answer says only that; the error log names it.
+    pub fn misconfigured() -> ApiError {
+        ApiError::new(500, "misconfigured", "the server is misconfigured; its error log names the setting")
     }
 
     pub fn header(mut self, name: &'static str, value: impl Into<String>) -> ApiError {

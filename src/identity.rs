@@ -10,7 +10,7 @@ use std::path::Path;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-use crate::message_store::UserId;
+use crate::model::UserId;
 
 /// The session cookie's name.
 pub const COOKIE_NAME: &str = "pb_session";

@@ -16,6 +16,7 @@ pub mod http;
 pub mod identity;
 pub mod message_status;
 pub mod message_store;
+pub mod model;
 pub mod msq;
 pub mod password;
 pub mod spool;

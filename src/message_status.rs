@@ -4,7 +4,8 @@
 use serde::Serialize;
 
 use crate::config::{Config, EmptyPolicy};
-use crate::message_store::{Announce, MessageKind, Preview, StoreError, Summary, User, now};
+use crate::message_store::{Announce, StoreError, Summary, now};
+use crate::model::{MessageKind, Preview, User};
 use crate::msq::Queue;
 use crate::text;
 
@@ -130,7 +131,8 @@ pub fn check(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message_store::{Change, MessageId, NewMessage, Store, UserId};
+    use crate::message_store::Store;
+    use crate::model::{Change, MessageId, NewMessage, UserId};
     use crate::spool::Spool;
 
     struct Fixture {

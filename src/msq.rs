@@ -11,10 +11,8 @@
 use std::io;
 use std::time::Duration;
 
-use crate::message_store::{
-    Announce, BUSY_TIMEOUT, Change, Claim, Mailbox, MessageId, MessageKind, NewMessage, Store, StoreError, Stored,
-    UserId, now,
-};
+use crate::message_store::{Announce, BUSY_TIMEOUT, Claim, Mailbox, Store, StoreError, Stored, now};
+use crate::model::{Change, MessageId, MessageKind, NewMessage, UserId};
 use crate::spool::{ClaimResult, Claimed, FileRequest, Spool};
 
 /// Claims older than this many seconds belong to a drainer that died.

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::message_store::{MessageKind, NewMessage, UserId};
+use crate::model::{MessageKind, NewMessage, UserId};
 
 /// Version tag at the start of every request file.
 const MAGIC: &str = "PBQ1";

@@ -6,7 +6,8 @@ use serde_json::json;
 use super::{named_user, unknown_path};
 use crate::gateway::Context;
 use crate::http::{ApiError, Method, Reply, Request};
-use crate::message_store::{FriendRequestOutcome, MessageKind, User};
+use crate::message_store::FriendRequestOutcome;
+use crate::model::{MessageKind, User};
 use crate::msq::Send;
 
 #[derive(Deserialize)]

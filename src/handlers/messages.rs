@@ -12,7 +12,8 @@ use super::{
 use crate::gateway::Context;
 use crate::http::{ApiError, Method, Reply, Request};
 use crate::message_status::prefix_chars;
-use crate::message_store::{Change, MessageId, MessageKind, StateFilter};
+use crate::message_store::StateFilter;
+use crate::model::{Change, MessageId, MessageKind};
 use crate::msq::{Send, SendOutcome};
 use crate::text;
 
@@ -88,11 +89,7 @@ fn change(ctx: &Context<'_>, req: &Request, id: &str, change: Change) -> Result<
     if !ctx.queue.change(me.id, id, change)? {
         return Err(ApiError::not_found("message"));
     }
-    let state = match change {
-        Change::MarkRead => "read",
-        Change::Delete => "deleted",
-    };
-    Ok(Reply::ok(json!({"message": {"id": id.0, "state": state}})))
+    Ok(Reply::ok(json!({"message": {"id": id.0, "state": change.target().as_str()}})))
 }
 
 fn compose(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {

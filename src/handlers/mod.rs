@@ -15,7 +15,7 @@ pub use session::session;
 
 use crate::gateway::Context;
 use crate::http::{ApiError, Request};
-use crate::message_store::{User, UserId};
+use crate::model::{User, UserId};
 use crate::msq::{Send, SendOutcome};
 use crate::text;
 

@@ -7,7 +7,8 @@ use serde_json::{Value, json};
 use super::{POST_BODY, before_param, check_text, page_limit, path_id, send, unknown_path, within_send_rate};
 use crate::gateway::Context;
 use crate::http::{ApiError, Method, Reply, Request};
-use crate::message_store::{Comment, MessageKind, Post, PostId, User};
+use crate::message_store::{Comment, Post};
+use crate::model::{MessageKind, PostId, User};
 use crate::msq::Send;
 use crate::text;
 

@@ -6,7 +6,8 @@ use serde_json::json;
 use super::{BIO, DISPLAY_NAME, check_text, named_user, unknown_path};
 use crate::gateway::Context;
 use crate::http::{ApiError, Method, Reply, Request};
-use crate::message_store::{Preview, Profile, UserId};
+use crate::message_store::Profile;
+use crate::model::{Preview, UserId};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -12,7 +12,8 @@ use super::unknown_path;
 use crate::gateway::{Context, session_key};
 use crate::http::{ApiError, Method, Reply, Request, SessionChange};
 use crate::identity::{self, COOKIE_NAME};
-use crate::message_store::{User, now};
+use crate::message_store::now;
+use crate::model::User;
 use crate::{password, text};
 
 /// Failed logins for one user name within [`LOGIN_WINDOW_SECS`] before 429.

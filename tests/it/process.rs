@@ -931,7 +931,7 @@ fn the_common_request_takes_no_write_lock() {
 
 #[test]
 fn a_waiting_request_file_is_stored_and_announced_by_the_recipients_next_request() {
-    use piggyback::message_store::{NewMessage, UserId};
+    use piggyback::model::{NewMessage, UserId};
     use piggyback::spool::{FileRequest, Spool};
     let site = site();
     let spool = Spool::new(site.dir.path().join("spool"));
@@ -944,7 +944,7 @@ fn a_waiting_request_file_is_stored_and_announced_by_the_recipients_next_request
         to: UserId(id_of("alice")),
         subject: "from the spool".into(),
         body: "queued while the database was busy".into(),
-        kind: piggyback::message_store::MessageKind::Note,
+        kind: piggyback::model::MessageKind::Note,
         idempotency_key: None,
         sent_at: 1_700_000_000,
     };
@@ -1159,7 +1159,7 @@ fn an_unacknowledged_announcement_is_made_again_to_an_acknowledging_client() {
 
 #[test]
 fn msqd_applies_request_files_as_they_arrive_and_stops_cleanly_on_sigterm() {
-    use piggyback::message_store::MessageKind;
+    use piggyback::model::MessageKind;
     use piggyback::spool::{FileRequest, Spool};
     let site = site();
     let keeper = site.piggyback_spawn(&["msqd", "--poll-ms", "20", "--checkpoint-secs", "1"]);

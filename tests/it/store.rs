@@ -1,10 +1,8 @@
 //! The message database on temporary files: schema, counters, the claim, state changes,
 //! idempotent sends, friends, the feed, `check` and `seed`.
 
-use piggyback::message_store::{
-    Announce, Change, Counters, FriendRequestOutcome, MessageId, MessageState, NewMessage, SeedPlan, StateFilter,
-    Store, UserId,
-};
+use piggyback::message_store::{Announce, Counters, FriendRequestOutcome, SeedPlan, StateFilter, Store};
+use piggyback::model::{Change, MessageId, MessageState, NewMessage, UserId};
 use rusqlite::Connection;
 use tempfile::TempDir;
 
@@ -56,7 +54,7 @@ fn message(from: UserId, to: UserId, subject: &str, key: Option<&str>) -> NewMes
         to,
         subject: subject.into(),
         body: format!("body of {subject}"),
-        kind: piggyback::message_store::MessageKind::Note,
+        kind: piggyback::model::MessageKind::Note,
         idempotency_key: key.map(str::to_owned),
         sent_at: 1_700_000_000,
     }
