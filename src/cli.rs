@@ -11,9 +11,9 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use clap::{Parser, Subcommand};
 
 use crate::identity::Key;
-use crate::message_store::{SeedPlan, Store, now};
-use crate::model::MessageKind;
-use crate::msq::{self, DrainReport, Queue, Send, SendOutcome};
+use crate::message_store::{SeedPlan, Store};
+use crate::model::{MessageKind, NewMessage, now};
+use crate::msq::{self, DrainReport, Queue, SendOutcome, new_request_id};
 use crate::password;
 use crate::spool::Spool;
 use crate::text;
@@ -168,7 +168,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let hash = if password_stdin { Some(password::hash(&password_line()?)?) } else { None };
             let store = open(&db)?;
             let display = display_name.unwrap_or_else(|| name.clone());
-            match store.add_user(&name, &display, hash.as_deref())? {
+            match store.add_user(&name, &display, hash.as_deref(), now())? {
                 Some(id) => say!("{}", id.0),
                 None => bail!("user {name} exists already"),
             }
@@ -179,13 +179,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 |name: &str| -> Result<_> { store.user_by_name(name)?.ok_or_else(|| anyhow!("no user named {name}")) };
             let (from, to) = (user(&from)?, user(&to)?);
             let queue = Queue::new(&store, spool);
-            let outcome = queue.send(Send {
+            let outcome = queue.send(NewMessage {
+                request_id: new_request_id(),
                 from: from.id,
                 to: to.id,
                 subject,
                 body,
                 kind: MessageKind::Note,
                 idempotency_key,
+                sent_at: now(),
             })?;
             match outcome {
                 SendOutcome::Stored { request_id, message } => {
@@ -199,7 +201,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Seed { users, messages, seed } => {
             let store = open(&db)?;
             let started = Instant::now();
-            let report = store.seed(&SeedPlan { users, messages, seed })?;
+            let report = store.seed(&SeedPlan { users, messages, seed }, now())?;
             say!(
                 "seeded {} users (ids from {}) and {} messages in {:.1} s",
                 report.users,
@@ -210,7 +212,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Drain { stale_after } => {
             let store = open(&db)?;
-            let report = Queue::new(&store, spool).drain_all(stale_after)?;
+            let report = Queue::new(&store, spool).drain_all(stale_after, now())?;
             print_drain(&report);
         }
         Command::Msqd { poll_ms, checkpoint_secs } => {
@@ -228,7 +230,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 state.bad,
                 state.writing
             );
-            let problems = store.check()?;
+            let problems = store.audit()?;
             if problems.is_empty() {
                 say!("ok: integrity and every counter check out");
                 return Ok(ExitCode::SUCCESS);
@@ -292,7 +294,7 @@ fn msqd(queue: &Queue<'_>, poll_ms: u64, checkpoint_secs: u64) -> Result<ExitCod
     eprintln!("piggyback msqd: draining {} every {poll_ms} ms", queue.spool().root().display());
     let mut last_checkpoint = Instant::now();
     while !stop.load(Ordering::Relaxed) {
-        match queue.drain_all(msq::CLAIM_TIMEOUT_SECS) {
+        match queue.drain_all(msq::CLAIM_TIMEOUT_SECS, now()) {
             Ok(report) => {
                 if report.applied + report.duplicates + report.reclaimed > 0 || !report.bad.is_empty() {
                     print_drain(&report);
@@ -308,7 +310,7 @@ fn msqd(queue: &Queue<'_>, poll_ms: u64, checkpoint_secs: u64) -> Result<ExitCod
         }
         std::thread::sleep(Duration::from_millis(poll_ms));
     }
-    let report = queue.drain_all(msq::CLAIM_TIMEOUT_SECS)?;
+    let report = queue.drain_all(msq::CLAIM_TIMEOUT_SECS, now())?;
     print_drain(&report);
     let _ = queue.store().checkpoint();
     eprintln!("piggyback msqd: stopped");

@@ -10,6 +10,8 @@ use std::path::Path;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
+use crate::config::Config;
+use crate::http::ApiError;
 use crate::model::UserId;
 
 /// The session cookie's name.
@@ -114,6 +116,15 @@ pub fn cookie_values<'a>(header: &'a str, name: &'a str) -> impl Iterator<Item =
         let v = v.trim().trim_matches('"');
         (k.trim() == name && !v.is_empty()).then_some(v)
     })
+}
+
+/// The session-signing key of `PIGGYBACK_SECRET_FILE`; a 500 whose log line names the
+/// setting when it is unset or unusable.
+pub fn session_key(config: &Config) -> Result<Key, ApiError> {
+    let Some(path) = &config.secret_file else {
+        return Err(ApiError::misconfigured().log("PIGGYBACK_SECRET_FILE: not set, so no session cookie can be made"));
+    };
+    Key::load(path).map_err(|e| ApiError::misconfigured().log(format!("PIGGYBACK_SECRET_FILE: {e}")))
 }
 
 #[cfg(test)]

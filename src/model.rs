@@ -3,7 +3,8 @@
 //! without knowing the store.
 
 /// A user's id in the message database.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
 pub struct UserId(pub i64);
 
 /// A message's id in the message database.
@@ -133,9 +134,10 @@ impl Change {
     }
 }
 
-/// A message to store, from the request that sends it to the row: what a send request
-/// file carries and what the store inserts.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A message to send: the one record from the request that sends it, through the
+/// spool's request file (as JSON), to the row the store inserts.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct NewMessage {
     /// Unique per request; a replay of the same request is a no-op.
     pub request_id: String,
@@ -150,4 +152,10 @@ pub struct NewMessage {
     pub idempotency_key: Option<String>,
     /// Unix seconds when it was sent (accepted), not when it was stored.
     pub sent_at: i64,
+}
+
+/// Unix seconds now: read once per request by the gateway (and per command by
+/// `piggyback`), then passed down as the request's `now`.
+pub fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }

@@ -10,7 +10,8 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use piggyback::gateway::{Env, Handler, respond};
+use piggyback::gateway::{Env, respond};
+use piggyback::handlers::Handler;
 use piggyback::handlers;
 use piggyback::message_store::Store;
 
@@ -29,10 +30,10 @@ fn site() -> &'static Site {
         std::fs::write(&secret, [b'k'; 32]).expect("the key file");
         let store = Store::init(&db).expect("the database");
         let hash = piggyback::password::hash("correct horse").expect("a hash");
-        let alice = store.add_user("alice", "Alice", Some(&hash)).expect("alice").expect("new");
-        let bob = store.add_user("bob", "Bob", None).expect("bob").expect("new");
-        store.request_friend(bob, alice).expect("a friend request");
-        store.add_post(bob, "hello").expect("a post");
+        let alice = store.add_user("alice", "Alice", Some(&hash), piggyback::model::now()).expect("alice").expect("new");
+        let bob = store.add_user("bob", "Bob", None, piggyback::model::now()).expect("bob").expect("new");
+        store.request_friend(bob, alice, piggyback::model::now()).expect("a friend request");
+        store.add_post(bob, "hello", piggyback::model::now()).expect("a post");
         Site { _dir: dir, db, secret }
     })
 }

@@ -5,7 +5,7 @@
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
-use super::{RFC3339, Result, Store, StoreError, now};
+use super::{RFC3339, Result, Store, StoreError};
 use crate::model::{Change, MessageId, MessageKind, MessageState, NewMessage, UserId};
 
 /// Which messages a mailbox listing shows.
@@ -152,7 +152,14 @@ impl Store {
     /// of their bodies. With [`Announce::NewAndUnacknowledged`] the delivered messages
     /// of batches nobody acknowledged join the batch too. Committed before it returns:
     /// the caller writes the response only afterwards.
-    pub fn claim_new(&self, user: UserId, max_items: usize, prefix_chars: usize, announce: Announce) -> Result<Claim> {
+    pub fn claim_new(
+        &self,
+        user: UserId,
+        max_items: usize,
+        prefix_chars: usize,
+        announce: Announce,
+        now: i64,
+    ) -> Result<Claim> {
         let tx = self.immediate()?;
         let Mailbox { batch: last, acked, .. } = read_mailbox(&tx, user)?;
         let batch = last + 1;
@@ -182,7 +189,7 @@ impl Store {
                 "UPDATE mailbox SET new = new - ?2, delivered = delivered + ?2, batch = ?3, announced_at = ?4
                  WHERE user_id = ?1",
             )?
-            .execute(params![user.0, flipped, batch, now()])?;
+            .execute(params![user.0, flipped, batch, now])?;
         } else if announce == Announce::NewAndUnacknowledged {
             // What the unacknowledged batches held has been read or deleted since:
             // nothing is left to announce again, so stop looking.

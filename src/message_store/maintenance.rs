@@ -7,12 +7,12 @@ use rusqlite::params;
 
 use super::mailbox::{Counters, recount_counters};
 use super::migrations::{DROP_MESSAGE_INDEXES, MESSAGE_INDEXES};
-use super::{Result, Store, now};
+use super::{Result, Store};
 use crate::model::UserId;
 
 impl Store {
     /// Integrity check and recount of every counter: the problems found, empty when sound.
-    pub fn check(&self) -> Result<Vec<String>> {
+    pub fn audit(&self) -> Result<Vec<String>> {
         let mut problems = Vec::new();
         {
             let mut stmt = self.conn.prepare("PRAGMA integrity_check")?;
@@ -90,10 +90,9 @@ impl Store {
     }
 
     /// Fills the database with synthetic data in large transactions (`piggyback seed`).
-    pub fn seed(&self, plan: &SeedPlan) -> Result<SeedReport> {
+    pub fn seed(&self, plan: &SeedPlan, now: i64) -> Result<SeedReport> {
         self.conn.execute_batch("PRAGMA synchronous = OFF; PRAGMA cache_size = -262144;")?;
         let mut rng = SplitMix(plan.seed);
-        let now = now();
         let tx = self.immediate()?;
         let first_user: i64 = tx.query_row("SELECT coalesce(max(id), 0) + 1 FROM users", [], |r| r.get(0))?;
         let tag: i64 = tx.query_row("SELECT count(*) FROM users", [], |r| r.get(0))?;

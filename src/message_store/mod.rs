@@ -95,11 +95,6 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// How SQLite formats unix seconds as the contract's timestamps.
 const RFC3339: &str = "'%Y-%m-%dT%H:%M:%SZ'";
 
-/// Unix seconds now.
-pub fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
-}
-
 /// An open message database.
 pub struct Store {
     conn: Connection,

@@ -2,7 +2,7 @@
 
 use rusqlite::{OptionalExtension, params};
 
-use super::{RFC3339, Result, Store, now};
+use super::{RFC3339, Result, Store};
 use crate::model::{PostId, UserId};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,22 +58,19 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    pub fn add_post(&self, author: UserId, body: &str) -> Result<PostId> {
+    pub fn add_post(&self, author: UserId, body: &str, now: i64) -> Result<PostId> {
         let tx = self.immediate()?;
-        tx.prepare_cached("INSERT INTO posts (author_id, body, created_at) VALUES (?1, ?2, ?3)")?.execute(params![
-            author.0,
-            body,
-            now()
-        ])?;
+        tx.prepare_cached("INSERT INTO posts (author_id, body, created_at) VALUES (?1, ?2, ?3)")?
+            .execute(params![author.0, body, now])?;
         let id = tx.last_insert_rowid();
         tx.commit()?;
         Ok(PostId(id))
     }
 
-    pub fn add_comment(&self, post: PostId, author: UserId, body: &str) -> Result<Comment> {
+    pub fn add_comment(&self, post: PostId, author: UserId, body: &str, now: i64) -> Result<Comment> {
         let tx = self.immediate()?;
         tx.prepare_cached("INSERT INTO comments (post_id, author_id, body, created_at) VALUES (?1, ?2, ?3, ?4)")?
-            .execute(params![post.0, author.0, body, now()])?;
+            .execute(params![post.0, author.0, body, now])?;
         let id = tx.last_insert_rowid();
         let sql = format!(
             "SELECT c.id, u.name, c.body, strftime({RFC3339}, c.created_at, 'unixepoch')

@@ -2,7 +2,7 @@
 
 use rusqlite::{Transaction, params};
 
-use super::{RFC3339, Result, Store, now};
+use super::{RFC3339, Result, Store};
 use crate::model::UserId;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,7 +65,7 @@ impl Store {
     }
 
     /// `from` asks `to` to be friends; when `to` had asked first, they become friends.
-    pub fn request_friend(&self, from: UserId, to: UserId) -> Result<FriendRequestOutcome> {
+    pub fn request_friend(&self, from: UserId, to: UserId, now: i64) -> Result<FriendRequestOutcome> {
         let tx = self.immediate()?;
         let exists = |sql: &str, a: UserId, b: UserId| -> Result<bool> {
             Ok(tx.prepare_cached(sql)?.exists(params![a.0, b.0])?)
@@ -75,11 +75,11 @@ impl Store {
         } else if exists("SELECT 1 FROM friend_requests WHERE from_id = ?1 AND to_id = ?2", from, to)? {
             FriendRequestOutcome::AlreadyRequested
         } else if exists("SELECT 1 FROM friend_requests WHERE from_id = ?1 AND to_id = ?2", to, from)? {
-            befriend(&tx, from, to)?;
+            befriend(&tx, from, to, now)?;
             FriendRequestOutcome::Accepted
         } else {
             tx.prepare_cached("INSERT INTO friend_requests (from_id, to_id, created_at) VALUES (?1, ?2, ?3)")?
-                .execute(params![from.0, to.0, now()])?;
+                .execute(params![from.0, to.0, now])?;
             FriendRequestOutcome::Requested
         };
         tx.commit()?;
@@ -87,13 +87,13 @@ impl Store {
     }
 
     /// `user` accepts `from`'s request; false when there was none.
-    pub fn accept_friend(&self, user: UserId, from: UserId) -> Result<bool> {
+    pub fn accept_friend(&self, user: UserId, from: UserId, now: i64) -> Result<bool> {
         let tx = self.immediate()?;
         let had = tx
             .prepare_cached("SELECT 1 FROM friend_requests WHERE from_id = ?1 AND to_id = ?2")?
             .exists(params![from.0, user.0])?;
         if had {
-            befriend(&tx, user, from)?;
+            befriend(&tx, user, from, now)?;
         }
         tx.commit()?;
         Ok(had)
@@ -124,8 +124,7 @@ impl Store {
     }
 }
 
-fn befriend(tx: &Transaction<'_>, a: UserId, b: UserId) -> Result<()> {
-    let now = now();
+fn befriend(tx: &Transaction<'_>, a: UserId, b: UserId, now: i64) -> Result<()> {
     let mut insert =
         tx.prepare_cached("INSERT OR IGNORE INTO friendships (user_id, friend_id, since) VALUES (?1, ?2, ?3)")?;
     insert.execute(params![a.0, b.0, now])?;

@@ -2,7 +2,7 @@
 
 use rusqlite::{OptionalExtension, params};
 
-use super::{RFC3339, Result, Store, now};
+use super::{RFC3339, Result, Store};
 use crate::model::{Preview, User, UserId};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,15 +33,21 @@ impl Store {
             .optional()?)
     }
 
-    /// Adds a user with an empty mailbox; `None` when the name is taken.
-    pub fn add_user(&self, name: &str, display_name: &str, password_hash: Option<&str>) -> Result<Option<UserId>> {
+    /// Adds a user who joined at `now` with an empty mailbox; `None` when the name is taken.
+    pub fn add_user(
+        &self,
+        name: &str,
+        display_name: &str,
+        password_hash: Option<&str>,
+        now: i64,
+    ) -> Result<Option<UserId>> {
         let tx = self.immediate()?;
         let id: Option<i64> = tx
             .prepare_cached(
                 "INSERT INTO users (name, display_name, password_hash, joined_at) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (name) DO NOTHING RETURNING id",
             )?
-            .query_row(params![name, display_name, password_hash, now()], |r| r.get(0))
+            .query_row(params![name, display_name, password_hash, now], |r| r.get(0))
             .optional()?;
         if let Some(id) = id {
             tx.prepare_cached("INSERT INTO mailbox (user_id) VALUES (?1)")?.execute([id])?;

@@ -2,8 +2,8 @@
 
 use crate::support::{Cgi, Program, Response, Site};
 use piggyback::identity::Key;
-use piggyback::message_store::{Store, now};
-use piggyback::model::UserId;
+use piggyback::message_store::Store;
+use piggyback::model::{UserId, now};
 use serde_json::{Value, json};
 use std::os::unix::ffi::OsStringExt;
 

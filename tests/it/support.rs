@@ -48,7 +48,7 @@ impl Program {
         }
     }
 
-    pub fn handler(self) -> piggyback::gateway::Handler {
+    pub fn handler(self) -> piggyback::handlers::Handler {
         match self {
             Program::Profile => piggyback::handlers::profile,
             Program::Friends => piggyback::handlers::friends,
