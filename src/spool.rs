@@ -302,6 +302,22 @@ mod tests {
         assert_eq!(decode(&encode(&r)), Ok(r));
     }
 
+    /// The payload's shape is the `PBQ1` format: files written by earlier builds still
+    /// apply, and a field nobody knows is refused.
+    #[test]
+    fn the_payload_is_one_flat_object_with_its_type() {
+        let payload = r#"{"type":"send","request_id":"abc.1.2","from":1,"to":2,"subject":"午饭","body":"明天见","kind":"note","idempotency_key":null,"sent_at":1700000000}"#;
+        let file = |payload: &str| {
+            let mut out = format!("{MAGIC} {} {}\n", payload.len(), hex(&Sha256::digest(payload))).into_bytes();
+            out.extend_from_slice(payload.as_bytes());
+            out
+        };
+        assert_eq!(decode(&file(payload)), Ok(request("abc.1.2")));
+        assert_eq!(serde_json::to_string(&request("abc.1.2")).unwrap(), payload);
+        let extra = payload.replace(r#""sent_at""#, r#""extra":1,"sent_at""#);
+        assert!(decode(&file(&extra)).is_err(), "unknown fields are refused");
+    }
+
     #[test]
     fn truncation_and_tampering_are_detected() {
         let bytes = encode(&request("abc.1.2"));
