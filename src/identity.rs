@@ -118,6 +118,26 @@ pub fn cookie_values<'a>(header: &'a str, name: &'a str) -> impl Iterator<Item =
     })
 }
 
+/// Creates a key file of 64 random hex characters, mode 0600 (`piggyback init`);
+/// false if it exists.
+pub fn create_key_file(path: &Path) -> std::io::Result<bool> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| std::io::Error::other(format!("no randomness for the key: {e}")))?;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path);
+    match file {
+        Ok(mut f) => {
+            f.write_all(hex.as_bytes())?;
+            f.sync_all()?;
+            Ok(true)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// The session-signing key of `PIGGYBACK_SECRET_FILE`; a 500 whose log line names the
 /// setting when it is unset or unusable.
 pub fn session_key(config: &Config) -> Result<Key, ApiError> {

@@ -6,9 +6,7 @@
 //! delivered) as `site_messages`, [`message_store`] is the message database (the only
 //! SQL), and [`msq`] is the message queue: the spool's front door, through which every
 //! send is made durable before it is stored. [`model`] holds the values they share.
-#![deny(clippy::print_stdout, clippy::print_stderr)]
 
-pub mod cli;
 pub mod config;
 pub mod csrf;
 pub mod gateway;
