@@ -28,7 +28,22 @@ use crate::spool::Spool;
 /// The CGI environment as the server passed it.
 pub type Env = HashMap<String, OsString>;
 
-/// Runs one CGI request of the process: the whole `main` of every CGI program.
+/// The whole `main` of every CGI program: runs the handler [`crate::handlers::PROGRAMS`]
+/// pairs with the executable's name (`CARGO_BIN_NAME`).
+pub fn run_program(name: &str) -> ExitCode {
+    match crate::handlers::program(name) {
+        Some(program) => run(program.handler),
+        None => {
+            let mut stdout = std::io::stdout().lock();
+            let reply = ApiError::misconfigured().log(format!("{name} is not a Piggyback program")).into_reply();
+            log(reply.log.as_deref().unwrap_or_default());
+            let _ = stdout.write_all(&serialize(reply, false)).and_then(|()| stdout.flush());
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+/// Runs one CGI request of the process with `handler`.
 pub fn run(handler: Handler) -> ExitCode {
     let env: Env = std::env::vars_os().filter_map(|(k, v)| k.into_string().ok().map(|k| (k, v))).collect();
     let output = respond(handler, &env, std::io::stdin().lock());

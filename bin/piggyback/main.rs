@@ -92,6 +92,8 @@ enum Command {
     },
     /// Set a user's password, read as one line from standard input.
     Passwd { name: String },
+    /// Print the names of the CGI programs, one a line (for scripts; needs no database).
+    Programs,
     /// Print a `pb_session` cookie value for a user (for host sites, scripts and tests).
     Token {
         name: String,
@@ -135,8 +137,11 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
-    let db = match cli.db.or_else(|| std::env::var_os("PIGGYBACK_DB").filter(|v| !v.is_empty()).map(PathBuf::from)) {
+    let db = cli.db.or_else(|| env_path("PIGGYBACK_DB"));
+    // Every command but `programs` works on a database.
+    let db = match db {
         Some(db) => db,
+        None if matches!(cli.command, Command::Programs) => PathBuf::new(),
         None => {
             eprintln!("piggyback: no database: give --db PATH or set PIGGYBACK_DB");
             return Ok(ExitCode::from(2));
@@ -249,6 +254,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 bail!("no user named {name}");
             }
             println!("password of {name} set");
+        }
+        Command::Programs => {
+            for program in piggyback::handlers::PROGRAMS {
+                println!("{}", program.name);
+            }
         }
         Command::Token { name, ttl, secret_file } => {
             let path = secret_file

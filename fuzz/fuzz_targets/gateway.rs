@@ -11,8 +11,7 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use piggyback::gateway::{Env, respond};
-use piggyback::handlers::Handler;
-use piggyback::handlers;
+use piggyback::handlers::{Handler, PROGRAMS};
 use piggyback::message_store::Store;
 
 struct Site {
@@ -38,12 +37,10 @@ fn site() -> &'static Site {
     })
 }
 
-const HANDLERS: [Handler; 5] =
-    [handlers::profile, handlers::friends, handlers::posts, handlers::messages, handlers::session];
 
 fuzz_target!(|data: &[u8]| {
     let Some((&which, data)) = data.split_first() else { return };
-    let handler = HANDLERS[usize::from(which) % HANDLERS.len()];
+    let handler: Handler = PROGRAMS[usize::from(which) % PROGRAMS.len()].handler;
     let (head, body) = match data.windows(2).position(|w| w == b"\n\n") {
         Some(i) => (&data[..i], &data[i + 2..]),
         None => (data, &[][..]),

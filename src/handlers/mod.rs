@@ -69,6 +69,31 @@ impl Context<'_> {
 /// A CGI program's logic: request in, reply out; never prints, never opens the database.
 pub type Handler = fn(&Context<'_>, &Request) -> Result<Reply, ApiError>;
 
+/// A CGI program: the executable's name (its `[[bin]]` in Cargo.toml and its
+/// `bin/<name>.rs`) and its handler.
+#[derive(Clone, Copy)]
+pub struct Program {
+    pub name: &'static str,
+    pub handler: Handler,
+}
+
+/// Every CGI program, the one list: the binaries, the tests, the fuzz target, the
+/// install script and the end-to-end tests (`piggyback programs`) read it. Adding a
+/// program is an entry here, its handler module, and its `[[bin]]` with a copy of the
+/// one-line `bin/*.rs` (a test holds the three together).
+pub const PROGRAMS: &[Program] = &[
+    Program { name: "profile", handler: profile },
+    Program { name: "friends", handler: friends },
+    Program { name: "posts", handler: posts },
+    Program { name: "messages", handler: messages },
+    Program { name: "session", handler: session },
+];
+
+/// The program called `name`.
+pub fn program(name: &str) -> Option<&'static Program> {
+    PROGRAMS.iter().find(|p| p.name == name)
+}
+
 /// What a text field accepts.
 pub struct TextRule {
     pub field: &'static str,

@@ -8,5 +8,6 @@ mod concurrency;
 mod gateway;
 mod hostile_input;
 mod process;
+mod programs;
 mod security;
 mod store;
