@@ -231,7 +231,7 @@ impl From<StoreError> for ApiError {
                 ApiError::unavailable("the message database needs maintenance").log(format!("PIGGYBACK_DB: {e}"))
             }
             StoreError::Unopenable(_) => ApiError::misconfigured().log(format!("PIGGYBACK_DB: {e}")),
-            StoreError::Sqlite(_) => ApiError::internal("internal error").log(e.to_string()),
+            StoreError::Failed(_) => ApiError::internal("internal error").log(e.to_string()),
         }
     }
 }

@@ -377,7 +377,7 @@ fn store_message_in(tx: &Transaction<'_>, m: &NewMessage) -> Result<Stored> {
     }
     // The conflict was on one of these two UNIQUE constraints, so the row exists.
     let existing = find_stored(tx, &m.request_id, m.from, m.idempotency_key.as_deref())?
-        .ok_or(StoreError::Sqlite(rusqlite::Error::QueryReturnedNoRows))?;
+        .ok_or_else(|| StoreError::Failed("a conflicting message vanished".into()))?;
     Ok(Stored { id: existing, inserted: false })
 }
 

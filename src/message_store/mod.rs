@@ -49,12 +49,12 @@ pub enum StoreError {
     ReadOnly,
     /// The file has another schema version: an older one `piggyback init` migrates,
     /// a newer one only a newer build reads.
-    Schema {
-        found: i64,
-    },
+    Schema { found: i64 },
     /// The file is missing or not a database.
     Unopenable(String),
-    Sqlite(rusqlite::Error),
+    /// The engine refused the statement for another reason (a constraint, a bug): not
+    /// a reason to wait, and not the engine's type, so that another engine fits.
+    Failed(Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl std::fmt::Display for StoreError {
@@ -72,7 +72,7 @@ impl std::fmt::Display for StoreError {
                 "the message database has schema version {found}, this build needs {SCHEMA_VERSION}: run `piggyback init`"
             ),
             StoreError::Unopenable(why) => write!(f, "cannot open the message database: {why}"),
-            StoreError::Sqlite(e) => write!(f, "message database error: {e}"),
+            StoreError::Failed(e) => write!(f, "message database error: {e}"),
         }
     }
 }
@@ -85,7 +85,7 @@ impl From<rusqlite::Error> for StoreError {
             Some(ErrorCode::DatabaseBusy) | Some(ErrorCode::DatabaseLocked) => StoreError::Busy,
             Some(ErrorCode::ReadOnly) => StoreError::ReadOnly,
             Some(ErrorCode::CannotOpen) | Some(ErrorCode::NotADatabase) => StoreError::Unopenable(e.to_string()),
-            _ => StoreError::Sqlite(e),
+            _ => StoreError::Failed(Box::new(e)),
         }
     }
 }
