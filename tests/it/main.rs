@@ -9,5 +9,6 @@ mod gateway;
 mod hostile_input;
 mod message_poll;
 mod process;
+mod programs;
 mod security;
 mod store;
