@@ -10,7 +10,8 @@ use std::time::Instant;
 use anyhow::{Context as _, Result, anyhow, bail};
 use clap::{Parser, Subcommand};
 
-use crate::identity::Key;
+use crate::file_mode::{self, FileMode, Kind};
+use crate::identity::{Claims, CookieName, Key};
 use crate::message_store::{MessageKind, SeedPlan, Store, now};
 use crate::msq::{self, DrainReport, Queue, Send, SendOutcome};
 use crate::password;
@@ -145,19 +146,28 @@ fn run(cli: Cli) -> Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
+    let mode = FileMode::from_env().map_err(|e| anyhow!(e))?;
     let spool = Spool::new(
         cli.spool
             .or_else(|| env_path("PIGGYBACK_SPOOL"))
             .unwrap_or_else(|| db.parent().unwrap_or(Path::new(".")).join("spool")),
-    );
+    )
+    .with_mode(mode);
     match cli.command {
         Command::Init => {
+            // An empty file is an empty database: made here with the mode's bits, so that
+            // SQLite gives `-wal` and `-shm` the same ones.
+            match file_mode::create_new(&db, mode) {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e).with_context(|| format!("cannot create {}", db.display())),
+            }
             Store::init(&db).with_context(|| format!("cannot initialise {}", db.display()))?;
             say!("initialised {}", db.display());
             spool.create().with_context(|| format!("cannot create the spool {}", spool.root().display()))?;
             say!("spool {}", spool.root().display());
             if let Some(path) = env_path("PIGGYBACK_SECRET_FILE")
-                && create_secret(&path)?
+                && create_secret(&path, mode)?
             {
                 say!("created secret {}", path.display());
             }
@@ -220,6 +230,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Check { repair } => {
             let store = open(&db)?;
+            // Looser permissions are a warning, not a failed check: the data is sound.
+            for line in file_mode::looser(&sensitive_paths(&db, &spool), mode) {
+                eprintln!("warning: {line}");
+            }
             let state = spool.state().with_context(|| format!("cannot read the spool {}", spool.root().display()))?;
             say!(
                 "spool {}: {} waiting, {} claimed, {} bad, {} being written",
@@ -261,7 +275,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let ttl = parse_duration(&ttl)?;
             let store = open(&db)?;
             let user = store.user_by_name(&name)?.ok_or_else(|| anyhow!("no user named {name}"))?;
-            say!("{}", key.sign(user.id, now() + ttl));
+            let claims = Claims { user: user.id, generation: Some(0), session: None, expires: now() + ttl };
+            say!("{}", key.mint(&claims, CookieName::Plain));
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -333,19 +348,37 @@ fn password_line() -> Result<String> {
     Ok(line.to_string())
 }
 
+/// The files whose permissions `check` looks at: the database with its `-wal` and
+/// `-shm`, the session key, the spool's folders and files.
+fn sensitive_paths(db: &Path, spool: &Spool) -> Vec<(PathBuf, Kind)> {
+    let mut paths = vec![(db.to_path_buf(), Kind::File)];
+    for suffix in ["-wal", "-shm"] {
+        let mut name = db.as_os_str().to_owned();
+        name.push(suffix);
+        paths.push((PathBuf::from(name), Kind::File));
+    }
+    if let Some(secret) = env_path("PIGGYBACK_SECRET_FILE") {
+        paths.push((secret, Kind::Secret));
+    }
+    paths.extend(spool.paths());
+    paths
+}
+
 fn env_path(name: &str) -> Option<PathBuf> {
     std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from)
 }
 
-/// Creates a key file of 64 random hex characters, mode 0600; false if it exists.
-fn create_secret(path: &Path) -> Result<bool> {
-    use std::os::unix::fs::OpenOptionsExt;
+/// Creates a key file of 64 random hex characters, mode 0600 (0640 for
+/// `PIGGYBACK_FILE_MODE=group`); false if it exists.
+fn create_secret(path: &Path, mode: FileMode) -> Result<bool> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(|e| anyhow!("no randomness for the secret: {e}"))?;
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     let file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path);
     match file {
         Ok(mut f) => {
+            f.set_permissions(std::fs::Permissions::from_mode(mode.secret()))?;
             f.write_all(hex.as_bytes())?;
             f.sync_all()?;
             Ok(true)

@@ -3,6 +3,9 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
+use crate::file_mode::FileMode;
+use crate::proxy::{self, Cidr};
+
 /// Largest request body any program accepts.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
@@ -30,6 +33,10 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     /// How long a session cookie from the `session` program is valid, in seconds.
     pub session_ttl: i64,
+    /// Proxies whose forwarding headers are believed (`PIGGYBACK_TRUSTED_PROXIES`).
+    pub trusted_proxies: Vec<Cidr>,
+    /// Who may read the files the programs create (`PIGGYBACK_FILE_MODE`).
+    pub file_mode: FileMode,
 }
 
 /// Default session lifetime: 7 days.
@@ -121,6 +128,18 @@ impl Config {
                 }
             },
         };
+        let trusted_proxies = match text("PIGGYBACK_TRUSTED_PROXIES")? {
+            None => Vec::new(),
+            Some(v) => proxy::parse_list(&v)
+                .map_err(|problem| ConfigError { variable: "PIGGYBACK_TRUSTED_PROXIES", problem })?,
+        };
+        let file_mode = match text("PIGGYBACK_FILE_MODE")? {
+            None => FileMode::Owner,
+            Some(v) => FileMode::parse(&v).ok_or_else(|| ConfigError {
+                variable: "PIGGYBACK_FILE_MODE",
+                problem: format!("must be `owner` or `group`, not `{v}`"),
+            })?,
+        };
         Ok(Config {
             db,
             spool,
@@ -132,6 +151,8 @@ impl Config {
             ack_lease_secs,
             allowed_origins,
             session_ttl,
+            trusted_proxies,
+            file_mode,
         })
     }
 
@@ -154,6 +175,8 @@ impl Config {
             ack_lease_secs: 120,
             allowed_origins: Vec::new(),
             session_ttl: DEFAULT_SESSION_TTL,
+            trusted_proxies: Vec::new(),
+            file_mode: FileMode::Owner,
         }
     }
 }
@@ -215,6 +238,11 @@ mod tests {
         assert_eq!(e.variable, "PIGGYBACK_MAX_ITEMS");
         let e = config(&[("PIGGYBACK_DB", "/a.db"), ("PIGGYBACK_EMPTY", "never")]).unwrap_err();
         assert_eq!(e.variable, "PIGGYBACK_EMPTY");
+        let e =
+            config(&[("PIGGYBACK_DB", "/a.db"), ("PIGGYBACK_TRUSTED_PROXIES", "10.0.0.0/8, proxy.lan")]).unwrap_err();
+        assert_eq!(e.variable, "PIGGYBACK_TRUSTED_PROXIES");
+        let c = config(&[("PIGGYBACK_DB", "/a.db"), ("PIGGYBACK_TRUSTED_PROXIES", "10.0.0.0/8 ::1")]).unwrap();
+        assert_eq!(c.trusted_proxies.len(), 2);
     }
 
     #[test]

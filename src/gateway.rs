@@ -17,10 +17,11 @@ use serde_json::Value;
 use crate::config::{Config, MAX_BODY_BYTES};
 use crate::csrf;
 use crate::http::{ApiError, BodyError, Meta, Method, Reply, Request, SessionChange, reason_phrase};
-use crate::identity::{self, COOKIE_NAME, Key};
-use crate::message_status;
+use crate::identity::{self, Key, Verdict};
+use crate::message_status::{self, Announcing};
 use crate::message_store::{Store, StoreError, User, now};
 use crate::msq::{self, Queue, QueueError};
+use crate::proxy::{self, ForwardingHeaders};
 use crate::spool::Spool;
 
 /// What a handler gets besides the request.
@@ -81,7 +82,8 @@ fn serve(handler: Handler, env: &Env, stdin: impl Read) -> Reply {
             return misconfigured();
         }
     };
-    let request = parse_request(env, stdin);
+    let mut request = parse_request(env, stdin);
+    believe_proxies(&mut request.meta, &config);
     let store = match Store::open(&config.db) {
         Ok(store) => store,
         Err(e) => return store_failure(&e).into_reply(),
@@ -91,8 +93,13 @@ fn serve(handler: Handler, env: &Env, stdin: impl Read) -> Reply {
         Err(e) if e.status < 500 => (None, Some(e)),
         Err(e) => return e.into_reply(),
     };
-    let ctx =
-        Context { config: &config, store: &store, queue: Queue::new(&store, Spool::new(&config.spool)), user, refusal };
+    let ctx = Context {
+        config: &config,
+        store: &store,
+        queue: Queue::new(&store, Spool::new(&config.spool).with_mode(config.file_mode)),
+        user,
+        refusal,
+    };
     // A request that could not be parsed, or a cross-site one, is refused before the
     // handler runs, so it changes nothing.
     let checked = match &request.problem {
@@ -110,18 +117,40 @@ fn serve(handler: Handler, env: &Env, stdin: impl Read) -> Reply {
         SessionChange::Started(user) => Some(user),
         SessionChange::Ended => None,
     };
+    // A request from another site (a link, a form, a script on another page) reports
+    // counts but announces nothing: that page would use up the user's toasts.
+    let announcing = match csrf::cross_site(&request.meta, &config.allowed_origins) {
+        Some(_) => Announcing::CountsOnly,
+        None => Announcing::Claim,
+    };
     if let Some(user) = announce_to {
         drain(&ctx.queue);
         if reply.status < 500 && request.method != Method::Head {
-            attach_site_messages(&mut reply, &ctx.queue, user, request.meta.ack, &config);
+            attach_site_messages(&mut reply, &ctx.queue, user, request.meta.ack, &config, announcing);
         }
     }
     reply
 }
 
+/// Replaces the peer's address and scheme with the client's when the peer is a trusted
+/// proxy (`PIGGYBACK_TRUSTED_PROXIES`); from anybody else the forwarding headers are
+/// ignored, so a client cannot pick the address its login failures count against.
+fn believe_proxies(meta: &mut Meta, config: &Config) {
+    let client = proxy::client(meta.remote_addr.as_deref(), meta.https, &meta.forwarding, &config.trusted_proxies);
+    meta.remote_addr = client.addr;
+    meta.https = client.https;
+}
+
 /// The one place `site_messages` is attached, for every program.
-fn attach_site_messages(reply: &mut Reply, queue: &Queue<'_>, user: &User, ack: Option<i64>, config: &Config) {
-    match message_status::check(queue, user, ack, config) {
+fn attach_site_messages(
+    reply: &mut Reply,
+    queue: &Queue<'_>,
+    user: &User,
+    ack: Option<i64>,
+    config: &Config,
+    announcing: Announcing,
+) {
+    match message_status::check(queue, user, ack, config, announcing) {
         Ok(Some(site)) => {
             let value = serde_json::to_value(site).unwrap_or(Value::Null);
             reply.body.insert("site_messages".into(), value);
@@ -207,32 +236,30 @@ fn identify(meta: &Meta, store: &Store, config: &Config) -> Result<Option<User>,
             None => Err(ApiError::new(401, "unknown_user", "the authenticated user has no account here")),
         };
     }
-    let values: Vec<&str> =
-        meta.cookie.as_deref().map(|c| identity::cookie_values(c, COOKIE_NAME).collect()).unwrap_or_default();
-    let Some(first) = values.first() else {
+    let cookies = meta.cookie.as_deref();
+    if cookies.map(identity::session_cookies).unwrap_or_default().is_empty() {
         return Ok(None);
-    };
+    }
     if config.secret_file.is_none() {
         log("PIGGYBACK_SECRET_FILE: not set, so session cookies cannot be checked");
         return Err(ApiError::unauthorized());
     }
     let key = session_key(config)?;
-    let now = now();
     // Several cookies: a stale one must not hide a valid one, and two valid ones naming
     // different users mean one was planted (by a sibling subdomain): trust neither.
-    let mut valid = values.iter().filter_map(|v| key.verify(v, now).ok());
-    let id = match valid.next() {
-        Some(id) if valid.all(|other| other == id) => id,
-        Some(_) => {
+    let id = match identity::judge(cookies, &key, now()) {
+        Verdict::Valid(claims) => claims.user,
+        Verdict::None => return Ok(None),
+        Verdict::Ambiguous => {
             return Err(ApiError::new(
                 401,
                 "ambiguous_session",
                 "several session cookies name different users; log in again",
             ));
         }
-        None => {
-            let why = match key.verify(first, now) {
-                Err(identity::CookieError::Expired) => "the session has expired; log in again",
+        Verdict::Invalid(why) => {
+            let why = match why {
+                identity::CookieError::Expired => "the session has expired; log in again",
                 _ => "the session cookie is not valid; log in again",
             };
             return Err(ApiError::new(401, "invalid_session", why));
@@ -304,6 +331,11 @@ pub fn parse_request(env: &Env, mut stdin: impl Read) -> Request {
         https: vars.nonempty("HTTPS").is_some_and(|v| v.eq_ignore_ascii_case("on") || v == "1")
             || vars.nonempty("REQUEST_SCHEME").is_some_and(|v| v.eq_ignore_ascii_case("https")),
         remote_addr: vars.nonempty("REMOTE_ADDR"),
+        forwarding: ForwardingHeaders {
+            forwarded: vars.nonempty("HTTP_FORWARDED"),
+            x_forwarded_for: vars.nonempty("HTTP_X_FORWARDED_FOR"),
+            x_forwarded_proto: vars.nonempty("HTTP_X_FORWARDED_PROTO"),
+        },
         ack,
     };
     let body = if method.is_safe() || vars.problem.is_some() {

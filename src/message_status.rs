@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use crate::config::{Config, EmptyPolicy};
-use crate::message_store::{Announce, MessageKind, Preview, StoreError, Summary, User, now};
+use crate::message_store::{Announce, Counters, MessageKind, Preview, StoreError, Summary, User, now};
 use crate::msq::Queue;
 use crate::text;
 
@@ -24,6 +24,20 @@ pub struct SiteMessages {
     /// that first announced them was never acknowledged. Absent when none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub repeated: Option<i64>,
+    /// On an answer that announces nothing because the request came from another site:
+    /// the messages still `new`, left for the next request from this site's own page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<i64>,
+}
+
+/// Whether a request may announce (and so flip) messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Announcing {
+    /// Announce what is new, record the client's acknowledgement.
+    Claim,
+    /// Report the counts only, write nothing: a request from another site, which the
+    /// user did not make on this site's page and whose answer nobody here will show.
+    CountsOnly,
 }
 
 /// One announced message, as a toast shows it.
@@ -78,9 +92,27 @@ pub fn check(
     user: &User,
     ack: Option<i64>,
     config: &Config,
+    announcing: Announcing,
 ) -> Result<Option<SiteMessages>, StoreError> {
     let (preview, user) = (user.preview, user.id);
     let mut mailbox = queue.mailbox(user)?;
+    if announcing == Announcing::CountsOnly {
+        let Counters { new, delivered } = mailbox.counters;
+        let site = SiteMessages {
+            unread: new + delivered,
+            delivered,
+            new: 0,
+            items: Vec::new(),
+            more: false,
+            batch: None,
+            repeated: None,
+            waiting: Some(new),
+        };
+        if site.unread == 0 && config.empty == EmptyPolicy::Omit {
+            return Ok(None);
+        }
+        return Ok(Some(site));
+    }
     if let Some(batch) = ack
         && batch > mailbox.acked
         && batch <= mailbox.batch
@@ -103,6 +135,7 @@ pub fn check(
             more: false,
             batch: None,
             repeated: None,
+            waiting: None,
         }
     } else {
         let claim = queue.claim(user, config.max_items, prefix_chars(config.snippet_chars), announce)?;
@@ -119,6 +152,7 @@ pub fn check(
             items,
             batch: (claim.batch > 0).then_some(claim.batch),
             repeated: (claim.repeated > 0).then_some(claim.repeated),
+            waiting: None,
         }
     };
     if site.unread == 0 && config.empty == EmptyPolicy::Omit {
@@ -171,7 +205,7 @@ mod tests {
         fn check(&self, ack: Option<i64>) -> SiteMessages {
             let queue = Queue::new(&self.store, Spool::new(self.dir.path().join("spool")));
             let user = self.store.user_by_id(self.alice).unwrap().unwrap();
-            check(&queue, &user, ack, &self.config).unwrap().unwrap()
+            check(&queue, &user, ack, &self.config, Announcing::Claim).unwrap().unwrap()
         }
 
         /// Moves the last announcement back in time, past any lease.

@@ -11,6 +11,8 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
+mod security;
+
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params};
 

@@ -109,9 +109,20 @@ fn compose(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
         ));
     }
     let to = named_user(ctx, &compose.to)?;
-    // A retry of a send already stored is answered, not counted again.
+    // A retry of a send already stored is answered, not counted again; the same key
+    // for another recipient is a mistake the caller must hear of, not a silent no-op.
     let retry = match &compose.idempotency_key {
-        Some(key) => ctx.store.stored_for("", me.id, Some(key))?.is_some(),
+        Some(key) => match ctx.store.keyed_message(me.id, key)? {
+            Some((_, recipient)) if recipient != to.id => {
+                return Err(ApiError::new(
+                    409,
+                    "idempotency_key_reused",
+                    "this idempotency_key was already used for a message to another recipient",
+                ));
+            }
+            Some(_) => true,
+            None => false,
+        },
         None => false,
     };
     if !retry {

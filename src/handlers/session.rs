@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use super::unknown_path;
 use crate::gateway::{Context, session_key};
 use crate::http::{ApiError, Method, Reply, Request, SessionChange};
-use crate::identity::{self, COOKIE_NAME};
+use crate::identity::{self, Claims, CookieName, Verdict};
 use crate::message_store::{User, now};
 use crate::{password, text};
 
@@ -48,7 +48,11 @@ fn current(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
         return match &ctx.refusal {
             // A cookie that names nobody only gets in the way: tell the browser to drop it.
             Some(refusal) if req.meta.remote_user.is_none() => {
-                Err(refusal.clone().header("Set-Cookie", clearing_cookie(req)))
+                let mut refusal = refusal.clone();
+                for cookie in clearing_cookies(req) {
+                    refusal = refusal.header("Set-Cookie", cookie);
+                }
+                Err(refusal)
             }
             Some(refusal) => Err(refusal.clone()),
             None => Ok(Reply::ok(json!({"session": null}))),
@@ -57,8 +61,11 @@ fn current(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
     if req.meta.remote_user.is_some() {
         return Ok(Reply::ok(json!({"session": session_json(user, "remote_user", None)})));
     }
-    let expires = req.meta.cookie.as_deref().and_then(|c| identity::cookie_value(c, COOKIE_NAME));
-    let expires = expires.and_then(identity::stated_expiry);
+    // The expiry of the cookie that identified the caller, not of the first one sent.
+    let expires = match identity::judge(req.meta.cookie.as_deref(), &session_key(ctx.config)?, now()) {
+        Verdict::Valid(claims) => Some(claims.expires),
+        _ => None,
+    };
     Ok(Reply::ok(json!({"session": session_json(user, "cookie", expires)})))
 }
 
@@ -96,11 +103,14 @@ fn login(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
     ctx.store.clear_rate(&name_throttle(&user.name))?;
     let ttl = ctx.config.session_ttl;
     let expires = now + ttl;
-    let mut cookie =
-        format!("{COOKIE_NAME}={}; Path=/; Max-Age={ttl}; HttpOnly; SameSite=Lax", key.sign(user.id, expires));
-    if req.meta.https {
-        cookie.push_str("; Secure");
-    }
+    let name = CookieName::for_scheme(req.meta.https);
+    let claims = Claims { user: user.id, generation: Some(0), session: None, expires };
+    let cookie = format!(
+        "{}={}; Path=/; Max-Age={ttl}; HttpOnly; SameSite=Lax{}",
+        name.as_str(),
+        key.mint(&claims, name),
+        secure(req)
+    );
     Ok(Reply::ok(json!({"session": session_json(&user, "cookie", Some(expires))}))
         .header("Set-Cookie", cookie)
         .session(SessionChange::Started(user)))
@@ -109,12 +119,26 @@ fn login(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
 /// `POST /session/logout`, `DELETE /session`: clears the cookie, always 200.
 fn logout(req: &Request) -> Result<Reply, ApiError> {
     req.ensure_acceptable_body()?;
-    Ok(Reply::ok(json!({"session": null})).header("Set-Cookie", clearing_cookie(req)).session(SessionChange::Ended))
+    let mut reply = Reply::ok(json!({"session": null})).session(SessionChange::Ended);
+    for cookie in clearing_cookies(req) {
+        reply = reply.header("Set-Cookie", cookie);
+    }
+    Ok(reply)
 }
 
-fn clearing_cookie(req: &Request) -> String {
-    let secure = if req.meta.https { "; Secure" } else { "" };
-    format!("{COOKIE_NAME}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax{secure}")
+/// `Set-Cookie` values that drop the session cookie: on https both names, since a
+/// browser upgraded from plain http may still hold the old one.
+fn clearing_cookies(req: &Request) -> Vec<String> {
+    let names: &[CookieName] =
+        if req.meta.https { &[CookieName::Host, CookieName::Plain] } else { &[CookieName::Plain] };
+    names
+        .iter()
+        .map(|name| format!("{}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax{}", name.as_str(), secure(req)))
+        .collect()
+}
+
+fn secure(req: &Request) -> &'static str {
+    if req.meta.https { "; Secure" } else { "" }
 }
 
 /// The throttle keys of a login attempt: the name's (when it could be a name; first)
