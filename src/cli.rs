@@ -118,6 +118,8 @@ enum UserCommand {
         #[arg(long)]
         password_stdin: bool,
     },
+    /// End every session of a user at once (a stolen cookie stops working).
+    Revoke { name: String },
 }
 
 /// The whole `main` of the `piggyback` program.
@@ -171,6 +173,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             {
                 say!("created secret {}", path.display());
             }
+        }
+        Command::User(UserCommand::Revoke { name }) => {
+            let store = open(&db)?;
+            let user = store.user_by_name(&name)?.ok_or_else(|| anyhow!("no user named {name}"))?;
+            store.end_all_sessions(user.id)?;
+            say!("ended every session of {name}");
         }
         Command::User(UserCommand::Add { name, display_name, password_stdin }) => {
             if !text::valid_name(&name) {
@@ -265,7 +273,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if !store.set_password_hash(user.id, &hash)? {
                 bail!("no user named {name}");
             }
-            say!("password of {name} set");
+            // Whoever had the old password may hold a cookie: it ends with it.
+            store.end_all_sessions(user.id)?;
+            say!("password of {name} set; every session of {name} ended");
         }
         Command::Token { name, ttl, secret_file } => {
             let path = secret_file
@@ -275,7 +285,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let ttl = parse_duration(&ttl)?;
             let store = open(&db)?;
             let user = store.user_by_name(&name)?.ok_or_else(|| anyhow!("no user named {name}"))?;
-            let claims = Claims { user: user.id, generation: Some(0), session: None, expires: now() + ttl };
+            let generation = store.session_user(user.id)?.map(|u| u.generation);
+            let claims = Claims { user: user.id, generation, session: None, expires: now() + ttl };
             say!("{}", key.mint(&claims, CookieName::Plain));
         }
     }

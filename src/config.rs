@@ -26,6 +26,12 @@ pub struct Config {
     pub snippet_chars: usize,
     /// Messages a user may send per minute.
     pub send_rate_per_minute: u32,
+    /// Messages one user may send one recipient per day (`PIGGYBACK_SEND_PAIR_DAILY`).
+    pub send_pair_per_day: u32,
+    /// Posts and comments a user may write per minute (`PIGGYBACK_POST_RATE`).
+    pub post_rate_per_minute: u32,
+    /// Bytes of posts and comments a user may have stored (`PIGGYBACK_POST_QUOTA`).
+    pub post_quota_bytes: i64,
     /// Seconds after which an unacknowledged announcement is made again to a client
     /// that acknowledges (sends `X-Piggyback-Ack`).
     pub ack_lease_secs: i64,
@@ -107,6 +113,12 @@ impl Config {
         let snippet_chars = number(text("PIGGYBACK_SNIPPET_CHARS")?, "PIGGYBACK_SNIPPET_CHARS", 60, 0, 10_000)?;
         let send_rate_per_minute =
             number(text("PIGGYBACK_SEND_RATE")?, "PIGGYBACK_SEND_RATE", 30, 1, 1_000_000)? as u32;
+        let send_pair_per_day =
+            number(text("PIGGYBACK_SEND_PAIR_DAILY")?, "PIGGYBACK_SEND_PAIR_DAILY", 200, 1, 1_000_000)? as u32;
+        let post_rate_per_minute =
+            number(text("PIGGYBACK_POST_RATE")?, "PIGGYBACK_POST_RATE", 10, 1, 1_000_000)? as u32;
+        let post_quota_bytes =
+            number(text("PIGGYBACK_POST_QUOTA")?, "PIGGYBACK_POST_QUOTA", 10 << 20, 1, 1 << 40)? as i64;
         let ack_lease_secs = number(text("PIGGYBACK_ACK_LEASE")?, "PIGGYBACK_ACK_LEASE", 120, 5, 86_400)? as i64;
         let allowed_origins = text("PIGGYBACK_ALLOWED_ORIGINS")?
             .map(|s| {
@@ -148,6 +160,9 @@ impl Config {
             max_items,
             snippet_chars,
             send_rate_per_minute,
+            send_pair_per_day,
+            post_rate_per_minute,
+            post_quota_bytes,
             ack_lease_secs,
             allowed_origins,
             session_ttl,
@@ -172,6 +187,9 @@ impl Config {
             max_items: 20,
             snippet_chars: 60,
             send_rate_per_minute: 30,
+            send_pair_per_day: 200,
+            post_rate_per_minute: 10,
+            post_quota_bytes: 10 << 20,
             ack_lease_secs: 120,
             allowed_origins: Vec::new(),
             session_ttl: DEFAULT_SESSION_TTL,

@@ -247,8 +247,8 @@ fn identify(meta: &Meta, store: &Store, config: &Config) -> Result<Option<User>,
     let key = session_key(config)?;
     // Several cookies: a stale one must not hide a valid one, and two valid ones naming
     // different users mean one was planted (by a sibling subdomain): trust neither.
-    let id = match identity::judge(cookies, &key, now()) {
-        Verdict::Valid(claims) => claims.user,
+    let claims = match identity::judge(cookies, &key, now()) {
+        Verdict::Valid(claims) => claims,
         Verdict::None => return Ok(None),
         Verdict::Ambiguous => {
             return Err(ApiError::new(
@@ -265,10 +265,18 @@ fn identify(meta: &Meta, store: &Store, config: &Config) -> Result<Option<User>,
             return Err(ApiError::new(401, "invalid_session", why));
         }
     };
-    match store.user_by_id(id)? {
-        Some(user) => Ok(Some(user)),
-        None => Err(ApiError::new(401, "invalid_session", "the session names no user; log in again")),
+    // The users row that names the user also says whether the session still stands:
+    // its generation moved on (logout everywhere, a new password, a revocation), or
+    // this one session was logged out.
+    let Some(found) = store.session_user(claims.user)? else {
+        return Err(ApiError::new(401, "invalid_session", "the session names no user; log in again"));
+    };
+    let ended = claims.generation.is_some_and(|g| g != found.generation)
+        || claims.session.as_deref().is_some_and(|id| found.has_ended(id));
+    if ended {
+        return Err(ApiError::new(401, "invalid_session", "the session has ended; log in again"));
     }
+    Ok(Some(found.user))
 }
 
 /// The session-signing key of `PIGGYBACK_SECRET_FILE`; a 500 naming the setting in the

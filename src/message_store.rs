@@ -13,11 +13,13 @@ use std::time::Duration;
 
 mod security;
 
+pub use security::{Limit, MAX_ENDED_SESSIONS, Refusal, SessionUser};
+
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params};
 
 /// Version of the schema this build reads and writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// How long a request waits for another writer before answering 503.
 /// Below both servers' CGI timeouts (3 s and more in `cgi-bin-config/`).
@@ -519,6 +521,11 @@ impl Store {
             0 => {
                 tx.execute_batch(SCHEMA)?;
                 tx.execute_batch(MESSAGE_INDEXES)?;
+                tx.execute_batch(security::MIGRATION_2)?;
+                tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
+            }
+            1 => {
+                tx.execute_batch(security::MIGRATION_2)?;
                 tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
             }
             SCHEMA_VERSION => {}

@@ -6,8 +6,8 @@ use serde_json::{Value, json};
 
 use super::posts::next_id;
 use super::{
-    MAX_IDEMPOTENCY_KEY_BYTES, MESSAGE_BODY, SUBJECT, before_param, check_text, named_user, page_limit, path_id,
-    unknown_path, within_send_rate,
+    MAX_IDEMPOTENCY_KEY_BYTES, MESSAGE_BODY, SUBJECT, admit_send, before_param, check_text, named_user, page_limit,
+    path_id, unknown_path,
 };
 use crate::gateway::Context;
 use crate::http::{ApiError, Method, Reply, Request};
@@ -126,9 +126,9 @@ fn compose(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
         None => false,
     };
     if !retry {
-        within_send_rate(ctx, me.id)?;
+        admit_send(ctx, me.id, to.id)?;
     }
-    let outcome = super::send(
+    let sent = super::send(
         ctx,
         Send {
             from: me.id,
@@ -138,7 +138,14 @@ fn compose(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
             kind: MessageKind::Note,
             idempotency_key: compose.idempotency_key,
         },
-    )?;
+    );
+    // Nothing accepted, so nothing counts: give the admission back.
+    if sent.is_err() && !retry {
+        for limit in super::send_limits(ctx, me.id, to.id) {
+            ctx.store.refund_limit(&limit.key)?;
+        }
+    }
+    let outcome = sent?;
     Ok(match outcome {
         SendOutcome::Stored { request_id, message } => Reply::created(json!({"sent": {
             "request_id": request_id, "message_id": message.0, "to": to.name, "state": "stored",
