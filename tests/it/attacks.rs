@@ -278,3 +278,192 @@ fn get_session_reports_the_expiry_of_the_cookie_that_is_valid() {
     assert_eq!(r.status, 200);
     assert_eq!(r.json["session"]["expires_at"], json!(piggyback::text::rfc3339(valid_until)));
 }
+
+// ---- 1. the login throttle raced ---------------------------------------------------
+
+/// Starts every request at once, then collects the statuses.
+fn statuses(requests: Vec<crate::support::Cgi>) -> Vec<u16> {
+    let running: Vec<_> = requests.iter().map(|r| r.spawn()).collect();
+    running.into_iter().map(|r| r.wait().status).collect()
+}
+
+fn login_from(site: &Site, name: &str, password: &str, addr: &str) -> crate::support::Cgi {
+    site.bare(Program::Session).post("", json!({"name": name, "password": password})).var("REMOTE_ADDR", addr)
+}
+
+#[test]
+fn parallel_wrong_passwords_from_many_addresses_get_at_most_five_verifications() {
+    let site = site_with_dave();
+    let attempts: Vec<_> = (0..120)
+        .map(|i| {
+            // The 45th carries the right password, as in the attack.
+            let password = if i == 45 { PASSWORD } else { "a wrong guess" };
+            login_from(&site, "dave", password, &format!("198.51.{}.{}", i / 200, i % 200 + 1))
+        })
+        .collect();
+    let got = statuses(attempts);
+    let verified = got.iter().filter(|s| matches!(s, 200 | 401)).count();
+    assert!(verified <= 5, "{verified} attempts were verified: {got:?}");
+    assert!(got.iter().all(|s| matches!(s, 200 | 401 | 429 | 503)), "{got:?}");
+    assert!(got.iter().filter(|s| **s == 429).count() >= 100, "{got:?}");
+}
+
+#[test]
+fn a_locked_out_name_still_logs_in_from_where_its_owner_did_and_one_address_locks_few_names() {
+    let site = site_with_dave();
+    assert_eq!(login_from(&site, "dave", PASSWORD, "192.0.2.10").run().status, 200, "dave at home");
+    for i in 0..5 {
+        assert_eq!(login_from(&site, "dave", "guess", &format!("203.0.113.{i}")).run().status, 401);
+    }
+    assert_eq!(login_from(&site, "dave", PASSWORD, "203.0.113.77").run().status, 429, "locked out elsewhere");
+    assert_eq!(login_from(&site, "dave", PASSWORD, "192.0.2.10").run().status, 200, "not at home");
+
+    // One address trying to lock out every name runs out of attempts after four.
+    let site = site_with_dave();
+    for name in ["ann", "ben", "cat", "dan", "dave", "eve"] {
+        for _ in 0..5 {
+            let s = login_from(&site, name, "guess", "198.51.100.1").run().status;
+            assert!(matches!(s, 401 | 429), "{s}");
+        }
+    }
+    let r = login_from(&site, "dave", PASSWORD, "203.0.113.5").run();
+    assert_eq!(r.status, 200, "the fifth name was never counted: {}", r.json);
+}
+
+// ---- 4. posts and comments -------------------------------------------------------------
+
+#[test]
+fn parallel_posts_stop_at_the_rate_and_the_quota_holds() {
+    let site = Site::new(&["alice", "bob"]);
+    let body = "x".repeat(5_000);
+    let posts: Vec<_> =
+        (0..40).map(|_| site.cgi(Program::Posts).user("alice").post("", json!({"body": body}))).collect();
+    let got = statuses(posts);
+    let stored: i64 = site.conn().query_row("SELECT count(*) FROM posts", [], |r| r.get(0)).unwrap();
+    assert!(stored <= 10, "{stored} posts stored: {got:?}");
+    assert_eq!(got.iter().filter(|s| **s == 201).count() as i64, stored);
+    assert!(got.iter().filter(|s| **s == 429).count() >= 30, "{got:?}");
+
+    // The quota: bytes of posts and comments per user.
+    let mut site = Site::new(&["alice"]);
+    site.extra_env.push(("PIGGYBACK_POST_RATE".into(), "1000".into()));
+    site.extra_env.push(("PIGGYBACK_POST_QUOTA".into(), "12000".into()));
+    let post = || site.cgi(Program::Posts).user("alice").post("", json!({"body": body})).run();
+    assert_eq!(post().status, 201);
+    assert_eq!(post().status, 201);
+    let r = post();
+    assert_eq!((r.status, r.error_code()), (403, "quota_exceeded"));
+    let first: i64 = site.conn().query_row("SELECT min(id) FROM posts", [], |r| r.get(0)).unwrap();
+    let r = site
+        .cgi(Program::Posts)
+        .user("alice")
+        .post(&format!("/{first}/comments"), json!({"body": "y".repeat(2_001)}))
+        .run();
+    assert_eq!(r.status, 403, "comments count against the same quota");
+    let r = site.cgi(Program::Posts).user("alice").post(&format!("/{first}/comments"), json!({"body": "short"})).run();
+    assert_eq!(r.status, 201);
+}
+
+// ---- 5. the send limit -----------------------------------------------------------------
+
+fn note(site: &Site, i: usize) -> crate::support::Cgi {
+    site.cgi(Program::Messages).user("alice").post("", json!({"to": "bob", "subject": format!("n{i}"), "body": "b"}))
+}
+
+fn stored_and_waiting(site: &Site) -> i64 {
+    site.piggyback_ok(&["drain"]);
+    site.conn().query_row("SELECT count(*) FROM messages", [], |r| r.get(0)).unwrap()
+}
+
+#[test]
+fn parallel_sends_never_pass_the_limit() {
+    let site = Site::new(&["alice", "bob"]);
+    let got = statuses((0..100).map(|i| note(&site, i)).collect());
+    let accepted = got.iter().filter(|s| matches!(s, 201 | 202)).count() as i64;
+    assert!(accepted <= 30, "{accepted} accepted: {got:?}");
+    assert_eq!(stored_and_waiting(&site), accepted);
+    assert!(got.iter().filter(|s| **s == 429).count() >= 70, "{got:?}");
+}
+
+#[test]
+fn sends_accepted_while_another_process_holds_the_write_lock_count_too() {
+    let site = Site::new(&["alice", "bob"]);
+    let holder = site.conn();
+    holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let running: Vec<_> = (0..60).map(|i| note(&site, i).spawn()).collect();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    holder.execute_batch("COMMIT").unwrap();
+    let got: Vec<u16> = running.into_iter().map(|r| r.wait().status).collect();
+    let accepted = got.iter().filter(|s| matches!(s, 201 | 202)).count() as i64;
+    assert!(accepted <= 30, "{accepted} accepted: {got:?}");
+    assert_eq!(stored_and_waiting(&site), accepted, "every accepted send is stored, none uncounted");
+    site.assert_check_passes();
+}
+
+#[test]
+fn one_sender_reaches_one_recipient_a_limited_number_of_times_a_day() {
+    let mut site = Site::new(&["alice", "bob", "carol"]);
+    site.extra_env.push(("PIGGYBACK_SEND_PAIR_DAILY".into(), "3".into()));
+    for i in 0..3 {
+        assert_eq!(note(&site, i).run().status, 201);
+    }
+    let r = note(&site, 4).run();
+    assert_eq!((r.status, r.error_code()), (429, "rate_limited"));
+    let wait: i64 = r.header("Retry-After").unwrap().parse().unwrap();
+    assert!(wait > 3600, "the pair's window is a day: {wait}");
+    let r = site.post(Program::Messages, "alice", "", json!({"to": "carol", "subject": "s", "body": "b"}));
+    assert_eq!(r.status, 201, "other recipients are not affected");
+}
+
+// ---- 7. sessions that end --------------------------------------------------------------
+
+fn logged_in(site: &Site) -> String {
+    let r = site.bare(Program::Session).post("", json!({"name": "dave", "password": PASSWORD})).run();
+    assert_eq!(r.status, 200);
+    cookie_of(&r, "pb_session").to_owned()
+}
+
+fn works(site: &Site, cookie: &str) -> bool {
+    let r = site.bare(Program::Profile).cookie(cookie).run();
+    assert!(matches!(r.status, 200 | 401), "{}", r.json);
+    r.status == 200
+}
+
+#[test]
+fn a_captured_cookie_stops_working_after_logout_and_after_passwd() {
+    let site = site_with_dave();
+    let phone = logged_in(&site);
+    let laptop = logged_in(&site);
+    let captured = phone.clone();
+    assert!(works(&site, &captured));
+    let r = site.bare(Program::Session).post_empty("/logout").cookie(&phone).run();
+    assert_eq!(r.status, 200);
+    assert!(!works(&site, &captured), "the logged-out session is over, copies included");
+    assert!(works(&site, &laptop), "another session of the same user stands");
+
+    site.piggyback_ok_with_input(&["passwd", "dave"], "a new password entirely\n");
+    assert!(!works(&site, &laptop), "a new password ends every session");
+    let r = site.bare(Program::Session).post("", json!({"name": "dave", "password": "a new password entirely"})).run();
+    assert_eq!(r.status, 200);
+}
+
+#[test]
+fn logout_everywhere_and_the_admin_revocation_end_every_session() {
+    let site = site_with_dave();
+    let (a, b) = (logged_in(&site), logged_in(&site));
+    let token = site.token("dave");
+    let r = site.bare(Program::Session).post_empty("/logout-all").cookie(&a).run();
+    assert_eq!((r.status, &r.json), (200, &json!({"session": null})));
+    for c in [&a, &b, &token] {
+        assert!(!works(&site, c));
+    }
+    let r = site.bare(Program::Session).post_empty("/logout-all").run();
+    assert_eq!(r.status, 401, "nobody to log out");
+
+    let c = logged_in(&site);
+    assert!(works(&site, &c));
+    site.piggyback_ok(&["user", "revoke", "dave"]);
+    assert!(!works(&site, &c));
+    let out = site.piggyback(&["user", "revoke", "nobody"]);
+    assert_eq!(out.status.code(), Some(1));
+}
