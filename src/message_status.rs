@@ -24,8 +24,9 @@ pub struct SiteMessages {
     /// that first announced them was never acknowledged. Absent when none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub repeated: Option<i64>,
-    /// On an answer that announces nothing because the request came from another site:
-    /// the messages still `new`, left for the next request from this site's own page.
+    /// Messages still `new` that this answer does not announce: more than one answer
+    /// announces (a claim flips at most `CLAIM_BATCH`), or a request from another site,
+    /// which announces nothing. Later answers announce them. Absent when none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub waiting: Option<i64>,
 }
@@ -143,16 +144,17 @@ pub fn check(
         let mut items: Vec<Item> = claim.items.iter().map(item).collect();
         items.extend(claim.repeats.iter().map(|s| Item { repeat: true, ..item(s) }));
         let delivered = claim.after.delivered - claim.flipped;
+        // A claim flips a bounded batch: what it left stays `new` for the next answers.
+        let left = claim.after.new;
         SiteMessages {
-            // Anything that arrived after the flip stays `new` for the next response.
-            unread: delivered + claim.flipped,
+            unread: delivered + claim.flipped + left,
             delivered,
             new: claim.flipped,
             more: claim.flipped + claim.repeated > items.len() as i64,
             items,
             batch: (claim.batch > 0).then_some(claim.batch),
             repeated: (claim.repeated > 0).then_some(claim.repeated),
-            waiting: None,
+            waiting: (left > 0).then_some(left),
         }
     };
     if site.unread == 0 && config.empty == EmptyPolicy::Omit {

@@ -467,3 +467,48 @@ fn logout_everywhere_and_the_admin_revocation_end_every_session() {
     let out = site.piggyback(&["user", "revoke", "nobody"]);
     assert_eq!(out.status.code(), Some(1));
 }
+
+// ---- 6. a flood -------------------------------------------------------------------------
+
+/// Stores `n` new messages from bob to alice in one transaction, as a flood that got
+/// through before the limits would leave them.
+fn flood(site: &Site, n: usize) {
+    let store = Store::open(&site.db).unwrap();
+    let (alice, bob) = (store.user_by_name("alice").unwrap().unwrap(), store.user_by_name("bob").unwrap().unwrap());
+    let messages: Vec<_> = (0..n)
+        .map(|i| piggyback::message_store::NewMessage {
+            request_id: format!("flood-{i}"),
+            from: bob.id,
+            to: alice.id,
+            subject: format!("flood {i}"),
+            body: "b".into(),
+            kind: piggyback::message_store::MessageKind::Note,
+            idempotency_key: None,
+            sent_at: now(),
+        })
+        .collect();
+    store.store_messages(&messages).unwrap();
+}
+
+#[test]
+fn a_flood_is_announced_in_bounded_batches_exactly_once_under_parallel_requests() {
+    let batch = piggyback::message_store::CLAIM_BATCH as i64;
+    let site = Site::new(&["alice", "bob"]);
+    flood(&site, 10 * batch as usize + 7);
+    let total = 10 * batch + 7;
+    let first = site.get(Program::Profile, "alice", "");
+    let s = first.site();
+    assert_eq!((s["new"].as_i64(), s["waiting"].as_i64()), (Some(batch), Some(total - batch)), "{s}");
+    assert_eq!(s["unread"].as_i64(), Some(total), "unread counts what is still waiting");
+    assert_eq!(s["items"].as_array().unwrap().len(), 20);
+    assert_eq!(site.counters("alice"), (total - batch, batch));
+    // Parallel requests of the victim: each announces its own batch, none twice.
+    let responses: Vec<_> = (0..12).map(|_| site.cgi(Program::Profile).user("alice").spawn()).collect();
+    let announced: i64 = responses.into_iter().map(|r| r.wait().site()["new"].as_i64().unwrap()).sum();
+    assert_eq!(announced, total - batch, "every message announced exactly once");
+    assert_eq!(site.counters("alice"), (0, total));
+    let last = site.get(Program::Profile, "alice", "");
+    assert!(last.site().get("waiting").is_none());
+    assert_eq!(last.counts(), (total, total, 0));
+    site.assert_check_passes();
+}
