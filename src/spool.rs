@@ -397,6 +397,21 @@ mod tests {
     }
 
     #[test]
+    fn request_files_and_folders_are_the_owners_only_or_the_groups() {
+        use std::os::unix::fs::PermissionsExt;
+        let bits = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        let dir = tempfile::tempdir().unwrap();
+        for (mode, file, folder) in [(FileMode::Owner, 0o600, 0o700), (FileMode::Group, 0o660, 0o2770)] {
+            let spool = Spool::new(dir.path().join(format!("{mode:?}"))).with_mode(mode);
+            spool.enqueue(&request("a.1.1")).unwrap();
+            assert_eq!(bits(&spool.root().join("new/a.1.1")), file, "{mode:?}");
+            for d in ["", "tmp", "new", "cur", "bad"] {
+                assert_eq!(bits(&spool.root().join(d)), folder, "{mode:?} {d}");
+            }
+        }
+    }
+
+    #[test]
     fn corrupt_files_go_to_bad() {
         let dir = tempfile::tempdir().unwrap();
         let spool = Spool::new(dir.path());
