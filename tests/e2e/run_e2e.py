@@ -322,7 +322,8 @@ def check_site_messages(resp, what):
     check(isinstance(sm, dict), f"{what}: no site_messages: {resp!r}")
     missing = SITE_MESSAGE_KEYS - set(sm)
     check(not missing, f"{what}: site_messages lacks {sorted(missing)}: {sm}")
-    check(sm["unread"] == sm["delivered"] + sm["new"], f"{what}: unread != delivered + new: {sm}")
+    waiting = sm.get("waiting", 0)
+    check(sm["unread"] == sm["delivered"] + sm["new"] + waiting, f"{what}: unread != delivered + new + waiting: {sm}")
     check(len(sm["items"]) <= sm["new"], f"{what}: more items than new: {sm}")
     return sm
 
