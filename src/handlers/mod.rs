@@ -1,5 +1,6 @@
 //! One module per CGI program: each turns a [`Request`] into a [`Reply`] through the
-//! store and the queue. Handlers never print and never open the database.
+//! store (and the queue for sends). Handlers never print, never read the clock and never
+//! open the database: the gateway gives them a [`Context`].
 
 mod friends;
 mod messages;
@@ -13,11 +14,85 @@ pub use posts::posts;
 pub use profile::profile;
 pub use session::session;
 
-use crate::gateway::Context;
-use crate::http::{ApiError, Request};
-use crate::message_store::{Limit, Refusal, User, UserId};
-use crate::msq::{Send, SendOutcome};
+use crate::config::Config;
+use crate::http::{ApiError, Reply, Request};
+use crate::message_store::{Limit, Refusal, Store, StoreError};
+use crate::model::{NewMessage, User, UserId};
+use crate::msq::{Queue, QueueError, SendOutcome};
 use crate::text;
+
+/// Who is asking, as the gateway found out before the handler runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// No identity was presented.
+    Anonymous,
+    Identified(User),
+    /// An identity was presented and refused (a forged or expired cookie, an unknown
+    /// `REMOTE_USER`). The handler answers with the refusal when it needs a user, so
+    /// that the `session` program can still log in over a stale cookie.
+    Refused(ApiError),
+}
+
+impl Caller {
+    /// The identified user, if any.
+    pub fn identified(&self) -> Option<&User> {
+        match self {
+            Caller::Identified(user) => Some(user),
+            Caller::Anonymous | Caller::Refused(_) => None,
+        }
+    }
+}
+
+/// What a handler gets besides the request.
+pub struct Context<'a> {
+    pub config: &'a Config,
+    pub store: &'a Store,
+    /// The spool's front door: the only way a handler sends a message.
+    pub queue: Queue<'a>,
+    pub caller: Caller,
+    /// The request's time, unix seconds: read once by the gateway, so that every
+    /// row a request writes carries the same time and tests can set it.
+    pub now: i64,
+}
+
+impl Context<'_> {
+    /// The identified user, or 401 (the refusal, when the identity was refused).
+    pub fn require_user(&self) -> Result<&User, ApiError> {
+        match &self.caller {
+            Caller::Identified(user) => Ok(user),
+            Caller::Refused(refusal) => Err(refusal.clone()),
+            Caller::Anonymous => Err(ApiError::unauthorized()),
+        }
+    }
+}
+
+/// A CGI program's logic: request in, reply out; never prints, never opens the database.
+pub type Handler = fn(&Context<'_>, &Request) -> Result<Reply, ApiError>;
+
+/// A CGI program: the executable's name (its `[[bin]]` in Cargo.toml and its
+/// `bin/<name>.rs`) and its handler.
+#[derive(Clone, Copy)]
+pub struct Program {
+    pub name: &'static str,
+    pub handler: Handler,
+}
+
+/// Every CGI program, the one list: the binaries, the tests, the fuzz target, the
+/// install script and the end-to-end tests (`piggyback programs`) read it. Adding a
+/// program is an entry here, its handler module, and its `[[bin]]` with a copy of the
+/// one-line `bin/*.rs` (a test holds the three together).
+pub const PROGRAMS: &[Program] = &[
+    Program { name: "profile", handler: profile },
+    Program { name: "friends", handler: friends },
+    Program { name: "posts", handler: posts },
+    Program { name: "messages", handler: messages },
+    Program { name: "session", handler: session },
+];
+
+/// The program called `name`.
+pub fn program(name: &str) -> Option<&'static Program> {
+    PROGRAMS.iter().find(|p| p.name == name)
+}
 
 /// What a text field accepts.
 pub struct TextRule {
@@ -131,7 +206,7 @@ fn send_limits(ctx: &Context<'_>, from: UserId, to: UserId) -> Vec<Limit> {
 /// spool has already counted, and parallel sends cannot get past the limit together.
 fn admit_send(ctx: &Context<'_>, from: UserId, to: UserId) -> Result<(), ApiError> {
     let limits = send_limits(ctx, from, to);
-    ctx.store.take_limits(&limits, crate::message_store::now())?.map_err(|r| refused(r, "messages"))
+    ctx.store.take_limits(&limits, ctx.now)?.map_err(|r| refused(r, "messages"))
 }
 
 /// The answer to an action a limit refused.
@@ -148,7 +223,35 @@ fn refused(refusal: Refusal, what: &str) -> ApiError {
 }
 
 /// Sends one message (a person's note or a notice) through the queue: the only way
-/// handlers send.
-fn send(ctx: &Context<'_>, send: Send) -> Result<SendOutcome, ApiError> {
-    Ok(ctx.queue.send(send)?)
+/// handlers send. Make its `request_id` with [`crate::msq::new_request_id`] and its
+/// `sent_at` the request's time.
+fn send(ctx: &Context<'_>, message: NewMessage) -> Result<SendOutcome, ApiError> {
+    Ok(ctx.queue.send(message)?)
+}
+
+/// A store failure as an answer; what an operator must see goes in its log line.
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        match e {
+            StoreError::Busy => ApiError::unavailable("the message database is busy; try again"),
+            StoreError::ReadOnly => {
+                ApiError::unavailable("the message database is read-only").log(format!("PIGGYBACK_DB: {e}"))
+            }
+            StoreError::Schema { .. } => {
+                ApiError::unavailable("the message database needs maintenance").log(format!("PIGGYBACK_DB: {e}"))
+            }
+            StoreError::Unopenable(_) => ApiError::misconfigured().log(format!("PIGGYBACK_DB: {e}")),
+            StoreError::Failed(_) => ApiError::internal("internal error").log(e.to_string()),
+        }
+    }
+}
+
+impl From<QueueError> for ApiError {
+    fn from(e: QueueError) -> ApiError {
+        match e {
+            QueueError::Spool(e) => ApiError::unavailable("messages cannot be accepted now; nothing was sent")
+                .log(format!("PIGGYBACK_SPOOL: {e}")),
+            QueueError::Store(e) => e.into(),
+        }
+    }
 }

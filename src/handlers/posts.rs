@@ -4,11 +4,11 @@
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{POST_BODY, before_param, check_text, page_limit, path_id, refused, send, unknown_path};
-use crate::gateway::Context;
+use super::{Context, POST_BODY, before_param, check_text, page_limit, path_id, refused, send, unknown_path};
 use crate::http::{ApiError, Method, Reply, Request};
-use crate::message_store::{Comment, Limit, MessageKind, Post, PostId, User, now};
-use crate::msq::Send;
+use crate::message_store::{Comment, Limit, Post};
+use crate::model::{MessageKind, NewMessage, PostId, User};
+use crate::msq::new_request_id;
 use crate::text;
 
 #[derive(Deserialize)]
@@ -18,7 +18,7 @@ struct NewText {
 }
 
 pub fn posts(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
-    let me = ctx.user()?;
+    let me = ctx.require_user()?;
     match (req.path_segments().as_slice(), req.method) {
         ([], Method::Get | Method::Head) => {
             let limit = page_limit(req, 20)?;
@@ -32,8 +32,10 @@ pub fn posts(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
             check_text(&new.body, &POST_BODY)?;
             let limits = [post_limit(ctx, me)];
             let quota = ctx.config.post_quota_bytes;
-            let id =
-                ctx.store.add_post_within(me.id, &new.body, &limits, quota, now())?.map_err(|r| refused(r, "posts"))?;
+            let id = ctx
+                .store
+                .add_post_within(me.id, &new.body, &limits, quota, ctx.now)?
+                .map_err(|r| refused(r, "posts"))?;
             let post = ctx.store.post(id)?.ok_or_else(|| ApiError::internal("the new post vanished"))?;
             Ok(Reply::created(json!({"post": post_json(&post)})))
         }
@@ -58,7 +60,7 @@ pub fn posts(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
             let quota = ctx.config.post_quota_bytes;
             let id = ctx
                 .store
-                .add_comment_within(post.id, me.id, &new.body, &limits, quota, now())?
+                .add_comment_within(post.id, me.id, &new.body, &limits, quota, ctx.now)?
                 .map_err(|r| refused(r, "comments"))?;
             let comment = ctx
                 .store
@@ -69,7 +71,8 @@ pub fn posts(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
             if post.author_id != me.id {
                 send(
                     ctx,
-                    Send {
+                    NewMessage {
+                        request_id: new_request_id(),
                         from: me.id,
                         to: post.author_id,
                         subject: format!("{} commented on your post", me.name),
@@ -79,6 +82,7 @@ pub fn posts(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
                         // the sender's own notes, so a note keyed `comment:N` would
                         // swallow this notice. Each comment notifies once anyway.
                         idempotency_key: None,
+                        sent_at: ctx.now,
                     },
                 )?;
             }

@@ -8,11 +8,11 @@
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::unknown_path;
-use crate::gateway::{Context, session_key};
+use super::{Caller, Context, unknown_path};
 use crate::http::{ApiError, Method, Reply, Request, SessionChange};
 use crate::identity::{self, Claims, CookieName, Verdict};
-use crate::message_store::{Limit, Refusal, User, now};
+use crate::message_store::{Limit, Refusal};
+use crate::model::User;
 use crate::{password, text};
 
 /// Failed logins for one user name within [`LOGIN_WINDOW_SECS`] before 429.
@@ -46,19 +46,18 @@ pub fn session(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
 /// `GET /session`: `{"session": {...}}` for an identified caller, `{"session": null}`
 /// for a caller with no identity, the refusal (401) for a refused one.
 fn current(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
-    let Some(user) = &ctx.user else {
-        return match &ctx.refusal {
-            // A cookie that names nobody only gets in the way: tell the browser to drop it.
-            Some(refusal) if req.meta.remote_user.is_none() => {
-                let mut refusal = refusal.clone();
-                for cookie in clearing_cookies(req) {
-                    refusal = refusal.header("Set-Cookie", cookie);
-                }
-                Err(refusal)
+    let user = match &ctx.caller {
+        Caller::Identified(user) => user,
+        // A cookie that names nobody only gets in the way: tell the browser to drop it.
+        Caller::Refused(refusal) if req.meta.remote_user.is_none() => {
+            let mut refusal = refusal.clone();
+            for cookie in clearing_cookies(req) {
+                refusal = refusal.header("Set-Cookie", cookie);
             }
-            Some(refusal) => Err(refusal.clone()),
-            None => Ok(Reply::ok(json!({"session": null}))),
-        };
+            return Err(refusal);
+        }
+        Caller::Refused(refusal) => return Err(refusal.clone()),
+        Caller::Anonymous => return Ok(Reply::ok(json!({"session": null}))),
     };
     if req.meta.remote_user.is_some() {
         return Ok(Reply::ok(json!({"session": session_json(user, "remote_user", None)})));
@@ -73,8 +72,8 @@ fn current(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
 fn login(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
     let login: Login = req.json()?;
     // Without a key no cookie can be made: say so before spending a verification.
-    let key = session_key(ctx.config)?;
-    let now = now();
+    let key = identity::session_key(ctx.config)?;
+    let now = ctx.now;
     let addr: String = req.meta.remote_addr.as_deref().unwrap_or("unknown").chars().take(64).collect();
     // Counted before the verification, in one transaction, so parallel attempts cannot
     // all pass a check that reads the count before argon2 and counts after it.
@@ -127,10 +126,10 @@ fn login(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
 /// copy of the cookie stops working too) and clears the cookie, always 200.
 fn logout(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
     req.ensure_acceptable_body()?;
-    if ctx.user.is_some()
+    if ctx.caller.identified().is_some()
         && let Some(Claims { user, session: Some(id), expires, .. }) = caller_claims(ctx, req)
     {
-        ctx.store.end_session(user, &id, expires, now())?;
+        ctx.store.end_session(user, &id, expires, ctx.now)?;
     }
     let mut reply = Reply::ok(json!({"session": null})).session(SessionChange::Ended);
     for cookie in clearing_cookies(req) {
@@ -142,7 +141,7 @@ fn logout(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
 /// `POST /session/logout-all`: ends every session of the caller, on every device.
 fn logout_everywhere(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
     req.ensure_acceptable_body()?;
-    let me = ctx.user()?;
+    let me = ctx.require_user()?;
     ctx.store.end_all_sessions(me.id)?;
     let mut reply = Reply::ok(json!({"session": null})).session(SessionChange::Ended);
     for cookie in clearing_cookies(req) {
@@ -153,8 +152,8 @@ fn logout_everywhere(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError
 
 /// What the caller's valid session cookie says (the one that identified it).
 fn caller_claims(ctx: &Context<'_>, req: &Request) -> Option<Claims> {
-    let key = session_key(ctx.config).ok()?;
-    match identity::judge(req.meta.cookie.as_deref(), &key, now()) {
+    let key = identity::session_key(ctx.config).ok()?;
+    match identity::judge(req.meta.cookie.as_deref(), &key, ctx.now) {
         Verdict::Valid(claims) => Some(claims),
         _ => None,
     }

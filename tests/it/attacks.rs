@@ -6,7 +6,8 @@ use std::path::Path;
 
 use crate::support::{Program, Response, Site, piggyback};
 use piggyback::identity::{Claims, CookieName, Key};
-use piggyback::message_store::{Store, now};
+use piggyback::message_store::Store;
+use piggyback::model::now;
 use serde_json::json;
 
 const PASSWORD: &str = "correct horse battery";
@@ -476,13 +477,13 @@ fn flood(site: &Site, n: usize) {
     let store = Store::open(&site.db).unwrap();
     let (alice, bob) = (store.user_by_name("alice").unwrap().unwrap(), store.user_by_name("bob").unwrap().unwrap());
     let messages: Vec<_> = (0..n)
-        .map(|i| piggyback::message_store::NewMessage {
+        .map(|i| piggyback::model::NewMessage {
             request_id: format!("flood-{i}"),
             from: bob.id,
             to: alice.id,
             subject: format!("flood {i}"),
             body: "b".into(),
-            kind: piggyback::message_store::MessageKind::Note,
+            kind: piggyback::model::MessageKind::Note,
             idempotency_key: None,
             sent_at: now(),
         })

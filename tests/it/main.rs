@@ -9,5 +9,6 @@ mod concurrency;
 mod gateway;
 mod hostile_input;
 mod process;
+mod programs;
 mod security;
 mod store;
