@@ -43,6 +43,8 @@ pub struct Config {
     pub trusted_proxies: Vec<Cidr>,
     /// Who may read the files the programs create (`PIGGYBACK_FILE_MODE`).
     pub file_mode: FileMode,
+    /// Seconds an idle page waits between `GET messages/status` checks (`X-Poll-Interval`).
+    pub poll_interval_secs: i64,
 }
 
 /// Default session lifetime: 7 days.
@@ -120,6 +122,8 @@ impl Config {
         let post_quota_bytes =
             number(text("PIGGYBACK_POST_QUOTA")?, "PIGGYBACK_POST_QUOTA", 10 << 20, 1, 1 << 40)? as i64;
         let ack_lease_secs = number(text("PIGGYBACK_ACK_LEASE")?, "PIGGYBACK_ACK_LEASE", 120, 5, 86_400)? as i64;
+        let poll_interval_secs =
+            number(text("PIGGYBACK_POLL_INTERVAL")?, "PIGGYBACK_POLL_INTERVAL", 30, 2, 3_600)? as i64;
         let allowed_origins = text("PIGGYBACK_ALLOWED_ORIGINS")?
             .map(|s| {
                 s.split([',', ' '])
@@ -168,6 +172,7 @@ impl Config {
             session_ttl,
             trusted_proxies,
             file_mode,
+            poll_interval_secs,
         })
     }
 
@@ -194,6 +199,7 @@ impl Config {
             session_ttl: DEFAULT_SESSION_TTL,
             trusted_proxies: Vec::new(),
             file_mode: FileMode::Owner,
+            poll_interval_secs: 30,
         }
     }
 }

@@ -3,6 +3,7 @@
 //! open the database: the gateway gives them a [`Context`].
 
 mod friends;
+mod message_poll;
 mod messages;
 mod posts;
 mod profile;

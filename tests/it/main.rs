@@ -8,6 +8,7 @@ mod authz;
 mod concurrency;
 mod gateway;
 mod hostile_input;
+mod message_poll;
 mod process;
 mod programs;
 mod security;
