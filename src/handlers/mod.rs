@@ -256,3 +256,24 @@ impl From<QueueError> for ApiError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The conversion only describes: what the operator must see rides on the answer
+    /// for the gateway to write once, and a busy database is not worth a line.
+    #[test]
+    fn a_store_failure_carries_its_log_line_instead_of_writing_it() {
+        let read_only = ApiError::from(StoreError::ReadOnly);
+        assert_eq!((read_only.status, read_only.code), (503, "unavailable"));
+        assert!(read_only.log.as_deref().is_some_and(|l| l.starts_with("PIGGYBACK_DB: ")), "{read_only:?}");
+        let newer = ApiError::from(StoreError::Schema { found: crate::message_store::SCHEMA_VERSION + 1 });
+        assert!(newer.log.as_deref().is_some_and(|l| !l.contains("piggyback init")), "{newer:?}");
+        assert_eq!(ApiError::from(StoreError::Busy).log, None);
+        let reply = ApiError::from(StoreError::Unopenable("gone".into())).into_reply();
+        assert_eq!(reply.status, 500);
+        assert!(reply.log.is_some_and(|l| l.contains("gone")));
+        assert!(!serde_json::to_string(&reply.body).unwrap().contains("gone"), "the client never sees the log line");
+    }
+}
