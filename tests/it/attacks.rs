@@ -306,7 +306,8 @@ fn parallel_wrong_passwords_from_many_addresses_get_at_most_five_verifications()
     let verified = got.iter().filter(|s| matches!(s, 200 | 401)).count();
     assert!(verified <= 5, "{verified} attempts were verified: {got:?}");
     assert!(got.iter().all(|s| matches!(s, 200 | 401 | 429 | 503)), "{got:?}");
-    assert!(got.iter().filter(|s| **s == 429).count() >= 100, "{got:?}");
+    // On a loaded machine a few may wait past the busy timeout (503): refused too.
+    assert!(got.iter().filter(|s| matches!(s, 429 | 503)).count() >= 115, "{got:?}");
 }
 
 #[test]
@@ -343,7 +344,7 @@ fn parallel_posts_stop_at_the_rate_and_the_quota_holds() {
     let stored: i64 = site.conn().query_row("SELECT count(*) FROM posts", [], |r| r.get(0)).unwrap();
     assert!(stored <= 10, "{stored} posts stored: {got:?}");
     assert_eq!(got.iter().filter(|s| **s == 201).count() as i64, stored);
-    assert!(got.iter().filter(|s| **s == 429).count() >= 30, "{got:?}");
+    assert!(got.iter().filter(|s| matches!(s, 429 | 503)).count() >= 30, "{got:?}");
 
     // The quota: bytes of posts and comments per user.
     let mut site = Site::new(&["alice"]);
@@ -383,7 +384,7 @@ fn parallel_sends_never_pass_the_limit() {
     let accepted = got.iter().filter(|s| matches!(s, 201 | 202)).count() as i64;
     assert!(accepted <= 30, "{accepted} accepted: {got:?}");
     assert_eq!(stored_and_waiting(&site), accepted);
-    assert!(got.iter().filter(|s| **s == 429).count() >= 70, "{got:?}");
+    assert!(got.iter().filter(|s| matches!(s, 429 | 503)).count() >= 70, "{got:?}");
 }
 
 #[test]
@@ -505,7 +506,12 @@ fn a_flood_is_announced_in_bounded_batches_exactly_once_under_parallel_requests(
     assert_eq!(site.counters("alice"), (total - batch, batch));
     // Parallel requests of the victim: each announces its own batch, none twice.
     let responses: Vec<_> = (0..12).map(|_| site.cgi(Program::Profile).user("alice").spawn()).collect();
-    let announced: i64 = responses.into_iter().map(|r| r.wait().site()["new"].as_i64().unwrap()).sum();
+    // (One that waited past the busy timeout answers 503 and announces nothing.)
+    let new_of = |r: &Response| if r.status == 200 { r.site()["new"].as_i64().unwrap() } else { 0 };
+    let mut announced: i64 = responses.into_iter().map(|r| new_of(&r.wait())).sum();
+    while site.counters("alice").0 > 0 {
+        announced += new_of(&site.get(Program::Profile, "alice", ""));
+    }
     assert_eq!(announced, total - batch, "every message announced exactly once");
     assert_eq!(site.counters("alice"), (0, total));
     let last = site.get(Program::Profile, "alice", "");
