@@ -10,6 +10,7 @@ use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use serde_json::Value;
@@ -53,8 +54,14 @@ pub type Handler = fn(&Context<'_>, &Request) -> Result<Reply, ApiError>;
 /// The CGI environment as the server passed it.
 pub type Env = HashMap<String, OsString>;
 
-/// Runs one CGI request of the process: the whole `main` of every CGI program.
+pub mod fcgi;
+
+/// The whole `main` of every CGI program: one CGI request, or, when the process was
+/// started with a listening socket on stdin, FastCGI requests until it is told to stop.
 pub fn run(handler: Handler) -> ExitCode {
+    if fcgi::listening_on_stdin() {
+        return fcgi::serve(handler);
+    }
     let env: Env = std::env::vars_os().filter_map(|(k, v)| k.into_string().ok().map(|k| (k, v))).collect();
     let output = respond(handler, &env, std::io::stdin().lock());
     let mut stdout = std::io::stdout().lock();
@@ -65,15 +72,43 @@ pub fn run(handler: Handler) -> ExitCode {
 
 /// The complete CGI response (header block and body) to one request.
 pub fn respond(handler: Handler, env: &Env, stdin: impl Read) -> Vec<u8> {
+    respond_keeping(handler, env, stdin, &mut KeptStore::default())
+}
+
+/// [`respond`] with the database connection of earlier requests, if it is to the same
+/// file: a FastCGI process keeps it, and with it SQLite's parsed schema and prepared
+/// statements. Nothing else survives a request.
+pub fn respond_keeping(handler: Handler, env: &Env, stdin: impl Read, kept: &mut KeptStore) -> Vec<u8> {
     let head = env.get("REQUEST_METHOD").and_then(|m| m.to_str()) == Some("HEAD");
-    let reply = catch_unwind(AssertUnwindSafe(|| serve(handler, env, stdin))).unwrap_or_else(|_| {
+    let reply = catch_unwind(AssertUnwindSafe(|| serve(handler, env, stdin, kept))).unwrap_or_else(|_| {
+        // The connection may be mid-transaction: the next request opens a fresh one.
+        kept.0 = None;
         log("a handler panicked; answered 500");
         ApiError::internal("internal error").into_reply()
     });
     serialize(reply, head)
 }
 
-fn serve(handler: Handler, env: &Env, stdin: impl Read) -> Reply {
+/// The open database a process keeps between requests, and the path it was opened as.
+#[derive(Default)]
+pub struct KeptStore(Option<(PathBuf, Store)>);
+
+impl KeptStore {
+    /// The kept connection when it is to `path` and its schema is still this build's
+    /// (`piggyback init` may have migrated it since); else a newly opened one, kept.
+    fn open(&mut self, path: &Path) -> Result<&Store, StoreError> {
+        let kept = match self.0.take() {
+            Some((kept, store)) if kept == path => {
+                store.check_version()?;
+                (kept, store)
+            }
+            _ => (path.to_owned(), Store::open(path)?),
+        };
+        Ok(&self.0.insert(kept).1)
+    }
+}
+
+fn serve(handler: Handler, env: &Env, stdin: impl Read, kept: &mut KeptStore) -> Reply {
     let config = match Config::from_lookup(|name| env.get(name).cloned()) {
         Ok(config) => config,
         Err(e) => {
@@ -82,17 +117,16 @@ fn serve(handler: Handler, env: &Env, stdin: impl Read) -> Reply {
         }
     };
     let request = parse_request(env, stdin);
-    let store = match Store::open(&config.db) {
+    let store = match kept.open(&config.db) {
         Ok(store) => store,
         Err(e) => return store_failure(&e).into_reply(),
     };
-    let (user, refusal) = match identify(&request.meta, &store, &config) {
+    let (user, refusal) = match identify(&request.meta, store, &config) {
         Ok(user) => (user, None),
         Err(e) if e.status < 500 => (None, Some(e)),
         Err(e) => return e.into_reply(),
     };
-    let ctx =
-        Context { config: &config, store: &store, queue: Queue::new(&store, Spool::new(&config.spool)), user, refusal };
+    let ctx = Context { config: &config, store, queue: Queue::new(store, Spool::new(&config.spool)), user, refusal };
     // A request that could not be parsed, or a cross-site one, is refused before the
     // handler runs, so it changes nothing.
     let checked = match &request.problem {

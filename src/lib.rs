@@ -10,6 +10,7 @@
 pub mod cli;
 pub mod config;
 pub mod csrf;
+pub mod fastcgi;
 pub mod gateway;
 pub mod handlers;
 pub mod http;

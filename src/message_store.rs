@@ -496,11 +496,18 @@ impl Store {
         // millisecond and four fsyncs. A request that only read skips that (see Drop).
         conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
         let store = Store::configure(conn)?;
-        let version: i64 = store.conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        store.check_version()?;
+        Ok(store)
+    }
+
+    /// Fails unless the schema is this build's: a connection kept across requests
+    /// checks it again each time, since `piggyback init` may migrate in between.
+    pub fn check_version(&self) -> Result<()> {
+        let version: i64 = self.conn.prepare_cached("PRAGMA user_version")?.query_row([], |r| r.get(0))?;
         if version != SCHEMA_VERSION {
             return Err(StoreError::Schema { found: version });
         }
-        Ok(store)
+        Ok(())
     }
 
     /// Creates the database or migrates it to [`SCHEMA_VERSION`] (idempotent), in WAL mode.

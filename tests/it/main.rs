@@ -5,6 +5,7 @@ mod support;
 
 mod authz;
 mod concurrency;
+mod fastcgi;
 mod gateway;
 mod hostile_input;
 mod process;
