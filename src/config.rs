@@ -1,7 +1,7 @@
 //! Configuration from the contract's environment variables (values in, values out).
 
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Largest request body any program accepts.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -30,6 +30,8 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     /// How long a session cookie from the `session` program is valid, in seconds.
     pub session_ttl: i64,
+    /// Seconds an idle page waits between `GET messages/status` checks (`X-Poll-Interval`).
+    pub poll_interval_secs: i64,
 }
 
 /// Default session lifetime: 7 days.
@@ -83,7 +85,7 @@ impl Config {
         }
         let spool = match var("PIGGYBACK_SPOOL") {
             Some(v) if !v.is_empty() => PathBuf::from(v),
-            _ => db.parent().map(|d| d.join("spool")).unwrap_or_else(|| PathBuf::from("/spool")),
+            _ => default_spool(&db),
         };
         let secret_file = var("PIGGYBACK_SECRET_FILE").filter(|v| !v.is_empty()).map(PathBuf::from);
         let empty = match text("PIGGYBACK_EMPTY")?.as_deref() {
@@ -101,6 +103,8 @@ impl Config {
         let send_rate_per_minute =
             number(text("PIGGYBACK_SEND_RATE")?, "PIGGYBACK_SEND_RATE", 30, 1, 1_000_000)? as u32;
         let ack_lease_secs = number(text("PIGGYBACK_ACK_LEASE")?, "PIGGYBACK_ACK_LEASE", 120, 5, 86_400)? as i64;
+        let poll_interval_secs =
+            number(text("PIGGYBACK_POLL_INTERVAL")?, "PIGGYBACK_POLL_INTERVAL", 30, 2, 3_600)? as i64;
         let allowed_origins = text("PIGGYBACK_ALLOWED_ORIGINS")?
             .map(|s| {
                 s.split([',', ' '])
@@ -132,6 +136,7 @@ impl Config {
             ack_lease_secs,
             allowed_origins,
             session_ttl,
+            poll_interval_secs,
         })
     }
 
@@ -142,10 +147,9 @@ impl Config {
 
     /// A configuration for `db` with every default (for the command line and tests).
     pub fn for_db(db: PathBuf) -> Config {
-        let spool = db.parent().map(|d| d.join("spool")).unwrap_or_else(|| PathBuf::from("spool"));
         Config {
+            spool: default_spool(&db),
             db,
-            spool,
             secret_file: None,
             empty: EmptyPolicy::Explicit,
             max_items: 20,
@@ -154,6 +158,7 @@ impl Config {
             ack_lease_secs: 120,
             allowed_origins: Vec::new(),
             session_ttl: DEFAULT_SESSION_TTL,
+            poll_interval_secs: 30,
         }
     }
 }
@@ -187,6 +192,11 @@ fn number(
             Err(ConfigError { variable, problem: format!("must be a whole number from {min} to {max}, not `{value}`") })
         }
     }
+}
+
+/// The spool when `PIGGYBACK_SPOOL` is not set: `spool/` beside the database.
+pub fn default_spool(db: &Path) -> PathBuf {
+    db.parent().unwrap_or(Path::new(".")).join("spool")
 }
 
 #[cfg(test)]

@@ -444,7 +444,7 @@ fn a_process_killed_after_accepting_a_send_loses_nothing() {
 #[test]
 fn a_panicking_handler_answers_500_and_the_connection_serves_on() {
     fn panics_on_post(
-        ctx: &piggyback::gateway::Context<'_>,
+        ctx: &piggyback::handlers::Context<'_>,
         request: &piggyback::http::Request,
     ) -> Result<piggyback::http::Reply, piggyback::http::ApiError> {
         assert!(request.method != piggyback::http::Method::Post, "a handler bug");

@@ -8,6 +8,8 @@ mod concurrency;
 mod fastcgi;
 mod gateway;
 mod hostile_input;
+mod message_poll;
 mod process;
+mod programs;
 mod security;
 mod store;

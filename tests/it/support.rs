@@ -38,24 +38,16 @@ impl Program {
         }
     }
 
-    pub fn executable(self) -> &'static str {
-        match self {
-            Program::Profile => env!("CARGO_BIN_EXE_profile"),
-            Program::Friends => env!("CARGO_BIN_EXE_friends"),
-            Program::Posts => env!("CARGO_BIN_EXE_posts"),
-            Program::Messages => env!("CARGO_BIN_EXE_messages"),
-            Program::Session => env!("CARGO_BIN_EXE_session"),
-        }
+    /// The built executable: beside `piggyback`, under the name `PROGRAMS` gives it.
+    pub fn executable(self) -> std::path::PathBuf {
+        std::path::Path::new(PIGGYBACK).with_file_name(self.name())
     }
 
-    pub fn handler(self) -> piggyback::gateway::Handler {
-        match self {
-            Program::Profile => piggyback::handlers::profile,
-            Program::Friends => piggyback::handlers::friends,
-            Program::Posts => piggyback::handlers::posts,
-            Program::Messages => piggyback::handlers::messages,
-            Program::Session => piggyback::handlers::session,
-        }
+    /// The handler `piggyback::handlers::PROGRAMS` pairs with the name.
+    pub fn handler(self) -> piggyback::handlers::Handler {
+        piggyback::handlers::program(self.name()).map(|p| p.handler).unwrap_or_else(|| {
+            panic!("{} is not in piggyback::handlers::PROGRAMS", self.name());
+        })
     }
 }
 
@@ -145,6 +137,14 @@ pub fn parse_response(raw: &[u8], head: bool) -> Response {
     let (code, reason) = status_value.split_once(' ').expect("Status: NNN Reason");
     let status: u16 = code.parse().expect("a numeric status");
     assert!(!reason.is_empty(), "a reason follows the status code");
+    if status == 304 {
+        // Not Modified: no body, and no Content-Type or Content-Length describing one.
+        assert!(body.is_empty(), "a 304 has no body, got {} bytes", body.len());
+        for never in ["Content-Type", "Content-Length"] {
+            assert!(!headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(never)), "a 304 with {never}");
+        }
+        return Response { status, headers, body, json: Value::Null, stderr: String::new(), stdin_read: 0 };
+    }
     for once in ["Status", "Content-Type", "Content-Length"] {
         let n = headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case(once)).count();
         assert_eq!(n, 1, "{once} appears {n} times");
