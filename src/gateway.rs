@@ -53,10 +53,21 @@ pub fn run(handler: Handler) -> ExitCode {
         return fcgi::serve(handler);
     }
     let env: Env = std::env::vars_os().filter_map(|(k, v)| k.into_string().ok().map(|k| (k, v))).collect();
-    let output = respond(handler, &env, std::io::stdin().lock());
+    let mut kept = KeptStore::default();
+    let output = respond_keeping(handler, &env, std::io::stdin().lock(), &mut kept);
+    // A connection that wrote closes before the answer, as it always did: its close
+    // may checkpoint (ARCHITECTURE.md, the close-checkpoint rule).
+    if kept.0.as_ref().is_some_and(|(_, store)| store.wrote()) {
+        kept.0 = None;
+    }
     let mut stdout = std::io::stdout().lock();
     // The client may be gone (lighttpd then sends SIGTERM); nothing is left to do.
     let _ = stdout.write_all(&output).and_then(|()| stdout.flush());
+    // One that only read would not checkpoint on close anyway: the process is about to
+    // exit, and freeing SQLite's schema and statements is work nobody needs (about
+    // 100 k instructions, docs/PERFORMANCE.md). The exit releases its locks as a
+    // crash would, which SQLite is built for.
+    std::mem::forget(kept);
     ExitCode::SUCCESS
 }
 

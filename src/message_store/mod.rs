@@ -132,6 +132,11 @@ impl Store {
         Ok(store)
     }
 
+    /// Whether a write transaction was begun on this connection (its close checkpoints).
+    pub fn wrote(&self) -> bool {
+        self.wrote.get()
+    }
+
     /// Fails as [`Store::open`] does unless the schema is this build's: a connection kept
     /// across requests (FastCGI) checks again each time, since `piggyback init` may
     /// have migrated the database in between.
