@@ -10,6 +10,7 @@
 pub mod config;
 pub mod csrf;
 pub mod fastcgi;
+pub mod file_mode;
 pub mod gateway;
 pub mod handlers;
 pub mod http;
@@ -19,5 +20,6 @@ pub mod message_store;
 pub mod model;
 pub mod msq;
 pub mod password;
+pub mod proxy;
 pub mod spool;
 pub mod text;
