@@ -173,6 +173,12 @@ impl Store {
         Ok(store)
     }
 
+    /// The connection can write: it was not opened read-only (for a full disk, or a
+    /// database file the process could not open for writing at the time).
+    pub fn can_write(&self) -> bool {
+        !self.degraded.get() && !self.conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(true)
+    }
+
     /// Opened read-only because the disk is full (see `open_immutable`).
     pub fn is_degraded(&self) -> bool {
         self.degraded.get()
@@ -182,6 +188,18 @@ impl Store {
     #[cfg(test)]
     pub(crate) fn set_query_only(&self) -> Result<()> {
         Ok(self.conn.execute_batch("PRAGMA query_only = 1")?)
+    }
+
+    /// Whether a write transaction was begun on this connection (its close checkpoints).
+    pub fn wrote(&self) -> bool {
+        self.wrote.get()
+    }
+
+    /// Fails as [`Store::open`] does unless the schema is this build's: a connection kept
+    /// across requests (FastCGI) checks again each time, since `piggyback init` may
+    /// have migrated the database in between.
+    pub fn check_version(&self) -> Result<()> {
+        migrations::apply_or_refuse(&self.conn, migrations::Older::Refuse)
     }
 
     /// Creates the database or migrates it to [`SCHEMA_VERSION`] (idempotent), in WAL mode.
