@@ -73,20 +73,25 @@ def log(*args):
 
 
 class CgiSite:
-    """The suite as classic CGI programs under lighttpd (--mode cgi)."""
+    """The suite as classic CGI programs under lighttpd (--mode cgi): one process per
+    request, each a child of lighttpd."""
+
+    KIND, CONF = "lighttpd", "lighttpd.conf"
+    # A killed program fails only its own request: lighttpd answers it with a 500.
+    SERVER_5XX_PER_KILL_AT_MOST_ONE = True
 
     def __init__(self, work):
         self.inst = run_e2e.Install(work / "site")
-        conf = (run_e2e.CONFIGS / "lighttpd.conf").read_text()
+        conf = (run_e2e.CONFIGS / self.CONF).read_text()
         for name, value in SETTINGS.items():
             conf, n = re.subn(rf'("{name}"\s*=>\s*)"[^"]*"', rf'\g<1>"{value}"', conf)
-            if n == 0:  # a setting the configuration leaves at its default
-                conf, n = re.subn(r"(setenv\.add-environment\s*=\s*\()", rf'\g<1>\n"{name}" => "{value}",', conf)
+            if n == 0:  # a setting the configuration leaves at its default: add it
+                conf, n = re.subn(r'("PIGGYBACK_DB"\s*=>[^\n]*\n)', rf'\g<1>"{name}" => "{value}",\n', conf)
             if n != 1:
-                raise RuntimeError(f"cgi-bin-config/lighttpd.conf sets {name} {n} times, not once")
-        self.conf = work / "lighttpd-stress.conf"
+                raise RuntimeError(f"cgi-bin-config/{self.CONF} sets {name} {n} times, not once")
+        self.conf = work / "stress.conf"
         self.conf.write_text(conf)
-        self.server = run_e2e.Server("lighttpd", self.inst)
+        self.server = run_e2e.Server(self.KIND, self.inst)
         self.server.cmd[self.server.cmd.index("-f") + 1] = str(self.conf)
 
     def start(self):
@@ -117,7 +122,17 @@ class CgiSite:
         self.server.stop()
 
 
-MODES = {"cgi": CgiSite}
+class FastCgiSite(CgiSite):
+    """The suite as FastCGI responders under lighttpd (--mode fastcgi, bin-path): the
+    killer's victims are the long-lived backends, which lighttpd starts again."""
+
+    KIND, CONF = "lighttpd-fastcgi", "lighttpd-fastcgi.conf"
+    # lighttpd answers 503 itself while it starts a killed backend again (and fails
+    # the requests queued on it): many of its own 5xx per kill.
+    SERVER_5XX_PER_KILL_AT_MOST_ONE = False
+
+
+MODES = {"cgi": CgiSite, "fastcgi": FastCgiSite}
 
 
 # --- the ledger and the simulated clients ----------------------------------------
@@ -436,7 +451,8 @@ def check_invariants(load, site, ledger, kills, settled):
     c.check(not bad5xx, f"5xx other than 503 with Retry-After: {bad5xx[:5]}")
     servers = [e for e in entries if e["status"] and e["status"] >= 500 and not e.get("json")]
     figures["5xx written by the server for a killed program"] = len(servers)
-    c.check(len(servers) <= kills, f"{len(servers)} server 5xx but only {kills} kills")
+    if site.SERVER_5XX_PER_KILL_AT_MOST_ONE:
+        c.check(len(servers) <= kills, f"{len(servers)} server 5xx but only {kills} kills")
 
     # 6. the spool
     spool = site.inst.root / "data" / "spool"
