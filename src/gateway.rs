@@ -113,23 +113,54 @@ fn serve(handler: Handler, env: &Env, stdin: impl Read) -> Reply {
     if let Some(user) = announce_to {
         drain(&ctx.queue);
         if reply.status < 500 && request.method != Method::Head {
-            attach_site_messages(&mut reply, &ctx.queue, user, request.meta.ack, &config);
+            match site_messages(&ctx.queue, user, request.meta.ack, &config) {
+                Ok(Some(value)) => {
+                    reply.body.insert(SITE_MESSAGES.into(), value);
+                }
+                Ok(None) => {}
+                // The endpoint's own work has committed: report it, leave the member out.
+                Err(why) => log(&why),
+            }
         }
     }
     reply
 }
 
-/// The one place `site_messages` is attached, for every program.
-fn attach_site_messages(reply: &mut Reply, queue: &Queue<'_>, user: &User, ack: Option<i64>, config: &Config) {
+/// The member every JSON answer to an identified user carries.
+pub const SITE_MESSAGES: &str = "site_messages";
+
+/// The one place `site_messages` is computed, for every program: ours (through
+/// [`serve`]) and the site's own (through [`site_messages_for`]). `None` when the
+/// configuration omits an empty member; `Err` says why it was left out.
+fn site_messages(queue: &Queue<'_>, user: &User, ack: Option<i64>, config: &Config) -> Result<Option<Value>, String> {
     match message_status::check(queue, user, ack, config) {
-        Ok(Some(site)) => {
-            let value = serde_json::to_value(site).unwrap_or(Value::Null);
-            reply.body.insert("site_messages".into(), value);
-        }
-        Ok(None) => {}
-        // The endpoint's own work has committed: report it, leave the member out.
-        Err(e) => log(&format!("site_messages left out: {e}")),
+        Ok(Some(site)) => serde_json::to_value(site).map(Some).map_err(|e| format!("site_messages left out: {e}")),
+        Ok(None) => Ok(None),
+        Err(e) => Err(format!("site_messages left out: {e}")),
     }
+}
+
+/// `site_messages` for a request another program answered (`piggyback-wrap`'s child):
+/// identifies the request from `env` exactly as our programs do, drains, and announces.
+/// `Ok(None)`: nobody is identified (or the empty member is omitted). `Err`: why it was
+/// left out (a misconfiguration, a busy or missing database, a refused identity); the
+/// caller logs it and passes the program's answer through unchanged.
+/// Never reads stdin: the program has consumed the body.
+pub fn site_messages_for(env: &Env) -> Result<Option<Value>, String> {
+    let config = Config::from_lookup(|name| env.get(name).cloned()).map_err(|e| format!("configuration: {e}"))?;
+    let request = parse_request(env, std::io::empty());
+    if request.method == Method::Head {
+        return Ok(None);
+    }
+    let store = Store::open(&config.db).map_err(|e| format!("PIGGYBACK_DB: {e}"))?;
+    let user = match identify(&request.meta, &store, &config) {
+        Ok(Some(user)) => user,
+        Ok(None) => return Ok(None),
+        Err(e) => return Err(format!("identity refused ({}): {}", e.code, e.message)),
+    };
+    let queue = Queue::new(&store, Spool::new(&config.spool));
+    drain(&queue);
+    site_messages(&queue, &user, request.meta.ack, &config)
 }
 
 /// Applies a bounded batch of waiting request files, so that a message sent a moment

@@ -20,3 +20,4 @@ pub mod msq;
 pub mod password;
 pub mod spool;
 pub mod text;
+pub mod wrap;

@@ -10,3 +10,4 @@ mod hostile_input;
 mod process;
 mod security;
 mod store;
+mod wrap;
