@@ -14,7 +14,7 @@ use std::process::ExitCode;
 
 use serde_json::Value;
 
-use crate::config::{Config, MAX_BODY_BYTES};
+use crate::config::{Config, MAX_BODY_BYTES, RemoteUser};
 use crate::csrf;
 use crate::http::{ApiError, BodyError, Meta, Method, Reply, Request, SessionChange, reason_phrase};
 use crate::identity::{self, COOKIE_NAME, Key};
@@ -81,7 +81,8 @@ fn serve(handler: Handler, env: &Env, stdin: impl Read) -> Reply {
             return misconfigured();
         }
     };
-    let request = parse_request(env, stdin);
+    let mut request = parse_request(env, stdin);
+    distrust_remote_user(&mut request.meta, &config);
     let store = match Store::open(&config.db) {
         Ok(store) => store,
         Err(e) => return store_failure(&e).into_reply(),
@@ -148,7 +149,8 @@ fn site_messages(queue: &Queue<'_>, user: &User, ack: Option<i64>, config: &Conf
 /// Never reads stdin: the program has consumed the body.
 pub fn site_messages_for(env: &Env) -> Result<Option<Value>, String> {
     let config = Config::from_lookup(|name| env.get(name).cloned()).map_err(|e| format!("configuration: {e}"))?;
-    let request = parse_request(env, std::io::empty());
+    let mut request = parse_request(env, std::io::empty());
+    distrust_remote_user(&mut request.meta, &config);
     if request.method == Method::Head {
         return Ok(None);
     }
@@ -227,6 +229,17 @@ impl From<StoreError> for ApiError {
 pub fn log(line: &str) {
     let mut err = std::io::stderr().lock();
     let _ = writeln!(err, "piggyback[{}]: {}", std::process::id(), line.replace(['\r', '\n'], " "));
+}
+
+/// Forgets `REMOTE_USER` unless the operator said the server authenticated it; the log
+/// says so once per process.
+fn distrust_remote_user(meta: &mut Meta, config: &Config) {
+    static SAID: std::sync::Once = std::sync::Once::new();
+    if config.remote_user == RemoteUser::Ignored && meta.remote_user.take().is_some() {
+        SAID.call_once(|| {
+            log("REMOTE_USER ignored: set PIGGYBACK_TRUST_REMOTE_USER=1 where the server authenticates it");
+        });
+    }
 }
 
 fn identify(meta: &Meta, store: &Store, config: &Config) -> Result<Option<User>, ApiError> {
@@ -342,7 +355,7 @@ pub fn parse_request(env: &Env, mut stdin: impl Read) -> Request {
     } else {
         let length = vars.text("CONTENT_LENGTH");
         let chunked = vars.text("HTTP_TRANSFER_ENCODING").is_some_and(|t| t.to_ascii_lowercase().contains("chunked"));
-        read_body(method, length, chunked, &mut stdin)
+        read_body(length, chunked, &mut stdin)
     };
     Request { method, path, query, content_type, body, meta, problem: vars.problem }
 }
@@ -377,7 +390,7 @@ impl<'a> Vars<'a> {
     }
 }
 
-fn read_body(method: Method, length: Option<&str>, chunked: bool, stdin: &mut impl Read) -> Result<Vec<u8>, BodyError> {
+fn read_body(length: Option<&str>, chunked: bool, stdin: &mut impl Read) -> Result<Vec<u8>, BodyError> {
     let mut body = Vec::new();
     match length.map(str::trim).filter(|l| !l.is_empty()) {
         Some(length) => {
@@ -398,7 +411,8 @@ fn read_body(method: Method, length: Option<&str>, chunked: bool, stdin: &mut im
                 return Err(BodyError::TooLarge);
             }
         }
-        None if method == Method::Post => return Err(BodyError::LengthRequired),
+        // RFC 3875 4.1.2: no CONTENT_LENGTH means no body (busybox httpd leaves it unset
+        // for `Content-Length: 0`); an endpoint that needs one answers `empty_body`.
         None => {}
     }
     Ok(body)

@@ -10,4 +10,5 @@ mod hostile_input;
 mod process;
 mod security;
 mod store;
+mod trust;
 mod wrap;
