@@ -15,6 +15,7 @@ failure.
 """
 
 import argparse
+import base64
 import concurrent.futures
 import http.client
 import json
@@ -221,9 +222,16 @@ class Server:
         self.cgi_timeout = cgi_timeout
         self.proc = None
         root = inst.root
+        self.fcgiwrap = None
         if kind == "lighttpd":
             self.cmd = [which("lighttpd"), "-D", "-f", str(CONFIGS / "lighttpd.conf")]
             self.cgi_log = root / "log/cgi-stderr.log"
+        elif kind == "nginx-fcgiwrap":
+            # Rendered at start (nginx reads no environment); fcgiwrap's stderr,
+            # which its programs inherit, is the CGI log.
+            self.cmd = [which("nginx"), "-p", str(root), "-e", str(root / "log/nginx-error.log"),
+                        "-c", str(root / "run/nginx.conf")]
+            self.cgi_log = root / "log/fcgiwrap.log"
         else:
             self.cmd = [which("apache2"), "-f", str(CONFIGS / f"{kind}.conf"), "-DFOREGROUND"]
             self.cgi_log = root / "log/apache-error.log"
@@ -248,7 +256,29 @@ class Server:
             e["LANG"] = "C"
         return e
 
+    def start_fcgiwrap(self):
+        """fcgiwrap on a Unix socket, as the server's user, and the rendered nginx.conf."""
+        env = dict(self.env(), PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        subprocess.run([str(REPO / "scripts/nginx-conf")], env=env, check=True, capture_output=True)
+        sock = self.inst.root / "run/fcgiwrap.sock"
+        if sock.exists():
+            sock.unlink()
+        kw = {}
+        if IS_ROOT:
+            kw = {"user": RUN_USER, "group": env["PIGGYBACK_GROUP"], "extra_groups": []}
+        out = open(self.cgi_log, "ab")
+        self.fcgiwrap = subprocess.Popen([which("fcgiwrap"), "-c", "4", "-s", f"unix:{sock}"], env=env,
+                                         stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                         cwd=str(self.inst.root), start_new_session=True, **kw)
+        deadline = time.monotonic() + 10
+        while not sock.exists() and time.monotonic() < deadline and self.fcgiwrap.poll() is None:
+            time.sleep(0.05)
+        if not sock.exists():
+            raise RuntimeError(f"fcgiwrap did not create {sock}: {self.cgi_log.read_text(errors='replace')[-1000:]}")
+
     def start(self):
+        if self.kind == "nginx-fcgiwrap":
+            self.start_fcgiwrap()
         out = open(self.inst.root / f"log/{self.kind}-console.log", "ab")
         # A session of its own: Apache's prefork MPM signals its whole process
         # group when it shuts down, which in the foreground would be ours.
@@ -262,17 +292,29 @@ class Server:
         return self
 
     def stop(self):
-        """Stop this server by its own pid; True if it is gone."""
-        p = self.proc
-        if p is None or p.poll() is not None:
-            return True
-        try:
-            p.send_signal(signal.SIGTERM)
-            p.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait(timeout=5)
-        return p.poll() is not None
+        """Stop this server (and its fcgiwrap) by its own pid; True if it is gone."""
+        gone = True
+        for p in (self.proc, self.fcgiwrap):
+            if p is None or p.poll() is not None:
+                continue
+            try:
+                p.send_signal(signal.SIGTERM)
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(timeout=5)
+            gone = gone and p.poll() is not None
+        if self.fcgiwrap is not None:
+            # fcgiwrap -c N leaves its preforked children behind: they are in the
+            # session (and process group) started for it, and nothing else is.
+            try:
+                os.killpg(self.fcgiwrap.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            deadline = time.monotonic() + 5
+            while self.children_left() and time.monotonic() < deadline:
+                time.sleep(0.05)
+        return gone
 
     def children_left(self):
         """Pids of processes of this install still running: the server, its
@@ -346,6 +388,9 @@ def send_via_cgi(server, sender_cookie, to, subject, body):
 def server_suite(kind, work):
     label = kind
     inst = Install(work / kind)
+    for name, text in SITE_PROGRAMS.items():
+        (inst.root / "site" / name).write_text(text)
+        (inst.root / "site" / name).chmod(0o755)
     PROGRAMS[:] = [p for p in ALL_PROGRAMS if (inst.root / "cgi-bin" / p).exists()]
     missing = sorted(set(ALL_PROGRAMS) - set(PROGRAMS))
     if missing:
@@ -519,8 +564,12 @@ def server_suite(kind, work):
     if kind == "lighttpd":
         msqd_suite(server, inst, alice, bob)
 
+    wrap_suite(server, alice, bob)
+
     stderr_suite(kind, work)
-    timeout_suite(kind, work)
+    if kind != "nginx-fcgiwrap":
+        # fcgiwrap does not stop a program when nginx gives up on it (docs/DEPLOY.md).
+        timeout_suite(kind, work)
 
     @test(f"{label}: server stopped by its own pid")
     def _():
@@ -532,6 +581,77 @@ def server_suite(kind, work):
             raise Failure(f"port {port} still accepts connections")
         except OSError:
             pass
+
+
+# The site's own CGI programs, as a site owner would have written them, each
+# run through piggyback-wrap (site/ at /app/ in every shipped configuration).
+SITE_PROGRAMS = {
+    "hello.pl": "#!/usr/bin/perl\nuse strict;\nprint \"Content-Type: application/json\\n\\n\";\n"
+                "print '{\"from\":\"perl\"}';\n",
+    "hello.php": "<?php\nheader('Content-Type: application/json');\necho json_encode(['from' => 'php']);\n",
+    "hello.sh": "#!/bin/sh\nprintf 'Content-Type: application/json\\r\\n\\r\\n{\"from\": \"sh\"}'\n",
+    "page.sh": "#!/bin/sh\nprintf 'Content-Type: text/html; charset=utf-8\\n\\n<!doctype html><p>{\"not\": 1}</p>'\n",
+    "redirect.sh": "#!/bin/sh\nprintf 'Status: 302 Found\\nLocation: http://127.0.0.1/elsewhere\\n\\n'\n",
+    "download.pl": "#!/usr/bin/perl\nbinmode STDOUT;\n"
+                   "print \"Content-Type: application/octet-stream\\nContent-Length: 1048576\\n\\n\";\n"
+                   "print pack('C*', map { ($_ * 7) % 256 } 0 .. 1023) for 1 .. 1024;\n",
+}
+DOWNLOAD = bytes((i * 7) % 256 for i in range(1024)) * 1024
+
+
+def wrap_suite(server, alice, bob):
+    """A Perl, a PHP and a shell CGI of the site's own, each wrapped."""
+    label, port, inst = server.kind, server.port, server.inst
+
+    def deliver(subject):
+        inst.pb("send", "--from", "bob", "--to", "alice", "--subject", subject, "--body", "for a wrapped program")
+        inst.pb("drain", check=False)
+
+    for name in ("hello.pl", "hello.php", "hello.sh"):
+        @test(f"{label}: the site's own {name}, wrapped, answers with site_messages and announces once")
+        def _(name=name):
+            subject = f"wrapped {name} {secrets.token_hex(3)}"
+            deliver(subject)
+            r = request(port, "GET", f"/app/{name}", cookie=alice)
+            check(r.status == 200, f"status {r.status}: {r!r}")
+            want = {"hello.pl": "perl", "hello.php": "php", "hello.sh": "sh"}[name]
+            check(isinstance(r.json, dict) and r.json.get("from") == want, f"the program's own answer: {r!r}")
+            sm = check_site_messages(r, name)
+            subjects = [it["subject"] for it in sm["items"]]
+            check(subject in subjects, f"{subject!r} not announced: {subjects}")
+            check("no-store" in (r.header("Cache-Control") or ""), f"Cache-Control {r.header('Cache-Control')!r}")
+            check(int(r.header("Content-Length") or len(r.raw)) == len(r.raw), "Content-Length")
+            again = request(port, "GET", f"/app/{name}", cookie=alice)
+            sm = check_site_messages(again, name + " again")
+            check(subject not in [it["subject"] for it in sm["items"]], f"announced twice: {sm}")
+
+    @test(f"{label}: HTML, a redirect and a 1 MB download of the site pass through the wrapper unchanged")
+    def _():
+        deliver("not for these")
+        r = request(port, "GET", "/app/page.sh", cookie=alice)
+        check(r.status == 200 and r.raw == b'<!doctype html><p>{"not": 1}</p>', f"page: {r!r}")
+        r = request(port, "GET", "/app/redirect.sh", cookie=alice)
+        check(r.status == 302 and r.header("Location") == "http://127.0.0.1/elsewhere", f"redirect: {r!r}")
+        r = request(port, "GET", "/app/download.pl", cookie=alice)
+        check(r.status == 200 and r.raw == DOWNLOAD, f"download: {r.status}, {len(r.raw)} bytes")
+        r = request(port, "GET", "/cgi-bin/profile", cookie=alice)
+        check(any(it["subject"] == "not for these" for it in check_site_messages(r, "profile")["items"]),
+              "the answers that passed through announced nothing")
+
+    @test(f"{label}: REMOTE_USER from an unchecked Authorization header identifies nobody")
+    def _():
+        basic = {"Authorization": "Basic " + base64.b64encode(b"alice:anything").decode()}
+        r = request(port, "GET", "/cgi-bin/messages", headers=basic)
+        check(r.status == 401 and r.site_messages is None, f"/cgi-bin/messages: {r!r}")
+        r = request(port, "GET", "/app/hello.sh", headers=basic)
+        check(r.status == 200 and r.site_messages is None, f"/app/hello.sh: {r!r}")
+
+    @test(f"{label}: a direct request of the wrapper runs nothing")
+    def _():
+        for path in ("/cgi-bin/piggyback-wrap/app/hello.sh", "/cgi-bin/piggyback-wrap/site/hello.sh?/etc/passwd",
+                     "/cgi-bin/piggyback-wrap"):
+            r = request(port, "GET", path, cookie=alice, headers={"Redirect-Status": "200"})
+            check(r.status in (403, 404) and b"from" not in r.raw, f"{path}: {r!r}")
 
 
 def msqd_suite(server, inst, alice, bob):
@@ -744,8 +864,8 @@ def browser_suite(label, server, inst, work):
 def main():
     global VERBOSE, KEEP
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--servers", default="lighttpd,apache-event-cgid,apache-prefork-cgi",
-                    help="comma-separated: lighttpd, apache-event-cgid, apache-prefork-cgi")
+    ap.add_argument("--servers", default="lighttpd,apache-event-cgid,apache-prefork-cgi,nginx-fcgiwrap",
+                    help="comma-separated: lighttpd, apache-event-cgid, apache-prefork-cgi, nginx-fcgiwrap")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs, databases)")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args()
