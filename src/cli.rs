@@ -10,6 +10,8 @@ use std::time::Instant;
 use anyhow::{Context as _, Result, anyhow, bail};
 use clap::{Parser, Subcommand};
 
+use crate::config::Config;
+use crate::gateway;
 use crate::identity::Key;
 use crate::message_store::{MessageKind, SeedPlan, Store, now};
 use crate::msq::{self, DrainReport, Queue, Send, SendOutcome};
@@ -94,6 +96,12 @@ enum Command {
     },
     /// Set a user's password, read as one line from standard input.
     Passwd { name: String },
+    /// Print `{"site_messages": …}` for a user, announcing what is new exactly as a
+    /// request of theirs would (for programs that are not CGI children).
+    Status {
+        #[arg(long)]
+        user: String,
+    },
     /// Print a `pb_session` cookie value for a user (for host sites, scripts and tests).
     Token {
         name: String,
@@ -252,6 +260,21 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 bail!("no user named {name}");
             }
             say!("password of {name} set");
+        }
+        Command::Status { user } => {
+            // The programs' own settings (PIGGYBACK_EMPTY, PIGGYBACK_MAX_ITEMS…), on this database.
+            let db = std::path::absolute(&db)?;
+            let config = Config::from_lookup(|name| match name {
+                "PIGGYBACK_DB" => Some(db.clone().into_os_string()),
+                "PIGGYBACK_SPOOL" => Some(spool.root().as_os_str().to_owned()),
+                _ => std::env::var_os(name),
+            })?;
+            let member = gateway::site_messages_of_user(&config, &user).map_err(|e| anyhow!(e))?;
+            let mut answer = serde_json::Map::new();
+            if let Some(member) = member {
+                answer.insert(gateway::SITE_MESSAGES.into(), member);
+            }
+            say!("{}", serde_json::Value::Object(answer));
         }
         Command::Token { name, ttl, secret_file } => {
             let path = secret_file

@@ -231,6 +231,17 @@ pub fn log(line: &str) {
     let _ = writeln!(err, "piggyback[{}]: {}", std::process::id(), line.replace(['\r', '\n'], " "));
 }
 
+/// `site_messages` for the user named `name`, with the same effect as a request of
+/// theirs (the drain, the announcement): for a program that is not a CGI child
+/// (`piggyback status --user NAME`). `Err` names what went wrong.
+pub fn site_messages_of_user(config: &Config, name: &str) -> Result<Option<Value>, String> {
+    let store = Store::open(&config.db).map_err(|e| format!("{}: {e}", config.db.display()))?;
+    let user = store.user_by_name(name).map_err(|e| e.to_string())?.ok_or_else(|| format!("no user named {name}"))?;
+    let queue = Queue::new(&store, Spool::new(&config.spool));
+    drain(&queue);
+    site_messages(&queue, &user, None, config)
+}
+
 /// Forgets `REMOTE_USER` unless the operator said the server authenticated it; the log
 /// says so once per process.
 fn distrust_remote_user(meta: &mut Meta, config: &Config) {

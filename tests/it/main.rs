@@ -5,6 +5,7 @@ mod support;
 
 mod authz;
 mod concurrency;
+mod docs;
 mod gateway;
 mod hostile_input;
 mod process;
