@@ -42,7 +42,8 @@ pub fn run() -> ExitCode {
         log(&format!("piggyback-wrap: {problem}"));
     }
     let mut stdout = std::io::stdout().lock();
-    let target = match target::resolve(&env, &args, &wrapper, &settings) {
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let target = match target::resolve(&env, &args, &cwd, &wrapper, &settings) {
         Ok(target) => target,
         Err(refusal) => {
             log(&format!("piggyback-wrap: refused: {}", refusal.why));

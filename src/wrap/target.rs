@@ -78,7 +78,13 @@ fn not_found(why: impl Into<String>) -> Refusal {
 ///
 /// `args` are the wrapper's arguments after its own name; `wrapper` its real path.
 /// `HTTP_REDIRECT_STATUS` (a client's `Redirect-Status:` header) is never consulted.
-pub fn resolve(env: &Env, args: &[OsString], wrapper: &Path, settings: &Settings) -> Result<Target, Refusal> {
+pub fn resolve(
+    env: &Env,
+    args: &[OsString],
+    cwd: &Path,
+    wrapper: &Path,
+    settings: &Settings,
+) -> Result<Target, Refusal> {
     if settings.roots.is_empty() {
         return Err(Refusal {
             status: 500,
@@ -118,11 +124,16 @@ pub fn resolve(env: &Env, args: &[OsString], wrapper: &Path, settings: &Settings
         (Server::Fcgiwrap, PathBuf::from(target), script_name, path_info)
     } else {
         // lighttpd's cgi.assign: exactly one argument, the script, which the server also
-        // names in SCRIPT_FILENAME. Anything else is a direct request of the wrapper
-        // (Apache without REDIRECT_*) or arguments from a query string.
+        // names in SCRIPT_FILENAME (busybox httpd: its file name, run in its folder).
+        // Anything else is a direct request of the wrapper (Apache without REDIRECT_*)
+        // or arguments from a query string.
         let filename = var("SCRIPT_FILENAME").ok_or_else(|| forbidden("SCRIPT_FILENAME is not set"))?;
+        let in_its_folder = |one: &OsString| {
+            let path = Path::new(filename);
+            path.file_name() == Some(one.as_os_str()) && path.parent() == Some(cwd)
+        };
         match args {
-            [one] if one == filename => {}
+            [one] if one == filename || in_its_folder(one) => {}
             [] => {
                 return Err(forbidden(
                     "started without an argument naming SCRIPT_FILENAME: a direct request of the wrapper",

@@ -448,6 +448,23 @@ fn on_lighttpd_exactly_one_argument_equal_to_script_filename() {
 }
 
 #[test]
+fn busybox_httpd_passes_the_file_name_and_runs_the_wrapper_in_the_programs_folder() {
+    let w = Wrapped::new();
+    let path = w.app.join("hello.sh");
+    let mut env = w.base_env("GET", "");
+    env.push(var("SCRIPT_FILENAME", &path));
+    env.push(w.cookie("alice"));
+    let run_in = |cwd: &Path, env: Vec<(String, OsString)>| {
+        let out = Command::new(WRAPPER).arg("hello.sh").env_clear().envs(env).current_dir(cwd).output().unwrap();
+        Answer { raw: out.stdout, stderr: String::from_utf8_lossy(&out.stderr).into_owned() }
+    };
+    let answer = run_in(&w.app, env.clone());
+    assert!(answer.json().get("site_messages").is_some(), "{}", answer.text());
+    // The same name from another folder is not the program SCRIPT_FILENAME names.
+    run_in(w.site.dir.path(), env).assert_refused("SCRIPT_FILENAME");
+}
+
+#[test]
 fn the_wrapper_never_runs_itself() {
     let w = Wrapped::new().set("PIGGYBACK_WRAP_EXTENSIONS", ".cgi");
     let copy = w.app.join("self.cgi");
