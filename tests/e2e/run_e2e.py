@@ -646,6 +646,13 @@ def wrap_suite(server, alice, bob):
         r = request(port, "GET", "/app/hello.sh", headers=basic)
         check(r.status == 200 and r.site_messages is None, f"/app/hello.sh: {r!r}")
 
+    @test(f"{label}: scripts/install wrote etc/piggyback-wrap.conf as docs/INTEGRATE.md shows it")
+    def _():
+        doc = (REPO / "docs/INTEGRATE.md").read_text()
+        block = doc.split("<!-- test: wrap-conf -->", 1)[1].split("```", 2)[1].split("\n", 1)[1]
+        written = (inst.root / "etc/piggyback-wrap.conf").read_text()
+        check(written == block.replace("/srv/piggyback", str(inst.root)), f"{written!r} vs {block!r}")
+
     @test(f"{label}: a direct request of the wrapper runs nothing")
     def _():
         for path in ("/cgi-bin/piggyback-wrap/app/hello.sh", "/cgi-bin/piggyback-wrap/site/hello.sh?/etc/passwd",
