@@ -73,15 +73,35 @@ pub fn run() -> ExitCode {
         return ExitCode::SUCCESS;
     };
     let expired = Arc::new(AtomicBool::new(false));
+    // The server stops a CGI with SIGTERM (lighttpd when the client goes away or its
+    // timeout passes): then the program is stopped too, not left running alone.
+    let stopped = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT, signal_hook::consts::SIGHUP] {
+        if let Err(e) = signal_hook::flag::register(signal, Arc::clone(&stopped)) {
+            log(&format!("piggyback-wrap: cannot handle signal {signal}: {e}"));
+        }
+    }
     let (done, finished) = mpsc::channel::<()>();
     let watchdog = {
         let expired = Arc::clone(&expired);
+        let stopped = Arc::clone(&stopped);
         let timeout = settings.timeout;
         std::thread::spawn(move || {
             let deadline = Instant::now() + timeout;
-            if finished.recv_timeout(timeout) == Err(mpsc::RecvTimeoutError::Timeout) {
-                expired.store(true, Ordering::SeqCst);
-                let _ = child.kill();
+            loop {
+                match finished.recv_timeout(Duration::from_millis(50)) {
+                    Err(mpsc::RecvTimeoutError::Timeout) if stopped.load(Ordering::SeqCst) => {
+                        let _ = child.kill();
+                        break;
+                    }
+                    Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() >= deadline => {
+                        expired.store(true, Ordering::SeqCst);
+                        let _ = child.kill();
+                        break;
+                    }
+                    Err(mpsc::RecvTimeoutError::Timeout) => {}
+                    Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                }
             }
             // The program closed its output; it still may not linger past the deadline.
             while matches!(child.try_wait(), Ok(None)) {
@@ -117,6 +137,9 @@ pub fn run() -> ExitCode {
         Ok(_) => {}
         // The client went away (the server closed our stdout): nothing is left to do.
         Err(e) => log(&format!("piggyback-wrap: {program}: writing the answer: {e}")),
+    }
+    if stopped.load(Ordering::SeqCst) {
+        log(&format!("piggyback-wrap: {program}: stopped by the server; the program was stopped too"));
     }
     if expired.load(Ordering::SeqCst) {
         log(&format!("piggyback-wrap: {program}: stopped after PIGGYBACK_WRAP_TIMEOUT"));

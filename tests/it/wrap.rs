@@ -382,6 +382,38 @@ fn a_program_past_the_timeout_is_stopped_and_answered_504() {
 }
 
 #[test]
+fn a_wrapper_stopped_by_the_server_stops_its_program() {
+    // lighttpd sends SIGTERM when the client goes away or its own timeout passes.
+    let w = Wrapped::new();
+    let path = w.app.join("slow.sh");
+    let mut env = w.base_env("GET", "");
+    env.push(var("SCRIPT_FILENAME", &path));
+    let mut wrapper = Command::new(WRAPPER)
+        .arg(&path)
+        .env_clear()
+        .envs(env)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(wrapper.stderr.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
+    let pid: u32 = line.trim().strip_prefix("pid ").and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("{line}"));
+    assert!(Path::new(&format!("/proc/{pid}")).exists(), "the program runs");
+    let term = Command::new("kill").arg("-TERM").arg(wrapper.id().to_string()).status().unwrap();
+    assert!(term.success());
+    let status = wrapper.wait().unwrap();
+    assert!(status.success(), "{status}");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    assert!(rest.contains("stopped by the server"), "{rest}");
+    let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    assert!(state.is_empty() || state.contains(") Z "), "the program {pid} is gone: {state}");
+}
+
+#[test]
 fn apache_action_runs_the_file_in_path_translated_without_its_extra_path() {
     let w = Wrapped::new();
     w.site.deliver("bob", "alice", "via apache");
