@@ -42,6 +42,8 @@ pub struct Config {
     pub session_ttl: i64,
     /// `PIGGYBACK_TRUST_REMOTE_USER`.
     pub remote_user: RemoteUser,
+    /// Seconds an idle page waits between `GET messages/status` checks (`X-Poll-Interval`).
+    pub poll_interval_secs: i64,
 }
 
 /// Default session lifetime: 7 days.
@@ -113,6 +115,8 @@ impl Config {
         let send_rate_per_minute =
             number(text("PIGGYBACK_SEND_RATE")?, "PIGGYBACK_SEND_RATE", 30, 1, 1_000_000)? as u32;
         let ack_lease_secs = number(text("PIGGYBACK_ACK_LEASE")?, "PIGGYBACK_ACK_LEASE", 120, 5, 86_400)? as i64;
+        let poll_interval_secs =
+            number(text("PIGGYBACK_POLL_INTERVAL")?, "PIGGYBACK_POLL_INTERVAL", 30, 2, 3_600)? as i64;
         let allowed_origins = text("PIGGYBACK_ALLOWED_ORIGINS")?
             .map(|s| {
                 s.split([',', ' '])
@@ -155,6 +159,7 @@ impl Config {
             allowed_origins,
             session_ttl,
             remote_user,
+            poll_interval_secs,
         })
     }
 
@@ -178,6 +183,7 @@ impl Config {
             allowed_origins: Vec::new(),
             session_ttl: DEFAULT_SESSION_TTL,
             remote_user: RemoteUser::Ignored,
+            poll_interval_secs: 30,
         }
     }
 }

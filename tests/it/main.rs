@@ -8,6 +8,7 @@ mod concurrency;
 mod docs;
 mod gateway;
 mod hostile_input;
+mod message_poll;
 mod process;
 mod security;
 mod store;
