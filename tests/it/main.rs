@@ -10,6 +10,7 @@ mod gateway;
 mod hostile_input;
 mod message_poll;
 mod process;
+mod programs;
 mod security;
 mod store;
 mod trust;
