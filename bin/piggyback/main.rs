@@ -125,6 +125,11 @@ enum UserCommand {
         #[arg(long)]
         password_stdin: bool,
     },
+    /// Print every user, one a line: id, name and display name, separated by tabs.
+    List,
+    /// Print one user as JSON: id, name, display name, when they joined, their counters
+    /// (new, delivered), friends, posts and messages sent.
+    Show { name: String },
 }
 
 fn main() -> ExitCode {
@@ -172,7 +177,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::User(UserCommand::Add { name, display_name, password_stdin }) => {
             if !text::valid_name(&name) {
-                bail!("user names are 1 to 32 of a-z, 0-9 and _: {name:?} is not one");
+                bail!("{}: {name:?} is not one", text::NAME_RULE);
             }
             let hash = if password_stdin { Some(password::hash(&password_line()?)?) } else { None };
             let store = open(&db)?;
@@ -181,6 +186,22 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 Some(id) => println!("{}", id.0),
                 None => bail!("user {name} exists already"),
             }
+        }
+        Command::User(UserCommand::List) => {
+            for a in open(&db)?.accounts()? {
+                println!("{}\t{}\t{}", a.id.0, a.name, a.display_name.replace(['\t', '\n', '\r'], " "));
+            }
+        }
+        Command::User(UserCommand::Show { name }) => {
+            let a = open(&db)?.account(&name)?.ok_or_else(|| anyhow!("no user named {name}"))?;
+            println!(
+                "{}",
+                serde_json::json!({
+                    "id": a.id.0, "name": a.name, "display_name": a.display_name, "joined_at": a.joined_at,
+                    "new": a.new, "delivered": a.delivered, "unread": a.new + a.delivered,
+                    "friends": a.friends, "posts": a.posts, "sent": a.sent,
+                })
+            );
         }
         Command::Send { from, to, subject, body, idempotency_key } => {
             let store = open(&db)?;

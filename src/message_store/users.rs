@@ -16,7 +16,47 @@ pub struct Profile {
     pub posts: i64,
 }
 
+/// What `piggyback user list` and `user show` print of a user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub id: UserId,
+    pub name: String,
+    pub display_name: String,
+    pub joined_at: String,
+    /// Unread messages not yet announced, and announced but unread (the counters).
+    pub new: i64,
+    pub delivered: i64,
+    pub friends: i64,
+    pub posts: i64,
+    /// Messages this user sent.
+    pub sent: i64,
+}
+
+const ACCOUNT_SELECT: &str =
+    "SELECT u.id, u.name, u.display_name, strftime('%Y-%m-%dT%H:%M:%SZ', u.joined_at, 'unixepoch'),
+        coalesce(m.new, 0), coalesce(m.delivered, 0),
+        (SELECT count(*) FROM friendships WHERE user_id = u.id),
+        (SELECT count(*) FROM posts WHERE author_id = u.id),
+        (SELECT count(*) FROM messages WHERE sender_id = u.id)
+ FROM users u LEFT JOIN mailbox m ON m.user_id = u.id";
+
 impl Store {
+    /// Every user, by id.
+    pub fn accounts(&self) -> Result<Vec<Account>> {
+        let mut stmt = self.conn.prepare_cached(&format!("{ACCOUNT_SELECT} ORDER BY u.id"))?;
+        let rows = stmt.query_map([], account_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The user named `name`, with the counts `user show` prints.
+    pub fn account(&self, name: &str) -> Result<Option<Account>> {
+        Ok(self
+            .conn
+            .prepare_cached(&format!("{ACCOUNT_SELECT} WHERE u.name = ?1"))?
+            .query_row([name], account_row)
+            .optional()?)
+    }
+
     pub fn user_by_name(&self, name: &str) -> Result<Option<User>> {
         Ok(self
             .conn
@@ -114,6 +154,20 @@ impl Store {
         tx.commit()?;
         Ok(())
     }
+}
+
+fn account_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Account> {
+    Ok(Account {
+        id: UserId(r.get(0)?),
+        name: r.get(1)?,
+        display_name: r.get(2)?,
+        joined_at: r.get(3)?,
+        new: r.get(4)?,
+        delivered: r.get(5)?,
+        friends: r.get(6)?,
+        posts: r.get(7)?,
+        sent: r.get(8)?,
+    })
 }
 
 fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<User> {

@@ -14,4 +14,5 @@ mod programs;
 mod security;
 mod store;
 mod trust;
+mod users;
 mod wrap;
