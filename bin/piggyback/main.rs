@@ -130,6 +130,9 @@ enum UserCommand {
     /// Print one user as JSON: id, name, display name, when they joined, their counters
     /// (new, delivered), friends, posts and messages sent.
     Show { name: String },
+    /// Rename a user; messages, friends, posts and session cookies follow (they refer
+    /// to the id), `REMOTE_USER` must then carry the new name.
+    Rename { from: String, to: String },
 }
 
 fn main() -> ExitCode {
@@ -202,6 +205,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     "friends": a.friends, "posts": a.posts, "sent": a.sent,
                 })
             );
+        }
+        Command::User(UserCommand::Rename { from, to }) => {
+            if !text::valid_name(&to) {
+                bail!("{}: {to:?} is not one", text::NAME_RULE);
+            }
+            match open(&db)?.rename_user(&from, &to)? {
+                Some(true) => println!("renamed {from} to {to}"),
+                Some(false) => bail!("user {to} exists already"),
+                None => bail!("no user named {from}"),
+            }
         }
         Command::Send { from, to, subject, body, idempotency_key } => {
             let store = open(&db)?;

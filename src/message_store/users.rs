@@ -105,6 +105,26 @@ impl Store {
             .optional()?)
     }
 
+    /// Renames the user `from` to `to`: `Ok(None)` when there is no `from`, `Ok(Some(false))`
+    /// when `to` is taken. Everything refers to users by id, so messages, friendships,
+    /// posts and session cookies follow; only `REMOTE_USER` must now say `to`.
+    pub fn rename_user(&self, from: &str, to: &str) -> Result<Option<bool>> {
+        let tx = self.immediate()?;
+        let Some(id) = tx
+            .prepare_cached("SELECT id FROM users WHERE name = ?1")?
+            .query_row([from], |r| r.get::<_, i64>(0))
+            .optional()?
+        else {
+            return Ok(None);
+        };
+        let taken = tx.prepare_cached("SELECT 1 FROM users WHERE name = ?1")?.exists([to])?;
+        if !taken {
+            tx.prepare_cached("UPDATE users SET name = ?2 WHERE id = ?1")?.execute(params![id, to])?;
+        }
+        tx.commit()?;
+        Ok(Some(!taken))
+    }
+
     /// Sets a password hash; false when there is no such user.
     pub fn set_password_hash(&self, user: UserId, hash: &str) -> Result<bool> {
         Ok(self

@@ -53,3 +53,30 @@ fn user_list_and_user_show_print_ids_and_counts() {
     let out = site.piggyback(&["user", "show", "nobody"]);
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("no user named nobody"));
 }
+
+#[test]
+fn a_renamed_user_keeps_messages_friends_and_sessions() {
+    let site = Site::keyed(&["alice", "bob"]);
+    site.deliver("bob", "alice", "before the rename");
+    let token = site.token("alice");
+    let out = site.piggyback_ok(&["user", "rename", "alice", "ann@example.com"]);
+    assert_eq!(out.trim(), "renamed alice to ann@example.com");
+    let r = site.cgi(Program::Messages).cookie(&token).run();
+    r.assert_status(200);
+    assert_eq!(r.announced().len(), 1, "the message followed: {}", r.json);
+    let r = site.cgi(Program::Session).cookie(&token).run();
+    assert_eq!(r.json["session"]["name"], "ann@example.com");
+    let r = site.get(Program::Messages, "alice", "");
+    assert_eq!((r.status, r.error_code()), (401, "unknown_user"), "the old name names nobody");
+    site.get(Program::Messages, "ann@example.com", "").assert_status(200);
+    let before = site.snapshot();
+    for (args, why) in [
+        (["user", "rename", "ann@example.com", "bob"], "exists already"),
+        (["user", "rename", "nobody", "carol"], "no user named nobody"),
+        (["user", "rename", "bob", "Bob"], "e-mail address"),
+    ] {
+        let out = site.piggyback(&args);
+        assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains(why), "{args:?}: {out:?}");
+    }
+    assert_eq!(site.snapshot(), before, "a refused rename changes nothing");
+}
