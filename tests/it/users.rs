@@ -9,6 +9,8 @@ use crate::support::{Program, Site};
 fn an_email_address_is_a_user_name_everywhere() {
     let site = Site::keyed(&["bob"]);
     let id = site.add_user("ann.lee+site@example.com");
+    // The command docs/INTEGRATE.md shows.
+    site.piggyback_ok(&["user", "add", "ann@example.com"]);
     site.deliver("bob", "ann.lee+site@example.com", "to an address");
     let r = site.get(Program::Messages, "ann.lee+site@example.com", "");
     r.assert_status(200);
