@@ -18,11 +18,12 @@ use crate::config::{Config, MAX_BODY_BYTES, RemoteUser};
 use crate::csrf;
 use crate::handlers::{Caller, Context, Handler};
 use crate::http::{ApiError, BodyError, Meta, Method, Reply, Request, SessionChange, reason_phrase};
-use crate::identity::{self, COOKIE_NAME};
-use crate::message_status;
+use crate::identity::{self, Verdict};
+use crate::message_status::{self, Announcing};
 use crate::message_store::{Store, StoreError};
 use crate::model::{User, now};
 use crate::msq::{self, Queue, QueueError};
+use crate::proxy::{self, ForwardingHeaders};
 use crate::spool::Spool;
 
 /// The CGI environment as the server passed it.
@@ -73,6 +74,7 @@ fn serve(handler: Handler, env: &Env, stdin: impl Read, now: i64) -> Reply {
     };
     let mut request = parse_request(env, stdin);
     distrust_remote_user(&mut request.meta, &config);
+    believe_proxies(&mut request.meta, &config);
     let store = match Store::open(&config.db) {
         Ok(store) => store,
         Err(e) => return ApiError::from(e).into_reply(),
@@ -89,7 +91,7 @@ fn serve(handler: Handler, env: &Env, stdin: impl Read, now: i64) -> Reply {
         }
         Err(e) => return e.into_reply(),
     };
-    let queue = Queue::new(&store, Spool::new(&config.spool));
+    let queue = Queue::new(&store, Spool::new(&config.spool).with_mode(config.file_mode));
     let ctx = Context { config: &config, store: &store, queue, caller, now };
     // A request that could not be parsed, or a cross-site one, is refused before the
     // handler runs, so it changes nothing.
@@ -108,11 +110,17 @@ fn serve(handler: Handler, env: &Env, stdin: impl Read, now: i64) -> Reply {
         SessionChange::Started(user) => Some(user),
         SessionChange::Ended => None,
     };
+    // A request from another site (a link, a form, a script on another page) reports
+    // counts but announces nothing: that page would use up the user's toasts.
+    let announcing = match csrf::cross_site(&request.meta, &config.allowed_origins) {
+        Some(_) => Announcing::CountsOnly,
+        None => Announcing::Claim,
+    };
     if let Some(user) = announce_to {
         drain(&ctx.queue, now);
         // A 304 says "nothing changed": it has no body to carry the member.
         if reply.status < 500 && reply.status != 304 && request.method != Method::Head {
-            match site_messages(ctx.store, user, request.meta.ack, &config, now) {
+            match site_messages(ctx.store, user, request.meta.ack, &config, now, announcing) {
                 Ok(Some(value)) => {
                     reply.body.insert(SITE_MESSAGES.into(), value);
                 }
@@ -123,6 +131,15 @@ fn serve(handler: Handler, env: &Env, stdin: impl Read, now: i64) -> Reply {
         }
     }
     reply
+}
+
+/// Replaces the peer's address and scheme with the client's when the peer is a trusted
+/// proxy (`PIGGYBACK_TRUSTED_PROXIES`); from anybody else the forwarding headers are
+/// ignored, so a client cannot pick the address its login failures count against.
+fn believe_proxies(meta: &mut Meta, config: &Config) {
+    let client = proxy::client(meta.remote_addr.as_deref(), meta.https, &meta.forwarding, &config.trusted_proxies);
+    meta.remote_addr = client.addr;
+    meta.https = client.https;
 }
 
 /// The member every JSON answer to an identified user carries.
@@ -137,8 +154,9 @@ fn site_messages(
     ack: Option<i64>,
     config: &Config,
     now: i64,
+    announcing: Announcing,
 ) -> Result<Option<Value>, String> {
-    match message_status::claim(store, user, ack, config, now) {
+    match message_status::claim(store, user, ack, config, now, announcing) {
         Ok(Some(site)) => serde_json::to_value(site).map(Some).map_err(|e| format!("site_messages left out: {e}")),
         Ok(None) => Ok(None),
         Err(e) => Err(format!("site_messages left out: {e}")),
@@ -155,6 +173,7 @@ pub fn site_messages_for(env: &Env) -> Result<Option<Value>, String> {
     let config = Config::from_lookup(|name| env.get(name).cloned()).map_err(|e| format!("configuration: {e}"))?;
     let mut request = parse_request(env, std::io::empty());
     distrust_remote_user(&mut request.meta, &config);
+    believe_proxies(&mut request.meta, &config);
     if request.method == Method::Head {
         return Ok(None);
     }
@@ -169,7 +188,12 @@ pub fn site_messages_for(env: &Env) -> Result<Option<Value>, String> {
         }
     };
     drain(&Queue::new(&store, Spool::new(&config.spool)), now);
-    site_messages(&store, &user, request.meta.ack, &config, now)
+    // As for our programs: a request from another site reports counts, announces nothing.
+    let announcing = match csrf::cross_site(&request.meta, &config.allowed_origins) {
+        Some(_) => Announcing::CountsOnly,
+        None => Announcing::Claim,
+    };
+    site_messages(&store, &user, request.meta.ack, &config, now, announcing)
 }
 
 /// Applies a bounded batch of waiting request files, so that a message sent a moment
@@ -201,7 +225,7 @@ pub fn site_messages_of_user(config: &Config, name: &str) -> Result<Option<Value
     let user = store.user_by_name(name).map_err(|e| e.to_string())?.ok_or_else(|| format!("no user named {name}"))?;
     let now = now();
     drain(&Queue::new(&store, Spool::new(&config.spool)), now);
-    site_messages(&store, &user, None, config, now)
+    site_messages(&store, &user, None, config, now, Announcing::Claim)
 }
 
 /// Forgets `REMOTE_USER` unless the operator said the server authenticated it; the log
@@ -224,11 +248,10 @@ fn identify(meta: &Meta, store: &Store, config: &Config, now: i64) -> Result<Opt
             None => Err(ApiError::new(401, "unknown_user", "the authenticated user has no account here")),
         };
     }
-    let values: Vec<&str> =
-        meta.cookie.as_deref().map(|c| identity::cookie_values(c, COOKIE_NAME).collect()).unwrap_or_default();
-    let Some(first) = values.first() else {
+    let cookies = meta.cookie.as_deref();
+    if cookies.map(identity::session_cookies).unwrap_or_default().is_empty() {
         return Ok(None);
-    };
+    }
     if config.secret_file.is_none() {
         return Err(
             ApiError::unauthorized().log("PIGGYBACK_SECRET_FILE: not set, so session cookies cannot be checked")
@@ -237,28 +260,36 @@ fn identify(meta: &Meta, store: &Store, config: &Config, now: i64) -> Result<Opt
     let key = identity::session_key(config)?;
     // Several cookies: a stale one must not hide a valid one, and two valid ones naming
     // different users mean one was planted (by a sibling subdomain): trust neither.
-    let mut valid = values.iter().filter_map(|v| key.verify(v, now).ok());
-    let id = match valid.next() {
-        Some(id) if valid.all(|other| other == id) => id,
-        Some(_) => {
+    let claims = match identity::judge(cookies, &key, now) {
+        Verdict::Valid(claims) => claims,
+        Verdict::None => return Ok(None),
+        Verdict::Ambiguous => {
             return Err(ApiError::new(
                 401,
                 "ambiguous_session",
                 "several session cookies name different users; log in again",
             ));
         }
-        None => {
-            let why = match key.verify(first, now) {
-                Err(identity::CookieError::Expired) => "the session has expired; log in again",
+        Verdict::Invalid(why) => {
+            let why = match why {
+                identity::CookieError::Expired => "the session has expired; log in again",
                 _ => "the session cookie is not valid; log in again",
             };
             return Err(ApiError::new(401, "invalid_session", why));
         }
     };
-    match store.user_by_id(id)? {
-        Some(user) => Ok(Some(user)),
-        None => Err(ApiError::new(401, "invalid_session", "the session names no user; log in again")),
+    // The users row that names the user also says whether the session still stands:
+    // its generation moved on (logout everywhere, a new password, a revocation), or
+    // this one session was logged out.
+    let Some(found) = store.session_user(claims.user)? else {
+        return Err(ApiError::new(401, "invalid_session", "the session names no user; log in again"));
+    };
+    let ended = claims.generation.is_some_and(|g| g != found.generation)
+        || claims.session.as_deref().is_some_and(|id| found.has_ended(id));
+    if ended {
+        return Err(ApiError::new(401, "invalid_session", "the session has ended; log in again"));
     }
+    Ok(Some(found.user))
 }
 
 /// Parses the CGI environment and reads the body (RFC 3875, sections 4.1 and 4.2).
@@ -306,6 +337,11 @@ pub fn parse_request(env: &Env, mut stdin: impl Read) -> Request {
         https: vars.nonempty("HTTPS").is_some_and(|v| v.eq_ignore_ascii_case("on") || v == "1")
             || vars.nonempty("REQUEST_SCHEME").is_some_and(|v| v.eq_ignore_ascii_case("https")),
         remote_addr: vars.nonempty("REMOTE_ADDR"),
+        forwarding: ForwardingHeaders {
+            forwarded: vars.nonempty("HTTP_FORWARDED"),
+            x_forwarded_for: vars.nonempty("HTTP_X_FORWARDED_FOR"),
+            x_forwarded_proto: vars.nonempty("HTTP_X_FORWARDED_PROTO"),
+        },
         ack,
         if_none_match: vars.nonempty("HTTP_IF_NONE_MATCH"),
     };
