@@ -269,6 +269,19 @@ fn shell_perl_and_php_json_answers_carry_site_messages_announced_once() {
 }
 
 #[test]
+fn a_cross_site_request_through_the_wrapper_reports_counts_and_announces_nothing() {
+    let w = Wrapped::new();
+    w.site.deliver("bob", "alice", "not for another site");
+    let alice = w.cookie("alice");
+    let evil = var("HTTP_ORIGIN", "http://evil.example");
+    let answer = w.lighttpd("hello.sh", &[alice.clone(), evil]);
+    let json = answer.json();
+    assert_eq!(json["site_messages"]["items"], serde_json::json!([]), "{json}");
+    assert_eq!(w.site.counters("alice"), (1, 0), "nothing flipped");
+    assert_eq!(w.lighttpd("hello.sh", &[alice]).announced().len(), 1, "announced on the site's own page");
+}
+
+#[test]
 fn html_a_redirect_a_download_and_nph_pass_byte_for_byte() {
     let w = Wrapped::new();
     let alice = w.cookie("alice");
