@@ -7,6 +7,7 @@ mod attacks;
 mod authz;
 mod concurrency;
 mod docs;
+mod fastcgi;
 mod gateway;
 mod hostile_input;
 mod message_poll;
