@@ -24,3 +24,4 @@ pub mod proxy;
 pub mod sidecars;
 pub mod spool;
 pub mod text;
+pub mod wrap;

@@ -237,9 +237,10 @@ impl Cgi {
         &self.method
     }
 
-    /// REMOTE_USER, as after the server's own authentication.
+    /// REMOTE_USER, as after the server's own authentication (which the operator
+    /// declares with PIGGYBACK_TRUST_REMOTE_USER=1).
     pub fn user(self, name: &str) -> Cgi {
-        self.var("REMOTE_USER", name)
+        self.var("REMOTE_USER", name).var("PIGGYBACK_TRUST_REMOTE_USER", "1")
     }
 
     pub fn var(self, name: &str, value: &str) -> Cgi {
