@@ -12,7 +12,8 @@
 //     time (`new`, 本次), in every [data-piggyback-count="delivered"|"new"]
 //     element (a small counter of its own when the page has none);
 //   - fires a `piggyback:messages` CustomEvent on document (detail: the member);
-//   - adds `X-Piggyback-Ack` (the last batch shown) to the page's own requests to
+//   - adds `X-Piggyback-Ack: shown=<batches>` (the batches shown and not yet known
+//     to be acknowledged) to the page's own requests to
 //     the site, so an announcement whose answer was lost is made again;
 //   - when the page makes no request for the server's X-Poll-Interval, asks
 //     GET <base>messages/status with If-None-Match (304 while nothing changed);
@@ -43,7 +44,8 @@
   var DEFAULT_POLL_S = 30;                         // until the server says X-Poll-Interval
   var HIDDEN_FACTOR = 4;                           // a hidden tab polls this much less often
   var SEEN_KEY = "piggyback:seen";                 // localStorage: "id@sent_at" already shown
-  var ACK_KEY = "piggyback:ack:";                  // localStorage: last batch shown, per user
+  var ACK_KEY = "piggyback:shown:";                // localStorage: batches shown, not yet acknowledged, per user
+  var ACK_MAX = 64;                                // the server reads at most 64 batches
   var LANG_KEY = "piggyback:lang";                 // localStorage: the language switch
   var SEEN_MAX = 500;
   var ORIGIN = global.location.origin;
@@ -116,7 +118,7 @@
 
   var state = {
     user: null,           // who the acknowledgements belong to, when the page says
-    ack: null,            // last batch shown, when not stored
+    ack: [],              // batches shown and not yet acknowledged, when not stored
     delivered: null,
     fresh: null,          // the server's `new` of the latest answer
     lastActivity: Date.now(),
@@ -128,17 +130,35 @@
   var shownHere = {};
 
   function ackKey() { return ACK_KEY + (state.user || ""); }
-  function currentAck() {
-    var v = parseInt(readString(ackKey()) || String(state.ack || 0), 10);
-    return isFinite(v) && v > 0 ? v : 0;
+  // The batches shown and not yet acknowledged. Acknowledging by name (not "every
+  // batch up to N") keeps a lost answer's batch unacknowledged, so the server
+  // announces its messages again after the lease (docs/API.md, Acknowledgements).
+  function pendingAcks() {
+    var stored = readString(ackKey());
+    var list = stored == null ? state.ack : stored.split(",");
+    return list.map(Number).filter(function (n) { return isFinite(n) && n > 0; });
   }
-  // Remember the batch just shown. Always the latest answer's, even when lower
-  // than the one remembered: batches only grow for a user, so a lower one means
-  // a database started afresh.
+  function storeAcks(list) {
+    if (list.length > ACK_MAX) list = list.slice(list.length - ACK_MAX);
+    state.ack = list;
+    writeString(ackKey(), list.join(","));
+  }
+  // The header value for a request about to go: what it carries is what its
+  // answer, when it comes with site_messages, proves acknowledged.
+  function ackHeader() { return "shown=" + pendingAcks().join(","); }
+  function carriedOf(value) {
+    var m = /^shown=([\d,]*)$/.exec(value || "");
+    return m ? m[1].split(",").filter(Boolean).map(Number) : [];
+  }
+  function acknowledged(carried) {
+    if (!carried.length) return;
+    storeAcks(pendingAcks().filter(function (b) { return carried.indexOf(b) < 0; }));
+  }
   function shownBatch(batch) {
     if (typeof batch !== "number" || !(batch > 0)) return;
-    state.ack = batch;
-    writeString(ackKey(), String(batch));
+    var list = pendingAcks();
+    if (list.indexOf(batch) < 0) list.push(batch);
+    storeAcks(list);
   }
 
   function seenList() {
@@ -386,8 +406,11 @@
     try { return new URL(url, global.location.href).origin === ORIGIN; } catch (e) { return false; }
   }
   function isJson(type) { return /[\/+]json\b/i.test(type || ""); }
-  function fromAnswer(data) {
-    if (data && typeof data === "object" && !Array.isArray(data)) handle(data.site_messages, false);
+  // An answer to a request that carried `carried` (a header value, or null).
+  function fromAnswer(data, carried) {
+    if (!(data && typeof data === "object" && !Array.isArray(data))) return;
+    if (data.site_messages && typeof data.site_messages === "object") acknowledged(carriedOf(carried));
+    handle(data.site_messages, false);
   }
   function activity() { state.lastActivity = Date.now(); schedule(); }
 
@@ -397,7 +420,8 @@
       var url = typeof input === "string" ? input : (input && input.url) || String(input);
       if (!sameOrigin(url)) return realFetch(input, init);
       var headers = new Headers((init && init.headers) || (input instanceof Request ? input.headers : undefined));
-      if (!headers.has("X-Piggyback-Ack")) headers.set("X-Piggyback-Ack", String(currentAck()));
+      if (!headers.has("X-Piggyback-Ack")) headers.set("X-Piggyback-Ack", ackHeader());
+      var carried = headers.get("X-Piggyback-Ack");
       var opts = {};
       if (init) Object.keys(init).forEach(function (k) { opts[k] = init[k]; });
       opts.headers = headers;
@@ -405,7 +429,8 @@
       return realFetch(input, opts).then(function (res) {
         if (isJson(res.headers.get("Content-Type")) && res.status !== 304) {
           // A clone, so the page reads its answer as if we were not here.
-          res.clone().json().then(fromAnswer, function () { /* not JSON after all, or cut off */ });
+          res.clone().json().then(function (data) { fromAnswer(data, carried); },
+            function () { /* not JSON after all, or cut off */ });
         }
         return res;
       });
@@ -419,14 +444,20 @@
       this.__piggyback = { same: sameOrigin(url), acked: false };
       return open.apply(this, arguments);
     };
-    XHR.prototype.setRequestHeader = function (name) {
-      if (this.__piggyback && /^x-piggyback-ack$/i.test(name)) this.__piggyback.acked = true;
+    XHR.prototype.setRequestHeader = function (name, value) {
+      if (this.__piggyback && /^x-piggyback-ack$/i.test(name)) {
+        this.__piggyback.acked = true;
+        this.__piggyback.carried = String(value);
+      }
       return setHeader.apply(this, arguments);
     };
     XHR.prototype.send = function () {
       var pb = this.__piggyback;
       if (pb && pb.same) {
-        if (!pb.acked) setHeader.call(this, "X-Piggyback-Ack", String(currentAck()));
+        if (!pb.acked) {
+          pb.carried = ackHeader();
+          setHeader.call(this, "X-Piggyback-Ack", pb.carried);
+        }
         activity();
         var xhr = this;
         xhr.addEventListener("load", function () {
@@ -436,7 +467,7 @@
             if (xhr.responseType === "json") data = xhr.response;
             else if (xhr.responseType === "" || xhr.responseType === "text") data = JSON.parse(xhr.responseText);
           } catch (e) { data = null; }
-          fromAnswer(data);
+          fromAnswer(data, pb.carried);
         });
       }
       return send.apply(this, arguments);
@@ -462,7 +493,8 @@
     if (!realFetch) return;
     if (Date.now() - state.lastActivity < interval() - 50) { schedule(); return; }
     hiddenPolls = doc.hidden ? hiddenPolls + 1 : 0;
-    var headers = { "Accept": "application/json", "X-Piggyback-Ack": String(currentAck()) };
+    var carried = ackHeader();
+    var headers = { "Accept": "application/json", "X-Piggyback-Ack": carried };
     if (state.etag) headers["If-None-Match"] = state.etag;
     state.lastActivity = Date.now();
     // The real fetch: this is our request, not the page's.
@@ -479,7 +511,8 @@
         var tag = res.headers.get("ETag");
         if (res.status === 304) return null;
         if (tag && res.ok) state.etag = tag;
-        return isJson(res.headers.get("Content-Type")) ? res.json().then(fromAnswer) : null;
+        return isJson(res.headers.get("Content-Type"))
+          ? res.json().then(function (data) { fromAnswer(data, carried); }) : null;
       })
       .catch(function () { /* offline a moment: try again at the next interval */ })
       .then(function () { state.lastActivity = Date.now(); schedule(); });
@@ -554,9 +587,9 @@
     // The page knows who is signed in: acknowledgements are kept per user.
     setUser: function (name) {
       if ((name || null) === state.user) return;
-      var carried = currentAck();
+      var carried = pendingAcks();
       state.user = name || null;
-      if (state.user && carried > 0 && !readString(ackKey())) writeString(ackKey(), String(carried));
+      if (state.user && carried.length && readString(ackKey()) == null) storeAcks(carried);
       state.etag = null;
       state.pollStopped = false;
       schedule();
