@@ -11,7 +11,7 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use clap::{Parser, Subcommand};
 
 use crate::identity::Key;
-use crate::message_store::{MessageKind, SeedPlan, Store, now};
+use crate::message_store::{MessageKind, SeedPlan, Store, display_db, now, postgres_url};
 use crate::msq::{self, DrainReport, Queue, Send, SendOutcome};
 use crate::password;
 use crate::spool::Spool;
@@ -28,10 +28,11 @@ macro_rules! say {
 #[derive(Parser)]
 #[command(name = "piggyback", version, about = "Administer a Piggyback message database")]
 struct Cli {
-    /// The SQLite message database (default: $PIGGYBACK_DB).
-    #[arg(long, global = true, value_name = "PATH")]
+    /// The message database: a SQLite file, or a postgresql:// URL (default: $PIGGYBACK_DB).
+    #[arg(long, global = true, value_name = "PATH|URL")]
     db: Option<PathBuf>,
-    /// The request-file spool (default: $PIGGYBACK_SPOOL, else spool/ beside the database).
+    /// The request-file spool (default: $PIGGYBACK_SPOOL, else spool/ beside a SQLite
+    /// database; required with a PostgreSQL URL).
     #[arg(long, global = true, value_name = "DIR")]
     spool: Option<PathBuf>,
     #[command(subcommand)]
@@ -145,15 +146,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
-    let spool = Spool::new(
-        cli.spool
-            .or_else(|| env_path("PIGGYBACK_SPOOL"))
-            .unwrap_or_else(|| db.parent().unwrap_or(Path::new(".")).join("spool")),
-    );
+    let spool = match cli.spool.or_else(|| env_path("PIGGYBACK_SPOOL")) {
+        Some(spool) => Spool::new(spool),
+        None if postgres_url(&db).is_some() => {
+            eprintln!("piggyback: no spool: give --spool DIR or set PIGGYBACK_SPOOL (each host has its own)");
+            return Ok(ExitCode::from(2));
+        }
+        None => Spool::new(db.parent().unwrap_or(Path::new(".")).join("spool")),
+    };
     match cli.command {
         Command::Init => {
-            Store::init(&db).with_context(|| format!("cannot initialise {}", db.display()))?;
-            say!("initialised {}", db.display());
+            Store::init(&db).with_context(|| format!("cannot initialise {}", display_db(&db)))?;
+            say!("initialised {}", display_db(&db));
             spool.create().with_context(|| format!("cannot create the spool {}", spool.root().display()))?;
             say!("spool {}", spool.root().display());
             if let Some(path) = env_path("PIGGYBACK_SECRET_FILE")
@@ -317,7 +321,7 @@ fn msqd(queue: &Queue<'_>, poll_ms: u64, checkpoint_secs: u64) -> Result<ExitCod
 }
 
 fn open(db: &Path) -> Result<Store> {
-    Store::open(db).with_context(|| format!("cannot open {}", db.display()))
+    Store::open(db).with_context(|| format!("cannot open {}", display_db(db)))
 }
 
 /// One line of standard input, without its line end: a password for `--password-stdin`

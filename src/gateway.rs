@@ -167,7 +167,11 @@ pub fn store_failure(e: &StoreError) -> ApiError {
             log(&format!("PIGGYBACK_DB: {e}"));
             ApiError::new(500, "misconfigured", "the server is misconfigured; its error log names the setting")
         }
-        StoreError::Sqlite(_) => {
+        StoreError::Unreachable(_) => {
+            log(&format!("PIGGYBACK_DB: {e}"));
+            ApiError::unavailable("the message database cannot be reached; try again")
+        }
+        StoreError::Sqlite(_) | StoreError::Postgres(_) => {
             log(&format!("{e}"));
             ApiError::internal("internal error")
         }

@@ -14,6 +14,11 @@ use std::time::Duration;
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params};
 
+mod engines;
+pub mod postgres;
+
+pub use engines::{Store, display_db, postgres_url};
+
 /// Version of the schema this build reads and writes (`PRAGMA user_version`).
 pub const SCHEMA_VERSION: i64 = 1;
 
@@ -134,7 +139,10 @@ pub enum StoreError {
     },
     /// The file is missing or not a database.
     Unopenable(String),
+    /// The database server cannot be reached now (down, restarting, too many clients).
+    Unreachable(String),
     Sqlite(rusqlite::Error),
+    Postgres(::postgres::Error),
 }
 
 impl std::fmt::Display for StoreError {
@@ -147,7 +155,9 @@ impl std::fmt::Display for StoreError {
                 "the message database has schema version {found}, this build needs {SCHEMA_VERSION}: run `piggyback init`"
             ),
             StoreError::Unopenable(why) => write!(f, "cannot open the message database: {why}"),
+            StoreError::Unreachable(why) => write!(f, "the message database server is unreachable: {why}"),
             StoreError::Sqlite(e) => write!(f, "message database error: {e}"),
+            StoreError::Postgres(e) => write!(f, "message database error: {}", postgres::describe(e)),
         }
     }
 }
@@ -463,14 +473,14 @@ pub fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
-/// An open message database.
-pub struct Store {
+/// An open SQLite message database (the embedded engine; [`Store`] chooses).
+pub struct SqliteStore {
     conn: Connection,
     /// A write transaction was begun on this connection.
     wrote: Cell<bool>,
 }
 
-impl Drop for Store {
+impl Drop for SqliteStore {
     /// A connection that wrote checkpoints on close when it is the last one, so the
     /// next process finds no WAL to recover; one that only read leaves the WAL alone.
     /// Measured (docs/PERFORMANCE.md): skipping the close checkpoint everywhere made
@@ -484,9 +494,9 @@ impl Drop for Store {
     }
 }
 
-impl Store {
+impl SqliteStore {
     /// Opens an existing database for a request: never creates or migrates it.
-    pub fn open(path: &Path) -> Result<Store> {
+    pub fn open(path: &Path) -> Result<SqliteStore> {
         if !path.is_file() {
             return Err(StoreError::Unopenable(format!("{} does not exist (run `piggyback init`)", path.display())));
         }
@@ -495,7 +505,7 @@ impl Store {
         // The last connection to close checkpoints and deletes the WAL: about a
         // millisecond and four fsyncs. A request that only read skips that (see Drop).
         conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
-        let store = Store::configure(conn)?;
+        let store = SqliteStore::configure(conn)?;
         let version: i64 = store.conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         if version != SCHEMA_VERSION {
             return Err(StoreError::Schema { found: version });
@@ -504,9 +514,9 @@ impl Store {
     }
 
     /// Creates the database or migrates it to [`SCHEMA_VERSION`] (idempotent), in WAL mode.
-    pub fn init(path: &Path) -> Result<Store> {
+    pub fn init(path: &Path) -> Result<SqliteStore> {
         let conn = Connection::open(path)?;
-        let store = Store::configure(conn)?;
+        let store = SqliteStore::configure(conn)?;
         let mode: String = store.conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(StoreError::Unopenable(format!("could not switch to WAL mode (got {mode})")));
@@ -526,10 +536,10 @@ impl Store {
         Ok(store)
     }
 
-    fn configure(conn: Connection) -> Result<Store> {
+    fn configure(conn: Connection) -> Result<SqliteStore> {
         conn.busy_timeout(BUSY_TIMEOUT)?;
         conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")?;
-        Ok(Store { conn, wrote: Cell::new(false) })
+        Ok(SqliteStore { conn, wrote: Cell::new(false) })
     }
 
     fn immediate(&self) -> Result<Transaction<'_>> {

@@ -246,7 +246,7 @@ impl<'a> Queue<'a> {
                     report.count(s);
                 }
             }
-            Err(StoreError::Sqlite(_)) => report.add(self.apply_one_by_one(claimed)),
+            Err(StoreError::Sqlite(_) | StoreError::Postgres(_)) => report.add(self.apply_one_by_one(claimed)),
             Err(e) => {
                 for c in &claimed {
                     let _ = self.spool.release(&c.name);
@@ -280,7 +280,7 @@ impl<'a> Queue<'a> {
                     let _ = self.spool.done(&c.name);
                     report.count(&stored);
                 }
-                Err(StoreError::Sqlite(e)) => match self.spool.set_aside(&c.name) {
+                Err(e @ (StoreError::Sqlite(_) | StoreError::Postgres(_))) => match self.spool.set_aside(&c.name) {
                     Ok(()) => report.bad.push(format!("request file {} moved to bad/: {e}", c.name)),
                     Err(_) => {
                         let _ = self.spool.release(&c.name);
