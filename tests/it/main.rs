@@ -7,6 +7,7 @@ mod authz;
 mod concurrency;
 mod gateway;
 mod hostile_input;
+mod hosts;
 mod process;
 mod security;
 mod store;
