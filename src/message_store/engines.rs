@@ -8,7 +8,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use super::postgres::{PgStore, is_url};
+use super::StoreError;
+use super::postgres::{PgStore, TableCopy, is_url};
 use super::{
     Announce, Change, Claim, Comment, Counters, Friend, FriendRequestOutcome, Mailbox, Message, MessageId, NewMessage,
     Post, PostId, Preview, Profile, Result, SeedPlan, SeedReport, SqliteStore, StateFilter, Stored, Summary, User,
@@ -55,6 +56,15 @@ impl Store {
         match postgres_url(db) {
             Some(url) => PgStore::init(url).map(|p| Store::Postgres(Box::new(p))),
             None => SqliteStore::init(db).map(Store::Sqlite),
+        }
+    }
+
+    /// Copies this SQLite database into the PostgreSQL database `url` (made or
+    /// migrated first, and empty), counting every table on both sides.
+    pub fn migrate_to_postgres(&self, url: &str) -> Result<Vec<TableCopy>> {
+        match self {
+            Store::Sqlite(source) => PgStore::init(url)?.copy_from_sqlite(&source.conn),
+            Store::Postgres(_) => Err(StoreError::Unopenable("the source is PostgreSQL already".into())),
         }
     }
 

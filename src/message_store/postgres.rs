@@ -1017,3 +1017,148 @@ fn kind_of(s: &str) -> Result<MessageKind> {
 fn state_of(s: &str) -> Result<MessageState> {
     MessageState::parse(s).ok_or_else(|| StoreError::Unopenable(format!("unknown message state {s} in the database")))
 }
+
+/// What one table's copy moved: rows in the SQLite snapshot and rows in PostgreSQL
+/// afterwards, counted on each side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableCopy {
+    pub table: &'static str,
+    pub source: i64,
+    pub target: i64,
+}
+
+/// A column's type on both sides.
+#[derive(Clone, Copy)]
+enum Column {
+    Int(&'static str),
+    Text(&'static str),
+}
+
+/// Every table, parents before children (the foreign keys hold at each insert).
+const TABLES: &[(&str, &[Column])] = {
+    use Column::{Int, Text};
+    &[
+        (
+            "users",
+            &[
+                Int("id"),
+                Text("name"),
+                Text("display_name"),
+                Text("bio"),
+                Text("preview"),
+                Text("password_hash"),
+                Int("joined_at"),
+            ],
+        ),
+        ("mailbox", &[Int("user_id"), Int("new"), Int("delivered"), Int("batch"), Int("acked"), Int("announced_at")]),
+        (
+            "messages",
+            &[
+                Int("id"),
+                Text("request_id"),
+                Int("sender_id"),
+                Int("recipient_id"),
+                Text("subject"),
+                Text("body"),
+                Text("kind"),
+                Text("idempotency_key"),
+                Int("sent_at"),
+                Text("state"),
+                Int("batch"),
+            ],
+        ),
+        ("friendships", &[Int("user_id"), Int("friend_id"), Int("since")]),
+        ("friend_requests", &[Int("from_id"), Int("to_id"), Int("created_at")]),
+        ("posts", &[Int("id"), Int("author_id"), Text("body"), Int("created_at")]),
+        ("comments", &[Int("id"), Int("post_id"), Int("author_id"), Text("body"), Int("created_at")]),
+        ("rate_limits", &[Text("key"), Int("window_start"), Int("count")]),
+    ]
+};
+
+/// Rows per INSERT: the column arrays of one statement stay well below a megabyte
+/// for ordinary messages.
+const COPY_CHUNK: usize = 2000;
+
+impl PgStore {
+    /// Copies every row of the SQLite database `source` into this database, which must
+    /// be empty, in one PostgreSQL transaction from one SQLite read snapshot, then
+    /// counts each table on both sides. Ids are kept; the identity generators move past
+    /// them. Request files waiting in a spool are not rows: drain before copying.
+    pub fn copy_from_sqlite(&self, source: &rusqlite::Connection) -> Result<Vec<TableCopy>> {
+        source.execute_batch("BEGIN")?;
+        let copied = self.copy_snapshot(source);
+        let _ = source.execute_batch("COMMIT");
+        copied
+    }
+
+    fn copy_snapshot(&self, source: &rusqlite::Connection) -> Result<Vec<TableCopy>> {
+        let mut counts = Vec::new();
+        self.write(|tx| {
+            let users: i64 = tx.query_typed_one("SELECT count(*) FROM users", &[])?.get(0);
+            if users > 0 {
+                return Err(StoreError::Unopenable(format!(
+                    "the PostgreSQL database already has {users} users: copy only into a new one"
+                )));
+            }
+            for (table, columns) in TABLES {
+                let names: Vec<&str> = columns.iter().map(|c| match c {
+                    Column::Int(n) | Column::Text(n) => *n,
+                }).collect();
+                let list = names.join(", ");
+                let source_count: i64 = source.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))?;
+                let mut stmt = source.prepare(&format!("SELECT {list} FROM {table}"))?;
+                let mut rows = stmt.query([])?;
+                let casts: Vec<String> = columns
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| match c {
+                        Column::Int(_) => format!("${}::int8[]", i + 1),
+                        Column::Text(_) => format!("${}::text[]", i + 1),
+                    })
+                    .collect();
+                let insert = format!("INSERT INTO {table} ({list}) SELECT * FROM unnest({})", casts.join(", "));
+                let mut ints: Vec<Vec<Option<i64>>> = vec![Vec::new(); columns.len()];
+                let mut texts: Vec<Vec<Option<String>>> = vec![Vec::new(); columns.len()];
+                let mut pending = 0;
+                loop {
+                    let row = rows.next()?;
+                    if let Some(row) = row {
+                        for (i, c) in columns.iter().enumerate() {
+                            match c {
+                                Column::Int(_) => ints[i].push(row.get(i)?),
+                                Column::Text(_) => texts[i].push(row.get(i)?),
+                            }
+                        }
+                        pending += 1;
+                    }
+                    if pending > 0 && (pending == COPY_CHUNK || row.is_none()) {
+                        let params: Vec<Param<'_>> = columns
+                            .iter()
+                            .enumerate()
+                            .map(|(i, c)| match c {
+                                Column::Int(_) => (&ints[i] as &(dyn ToSql + Sync), Type::INT8_ARRAY),
+                                Column::Text(_) => (&texts[i] as &(dyn ToSql + Sync), Type::TEXT_ARRAY),
+                            })
+                            .collect();
+                        tx.query_typed(&insert, &params)?;
+                        ints.iter_mut().for_each(Vec::clear);
+                        texts.iter_mut().for_each(Vec::clear);
+                        pending = 0;
+                    }
+                    if row.is_none() {
+                        break;
+                    }
+                }
+                let target: i64 = tx.query_typed_one(&format!("SELECT count(*) FROM {table}"), &[])?.get(0);
+                counts.push(TableCopy { table, source: source_count, target });
+            }
+            for table in ["users", "messages", "posts", "comments"] {
+                tx.batch_execute(&format!(
+                    "SELECT setval(pg_get_serial_sequence('{table}', 'id'), coalesce((SELECT max(id) FROM {table}), 0) + 1, false)"
+                ))?;
+            }
+            Ok(())
+        })?;
+        Ok(counts)
+    }
+}

@@ -102,3 +102,53 @@ fn a_postgresql_url_needs_a_spool_named_for_its_host() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("PIGGYBACK_SPOOL"));
 }
+
+/// A SQLite site moved to PostgreSQL keeps every row and answers alike; a second copy
+/// into the same database is refused. Without a PostgreSQL server under test, the copy
+/// to an unreachable one fails and leaves the source as it was.
+#[test]
+fn migrate_to_postgres_copies_every_row_and_counts_both_sides() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("site.db");
+    let src = source.to_str().unwrap();
+    let cli = |args: &[&str]| piggyback(&[&["--db", src][..], args].concat(), &[]);
+    assert!(cli(&["init"]).status.success());
+    assert!(cli(&["seed", "--users", "30", "--messages", "3000", "--seed", "5"]).status.success());
+    for name in ["alice", "bob"] {
+        assert!(cli(&["user", "add", name]).status.success());
+    }
+    assert!(cli(&["send", "--from", "bob", "--to", "alice", "--subject", "hello", "--body", "x"]).status.success());
+    let before = crate::support::Raw::open(&source).snapshot();
+    let target = crate::support::TestDb::new(dir.path());
+    let to = if target.is_postgres() {
+        target.path.to_str().unwrap().to_owned()
+    } else {
+        format!("postgresql:///piggyback?host={}&user=piggyback", dir.path().join("no-server").display())
+    };
+    let out = cli(&["migrate-to-postgres", "--to", &to]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(crate::support::Raw::open(&source).snapshot(), before, "the source is only read");
+    if !target.is_postgres() {
+        assert_eq!(out.status.code(), Some(1), "{stdout}");
+        return;
+    }
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("users: 32 rows in SQLite, 32 in PostgreSQL"), "{stdout}");
+    assert!(stdout.contains("messages: 3001 rows in SQLite, 3001 in PostgreSQL"), "{stdout}");
+    // The same counters and the same message, read through each engine.
+    let spool = dir.path().join("spool");
+    let get = |db: &str| {
+        let cgi = crate::support::Cgi::new(Program::Messages, None).var("PIGGYBACK_DB", db);
+        cgi.var_os("PIGGYBACK_SPOOL", &spool).var("PIGGYBACK_EMPTY", "explicit").user("alice").run()
+    };
+    let (on_sqlite, on_postgres) = (get(src), get(&to));
+    on_postgres.assert_status(200);
+    assert_eq!(on_postgres.json["messages"], on_sqlite.json["messages"]);
+    assert_eq!(on_postgres.counts(), on_sqlite.counts());
+    // New rows get new ids after the copied ones.
+    let out = piggyback(&["--db", &to, "--spool", spool.to_str().unwrap(), "user", "add", "carol"], &[]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "33");
+    let again = cli(&["migrate-to-postgres", "--to", &to]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already has"));
+}
