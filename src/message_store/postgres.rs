@@ -234,7 +234,14 @@ impl PgStore {
     /// Connects for a request: never creates or migrates the schema.
     pub fn open(url: &str) -> Result<PgStore> {
         let mut client = connect(url)?;
-        let version = schema_version(&mut client)?;
+        // One round trip: a database without the table is version 0 (see `From`).
+        let version = match client.query_typed_opt("SELECT version FROM piggyback_schema", &[]) {
+            Ok(row) => row.map(|r| r.get(0)).unwrap_or(0),
+            Err(e) => match StoreError::from(e) {
+                StoreError::Schema { found } => found,
+                other => return Err(other),
+            },
+        };
         if version != SCHEMA_VERSION {
             return Err(StoreError::Schema { found: version });
         }
