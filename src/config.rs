@@ -30,6 +30,8 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     /// How long a session cookie from the `session` program is valid, in seconds.
     pub session_ttl: i64,
+    /// Seconds an idle page waits between `GET messages/status` checks (`X-Poll-Interval`).
+    pub poll_interval_secs: i64,
 }
 
 /// Default session lifetime: 7 days.
@@ -109,6 +111,8 @@ impl Config {
         let send_rate_per_minute =
             number(text("PIGGYBACK_SEND_RATE")?, "PIGGYBACK_SEND_RATE", 30, 1, 1_000_000)? as u32;
         let ack_lease_secs = number(text("PIGGYBACK_ACK_LEASE")?, "PIGGYBACK_ACK_LEASE", 120, 5, 86_400)? as i64;
+        let poll_interval_secs =
+            number(text("PIGGYBACK_POLL_INTERVAL")?, "PIGGYBACK_POLL_INTERVAL", 30, 2, 3_600)? as i64;
         let allowed_origins = text("PIGGYBACK_ALLOWED_ORIGINS")?
             .map(|s| {
                 s.split([',', ' '])
@@ -140,6 +144,7 @@ impl Config {
             ack_lease_secs,
             allowed_origins,
             session_ttl,
+            poll_interval_secs,
         })
     }
 
@@ -162,6 +167,7 @@ impl Config {
             ack_lease_secs: 120,
             allowed_origins: Vec::new(),
             session_ttl: DEFAULT_SESSION_TTL,
+            poll_interval_secs: 30,
         }
     }
 }

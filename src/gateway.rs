@@ -112,7 +112,8 @@ fn serve(handler: Handler, env: &Env, stdin: impl Read) -> Reply {
     };
     if let Some(user) = announce_to {
         drain(&ctx.queue);
-        if reply.status < 500 && request.method != Method::Head {
+        // A 304 says "nothing changed": it has no body to carry the member.
+        if reply.status < 500 && reply.status != 304 && request.method != Method::Head {
             attach_site_messages(&mut reply, &ctx.queue, user, request.meta.ack, &config);
         }
     }
@@ -309,6 +310,7 @@ pub fn parse_request(env: &Env, mut stdin: impl Read) -> Request {
             || vars.nonempty("REQUEST_SCHEME").is_some_and(|v| v.eq_ignore_ascii_case("https")),
         remote_addr: vars.nonempty("REMOTE_ADDR"),
         ack,
+        if_none_match: vars.nonempty("HTTP_IF_NONE_MATCH"),
     };
     let body = if method.is_safe() || vars.problem.is_some() {
         Ok(Vec::new())
@@ -396,6 +398,9 @@ fn parse_query(query: &str) -> Result<Vec<(String, String)>, ApiError> {
 
 /// Writes a reply as a CGI document response (RFC 3875 6.2.1).
 fn serialize(reply: Reply, head: bool) -> Vec<u8> {
+    if reply.status == 304 {
+        return not_modified(&reply);
+    }
     let body = serde_json::to_vec(&Value::Object(reply.body)).unwrap_or_else(|_| b"{}".to_vec());
     let mut out = Vec::with_capacity(body.len() + 256);
     let _ = write!(
@@ -405,14 +410,28 @@ fn serialize(reply: Reply, head: bool) -> Vec<u8> {
         reply.status,
         reason_phrase(reply.status)
     );
-    for (name, value) in &reply.headers {
-        // Nothing from input may split a header.
-        let value: String = value.chars().filter(|c| *c != '\r' && *c != '\n').collect();
-        let _ = write!(out, "{name}: {value}\r\n");
-    }
+    write_headers(&mut out, &reply.headers);
     let _ = write!(out, "Content-Length: {}\r\n\r\n", body.len());
     if !head {
         out.extend_from_slice(&body);
     }
     out
+}
+
+/// A `304 Not Modified` (RFC 9110 15.4.5): its headers and no body, not even an
+/// empty JSON object, and no `Content-Length` that would describe one.
+fn not_modified(reply: &Reply) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    let _ = write!(out, "Status: 304 {}\r\nCache-Control: private, no-store\r\n", reason_phrase(304));
+    write_headers(&mut out, &reply.headers);
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+fn write_headers(out: &mut Vec<u8>, headers: &[(&'static str, String)]) {
+    for (name, value) in headers {
+        // Nothing from input may split a header.
+        let value: String = value.chars().filter(|c| *c != '\r' && *c != '\n').collect();
+        let _ = write!(out, "{name}: {value}\r\n");
+    }
 }

@@ -69,6 +69,8 @@ pub struct Meta {
     /// Its presence says the client acknowledges, so unacknowledged batches may be
     /// announced to it again.
     pub ack: Option<i64>,
+    /// `If-None-Match`, as sent: only `messages/status` answers it.
+    pub if_none_match: Option<String>,
 }
 
 impl Request {

@@ -1,58 +1,112 @@
-// piggyback.js: the browser half of Piggyback's in-site messages.
+// piggyback.js: the browser half of Piggyback's in-site messages, for any page
+// of the site, from one script tag:
 //
-// Every call the page makes to /cgi-bin/* goes through Piggyback.api(), which
-// wraps fetch(). Whatever the response (success or error), its JSON
-// `site_messages` member is read here, in one place:
-//   - the unread badge (#pb-unread) shows site_messages.unread;
-//   - the "new" counter (#pb-new) counts messages announced to this browser
-//     since the mailbox was last opened;
-//   - each announced message becomes one sticky-note toast, exactly once:
-//     messages already shown are remembered in localStorage and shared with other
-//     tabs over BroadcastChannel, so neither a reload nor a second tab shows
-//     one twice; many at once are coalesced into one note.
-// Every request carries X-Piggyback-Ack, the last announcement batch this
-// browser showed for the signed-in user, so that an announcement whose
-// response was lost is made again (as items with repeat: true; those already
-// shown are dropped here by id). Members this file does not know are ignored.
-// No polling: when the page has made no request for IDLE_MS, one cheap GET
-// keeps the announcements coming.
+//   <script src="/piggyback.js" data-base="/cgi-bin/" data-lang="zh-CN" data-look="note"></script>
+//
+// It observes the page's own fetch() and XMLHttpRequest answers from the site's
+// origin (any path), reads `site_messages` from every JSON answer, and
+//   - shows each announced message once as a sticky note (告示贴), many at once
+//     coalesced into one note that says how many it does not list;
+//   - keeps the patent's two numbers as the server reports them: messages
+//     announced and still unread (`delivered`, 已提送) and messages new this
+//     time (`new`, 本次), in every [data-piggyback-count="delivered"|"new"]
+//     element (a small counter of its own when the page has none);
+//   - fires a `piggyback:messages` CustomEvent on document (detail: the member);
+//   - adds `X-Piggyback-Ack` (the last batch shown) to the page's own requests to
+//     the site, so an announcement whose answer was lost is made again;
+//   - when the page makes no request for the server's X-Poll-Interval, asks
+//     GET <base>messages/status with If-None-Match (304 while nothing changed);
+//     a hidden tab asks less often.
+// The page's own code is not changed and never sees a difference: answers are
+// read from a clone. Its styles are injected once, every rule under the
+// `piggyback-` prefix. Members this file does not know are ignored.
 (function (global) {
   "use strict";
+  if (global.Piggyback && global.Piggyback.version) return; // loaded twice
 
-  var CGI = "/cgi-bin/";
-  var IDLE_MS = 60000;           // idle fallback: a GET after this much quiet
-  var COALESCE_AT = 3;           // this many new items or more: one note
-  var MAX_TOASTS = 5;            // notes on screen at once
-  var SEEN_KEY = "pb_seen";      // localStorage: "id@sent_at" already shown
-  var NEW_KEY = "pb_new_count";  // localStorage: the "new" counter
-  var USER_KEY = "pb_user";      // localStorage: who the batches below belong to
-  var ACK_PREFIX = "pb_ack:";    // localStorage: last batch shown, per user
+  var doc = global.document;
+  var script = doc.currentScript || (function () {
+    var all = doc.querySelectorAll("script[src*='piggyback']");
+    return all[all.length - 1] || null;
+  })();
+  function setting(name, fallback) {
+    var v = script && script.getAttribute("data-" + name);
+    return v == null || v === "" ? fallback : v;
+  }
+
+  var BASE = setting("base", "/cgi-bin/").replace(/\/?$/, "/");
+  var LOOK = setting("look", "note");              // "note" (yellow sticky) or "plain"
+  var COUNTER = setting("counter", "auto");        // "auto": own counter when the page has none; "off"
+  var COALESCE_AT = 3;                             // this many new items or more: one note
+  var LIST_AT_MOST = 3;                            // lines a coalesced note lists
+  var MAX_NOTES = 5;                               // notes on screen at once
+  var DEFAULT_POLL_S = 30;                         // until the server says X-Poll-Interval
+  var HIDDEN_FACTOR = 4;                           // a hidden tab polls this much less often
+  var SEEN_KEY = "piggyback:seen";                 // localStorage: "id@sent_at" already shown
+  var ACK_KEY = "piggyback:ack:";                  // localStorage: last batch shown, per user
+  var LANG_KEY = "piggyback:lang";                 // localStorage: the language switch
   var SEEN_MAX = 500;
+  var ORIGIN = global.location.origin;
 
-  var state = {
-    user: readString(USER_KEY),
-    ack: 0,                      // last batch shown while the user is unknown
-    unread: null,
-    newCount: readInt(NEW_KEY),
-    lastRequestAt: Date.now(),
-    listeners: [],
-    onOpen: null,
+  // ---- words -------------------------------------------------------------
+  var WORDS = {
+    en: {
+      delivered: "Shown, still unread",
+      delivered_hint: "messages already shown to you that you have not read yet",
+      "new": "New this time",
+      new_hint: "messages this page has just announced",
+      notes: "Message notes",
+      dismiss: "Dismiss",
+      open: "Open",
+      title_note: "Message from {from}",
+      title_friend_request: "Friend request from {from}",
+      title_friend_accept: "{from} accepted your friend request",
+      title_comment: "New comment from {from}",
+      subject_friend_request: "{from} wants to be your friend",
+      subject_friend_accept: "{from} is now your friend",
+      subject_comment: "{from} commented on your post",
+      body_friend_request: "{from} asked to be your friend. Accept or decline on your friends page.",
+      body_friend_accept: "{from} and you are friends now.",
+      coalesced: "{n} new messages",
+      coalesced_from: "{n} new messages from {who}",
+      and_more: "and {n} more",
+    },
+    zh: {
+      delivered: "已提送未读",
+      delivered_hint: "已经提示过、但你还没有读的消息",
+      "new": "本次新消息",
+      new_hint: "本页刚刚提示的消息",
+      notes: "消息告示贴",
+      dismiss: "关闭",
+      open: "打开",
+      title_note: "来自 {from} 的消息",
+      title_friend_request: "{from} 请求加你为好友",
+      title_friend_accept: "{from} 接受了你的好友请求",
+      title_comment: "{from} 评论了你的帖子",
+      subject_friend_request: "{from} 想加你为好友",
+      subject_friend_accept: "{from} 已成为你的好友",
+      subject_comment: "{from} 评论了你的帖子",
+      body_friend_request: "{from} 请求加你为好友。请在好友页面接受或拒绝。",
+      body_friend_accept: "你和 {from} 已经是好友了。",
+      coalesced: "{n} 条新消息",
+      coalesced_from: "{who} 发来 {n} 条新消息",
+      and_more: "另有 {n} 条",
+    },
   };
-  var channel = null;
-  try {
-    channel = typeof BroadcastChannel === "function" ? new BroadcastChannel("piggyback") : null;
-  } catch (e) {
-    channel = null;
+  function pickLang(l) {
+    return /^zh\b/i.test(l || "") ? "zh" : "en";
+  }
+  var lang = pickLang(setting("lang", null) || readString(LANG_KEY) ||
+    (global.navigator && (global.navigator.language || "")));
+  function t(key, args) {
+    var s = (WORDS[lang] && WORDS[lang][key]) || WORDS.en[key] || key;
+    return s.replace(/\{(\w+)\}/g, function (_, k) { return args && args[k] != null ? String(args[k]) : ""; });
   }
 
+  // ---- storage -----------------------------------------------------------
   function readString(key) {
-    try {
-      return global.localStorage.getItem(key) || null;
-    } catch (e) {
-      return null;
-    }
+    try { return global.localStorage.getItem(key); } catch (e) { return null; }
   }
-
   function writeString(key, value) {
     try {
       if (value == null) global.localStorage.removeItem(key);
@@ -60,218 +114,382 @@
     } catch (e) { /* private mode: memory only */ }
   }
 
-  // The batch to acknowledge: the last one shown to this user.
-  function currentAck() {
-    return state.user ? readInt(ACK_PREFIX + state.user) : state.ack;
-  }
+  var state = {
+    user: null,           // who the acknowledgements belong to, when the page says
+    ack: null,            // last batch shown, when not stored
+    delivered: null,
+    fresh: null,          // the server's `new` of the latest answer
+    lastActivity: Date.now(),
+    etag: null,
+    pollS: DEFAULT_POLL_S,
+    pollStopped: false,   // 401 on the idle check: wait for an identified answer
+    onOpen: null,
+  };
+  var shownHere = {};
 
-  // Remember the batch just shown. Always the latest answer's, even when it
-  // is lower than the one remembered: batches only grow for a user, so a
-  // lower one means a database started afresh, and acknowledging the old,
-  // higher number would acknowledge announcements this browser never showed.
-  // (Two answers arriving out of order cost at most one repeat, dropped here.)
+  function ackKey() { return ACK_KEY + (state.user || ""); }
+  function currentAck() {
+    var v = parseInt(readString(ackKey()) || String(state.ack || 0), 10);
+    return isFinite(v) && v > 0 ? v : 0;
+  }
+  // Remember the batch just shown. Always the latest answer's, even when lower
+  // than the one remembered: batches only grow for a user, so a lower one means
+  // a database started afresh.
   function shownBatch(batch) {
     if (typeof batch !== "number" || !(batch > 0)) return;
-    if (state.user) writeString(ACK_PREFIX + state.user, String(batch));
-    else state.ack = batch;
+    state.ack = batch;
+    writeString(ackKey(), String(batch));
   }
 
-  function setUser(name) {
-    if (name === state.user) return;
-    var carried = state.ack;
-    state.user = name || null;
-    state.ack = 0;
-    writeString(USER_KEY, state.user);
-    if (state.user && carried > 0) writeString(ACK_PREFIX + state.user, String(carried));
-  }
-
-  function readInt(key) {
+  function seenList() {
     try {
-      var v = parseInt(global.localStorage.getItem(key) || "0", 10);
-      return isFinite(v) && v > 0 ? v : 0;
-    } catch (e) {
-      return 0;
-    }
-  }
-
-  function seenIds() {
-    try {
-      var list = JSON.parse(global.localStorage.getItem(SEEN_KEY) || "[]");
+      var list = JSON.parse(readString(SEEN_KEY) || "[]");
       return Array.isArray(list) ? list : [];
-    } catch (e) {
-      return [];
-    }
+    } catch (e) { return []; }
   }
-
-  function rememberIds(ids) {
-    if (!ids.length) return;
-    var list = seenIds();
-    ids.forEach(function (id) {
-      if (list.indexOf(id) < 0) list.push(id);
-    });
+  function remember(keys) {
+    if (!keys.length) return;
+    keys.forEach(function (k) { shownHere[k] = true; });
+    var list = seenList();
+    keys.forEach(function (k) { if (list.indexOf(k) < 0) list.push(k); });
     if (list.length > SEEN_MAX) list = list.slice(list.length - SEEN_MAX);
-    try {
-      global.localStorage.setItem(SEEN_KEY, JSON.stringify(list));
-    } catch (e) { /* private mode: the in-memory check below still holds */ }
+    writeString(SEEN_KEY, JSON.stringify(list));
   }
+  // A message's identity: its id and when it was sent, so a database started
+  // afresh (ids counted from 1 again) is not mistaken for the old one.
+  function keyOf(it) { return it.id + "@" + (it.sent_at || ""); }
+  function seen(it) { var k = keyOf(it); return shownHere[k] === true || seenList().indexOf(k) >= 0; }
 
-  var shownHere = {};
-  function alreadySeen(key) {
-    return shownHere[key] === true || seenIds().indexOf(key) >= 0;
+  // ---- styles --------------------------------------------------------------
+  var CSS = [
+    ".piggyback-notes{position:fixed;right:16px;bottom:16px;z-index:2147483000;display:flex;",
+    "flex-direction:column;gap:10px;align-items:flex-end;max-width:min(22rem,calc(100vw - 32px));",
+    "margin:0;padding:0;pointer-events:none;font:14px/1.4 system-ui,-apple-system,'Segoe UI',Roboto,",
+    "'Noto Sans','Noto Sans CJK SC','PingFang SC','Microsoft YaHei','WenQuanYi Micro Hei',sans-serif;}",
+    ".piggyback-note{pointer-events:auto;box-sizing:border-box;position:relative;width:100%;margin:0;",
+    "padding:10px 34px 10px 12px;color:#1f2328;text-align:left;}",
+    ".piggyback-look-note .piggyback-note{background:#fff59d;border-bottom:3px solid #e6d85a;",
+    "box-shadow:0 6px 14px rgba(0,0,0,.18);transform:rotate(-1deg);}",
+    ".piggyback-look-note .piggyback-note:nth-child(even){transform:rotate(.8deg);}",
+    ".piggyback-look-plain .piggyback-note{background:#fff;border:1px solid #d0d7de;border-radius:8px;",
+    "box-shadow:0 4px 12px rgba(0,0,0,.12);}",
+    ".piggyback-note-title{font-weight:700;margin:0 0 2px;}",
+    ".piggyback-note-line{margin:0;overflow-wrap:anywhere;}",
+    ".piggyback-note-more{margin:2px 0 0;font-style:italic;}",
+    ".piggyback-note button{font:inherit;color:inherit;cursor:pointer;}",
+    ".piggyback-note-close{position:absolute;top:4px;right:4px;border:0;background:none;",
+    "font-size:18px;line-height:1;padding:2px 6px;}",
+    ".piggyback-note-open{margin-top:6px;border:1px solid rgba(0,0,0,.35);background:rgba(255,255,255,.6);",
+    "border-radius:4px;padding:1px 8px;}",
+    ".piggyback-note button:focus-visible{outline:2px solid #0b6bcb;outline-offset:1px;}",
+    ".piggyback-counter{position:fixed;left:16px;bottom:16px;z-index:2147483000;display:flex;gap:12px;",
+    "box-sizing:border-box;margin:0;padding:6px 10px;background:#fff;color:#1f2328;border:1px solid #d0d7de;",
+    "border-radius:16px;font:13px/1.3 system-ui,sans-serif;box-shadow:0 2px 6px rgba(0,0,0,.1);}",
+    ".piggyback-counter-item{margin:0;padding:0;}",
+    ".piggyback-counter-n{font-weight:700;margin-left:4px;}",
+  ].join("");
+  function injectStyle() {
+    if (doc.getElementById("piggyback-style")) return;
+    var s = doc.createElement("style");
+    s.id = "piggyback-style";
+    s.textContent = CSS;
+    (doc.head || doc.documentElement).appendChild(s);
   }
 
   function el(tag, cls, text) {
-    var e = document.createElement(tag);
+    var e = doc.createElement(tag);
     if (cls) e.className = cls;
     if (text != null) e.textContent = String(text);
     return e;
   }
 
-  function setNewCount(n) {
-    state.newCount = Math.max(0, n | 0);
-    try {
-      global.localStorage.setItem(NEW_KEY, String(state.newCount));
-    } catch (e) { /* ignore */ }
-    render();
+  // ---- counters ------------------------------------------------------------
+  var ownCounter = null;
+  function ensureCounter() {
+    if (COUNTER === "off" || ownCounter || !doc.body) return;
+    if (doc.querySelector("[data-piggyback-count]")) return; // the page shows its own
+    ownCounter = el("div", "piggyback-counter");
+    ownCounter.setAttribute("role", "status");
+    ["delivered", "new"].forEach(function (which) {
+      var item = el("span", "piggyback-counter-item");
+      var label = el("span", "piggyback-counter-label");
+      label.setAttribute("data-piggyback-word", which);
+      var n = el("span", "piggyback-counter-n", "–");
+      n.setAttribute("data-piggyback-count", which);
+      item.appendChild(label);
+      item.appendChild(n);
+      ownCounter.appendChild(item);
+    });
+    doc.body.appendChild(ownCounter);
   }
-
   function render() {
-    var u = document.getElementById("pb-unread");
-    if (u) {
-      u.textContent = state.unread == null ? "–" : String(state.unread);
-      u.classList.toggle("pb-zero", !state.unread);
-    }
-    var n = document.getElementById("pb-new");
-    if (n) {
-      n.textContent = String(state.newCount);
-      n.classList.toggle("pb-zero", !state.newCount);
-    }
-    state.listeners.forEach(function (f) {
-      try { f({ unread: state.unread, newCount: state.newCount }); } catch (e) { /* a listener's bug */ }
+    ensureCounter();
+    var values = { delivered: state.delivered, "new": state.fresh };
+    Array.prototype.forEach.call(doc.querySelectorAll("[data-piggyback-count]"), function (e) {
+      var which = e.getAttribute("data-piggyback-count");
+      if (!(which in values)) return;
+      var v = values[which];
+      e.textContent = v == null ? "–" : String(v);
+      e.setAttribute("data-piggyback-zero", v ? "false" : "true");
+      e.title = t(which + "_hint");
     });
-  }
-
-  function toastBox() {
-    var box = document.getElementById("pb-toasts");
-    if (!box) {
-      box = el("div", "pb-toasts");
-      box.id = "pb-toasts";
-      box.setAttribute("aria-live", "polite");
-      document.body.appendChild(box);
-    }
-    return box;
-  }
-
-  function names(items) {
-    var out = [];
-    items.forEach(function (it) {
-      if (out.indexOf(it.from) < 0) out.push(it.from);
+    Array.prototype.forEach.call(doc.querySelectorAll("[data-piggyback-word]"), function (e) {
+      var w = e.getAttribute("data-piggyback-word");
+      if (WORDS.en[w] != null) e.textContent = t(w);
     });
-    return out;
+    if (notesBox) notesBox.setAttribute("aria-label", t("notes"));
   }
 
-  function showToast(title, lines, ids, openId) {
-    var box = toastBox();
-    var t = el("div", "pb-toast");
-    t.setAttribute("role", "status");
-    t.dataset.ids = ids.join(",");
-    var close = el("button", "pb-toast-close", "×");
+  // ---- notes -----------------------------------------------------------------
+  var notesBox = null;
+  function box() {
+    if (notesBox && notesBox.isConnected) return notesBox;
+    injectStyle();
+    notesBox = el("div", "piggyback-notes piggyback-look-" + (LOOK === "plain" ? "plain" : "note"));
+    notesBox.id = "piggyback-notes";
+    // Additions are read out politely; the notes never take focus.
+    notesBox.setAttribute("role", "region");
+    notesBox.setAttribute("aria-live", "polite");
+    notesBox.setAttribute("aria-relevant", "additions");
+    notesBox.setAttribute("aria-label", t("notes"));
+    doc.body.appendChild(notesBox);
+    return notesBox;
+  }
+
+  function showNote(title, lines, moreLine, ids, openId) {
+    var b = box();
+    var note = el("div", "piggyback-note");
+    note.setAttribute("data-piggyback-toast", ids.join(" "));
+    note.appendChild(el("p", "piggyback-note-title", title));
+    lines.forEach(function (l) { note.appendChild(el("p", "piggyback-note-line", l)); });
+    if (moreLine) note.appendChild(el("p", "piggyback-note-more", moreLine));
+    function dismiss() {
+      // Keep keyboard users where they were: move focus to the next note's
+      // button only when it was on this note, else leave it alone.
+      var hadFocus = note.contains(doc.activeElement);
+      var next = note.nextElementSibling || note.previousElementSibling;
+      note.remove();
+      if (hadFocus && next) {
+        var btn = next.querySelector("button");
+        if (btn) btn.focus();
+      }
+    }
+    if (typeof state.onOpen === "function") {
+      var open = el("button", "piggyback-note-open", t("open"));
+      open.type = "button";
+      open.addEventListener("click", function () { dismiss(); state.onOpen(openId); });
+      note.appendChild(open);
+    }
+    var close = el("button", "piggyback-note-close", "×");
     close.type = "button";
-    close.setAttribute("aria-label", "dismiss");
-    close.addEventListener("click", function (ev) {
-      ev.stopPropagation();
-      t.remove();
+    close.setAttribute("aria-label", t("dismiss") + ": " + title);
+    close.addEventListener("click", dismiss);
+    note.appendChild(close);
+    note.addEventListener("keydown", function (ev) {
+      if (ev.key === "Escape") { ev.stopPropagation(); dismiss(); }
     });
-    t.appendChild(close);
-    t.appendChild(el("div", "pb-toast-title", title));
-    lines.forEach(function (l) { t.appendChild(el("div", "pb-toast-line", l)); });
-    t.addEventListener("click", function () {
-      t.remove();
-      if (typeof state.onOpen === "function") state.onOpen(openId);
-    });
-    box.appendChild(t);
-    while (box.children.length > MAX_TOASTS) box.removeChild(box.firstChild);
+    b.appendChild(note);
+    while (b.children.length > MAX_NOTES) b.removeChild(b.firstChild);
+    return note;
   }
 
-  // A message's identity for de-duplication: its id and when it was sent, so
-  // a database started afresh (ids counted from 1 again) is not mistaken for
-  // the old one.
-  function keyOf(it) {
-    return it.id + "@" + (it.sent_at || "");
+  function fill(s, it) { return t(s, { from: it.from }); }
+  // A notice the server wrote (friend request, comment) is worded here in the
+  // reader's language from its kind; a person's note keeps its own subject.
+  function subjectOf(it) {
+    if (it.kind && it.kind !== "note" && WORDS.en["subject_" + it.kind]) return fill("subject_" + it.kind, it);
+    return it.subject || "";
+  }
+  // Whether the text of a message is a person's own words (a note, a comment),
+  // not a notice worded by the server.
+  function ownWords(it) { return !it.kind || it.kind === "note" || it.kind === "comment"; }
+  function titleOf(it) {
+    return fill(WORDS.en["title_" + it.kind] ? "title_" + it.kind : "title_note", it);
   }
 
-  var TITLES = {
-    note: "New message from ",
-    friend_request: "Friend request from ",
-    friend_accept: "New friend: ",
-    comment: "New comment from ",
-  };
-
-  // Show notes for items not shown before; returns how many were new here.
-  // total: how many this response announces (new + repeated).
-  function announce(items, total, more) {
-    var fresh = items.filter(function (it) {
-      return it && typeof it.id === "number" && !alreadySeen(keyOf(it));
-    });
-    var keys = fresh.map(keyOf);
-    keys.forEach(function (k) { shownHere[k] = true; });
-    rememberIds(keys);
-    var extra = more ? Math.max(0, total - items.length) : 0;
-    var count = fresh.length + extra;
+  // Shows notes for the items not shown before; returns how many.
+  // total: how many this answer announces (new + repeated).
+  function announce(items, total) {
+    var fresh = items.filter(function (it) { return it && typeof it.id === "number" && !seen(it); });
+    var unlisted = Math.max(0, total - items.length); // announced, but past PIGGYBACK_MAX_ITEMS
+    remember(fresh.map(keyOf));
+    var count = fresh.length + unlisted;
     if (count === 0) return 0;
-    if (count >= COALESCE_AT || extra > 0) {
-      var who = names(fresh);
-      var list = who.slice(0, 3).join(", ") + (who.length > 3 || extra > 0 ? "…" : "");
-      showToast(count + " new messages" + (list ? " from " + list : ""),
-        fresh.slice(0, 3).map(function (it) { return it.from + (it.subject ? ": " + it.subject : ""); }),
-        keys, null);
+    if (count >= COALESCE_AT || unlisted > 0) {
+      var who = [];
+      fresh.forEach(function (it) { if (who.indexOf(it.from) < 0) who.push(it.from); });
+      var title = who.length === 1 && unlisted === 0
+        ? t("coalesced_from", { n: count, who: who[0] })
+        : t("coalesced", { n: count });
+      var listed = fresh.slice(0, LIST_AT_MOST);
+      var left = count - listed.length;
+      showNote(title,
+        listed.map(function (it) { var s = subjectOf(it); return it.from + (s ? ": " + s : ""); }),
+        left > 0 ? t("and_more", { n: left }) : null,
+        fresh.map(function (it) { return String(it.id); }), null);
     } else {
       fresh.forEach(function (it) {
-        // With the recipient's message_preview choice, subject and snippet
-        // may be empty: then the note names the sender only.
-        var lines = [it.subject, it.snippet].filter(function (l) { return l; });
-        showToast((TITLES[it.kind] || TITLES.note) + it.from, lines, [keyOf(it)], it.id);
+        // With the recipient's message_preview choice, subject and snippet may be
+        // empty: then the note names the sender only.
+        var lines = [subjectOf(it), ownWords(it) ? it.snippet : ""].filter(Boolean);
+        showNote(titleOf(it), lines, null, [String(it.id)], it.id);
       });
     }
     return count;
   }
 
+  var channel = null;
+  try {
+    channel = typeof BroadcastChannel === "function" ? new BroadcastChannel("piggyback") : null;
+  } catch (e) { channel = null; }
+
+  var early = [];
   // The one place site_messages is read.
-  function handleSiteMessages(sm, fromOtherTab) {
-    if (!sm || typeof sm !== "object") return;
-    if (typeof sm.unread === "number") state.unread = sm.unread;
+  function handle(sm, fromOtherTab) {
+    if (!sm || typeof sm !== "object" || Array.isArray(sm)) return;
+    if (state.pollStopped) {
+      // Someone is signed in again: the idle check resumes.
+      state.pollStopped = false;
+      schedule();
+    }
+    if (typeof sm.delivered === "number") state.delivered = sm.delivered;
+    if (typeof sm["new"] === "number") state.fresh = sm["new"];
     var items = Array.isArray(sm.items) ? sm.items : [];
-    var total = (typeof sm.new === "number" ? sm.new : items.length) +
-      (typeof sm.repeated === "number" ? sm.repeated : 0);
     if (fromOtherTab) {
-      // The other tab showed these; just remember them.
-      var keys = items.filter(function (it) { return it && typeof it.id === "number"; }).map(keyOf);
-      keys.forEach(function (k) { shownHere[k] = true; });
-      rememberIds(keys);
-      state.newCount = readInt(NEW_KEY);
+      // The other tab showed these: only remember them and take its numbers.
+      remember(items.filter(function (it) { return it && typeof it.id === "number"; }).map(keyOf));
       render();
       return;
     }
-    var added = announce(items, total, sm.more === true);
-    shownBatch(sm.batch);
-    if (added > 0) setNewCount(state.newCount + added); else render();
-    if (channel && (added > 0 || typeof sm.unread === "number")) {
-      try {
-        channel.postMessage({ unread: sm.unread, new: total, items: items, more: sm.more === true });
-      } catch (e) { /* ignore */ }
+    if (!doc.body) {
+      // An answer before the page has a body (the tag is in <head>): shown, and
+      // acknowledged, once there is somewhere to show it.
+      early.push(sm);
+      return;
     }
+    var total = (typeof sm["new"] === "number" ? sm["new"] : items.length) +
+      (typeof sm.repeated === "number" ? sm.repeated : 0);
+    announce(items, total);
+    shownBatch(sm.batch);
+    render();
+    if (channel) {
+      try { channel.postMessage({ delivered: sm.delivered, "new": sm["new"], items: items }); } catch (e) { /* ignore */ }
+    }
+    try {
+      doc.dispatchEvent(new CustomEvent("piggyback:messages", { detail: sm }));
+    } catch (e) { /* a listener's bug is not ours */ }
+  }
+  if (channel) channel.onmessage = function (ev) { handle(ev.data, true); };
+
+  // ---- observing the page's requests -------------------------------------------
+  function sameOrigin(url) {
+    try { return new URL(url, global.location.href).origin === ORIGIN; } catch (e) { return false; }
+  }
+  function isJson(type) { return /[\/+]json\b/i.test(type || ""); }
+  function fromAnswer(data) {
+    if (data && typeof data === "object" && !Array.isArray(data)) handle(data.site_messages, false);
+  }
+  function activity() { state.lastActivity = Date.now(); schedule(); }
+
+  var realFetch = global.fetch ? global.fetch.bind(global) : null;
+  if (realFetch) {
+    global.fetch = function (input, init) {
+      var url = typeof input === "string" ? input : (input && input.url) || String(input);
+      if (!sameOrigin(url)) return realFetch(input, init);
+      var headers = new Headers((init && init.headers) || (input instanceof Request ? input.headers : undefined));
+      if (!headers.has("X-Piggyback-Ack")) headers.set("X-Piggyback-Ack", String(currentAck()));
+      var opts = {};
+      if (init) Object.keys(init).forEach(function (k) { opts[k] = init[k]; });
+      opts.headers = headers;
+      activity();
+      return realFetch(input, opts).then(function (res) {
+        if (isJson(res.headers.get("Content-Type")) && res.status !== 304) {
+          // A clone, so the page reads its answer as if we were not here.
+          res.clone().json().then(fromAnswer, function () { /* not JSON after all, or cut off */ });
+        }
+        return res;
+      });
+    };
   }
 
-  if (channel) {
-    channel.onmessage = function (ev) { handleSiteMessages(ev.data, true); };
+  var XHR = global.XMLHttpRequest;
+  if (XHR && XHR.prototype) {
+    var open = XHR.prototype.open, send = XHR.prototype.send, setHeader = XHR.prototype.setRequestHeader;
+    XHR.prototype.open = function (method, url) {
+      this.__piggyback = { same: sameOrigin(url), acked: false };
+      return open.apply(this, arguments);
+    };
+    XHR.prototype.setRequestHeader = function (name) {
+      if (this.__piggyback && /^x-piggyback-ack$/i.test(name)) this.__piggyback.acked = true;
+      return setHeader.apply(this, arguments);
+    };
+    XHR.prototype.send = function () {
+      var pb = this.__piggyback;
+      if (pb && pb.same) {
+        if (!pb.acked) setHeader.call(this, "X-Piggyback-Ack", String(currentAck()));
+        activity();
+        var xhr = this;
+        xhr.addEventListener("load", function () {
+          if (!isJson(xhr.getResponseHeader("Content-Type"))) return;
+          var data = null;
+          try {
+            if (xhr.responseType === "json") data = xhr.response;
+            else if (xhr.responseType === "" || xhr.responseType === "text") data = JSON.parse(xhr.responseText);
+          } catch (e) { data = null; }
+          fromAnswer(data);
+        });
+      }
+      return send.apply(this, arguments);
+    };
   }
-  global.addEventListener("storage", function (ev) {
-    if (ev.key === NEW_KEY) {
-      state.newCount = readInt(NEW_KEY);
-      render();
-    }
+
+  // ---- the idle check --------------------------------------------------------
+  var timer = null;
+  var hiddenPolls = 0;
+  function interval() {
+    var s = state.pollS * (doc.hidden ? Math.pow(HIDDEN_FACTOR, Math.min(hiddenPolls + 1, 3)) : 1);
+    return s * 1000;
+  }
+  function schedule() {
+    if (timer) global.clearTimeout(timer);
+    timer = null;
+    if (state.pollStopped) return;
+    var wait = Math.max(1000, state.lastActivity + interval() - Date.now());
+    timer = global.setTimeout(idleCheck, wait);
+  }
+  function idleCheck() {
+    timer = null;
+    if (!realFetch) return;
+    if (Date.now() - state.lastActivity < interval() - 50) { schedule(); return; }
+    hiddenPolls = doc.hidden ? hiddenPolls + 1 : 0;
+    var headers = { "Accept": "application/json", "X-Piggyback-Ack": String(currentAck()) };
+    if (state.etag) headers["If-None-Match"] = state.etag;
+    state.lastActivity = Date.now();
+    // The real fetch: this is our request, not the page's.
+    realFetch(BASE + "messages/status", { credentials: "same-origin", cache: "no-store", headers: headers })
+      .then(function (res) {
+        var poll = parseInt(res.headers.get("X-Poll-Interval") || "", 10);
+        if (isFinite(poll) && poll > 0) state.pollS = Math.min(poll, 3600);
+        if (res.status === 401 || res.status === 403 || res.status === 404) {
+          // Nobody signed in (or no such program): wait until the page's own
+          // requests carry site_messages again.
+          state.pollStopped = true;
+          return null;
+        }
+        var tag = res.headers.get("ETag");
+        if (res.status === 304) return null;
+        if (tag && res.ok) state.etag = tag;
+        return isJson(res.headers.get("Content-Type")) ? res.json().then(fromAnswer) : null;
+      })
+      .catch(function () { /* offline a moment: try again at the next interval */ })
+      .then(function () { state.lastActivity = Date.now(); schedule(); });
+  }
+  doc.addEventListener("visibilitychange", function () {
+    if (!doc.hidden) hiddenPolls = 0;
+    schedule();
   });
 
+  // ---- the page's API ------------------------------------------------------------
   function ApiError(status, code, message, data) {
     this.name = "ApiError";
     this.status = status;
@@ -281,97 +499,92 @@
   }
   ApiError.prototype = Object.create(Error.prototype);
 
-  // api(method, path, body?) -> Promise of the parsed JSON (or {} for none).
-  // path is relative to /cgi-bin/ ("messages/42/read"). Rejects with an
-  // ApiError for a non-2xx status, after its site_messages were handled.
+  // api(method, path, body?) -> Promise of the parsed JSON. path is relative to
+  // the base ("messages/42/read"). Rejects with an ApiError for a non-2xx answer
+  // (status 0 when no answer arrived). It goes through the observed fetch, so
+  // its site_messages are handled there like any other answer's.
   function api(method, path, body) {
-    var opts = {
-      method: method,
-      credentials: "same-origin",
-      cache: "no-store",
-      headers: { "Accept": "application/json", "X-Piggyback-Ack": String(currentAck()) },
-    };
+    var opts = { method: method, credentials: "same-origin", cache: "no-store", headers: { "Accept": "application/json" } };
     if (body !== undefined) {
       opts.headers["Content-Type"] = "application/json";
       opts.body = JSON.stringify(body);
     }
-    state.lastRequestAt = Date.now();
-    return global.fetch(CGI + path, opts).then(function (res) {
-      var type = res.headers.get("Content-Type") || "";
-      var parse = type.indexOf("json") >= 0 && method !== "HEAD"
-        ? res.json().catch(function () { return {}; })
+    return global.fetch(BASE + path, opts).then(function (res) {
+      var parse = isJson(res.headers.get("Content-Type")) && method !== "HEAD"
+        ? res.json().catch(function () { return null; })
         : Promise.resolve({});
       return parse.then(function (data) {
-        if (data && typeof data === "object") handleSiteMessages(data.site_messages, false);
-        if (!res.ok) {
+        if (!res.ok || data == null) {
           var err = (data && data.error) || {};
-          throw new ApiError(res.status, err.code || "http_" + res.status,
+          throw new ApiError(res.ok ? 0 : res.status, err.code || (res.ok ? "cut_off" : "http_" + res.status),
             err.message || res.statusText || "request failed", data);
         }
-        return data || {};
+        return data;
       });
+    }, function (e) {
+      throw new ApiError(0, "network", (e && e.message) || "network error", null);
     });
   }
 
-  // Idle fallback: no request for IDLE_MS -> one cheap GET.
-  var idleTimer = null;
-  var idleEnabled = false;
-  function startIdle(path) {
-    idleEnabled = true;
-    if (idleTimer) return;
-    idleTimer = global.setInterval(function () {
-      if (!idleEnabled) return;
-      if (Date.now() - state.lastRequestAt >= Piggyback.idleMs) {
-        api("GET", path || "profile").catch(function () { /* shown elsewhere */ });
-      }
-    }, 5000);
-  }
-  function stopIdle() {
-    idleEnabled = false;
-  }
-
   var Piggyback = {
+    version: 2,
     api: api,
     ApiError: ApiError,
-    idleMs: IDLE_MS,
-    startIdle: startIdle,
-    stopIdle: stopIdle,
-    // The mailbox was opened: the "new" counter starts again from zero.
-    clearNew: function () { setNewCount(0); },
-    // f({unread, newCount}) after every change of the counters.
-    onCounters: function (f) { state.listeners.push(f); render(); },
-    // f(messageId or null) when a note is clicked.
+    base: BASE,
+    // The language the notes and counters speak ("en" or "zh"); setLang switches
+    // and remembers it, then fires piggyback:lang on document.
+    lang: function () { return lang; },
+    setLang: function (l) {
+      lang = pickLang(l);
+      writeString(LANG_KEY, lang);
+      render();
+      doc.dispatchEvent(new CustomEvent("piggyback:lang", { detail: lang }));
+    },
+    words: WORDS,
+    t: t,
+    counters: function () { return { delivered: state.delivered, "new": state.fresh }; },
+    // f(messageId or null) when a note's Open button is pressed.
     onOpen: function (f) { state.onOpen = f; },
     // Take away the note of one message (it is being read).
     dismiss: function (id) {
-      Array.prototype.forEach.call(document.querySelectorAll(".pb-toast"), function (t) {
-        var keys = (t.dataset.ids || "").split(",");
-        if (keys.length === 1 && keys[0].split("@")[0] === String(id)) t.remove();
+      Array.prototype.forEach.call(doc.querySelectorAll("[data-piggyback-toast]"), function (n) {
+        if (n.getAttribute("data-piggyback-toast") === String(id)) n.remove();
       });
     },
-    // The app learned who is signed in (acknowledgements are per user).
-    setUser: setUser,
-    counters: function () { return { unread: state.unread, newCount: state.newCount }; },
-    // Forget everything about the last user (logout).
+    // The page knows who is signed in: acknowledgements are kept per user.
+    setUser: function (name) {
+      if ((name || null) === state.user) return;
+      var carried = currentAck();
+      state.user = name || null;
+      if (state.user && carried > 0 && !readString(ackKey())) writeString(ackKey(), String(carried));
+      state.etag = null;
+      state.pollStopped = false;
+      schedule();
+    },
+    // Forget what was shown (logout).
     reset: function () {
-      setUser(null);
-      state.unread = null;
       shownHere = {};
-      try {
-        global.localStorage.removeItem(SEEN_KEY);
-        global.localStorage.removeItem(NEW_KEY);
-      } catch (e) { /* ignore */ }
-      state.newCount = 0;
-      var box = document.getElementById("pb-toasts");
-      if (box) box.textContent = "";
+      writeString(SEEN_KEY, null);
+      state.delivered = null;
+      state.fresh = null;
+      state.etag = null;
+      if (notesBox) notesBox.textContent = "";
       render();
     },
-    _handleSiteMessages: handleSiteMessages,
+    // Seconds between idle checks, as the server last said.
+    pollInterval: function () { return state.pollS; },
+    // Seconds of quiet before the next idle check: longer while the tab is hidden.
+    checkDelay: function () { return interval() / 1000; },
+    _handle: handle,
   };
   global.Piggyback = Piggyback;
-  if (document.readyState === "loading") {
-    document.addEventListener("DOMContentLoaded", render);
-  } else {
+
+  function start() {
+    injectStyle();
+    early.splice(0).forEach(function (sm) { handle(sm, false); });
     render();
+    schedule();
   }
+  if (doc.readyState === "loading") doc.addEventListener("DOMContentLoaded", start);
+  else start();
 })(window);

@@ -64,6 +64,8 @@ pub fn messages(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
             Ok(Reply::ok(json!({"marked_read": n})))
         }
         (["read-all"], _) => Err(ApiError::method_not_allowed("POST")),
+        (["status"], Method::Get | Method::Head) => super::message_poll::status(ctx, req),
+        (["status"], _) => Err(ApiError::method_not_allowed("GET, HEAD")),
         ([id], Method::Get | Method::Head) => {
             let id = MessageId(path_id(id, "message")?);
             let m = ctx.store.message(me.id, id)?.ok_or_else(|| ApiError::not_found("message"))?;

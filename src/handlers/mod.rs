@@ -2,6 +2,7 @@
 //! store and the queue. Handlers never print and never open the database.
 
 mod friends;
+mod message_poll;
 mod messages;
 mod posts;
 mod profile;

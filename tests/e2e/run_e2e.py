@@ -19,6 +19,7 @@ import concurrent.futures
 import http.client
 import json
 import os
+import re
 import secrets
 import shlex
 import shutil
@@ -489,6 +490,28 @@ def server_suite(kind, work):
         check(b"application/json" in head, f"no JSON Content-Type: {head!r}")
         check(body == b"", f"HEAD answered with {len(body)} body bytes: {body[:100]!r}")
 
+    @test(f"{label}: messages/status answers 200 with an ETag, then 304 with no body, then 200 on arrival")
+    def _():
+        path = "/cgi-bin/messages/status"
+        first = request(port, "GET", path, cookie=alice, headers={"X-Piggyback-Ack": "0"})
+        check(first.status == 200, f"status {first.status}: {first!r}")
+        check_site_messages(first, "messages/status")
+        tag, poll = first.header("ETag"), first.header("X-Poll-Interval")
+        check(tag and poll == "30", f"ETag {tag!r}, X-Poll-Interval {poll!r}")
+        batch = str(first.site_messages.get("batch", 0))
+        # Raw, to see exactly what the server sends for a 304.
+        head, body = raw_exchange(port, (
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nCookie: pb_session={alice}\r\n"
+            f"If-None-Match: {tag}\r\nX-Piggyback-Ack: {batch}\r\nConnection: close\r\n\r\n").encode())
+        check(head.startswith(b"HTTP/1.1 304"), f"head {head!r}")
+        check(body == b"", f"a 304 with {len(body)} body bytes: {body[:100]!r}")
+        check(f"ETag: {tag}".encode().lower() in head.lower(), f"no ETag on the 304: {head!r}")
+        send_via_cgi(server, bob, "alice", "status e2e", "arrives while idle")
+        r = request(port, "GET", path, cookie=alice, headers={"If-None-Match": tag, "X-Piggyback-Ack": batch})
+        check(r.status == 200, f"after an arrival: status {r.status}")
+        sm = check_site_messages(r, "messages/status after an arrival")
+        check(sm["new"] == 1 and r.header("ETag") != tag, f"{sm} {r.header('ETag')}")
+
     @test(f"{label}: a body over 64 KiB gets 413")
     def _():
         big = json.dumps({"body": "x" * (70 * 1024)}).encode()
@@ -701,7 +724,15 @@ def timeout_suite(kind, work):
                 f.unlink()
 
 
+BROWSER_LEASE = 5  # seconds: PIGGYBACK_ACK_LEASE of the browser test's server
+BROWSER_POLL = 2   # seconds: PIGGYBACK_POLL_INTERVAL of the browser test's server
+
+
 def browser_suite(label, server, inst, work):
+    """Headless Chromium against a lighttpd of its own on the same install, whose
+    config is the project's with a short acknowledgement lease and poll interval
+    (so the lost-answer and idle tests take seconds), plus a host page that is
+    not the demo (tests/e2e/host.html) in its htdocs."""
     node = shutil.which("node")
     modules = REPO / "tests/e2e/node_modules/playwright-core"
     if not node or not modules.exists():
@@ -709,22 +740,56 @@ def browser_suite(label, server, inst, work):
         def _():
             raise Failure("node or tests/e2e/node_modules/playwright-core missing: run scripts/e2e")
         return
-    # A user of its own, so the server tests' messages do not interfere.
-    inst.add_user("dave")
-    profile = Path(tempfile.mkdtemp(prefix="chromium-", dir=work))
+    conf = (CONFIGS / "lighttpd.conf").read_text()
+    for name, value in (("PIGGYBACK_ACK_LEASE", BROWSER_LEASE), ("PIGGYBACK_POLL_INTERVAL", BROWSER_POLL)):
+        before = conf
+        conf = re.sub(rf'("{name}"\s*=>\s*)"\d+"', rf'\g<1>"{value}"', conf)
+        if conf == before:
+            raise RuntimeError(f"cgi-bin-config/lighttpd.conf sets no {name}")
+    conf_path = work / "lighttpd-browser.conf"
+    conf_path.write_text(conf)
+    conf_path.chmod(0o644)
+    shutil.copy(REPO / "tests/e2e/host.html", inst.root / "htdocs/host.html")
+    (inst.root / "htdocs/host.html").chmod(0o644)
+    # The same page with the script tag docs/DEPLOY.md shows, settings and all.
+    deploy = (REPO / "docs/DEPLOY.md").read_text()
+    tag = re.search(r"```html\n(<script src=\"/piggyback.js\"[^\n]*</script>)\n```", deploy)
+    if not tag:
+        raise RuntimeError("docs/DEPLOY.md shows no piggyback.js script tag")
+    host = (REPO / "tests/e2e/host.html").read_text()
+    plain = '<script src="/piggyback.js"></script>'
+    if plain not in host:
+        raise RuntimeError("tests/e2e/host.html has no plain piggyback.js script tag")
+    (inst.root / "htdocs/host-doc.html").write_text(host.replace(plain, tag.group(1)))
+    (inst.root / "htdocs/host-doc.html").chmod(0o644)
+    browser_server = Server("lighttpd", inst)
+    browser_server.cmd = [which("lighttpd"), "-D", "-f", str(conf_path)]
+    browser_server.start()
+    # Users of their own, so the server tests' messages do not interfere.
+    users = ("dave", "erin", "frank", "gina")
+    for u in users:
+        inst.add_user(u)
+    shots = REPO / "target/e2e-screenshots" / time.strftime("%Y%m%dT%H%M%S")
+    shots.mkdir(parents=True, exist_ok=True)
+    log(f"    browser screenshots: {shots}")
     cfg = {
-        "url": f"http://127.0.0.1:{server.port}/",
-        "user": "dave",
+        "url": f"http://127.0.0.1:{browser_server.port}/",
         "password": inst.passwords.get("dave"),
-        "cookie": inst.token("dave"),
-        "send": inst.send_cmd("bob", "dave"),
+        "cookies": {u: inst.token(u) for u in users},
+        "send": [inst.cli, "--db", str(inst.db), "send"],
         "chromium": os.environ.get("CHROMIUM", "/usr/bin/chromium"),
-        "profile_dir": str(profile),
+        "profile_root": str(Path(tempfile.mkdtemp(prefix="chromium-", dir=work))),
+        "screenshots": str(shots),
+        "lease": BROWSER_LEASE,
+        "poll": BROWSER_POLL,
     }
     env = dict(os.environ, PIGGYBACK_SECRET_FILE=str(inst.secret))
     t0 = time.monotonic()
-    p = subprocess.run([node, str(REPO / "tests/e2e/browser.mjs"), json.dumps(cfg)], capture_output=True,
-                       text=True, env=env, cwd=str(REPO / "tests/e2e"), timeout=180)
+    try:
+        p = subprocess.run([node, str(REPO / "tests/e2e/browser.mjs"), json.dumps(cfg)], capture_output=True,
+                           text=True, env=env, cwd=str(REPO / "tests/e2e"), timeout=300)
+    finally:
+        browser_server.stop()
     lines = [l for l in p.stdout.splitlines() if l.startswith(("ok ", "not ok "))]
     for line in lines:
         if line.startswith("ok "):
@@ -739,6 +804,8 @@ def browser_suite(label, server, inst, work):
         print(f"FAIL {label}: browser tests: node exited {p.returncode}\n{p.stderr[-3000:]}", flush=True)
     elif p.returncode != 0 and VERBOSE:
         log(p.stderr[-3000:])
+    kept = sorted(f.name for f in shots.iterdir())
+    print(f"browser screenshots kept in {shots}: {', '.join(kept) or 'none'}", flush=True)
     log(f"    (browser tests took {time.monotonic() - t0:.1f}s)")
 
 

@@ -8,6 +8,7 @@ mod concurrency;
 mod gateway;
 mod hostile_input;
 mod hosts;
+mod message_poll;
 mod process;
 mod security;
 mod store;

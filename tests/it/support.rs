@@ -325,6 +325,14 @@ pub fn parse_response(raw: &[u8], head: bool) -> Response {
     let (code, reason) = status_value.split_once(' ').expect("Status: NNN Reason");
     let status: u16 = code.parse().expect("a numeric status");
     assert!(!reason.is_empty(), "a reason follows the status code");
+    if status == 304 {
+        // Not Modified: no body, and no Content-Type or Content-Length describing one.
+        assert!(body.is_empty(), "a 304 has no body, got {} bytes", body.len());
+        for never in ["Content-Type", "Content-Length"] {
+            assert!(!headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(never)), "a 304 with {never}");
+        }
+        return Response { status, headers, body, json: Value::Null, stderr: String::new(), stdin_read: 0 };
+    }
     for once in ["Status", "Content-Type", "Content-Length"] {
         let n = headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case(once)).count();
         assert_eq!(n, 1, "{once} appears {n} times");

@@ -1,0 +1,72 @@
+//! `GET messages/status`: the idle page's cheap question "anything for me?".
+//!
+//! It answers `{}`, and the gateway attaches `site_messages` as to any answer. Its
+//! `ETag` names the state of the caller's mailbox row that an answer depends on: the
+//! counters and the last announcement batch. Every arrival raises `new`, which only an
+//! announcement lowers, and every announcement raises `batch`; reading or deleting
+//! changes `delivered`. So a client whose `If-None-Match` still names the state, while
+//! nothing is new and no announcement is due again, gets `304` with no body, and
+//! nothing is flipped or written.
+
+use serde_json::json;
+
+use crate::gateway::Context;
+use crate::http::{ApiError, Reply, Request};
+use crate::message_store::{Counters, Mailbox, UserId, now};
+use crate::msq;
+
+pub fn status(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
+    let me = ctx.user()?;
+    // A message sent a moment ago by another process must count as new here, before
+    // the decision; the gateway's own drain comes after the handler. A failure only
+    // delays those messages, and the gateway's drain logs it.
+    let _ = ctx.queue.drain(msq::CGI_DRAIN_BATCH, msq::CLAIM_TIMEOUT_SECS, msq::CGI_DRAIN_PATIENCE);
+    let mailbox = ctx.queue.mailbox(me.id)?;
+    // The client's acknowledgement, as the announcement would record it.
+    let acked = match req.meta.ack {
+        Some(batch) if batch > mailbox.acked && batch <= mailbox.batch => batch,
+        _ => mailbox.acked,
+    };
+    let again =
+        req.meta.ack.is_some() && Mailbox { acked, ..mailbox }.unacknowledged_since(now(), ctx.config.ack_lease_secs);
+    let announces = mailbox.counters.new > 0 || again;
+    let poll = ctx.config.poll_interval_secs.to_string();
+    let current = etag(me.id, mailbox.counters, mailbox.batch);
+    if !announces && req.meta.if_none_match.as_deref().is_some_and(|tags| matches(tags, &current)) {
+        return Ok(Reply::with_status(304, json!({})).header("ETag", current).header("X-Poll-Interval", poll));
+    }
+    // The tag of the state this answer leaves behind: what it announces is delivered,
+    // in the next batch. (Should another request change the row meanwhile, the next
+    // check answers 200 once more, which is all a wrong guess costs.)
+    let after = if announces {
+        let c = mailbox.counters;
+        etag(me.id, Counters { new: 0, delivered: c.delivered + c.new }, mailbox.batch + 1)
+    } else {
+        current
+    };
+    Ok(Reply::ok(json!({})).header("ETag", after).header("X-Poll-Interval", poll))
+}
+
+fn etag(user: UserId, c: Counters, batch: i64) -> String {
+    format!("\"pb1.{}.{}.{}.{}\"", user.0, c.delivered, c.new, batch)
+}
+
+/// Whether an `If-None-Match` list names `tag` (weak comparison, RFC 9110 13.1.2).
+fn matches(list: &str, tag: &str) -> bool {
+    list.split(',').map(str::trim).any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == tag)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::matches;
+
+    #[test]
+    fn if_none_match_lists_and_weak_tags() {
+        let tag = "\"pb1.1.2.0.3\"";
+        assert!(matches(tag, tag));
+        assert!(matches("\"x\", W/\"pb1.1.2.0.3\"", tag));
+        assert!(matches("*", tag));
+        assert!(!matches("\"pb1.1.2.0.4\"", tag));
+        assert!(!matches("pb1.1.2.0.3", tag), "an unquoted value is not the tag");
+    }
+}
