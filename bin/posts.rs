@@ -1,4 +1,4 @@
-//! CGI entry point for /cgi-bin/posts.
+//! A CGI program: the handler `piggyback::handlers::PROGRAMS` pairs with this executable's name.
 fn main() -> std::process::ExitCode {
-    piggyback::gateway::run(piggyback::handlers::posts)
+    piggyback::gateway::run_program(env!("CARGO_BIN_NAME"))
 }

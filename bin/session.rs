@@ -1,4 +1,4 @@
-//! CGI entry point for /cgi-bin/session.
+//! A CGI program: the handler `piggyback::handlers::PROGRAMS` pairs with this executable's name.
 fn main() -> std::process::ExitCode {
-    piggyback::gateway::run(piggyback::handlers::session)
+    piggyback::gateway::run_program(env!("CARGO_BIN_NAME"))
 }

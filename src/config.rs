@@ -1,7 +1,7 @@
 //! Configuration from the contract's environment variables (values in, values out).
 
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Largest request body any program accepts.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -93,7 +93,7 @@ impl Config {
                     problem: "must be set when PIGGYBACK_DB is a PostgreSQL URL".into(),
                 });
             }
-            _ => db.parent().map(|d| d.join("spool")).unwrap_or_else(|| PathBuf::from("/spool")),
+            _ => default_spool(&db),
         };
         let secret_file = var("PIGGYBACK_SECRET_FILE").filter(|v| !v.is_empty()).map(PathBuf::from);
         let empty = match text("PIGGYBACK_EMPTY")?.as_deref() {
@@ -155,10 +155,9 @@ impl Config {
 
     /// A configuration for `db` with every default (for the command line and tests).
     pub fn for_db(db: PathBuf) -> Config {
-        let spool = db.parent().map(|d| d.join("spool")).unwrap_or_else(|| PathBuf::from("spool"));
         Config {
+            spool: default_spool(&db),
             db,
-            spool,
             secret_file: None,
             empty: EmptyPolicy::Explicit,
             max_items: 20,
@@ -201,6 +200,11 @@ fn number(
             Err(ConfigError { variable, problem: format!("must be a whole number from {min} to {max}, not `{value}`") })
         }
     }
+}
+
+/// The spool when `PIGGYBACK_SPOOL` is not set: `spool/` beside the database.
+pub fn default_spool(db: &Path) -> PathBuf {
+    db.parent().unwrap_or(Path::new(".")).join("spool")
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use url::Url;
 use crate::http::{ApiError, Meta, Method};
 
 /// `Ok` when the request may go on; 403 `cross_site` otherwise.
-pub fn check(method: Method, meta: &Meta, allowed_origins: &[String]) -> Result<(), ApiError> {
+pub fn refuse_cross_site(method: Method, meta: &Meta, allowed_origins: &[String]) -> Result<(), ApiError> {
     if method.is_safe() {
         return Ok(());
     }
@@ -97,16 +97,16 @@ mod tests {
 
     fn verdict(origin: Option<&str>, site: Option<&str>, host: &str, https: bool) -> Result<(), u16> {
         let allowed = vec!["https://app.example.org".to_owned(), "http://localhost:3000/".to_owned()];
-        check(Method::Post, &meta(origin, site, host, https), &allowed).map_err(|e| e.status)
+        refuse_cross_site(Method::Post, &meta(origin, site, host, https), &allowed).map_err(|e| e.status)
     }
 
     #[test]
     fn safe_methods_always_pass() {
         let m = meta(Some("https://evil.test"), Some("cross-site"), "example.com", true);
-        assert!(check(Method::Get, &m, &[]).is_ok());
-        assert!(check(Method::Head, &m, &[]).is_ok());
-        assert!(check(Method::Delete, &m, &[]).is_err());
-        assert!(check(Method::Other, &m, &[]).is_err());
+        assert!(refuse_cross_site(Method::Get, &m, &[]).is_ok());
+        assert!(refuse_cross_site(Method::Head, &m, &[]).is_ok());
+        assert!(refuse_cross_site(Method::Delete, &m, &[]).is_err());
+        assert!(refuse_cross_site(Method::Other, &m, &[]).is_err());
     }
 
     #[test]

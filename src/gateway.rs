@@ -16,44 +16,34 @@ use serde_json::Value;
 
 use crate::config::{Config, MAX_BODY_BYTES};
 use crate::csrf;
+use crate::handlers::{Caller, Context, Handler};
 use crate::http::{ApiError, BodyError, Meta, Method, Reply, Request, SessionChange, reason_phrase};
-use crate::identity::{self, COOKIE_NAME, Key};
+use crate::identity::{self, COOKIE_NAME};
 use crate::message_status;
-use crate::message_store::{Store, StoreError, User, now};
+use crate::message_store::{Store, StoreError};
+use crate::model::{User, now};
 use crate::msq::{self, Queue, QueueError};
 use crate::spool::Spool;
-
-/// What a handler gets besides the request.
-pub struct Context<'a> {
-    pub config: &'a Config,
-    pub store: &'a Store,
-    pub queue: Queue<'a>,
-    /// The identified user, if any.
-    pub user: Option<User>,
-    /// Why the request's identity was refused (a forged or expired cookie, an unknown
-    /// `REMOTE_USER`): [`Context::user`] answers with it. The gateway leaves the refusal
-    /// to the handler so that the `session` program can log in over a stale cookie.
-    pub refusal: Option<ApiError>,
-}
-
-impl Context<'_> {
-    /// The identified user, or 401 (the refusal, when the identity was refused).
-    pub fn user(&self) -> Result<&User, ApiError> {
-        match (&self.user, &self.refusal) {
-            (Some(user), _) => Ok(user),
-            (None, Some(refusal)) => Err(refusal.clone()),
-            (None, None) => Err(ApiError::unauthorized()),
-        }
-    }
-}
-
-/// A CGI program's logic: request in, reply out; never prints, never opens the database.
-pub type Handler = fn(&Context<'_>, &Request) -> Result<Reply, ApiError>;
 
 /// The CGI environment as the server passed it.
 pub type Env = HashMap<String, OsString>;
 
-/// Runs one CGI request of the process: the whole `main` of every CGI program.
+/// The whole `main` of every CGI program: runs the handler [`crate::handlers::PROGRAMS`]
+/// pairs with the executable's name (`CARGO_BIN_NAME`).
+pub fn run_program(name: &str) -> ExitCode {
+    match crate::handlers::program(name) {
+        Some(program) => run(program.handler),
+        None => {
+            let mut stdout = std::io::stdout().lock();
+            let reply = ApiError::misconfigured().log(format!("{name} is not a Piggyback program")).into_reply();
+            log(reply.log.as_deref().unwrap_or_default());
+            let _ = stdout.write_all(&serialize(reply, false)).and_then(|()| stdout.flush());
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+/// Runs one CGI request of the process with `handler`.
 pub fn run(handler: Handler) -> ExitCode {
     let env: Env = std::env::vars_os().filter_map(|(k, v)| k.into_string().ok().map(|k| (k, v))).collect();
     let output = respond(handler, &env, std::io::stdin().lock());
@@ -66,38 +56,45 @@ pub fn run(handler: Handler) -> ExitCode {
 /// The complete CGI response (header block and body) to one request.
 pub fn respond(handler: Handler, env: &Env, stdin: impl Read) -> Vec<u8> {
     let head = env.get("REQUEST_METHOD").and_then(|m| m.to_str()) == Some("HEAD");
-    let reply = catch_unwind(AssertUnwindSafe(|| serve(handler, env, stdin))).unwrap_or_else(|_| {
-        log("a handler panicked; answered 500");
-        ApiError::internal("internal error").into_reply()
-    });
+    let mut reply = catch_unwind(AssertUnwindSafe(|| serve(handler, env, stdin, now())))
+        .unwrap_or_else(|_| ApiError::internal("internal error").log("a handler panicked; answered 500").into_reply());
+    // The one place a reply's log line is written.
+    if let Some(line) = reply.log.take() {
+        log(&line);
+    }
     serialize(reply, head)
 }
 
-fn serve(handler: Handler, env: &Env, stdin: impl Read) -> Reply {
+/// Serves one request at `now` (unix seconds, read once for the whole request).
+fn serve(handler: Handler, env: &Env, stdin: impl Read, now: i64) -> Reply {
     let config = match Config::from_lookup(|name| env.get(name).cloned()) {
         Ok(config) => config,
-        Err(e) => {
-            log(&format!("configuration: {e}"));
-            return misconfigured();
-        }
+        Err(e) => return ApiError::misconfigured().log(format!("configuration: {e}")).into_reply(),
     };
     let request = parse_request(env, stdin);
     let store = match Store::open(&config.db) {
         Ok(store) => store,
-        Err(e) => return store_failure(&e).into_reply(),
+        Err(e) => return ApiError::from(e).into_reply(),
     };
-    let (user, refusal) = match identify(&request.meta, &store, &config) {
-        Ok(user) => (user, None),
-        Err(e) if e.status < 500 => (None, Some(e)),
+    let caller = match identify(&request.meta, &store, &config, now) {
+        Ok(Some(user)) => Caller::Identified(user),
+        Ok(None) => Caller::Anonymous,
+        Err(mut e) if e.status < 500 => {
+            // Logged now, whether or not the handler answers with the refusal.
+            if let Some(line) = e.log.take() {
+                log(&line);
+            }
+            Caller::Refused(e)
+        }
         Err(e) => return e.into_reply(),
     };
-    let ctx =
-        Context { config: &config, store: &store, queue: Queue::new(&store, Spool::new(&config.spool)), user, refusal };
+    let queue = Queue::new(&store, Spool::new(&config.spool));
+    let ctx = Context { config: &config, store: &store, queue, caller, now };
     // A request that could not be parsed, or a cross-site one, is refused before the
     // handler runs, so it changes nothing.
     let checked = match &request.problem {
         Some(problem) => Err(problem.clone()),
-        None => csrf::check(request.method, &request.meta, &config.allowed_origins),
+        None => csrf::refuse_cross_site(request.method, &request.meta, &config.allowed_origins),
     };
     let mut reply = match checked.and_then(|()| handler(&ctx, &request)) {
         Ok(reply) => reply,
@@ -106,23 +103,23 @@ fn serve(handler: Handler, env: &Env, stdin: impl Read) -> Reply {
     // A login announces to the user who just logged in, a logout to nobody.
     let session = std::mem::take(&mut reply.session);
     let announce_to = match &session {
-        SessionChange::Unchanged => ctx.user.as_ref(),
+        SessionChange::Unchanged => ctx.caller.identified(),
         SessionChange::Started(user) => Some(user),
         SessionChange::Ended => None,
     };
     if let Some(user) = announce_to {
-        drain(&ctx.queue);
+        drain(&ctx.queue, now);
         // A 304 says "nothing changed": it has no body to carry the member.
         if reply.status < 500 && reply.status != 304 && request.method != Method::Head {
-            attach_site_messages(&mut reply, &ctx.queue, user, request.meta.ack, &config);
+            attach_site_messages(&mut reply, &ctx, user, request.meta.ack);
         }
     }
     reply
 }
 
 /// The one place `site_messages` is attached, for every program.
-fn attach_site_messages(reply: &mut Reply, queue: &Queue<'_>, user: &User, ack: Option<i64>, config: &Config) {
-    match message_status::check(queue, user, ack, config) {
+fn attach_site_messages(reply: &mut Reply, ctx: &Context<'_>, user: &User, ack: Option<i64>) {
+    match message_status::claim(ctx.store, user, ack, ctx.config, ctx.now) {
         Ok(Some(site)) => {
             let value = serde_json::to_value(site).unwrap_or(Value::Null);
             reply.body.insert("site_messages".into(), value);
@@ -136,8 +133,8 @@ fn attach_site_messages(reply: &mut Reply, queue: &Queue<'_>, user: &User, ack: 
 /// Applies a bounded batch of waiting request files, so that a message sent a moment
 /// ago by another process is in the database before `site_messages` is computed.
 /// A failure here only delays those messages: it is logged, never answered.
-fn drain(queue: &Queue<'_>) {
-    match queue.drain(msq::CGI_DRAIN_BATCH, msq::CLAIM_TIMEOUT_SECS, msq::CGI_DRAIN_PATIENCE) {
+fn drain(queue: &Queue<'_>, now: i64) {
+    match queue.drain(msq::CGI_DRAIN_BATCH, msq::CLAIM_TIMEOUT_SECS, msq::CGI_DRAIN_PATIENCE, now) {
         Ok(report) => {
             for line in &report.bad {
                 log(line);
@@ -148,62 +145,13 @@ fn drain(queue: &Queue<'_>) {
     }
 }
 
-fn misconfigured() -> Reply {
-    ApiError::new(500, "misconfigured", "the server is misconfigured; its error log names the setting").into_reply()
-}
-
-/// Maps a store failure to an answer, logging what an operator must see.
-pub fn store_failure(e: &StoreError) -> ApiError {
-    match e {
-        StoreError::Busy => ApiError::unavailable("the message database is busy; try again"),
-        StoreError::ReadOnly => {
-            log(&format!("PIGGYBACK_DB: {e}"));
-            ApiError::unavailable("the message database is read-only")
-        }
-        StoreError::Schema { .. } => {
-            log(&format!("PIGGYBACK_DB: {e}"));
-            ApiError::unavailable("the message database needs maintenance")
-        }
-        StoreError::Unopenable(_) => {
-            log(&format!("PIGGYBACK_DB: {e}"));
-            ApiError::new(500, "misconfigured", "the server is misconfigured; its error log names the setting")
-        }
-        StoreError::Unreachable(_) => {
-            log(&format!("PIGGYBACK_DB: {e}"));
-            ApiError::unavailable("the message database cannot be reached; try again")
-        }
-        StoreError::Sqlite(_) | StoreError::Postgres(_) => {
-            log(&format!("{e}"));
-            ApiError::internal("internal error")
-        }
-    }
-}
-
-impl From<QueueError> for ApiError {
-    fn from(e: QueueError) -> ApiError {
-        match e {
-            QueueError::Spool(e) => {
-                log(&format!("PIGGYBACK_SPOOL: {e}"));
-                ApiError::unavailable("messages cannot be accepted now; nothing was sent")
-            }
-            QueueError::Store(e) => store_failure(&e),
-        }
-    }
-}
-
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> ApiError {
-        store_failure(&e)
-    }
-}
-
 /// One line on stderr, which the web server puts in its error log.
 pub fn log(line: &str) {
     let mut err = std::io::stderr().lock();
     let _ = writeln!(err, "piggyback[{}]: {}", std::process::id(), line.replace(['\r', '\n'], " "));
 }
 
-fn identify(meta: &Meta, store: &Store, config: &Config) -> Result<Option<User>, ApiError> {
+fn identify(meta: &Meta, store: &Store, config: &Config, now: i64) -> Result<Option<User>, ApiError> {
     // The web server's own authentication wins: it is the site's primary login, and a
     // stale cookie must not override it.
     if let Some(name) = &meta.remote_user {
@@ -218,11 +166,11 @@ fn identify(meta: &Meta, store: &Store, config: &Config) -> Result<Option<User>,
         return Ok(None);
     };
     if config.secret_file.is_none() {
-        log("PIGGYBACK_SECRET_FILE: not set, so session cookies cannot be checked");
-        return Err(ApiError::unauthorized());
+        return Err(
+            ApiError::unauthorized().log("PIGGYBACK_SECRET_FILE: not set, so session cookies cannot be checked")
+        );
     }
-    let key = session_key(config)?;
-    let now = now();
+    let key = identity::session_key(config)?;
     // Several cookies: a stale one must not hide a valid one, and two valid ones naming
     // different users mean one was planted (by a sibling subdomain): trust neither.
     let mut valid = values.iter().filter_map(|v| key.verify(v, now).ok());
@@ -247,21 +195,6 @@ fn identify(meta: &Meta, store: &Store, config: &Config) -> Result<Option<User>,
         Some(user) => Ok(Some(user)),
         None => Err(ApiError::new(401, "invalid_session", "the session names no user; log in again")),
     }
-}
-
-/// The session-signing key of `PIGGYBACK_SECRET_FILE`; a 500 naming the setting in the
-/// error log when it is unset or unusable.
-pub fn session_key(config: &Config) -> Result<Key, ApiError> {
-    let misconfigured =
-        || ApiError::new(500, "misconfigured", "the server is misconfigured; its error log names the setting");
-    let Some(path) = &config.secret_file else {
-        log("PIGGYBACK_SECRET_FILE: not set, so no session cookie can be made");
-        return Err(misconfigured());
-    };
-    Key::load(path).map_err(|e| {
-        log(&format!("PIGGYBACK_SECRET_FILE: {e}"));
-        misconfigured()
-    })
 }
 
 /// Parses the CGI environment and reads the body (RFC 3875, sections 4.1 and 4.2).

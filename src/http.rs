@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::message_store::User;
+use crate::model::User;
 
 /// The HTTP method of a CGI request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,6 +155,9 @@ pub struct Reply {
     /// What the reply does to the caller's session: the gateway announces messages to
     /// the user the caller is once this reply has arrived.
     pub session: SessionChange,
+    /// What the operator's error log should say about this reply (never sent to the
+    /// client): the gateway writes it, once per request.
+    pub log: Option<String>,
 }
 
 /// A login or logout that a reply carries out (the `session` program's).
@@ -187,7 +190,7 @@ impl Reply {
                 map
             }
         };
-        Reply { status, body, headers: Vec::new(), session: SessionChange::Unchanged }
+        Reply { status, body, headers: Vec::new(), session: SessionChange::Unchanged, log: None }
     }
 
     pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Reply {
@@ -208,11 +211,14 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub headers: Vec<(&'static str, String)>,
+    /// What the operator's error log should say (never sent to the client); the
+    /// gateway writes it once per request.
+    pub log: Option<String>,
 }
 
 impl ApiError {
     pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into(), headers: Vec::new() }
+        ApiError { status, code, message: message.into(), headers: Vec::new(), log: None }
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
@@ -239,6 +245,17 @@ impl ApiError {
         ApiError::new(500, "internal_error", message)
     }
 
+    /// A setting is missing or wrong: the answer says only that; the error log names it.
+    pub fn misconfigured() -> ApiError {
+        ApiError::new(500, "misconfigured", "the server is misconfigured; its error log names the setting")
+    }
+
+    /// Adds a line for the error log.
+    pub fn log(mut self, line: impl Into<String>) -> ApiError {
+        self.log = Some(line.into());
+        self
+    }
+
     pub fn header(mut self, name: &'static str, value: impl Into<String>) -> ApiError {
         self.headers.push((name, value.into()));
         self
@@ -248,6 +265,7 @@ impl ApiError {
         let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
         let mut reply = Reply::with_status(self.status, body);
         reply.headers = self.headers;
+        reply.log = self.log;
         reply
     }
 }

@@ -10,7 +10,9 @@ use std::path::Path;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-use crate::message_store::UserId;
+use crate::config::Config;
+use crate::http::ApiError;
+use crate::model::UserId;
 
 /// The session cookie's name.
 pub const COOKIE_NAME: &str = "pb_session";
@@ -114,6 +116,35 @@ pub fn cookie_values<'a>(header: &'a str, name: &'a str) -> impl Iterator<Item =
         let v = v.trim().trim_matches('"');
         (k.trim() == name && !v.is_empty()).then_some(v)
     })
+}
+
+/// Creates a key file of 64 random hex characters, mode 0600 (`piggyback init`);
+/// false if it exists.
+pub fn create_key_file(path: &Path) -> std::io::Result<bool> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| std::io::Error::other(format!("no randomness for the key: {e}")))?;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path);
+    match file {
+        Ok(mut f) => {
+            f.write_all(hex.as_bytes())?;
+            f.sync_all()?;
+            Ok(true)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// The session-signing key of `PIGGYBACK_SECRET_FILE`; a 500 whose log line names the
+/// setting when it is unset or unusable.
+pub fn session_key(config: &Config) -> Result<Key, ApiError> {
+    let Some(path) = &config.secret_file else {
+        return Err(ApiError::misconfigured().log("PIGGYBACK_SECRET_FILE: not set, so no session cookie can be made"));
+    };
+    Key::load(path).map_err(|e| ApiError::misconfigured().log(format!("PIGGYBACK_SECRET_FILE: {e}")))
 }
 
 #[cfg(test)]

@@ -4,8 +4,8 @@
 use serde::Serialize;
 
 use crate::config::{Config, EmptyPolicy};
-use crate::message_store::{Announce, MessageKind, Preview, StoreError, Summary, User, now};
-use crate::msq::Queue;
+use crate::message_store::{Announce, Store, StoreError, Summary};
+use crate::model::{MessageKind, Preview, User};
 use crate::text;
 
 /// The `site_messages` member (see docs/API.md).
@@ -67,28 +67,29 @@ pub fn prefix_chars(snippet_chars: usize) -> usize {
     snippet_chars * 2 + 16
 }
 
-/// Checks `user`'s messages and announces what is new, after recording the client's
-/// acknowledgement `ack` of an earlier batch. Takes the write lock only when there is
+/// Claims `user`'s new messages at `now` and announces them, after recording the
+/// client's acknowledgement `ack` of an earlier batch. Takes the write lock only when there is
 /// something to write: new messages, a batch to acknowledge, or (for a client that
 /// acknowledges) a batch unacknowledged past the lease to announce again. The common
 /// request only reads one row.
 /// `None` when nothing is unread and the configuration says to omit the member.
-pub fn check(
-    queue: &Queue<'_>,
+pub fn claim(
+    store: &Store,
     user: &User,
     ack: Option<i64>,
     config: &Config,
+    now: i64,
 ) -> Result<Option<SiteMessages>, StoreError> {
     let (preview, user) = (user.preview, user.id);
-    let mut mailbox = queue.mailbox(user)?;
+    let mut mailbox = store.mailbox(user)?;
     if let Some(batch) = ack
         && batch > mailbox.acked
         && batch <= mailbox.batch
     {
-        queue.acknowledge(user, batch)?;
+        store.acknowledge(user, batch)?;
         mailbox.acked = batch;
     }
-    let announce = if ack.is_some() && mailbox.unacknowledged_since(now(), config.ack_lease_secs) {
+    let announce = if ack.is_some() && mailbox.unacknowledged_since(now, config.ack_lease_secs) {
         Announce::NewAndUnacknowledged
     } else {
         Announce::New
@@ -105,7 +106,7 @@ pub fn check(
             repeated: None,
         }
     } else {
-        let claim = queue.claim(user, config.max_items, prefix_chars(config.snippet_chars), announce)?;
+        let claim = store.claim_new(user, config.max_items, prefix_chars(config.snippet_chars), announce, now)?;
         let item = |s: &Summary| Item::from_summary(s, config.snippet_chars, preview);
         let mut items: Vec<Item> = claim.items.iter().map(item).collect();
         items.extend(claim.repeats.iter().map(|s| Item { repeat: true, ..item(s) }));
@@ -130,12 +131,18 @@ pub fn check(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message_store::{Change, MessageId, NewMessage, Store, UserId};
-    use crate::spool::Spool;
+    use std::cell::Cell;
+
+    use crate::model::{Change, MessageId, NewMessage, UserId};
+
+    /// When the fixture's requests happen.
+    const START: i64 = 1_700_000_000;
 
     struct Fixture {
-        dir: tempfile::TempDir,
+        _dir: tempfile::TempDir,
         store: Store,
+        /// The time of the next request.
+        clock: Cell<i64>,
         alice: UserId,
         bob: UserId,
         config: Config,
@@ -145,10 +152,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("pb.db");
         let store = Store::init(&db).unwrap();
-        let alice = store.add_user("alice", "Alice", None).unwrap().unwrap();
-        let bob = store.add_user("bob", "Bob", None).unwrap().unwrap();
+        let alice = store.add_user("alice", "Alice", None, START).unwrap().unwrap();
+        let bob = store.add_user("bob", "Bob", None, START).unwrap().unwrap();
         let config = Config::for_db(db);
-        Fixture { dir, store, alice, bob, config }
+        Fixture { _dir: dir, store, clock: Cell::new(START), alice, bob, config }
     }
 
     impl Fixture {
@@ -162,22 +169,20 @@ mod tests {
                     body: "明天中午一起吃饭吗？".repeat(10),
                     kind: MessageKind::Note,
                     idempotency_key: None,
-                    sent_at: 1_700_000_000 + n,
+                    sent_at: START + n,
                 })
                 .unwrap()
                 .id
         }
 
-        fn check(&self, ack: Option<i64>) -> SiteMessages {
-            let queue = Queue::new(&self.store, Spool::new(self.dir.path().join("spool")));
+        fn claim(&self, ack: Option<i64>) -> SiteMessages {
             let user = self.store.user_by_id(self.alice).unwrap().unwrap();
-            check(&queue, &user, ack, &self.config).unwrap().unwrap()
+            claim(&self.store, &user, ack, &self.config, self.clock.get()).unwrap().unwrap()
         }
 
-        /// Moves the last announcement back in time, past any lease.
+        /// Moves the clock on, past any lease.
         fn age(&self) {
-            let conn = rusqlite::Connection::open(&self.config.db).unwrap();
-            conn.execute("UPDATE mailbox SET announced_at = announced_at - 100000", []).unwrap();
+            self.clock.set(self.clock.get() + 100_000);
         }
     }
 
@@ -186,12 +191,12 @@ mod tests {
         let f = fixture();
         f.send(1);
         f.send(2);
-        let first = f.check(None);
+        let first = f.claim(None);
         assert_eq!((first.new, first.delivered, first.unread), (2, 0, 2));
         assert_eq!(first.items.iter().map(|i| i.subject.as_str()).collect::<Vec<_>>(), ["s2", "s1"]);
         assert_eq!(first.batch, Some(1));
         assert_eq!(first.items[0].snippet.chars().count(), 61, "60 characters and the ellipsis");
-        let second = f.check(None);
+        let second = f.claim(None);
         assert_eq!((second.new, second.delivered, second.unread), (0, 2, 2));
         assert!(second.items.is_empty());
         assert_eq!(second.batch, None);
@@ -202,7 +207,7 @@ mod tests {
         let f = fixture();
         f.store.update_profile(f.alice, None, None, Some(Preview::Sender)).unwrap();
         f.send(1);
-        let site = f.check(None);
+        let site = f.claim(None);
         assert_eq!(
             (site.items[0].from.as_str(), site.items[0].subject.as_str(), site.items[0].snippet.as_str()),
             ("bob", "", "")
@@ -216,7 +221,7 @@ mod tests {
         for n in 1..=5 {
             f.send(n);
         }
-        let site = f.check(None);
+        let site = f.claim(None);
         assert_eq!((site.new, site.items.len(), site.more), (5, 2, true));
     }
 
@@ -224,17 +229,17 @@ mod tests {
     fn unacknowledged_batches_are_announced_again_to_acknowledging_clients_only() {
         let f = fixture();
         f.send(1);
-        let first = f.check(Some(0));
+        let first = f.claim(Some(0));
         assert_eq!(first.batch, Some(1));
         f.age();
-        assert_eq!(f.check(None).repeated, None, "a client without the header never gets repeats");
-        let again = f.check(Some(0));
+        assert_eq!(f.claim(None).repeated, None, "a client without the header never gets repeats");
+        let again = f.claim(Some(0));
         assert_eq!(again.repeated, Some(1));
         assert_eq!((again.new, again.delivered), (0, 1));
         assert!(again.items[0].repeat);
         let batch = again.batch.unwrap();
         f.age();
-        let acked = f.check(Some(batch));
+        let acked = f.claim(Some(batch));
         assert_eq!((acked.repeated, acked.items.len()), (None, 0), "acknowledged: nothing again");
     }
 
@@ -242,10 +247,10 @@ mod tests {
     fn read_messages_are_not_announced_again_and_the_search_stops() {
         let f = fixture();
         let id = f.send(1);
-        f.check(Some(0));
+        f.claim(Some(0));
         f.store.change(f.alice, id, Change::MarkRead).unwrap();
         f.age();
-        let site = f.check(Some(0));
+        let site = f.claim(Some(0));
         assert_eq!((site.repeated, site.unread), (None, 0));
         let mailbox = f.store.mailbox(f.alice).unwrap();
         assert_eq!(mailbox.acked, mailbox.batch, "no batch is left waiting, so no request writes again");
@@ -255,8 +260,8 @@ mod tests {
     fn an_acknowledgement_of_a_batch_never_issued_changes_nothing() {
         let f = fixture();
         f.send(1);
-        f.check(Some(0));
-        f.check(Some(99));
+        f.claim(Some(0));
+        f.claim(Some(99));
         assert_eq!(f.store.mailbox(f.alice).unwrap().acked, 0);
     }
 }

@@ -1,20 +1,19 @@
-//! The message-queue layer (the patent's message queue between the CGI programs and the
-//! message database): every operation on the database is a typed request executed here.
+//! The message queue (the patent's message queue between the CGI programs and the
+//! message database), as the spool's front door: it makes sends durable and applies
+//! them, and does nothing else. Every other operation calls [`Store`] directly.
 //!
-//! Requests that create messages are made durable first, as a request file in the
-//! spool ([`crate::spool`]); only then is a send accepted. The sender applies its own
-//! file at once (201), and when the database is busy or read-only the file waits for
-//! the next drain (202). Every CGI invocation drains a bounded batch, so nothing waits
-//! long even without `piggyback msqd`. Applying is idempotent: the request id is UNIQUE
-//! in the database, so a replay after a crash stores nothing twice.
+//! A send is made durable first, as a request file in the spool ([`crate::spool`]);
+//! only then is it accepted. The sender applies its own file at once (201), and when
+//! the database is busy or read-only the file waits for the next drain (202). Every
+//! CGI invocation drains a bounded batch, so nothing waits long even without
+//! `piggyback msqd`. Applying is idempotent: the request id is UNIQUE in the database,
+//! so a replay after a crash stores nothing twice.
 
 use std::io;
 use std::time::Duration;
 
-use crate::message_store::{
-    Announce, BUSY_TIMEOUT, Change, Claim, Mailbox, MessageId, MessageKind, NewMessage, Store, StoreError, Stored,
-    UserId, now,
-};
+use crate::message_store::{BUSY_TIMEOUT, Store, StoreError, Stored};
+use crate::model::{MessageId, NewMessage};
 use crate::spool::{ClaimResult, Claimed, FileRequest, Spool};
 
 /// Claims older than this many seconds belong to a drainer that died.
@@ -26,19 +25,6 @@ pub const CGI_DRAIN_BATCH: usize = 32;
 /// How long a CGI invocation's drain waits for the write lock: whoever holds it is
 /// draining or claiming already, so the request need not wait the full busy timeout.
 pub const CGI_DRAIN_PATIENCE: Duration = Duration::from_millis(100);
-
-/// A request to send one in-site message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Send {
-    pub from: UserId,
-    pub to: UserId,
-    pub subject: String,
-    pub body: String,
-    /// `note` for a person's message; `friend_request`, `friend_accept`, `comment` for
-    /// the site's own notices.
-    pub kind: MessageKind,
-    pub idempotency_key: Option<String>,
-}
 
 /// What became of an accepted send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,51 +118,14 @@ impl<'a> Queue<'a> {
         &self.spool
     }
 
-    /// Reads a user's counters and announcement batches (no lock).
-    pub fn mailbox(&self, user: UserId) -> Result<Mailbox, StoreError> {
-        self.store.mailbox(user)
-    }
-
-    /// A client acknowledges that it showed `batch` (and the ones before it).
-    pub fn acknowledge(&self, user: UserId, batch: i64) -> Result<(), StoreError> {
-        self.store.acknowledge(user, batch)
-    }
-
-    /// Check-and-claim: flips the user's `new` messages to `delivered` as one batch.
-    pub fn claim(
-        &self,
-        user: UserId,
-        max_items: usize,
-        prefix_chars: usize,
-        announce: Announce,
-    ) -> Result<Claim, StoreError> {
-        self.store.claim_new(user, max_items, prefix_chars, announce)
-    }
-
-    /// Marks one message read or deleted; false when the user has no such message.
-    pub fn change(&self, user: UserId, id: MessageId, change: Change) -> Result<bool, StoreError> {
-        self.store.change(user, id, change)
-    }
-
-    pub fn mark_all_read(&self, user: UserId) -> Result<i64, StoreError> {
-        self.store.mark_all_read(user)
-    }
-
     /// Sends one message: durable request file first, then applied at once when the
     /// database allows (`Stored`), else left for the next drain (`Queued`).
-    pub fn send(&self, send: Send) -> Result<SendOutcome, QueueError> {
-        let request_id = new_request_id();
-        let message = NewMessage {
-            request_id: request_id.clone(),
-            from: send.from,
-            to: send.to,
-            subject: send.subject,
-            body: send.body,
-            kind: send.kind,
-            idempotency_key: send.idempotency_key,
-            sent_at: now(),
-        };
-        self.spool.enqueue(&FileRequest::from_message(&message)).map_err(QueueError::Spool)?;
+    /// `message.request_id` names its request file: make it with [`new_request_id`].
+    pub fn send(&self, message: NewMessage) -> Result<SendOutcome, QueueError> {
+        let request_id = message.request_id.clone();
+        let message = FileRequest::Send(message);
+        self.spool.enqueue(&message).map_err(QueueError::Spool)?;
+        let FileRequest::Send(message) = message;
         // Accepted. From here on a failure only delays the message.
         let queued = || SendOutcome::Queued { request_id: request_id.clone() };
         let claimed = match self.spool.claim(&request_id) {
@@ -216,11 +165,11 @@ impl<'a> Queue<'a> {
     }
 
     /// Applies at most `max` waiting request files, oldest first, in one transaction,
-    /// after taking back claims older than `stale_after` seconds, waiting at most
-    /// `patience` for the write lock. With nothing waiting it touches only the spool.
-    pub fn drain(&self, max: usize, stale_after: i64, patience: Duration) -> Result<DrainReport, QueueError> {
+    /// after taking back claims older than `stale_after` seconds at `now`, waiting at
+    /// most `patience` for the write lock. With nothing waiting it touches only the spool.
+    pub fn drain(&self, max: usize, stale_after: i64, patience: Duration, now: i64) -> Result<DrainReport, QueueError> {
         let mut report = DrainReport {
-            reclaimed: self.spool.recover(stale_after, now()).map_err(QueueError::Spool)?,
+            reclaimed: self.spool.recover(stale_after, now).map_err(QueueError::Spool)?,
             ..Default::default()
         };
         let names = self.spool.waiting(max).map_err(QueueError::Spool)?;
@@ -235,7 +184,7 @@ impl<'a> Queue<'a> {
         if claimed.is_empty() {
             return Ok(report);
         }
-        let messages: Vec<NewMessage> = claimed.iter().map(|c| c.request.clone().into_message()).collect();
+        let messages: Vec<NewMessage> = claimed.iter().map(|c| message_of(&c.request).clone()).collect();
         let _ = self.store.set_busy_timeout(patience);
         let applied = self.store.store_messages(&messages);
         let _ = self.store.set_busy_timeout(BUSY_TIMEOUT);
@@ -246,7 +195,7 @@ impl<'a> Queue<'a> {
                     report.count(s);
                 }
             }
-            Err(StoreError::Sqlite(_) | StoreError::Postgres(_)) => report.add(self.apply_one_by_one(claimed)),
+            Err(StoreError::Failed(_)) => report.add(self.apply_one_by_one(claimed)),
             Err(e) => {
                 for c in &claimed {
                     let _ = self.spool.release(&c.name);
@@ -258,10 +207,10 @@ impl<'a> Queue<'a> {
     }
 
     /// Drains until nothing waits (the command line and `msqd`).
-    pub fn drain_all(&self, stale_after: i64) -> Result<DrainReport, QueueError> {
+    pub fn drain_all(&self, stale_after: i64, now: i64) -> Result<DrainReport, QueueError> {
         let mut total = DrainReport::default();
         loop {
-            let report = self.drain(256, stale_after, BUSY_TIMEOUT)?;
+            let report = self.drain(256, stale_after, BUSY_TIMEOUT, now)?;
             let progress = report.applied + report.duplicates + report.bad.len();
             total.add(report);
             if progress == 0 {
@@ -275,12 +224,12 @@ impl<'a> Queue<'a> {
     fn apply_one_by_one(&self, claimed: Vec<Claimed>) -> DrainReport {
         let mut report = DrainReport::default();
         for c in claimed {
-            match self.store.store_message(&c.request.clone().into_message()) {
+            match self.store.store_message(message_of(&c.request)) {
                 Ok(stored) => {
                     let _ = self.spool.done(&c.name);
                     report.count(&stored);
                 }
-                Err(e @ (StoreError::Sqlite(_) | StoreError::Postgres(_))) => match self.spool.set_aside(&c.name) {
+                Err(StoreError::Failed(e)) => match self.spool.set_aside(&c.name) {
                     Ok(()) => report.bad.push(format!("request file {} moved to bad/: {e}", c.name)),
                     Err(_) => {
                         let _ = self.spool.release(&c.name);
@@ -292,6 +241,12 @@ impl<'a> Queue<'a> {
             }
         }
         report
+    }
+}
+
+fn message_of(request: &FileRequest) -> &NewMessage {
+    match request {
+        FileRequest::Send(m) => m,
     }
 }
 
@@ -310,6 +265,7 @@ mod tests {
     //! Every crash point of the file protocol ends with the message stored exactly once
     //! after the next drain.
     use super::*;
+    use crate::model::{MessageKind, UserId, now};
     use crate::spool::{SpoolState, encode};
 
     struct Fixture {
@@ -323,8 +279,8 @@ mod tests {
     fn fixture() -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::init(&dir.path().join("pb.db")).unwrap();
-        let alice = store.add_user("alice", "Alice", None).unwrap().unwrap();
-        let bob = store.add_user("bob", "Bob", None).unwrap().unwrap();
+        let alice = store.add_user("alice", "Alice", None, now()).unwrap().unwrap();
+        let bob = store.add_user("bob", "Bob", None, now()).unwrap().unwrap();
         let spool = Spool::new(dir.path().join("spool"));
         spool.create().unwrap();
         Fixture { _dir: dir, store, spool, alice, bob }
@@ -351,16 +307,19 @@ mod tests {
     fn send_stores_at_once_and_leaves_no_file() {
         let f = fixture();
         let queue = Queue::new(&f.store, f.spool.clone());
-        let send = Send {
+        let send = NewMessage {
+            request_id: new_request_id(),
             from: f.bob,
             to: f.alice,
             subject: "s".into(),
             body: "b".into(),
             kind: MessageKind::Note,
             idempotency_key: Some("k1".into()),
+            sent_at: now(),
         };
         let SendOutcome::Stored { message: first, .. } = queue.send(send.clone()).unwrap() else { panic!("queued") };
-        let SendOutcome::Stored { message: again, .. } = queue.send(send).unwrap() else { panic!("queued") };
+        let retry = NewMessage { request_id: new_request_id(), ..send };
+        let SendOutcome::Stored { message: again, .. } = queue.send(retry).unwrap() else { panic!("queued") };
         assert_eq!(first, again, "the same idempotency key never makes a second message");
         assert_eq!(stored(&f), 1);
         assert_eq!(f.spool.state().unwrap(), SpoolState::default());
@@ -370,9 +329,9 @@ mod tests {
     fn crash_with_the_file_only_in_tmp_accepts_nothing_and_is_cleaned() {
         let f = fixture();
         let m = message(&f, "00000000000000000001.1.1");
-        std::fs::write(f.spool.root().join("tmp").join(&m.request_id), encode(&FileRequest::from_message(&m))).unwrap();
+        std::fs::write(f.spool.root().join("tmp").join(&m.request_id), encode(&FileRequest::Send(m.clone()))).unwrap();
         let queue = Queue::new(&f.store, f.spool.clone());
-        assert_eq!(queue.drain_all(CLAIM_TIMEOUT_SECS).unwrap().applied, 0);
+        assert_eq!(queue.drain_all(CLAIM_TIMEOUT_SECS, now()).unwrap().applied, 0);
         assert_eq!(stored(&f), 0, "never accepted, never stored");
         f.spool.recover(CLAIM_TIMEOUT_SECS, now() + crate::spool::TMP_GRACE_SECS).unwrap();
         assert_eq!(f.spool.state().unwrap(), SpoolState::default());
@@ -382,8 +341,8 @@ mod tests {
     fn crash_after_rename_before_apply_is_applied_by_the_next_drain() {
         let f = fixture();
         let m = message(&f, "00000000000000000002.1.1");
-        f.spool.enqueue(&FileRequest::from_message(&m)).unwrap();
-        let report = Queue::new(&f.store, f.spool.clone()).drain_all(CLAIM_TIMEOUT_SECS).unwrap();
+        f.spool.enqueue(&FileRequest::Send(m.clone())).unwrap();
+        let report = Queue::new(&f.store, f.spool.clone()).drain_all(CLAIM_TIMEOUT_SECS, now()).unwrap();
         assert_eq!((report.applied, report.duplicates), (1, 0));
         assert_eq!(stored(&f), 1);
         assert_eq!(f.spool.state().unwrap(), SpoolState::default());
@@ -393,11 +352,11 @@ mod tests {
     fn crash_after_claim_before_apply_is_taken_back_after_the_timeout() {
         let f = fixture();
         let m = message(&f, "00000000000000000003.1.1");
-        f.spool.enqueue(&FileRequest::from_message(&m)).unwrap();
+        f.spool.enqueue(&FileRequest::Send(m.clone())).unwrap();
         let ClaimResult::Claimed(_) = f.spool.claim(&m.request_id).unwrap() else { panic!("not claimed") };
         let queue = Queue::new(&f.store, f.spool.clone());
-        assert_eq!(queue.drain_all(CLAIM_TIMEOUT_SECS).unwrap().applied, 0, "a live claim is left alone");
-        let report = queue.drain_all(0).unwrap();
+        assert_eq!(queue.drain_all(CLAIM_TIMEOUT_SECS, now()).unwrap().applied, 0, "a live claim is left alone");
+        let report = queue.drain_all(0, now()).unwrap();
         assert_eq!((report.reclaimed, report.applied), (1, 1));
         assert_eq!(stored(&f), 1);
         assert_eq!(f.spool.state().unwrap(), SpoolState::default());
@@ -407,10 +366,10 @@ mod tests {
     fn crash_after_commit_before_unlink_replays_as_a_no_op() {
         let f = fixture();
         let m = message(&f, "00000000000000000004.1.1");
-        f.spool.enqueue(&FileRequest::from_message(&m)).unwrap();
+        f.spool.enqueue(&FileRequest::Send(m.clone())).unwrap();
         let ClaimResult::Claimed(_) = f.spool.claim(&m.request_id).unwrap() else { panic!("not claimed") };
         f.store.store_message(&m).unwrap();
-        let report = Queue::new(&f.store, f.spool.clone()).drain_all(0).unwrap();
+        let report = Queue::new(&f.store, f.spool.clone()).drain_all(0, now()).unwrap();
         assert_eq!((report.applied, report.duplicates), (0, 1));
         assert_eq!(stored(&f), 1, "stored exactly once");
         assert_eq!(f.spool.state().unwrap(), SpoolState::default());
@@ -422,9 +381,9 @@ mod tests {
         let good = message(&f, "00000000000000000005.1.1");
         let mut orphan = message(&f, "00000000000000000006.1.1");
         orphan.to = UserId(999);
-        f.spool.enqueue(&FileRequest::from_message(&orphan)).unwrap();
-        f.spool.enqueue(&FileRequest::from_message(&good)).unwrap();
-        let report = Queue::new(&f.store, f.spool.clone()).drain_all(0).unwrap();
+        f.spool.enqueue(&FileRequest::Send(orphan.clone())).unwrap();
+        f.spool.enqueue(&FileRequest::Send(good.clone())).unwrap();
+        let report = Queue::new(&f.store, f.spool.clone()).drain_all(0, now()).unwrap();
         assert_eq!(report.applied, 1);
         assert_eq!(report.bad.len(), 1, "{report:?}");
         assert_eq!(stored(&f), 1);
@@ -437,13 +396,15 @@ mod tests {
         let file = f.spool.root().join("not-a-dir");
         std::fs::write(&file, b"").unwrap();
         let queue = Queue::new(&f.store, Spool::new(&file));
-        let send = Send {
+        let send = NewMessage {
+            request_id: new_request_id(),
             from: f.bob,
             to: f.alice,
             subject: "s".into(),
             body: "b".into(),
             kind: MessageKind::Note,
             idempotency_key: None,
+            sent_at: now(),
         };
         assert!(matches!(queue.send(send), Err(QueueError::Spool(_))));
         assert_eq!(stored(&f), 0);

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::message_store::{MessageKind, NewMessage, UserId};
+use crate::model::NewMessage;
 
 /// Version tag at the start of every request file.
 const MAGIC: &str = "PBQ1";
@@ -34,52 +34,15 @@ pub const TMP_GRACE_SECS: i64 = 300;
 
 /// The request a file carries.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum FileRequest {
-    Send {
-        request_id: String,
-        from: i64,
-        to: i64,
-        subject: String,
-        body: String,
-        kind: MessageKind,
-        idempotency_key: Option<String>,
-        sent_at: i64,
-    },
+    Send(NewMessage),
 }
 
 impl FileRequest {
     pub fn request_id(&self) -> &str {
         match self {
-            FileRequest::Send { request_id, .. } => request_id,
-        }
-    }
-
-    pub fn from_message(m: &NewMessage) -> FileRequest {
-        FileRequest::Send {
-            request_id: m.request_id.clone(),
-            from: m.from.0,
-            to: m.to.0,
-            subject: m.subject.clone(),
-            body: m.body.clone(),
-            kind: m.kind,
-            idempotency_key: m.idempotency_key.clone(),
-            sent_at: m.sent_at,
-        }
-    }
-
-    pub fn into_message(self) -> NewMessage {
-        match self {
-            FileRequest::Send { request_id, from, to, subject, body, kind, idempotency_key, sent_at } => NewMessage {
-                request_id,
-                from: UserId(from),
-                to: UserId(to),
-                subject,
-                body,
-                kind,
-                idempotency_key,
-                sent_at,
-            },
+            FileRequest::Send(m) => &m.request_id,
         }
     }
 }
@@ -318,24 +281,41 @@ fn list_or_empty(dir: &Path) -> io::Result<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{MessageKind, UserId};
 
     fn request(id: &str) -> FileRequest {
-        FileRequest::Send {
+        FileRequest::Send(NewMessage {
             request_id: id.into(),
-            from: 1,
-            to: 2,
+            from: UserId(1),
+            to: UserId(2),
             subject: "午饭".into(),
             body: "明天见".into(),
             kind: MessageKind::Note,
             idempotency_key: None,
             sent_at: 1_700_000_000,
-        }
+        })
     }
 
     #[test]
     fn encode_decode_round_trip() {
         let r = request("abc.1.2");
         assert_eq!(decode(&encode(&r)), Ok(r));
+    }
+
+    /// The payload's shape is the `PBQ1` format: files written by earlier builds still
+    /// apply, and a field nobody knows is refused.
+    #[test]
+    fn the_payload_is_one_flat_object_with_its_type() {
+        let payload = r#"{"type":"send","request_id":"abc.1.2","from":1,"to":2,"subject":"午饭","body":"明天见","kind":"note","idempotency_key":null,"sent_at":1700000000}"#;
+        let file = |payload: &str| {
+            let mut out = format!("{MAGIC} {} {}\n", payload.len(), hex(&Sha256::digest(payload))).into_bytes();
+            out.extend_from_slice(payload.as_bytes());
+            out
+        };
+        assert_eq!(decode(&file(payload)), Ok(request("abc.1.2")));
+        assert_eq!(serde_json::to_string(&request("abc.1.2")).unwrap(), payload);
+        let extra = payload.replace(r#""sent_at""#, r#""extra":1,"sent_at""#);
+        assert!(decode(&file(&extra)).is_err(), "unknown fields are refused");
     }
 
     #[test]
@@ -392,7 +372,7 @@ mod tests {
         let spool = Spool::new(dir.path());
         spool.enqueue(&request("c.1.1")).unwrap();
         let ClaimResult::Claimed(_) = spool.claim("c.1.1").unwrap() else { panic!("not claimed") };
-        let now = crate::message_store::now();
+        let now = crate::model::now();
         assert_eq!(spool.recover(60, now).unwrap(), 0, "a fresh claim stays");
         assert_eq!(spool.recover(60, now + 61).unwrap(), 1);
         assert_eq!(spool.waiting(10).unwrap(), vec!["c.1.1".to_string()]);

@@ -10,8 +10,8 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use piggyback::gateway::{Env, Handler, respond};
-use piggyback::handlers;
+use piggyback::gateway::{Env, respond};
+use piggyback::handlers::{Handler, PROGRAMS};
 use piggyback::message_store::Store;
 
 struct Site {
@@ -29,20 +29,18 @@ fn site() -> &'static Site {
         std::fs::write(&secret, [b'k'; 32]).expect("the key file");
         let store = Store::init(&db).expect("the database");
         let hash = piggyback::password::hash("correct horse").expect("a hash");
-        let alice = store.add_user("alice", "Alice", Some(&hash)).expect("alice").expect("new");
-        let bob = store.add_user("bob", "Bob", None).expect("bob").expect("new");
-        store.request_friend(bob, alice).expect("a friend request");
-        store.add_post(bob, "hello").expect("a post");
+        let alice = store.add_user("alice", "Alice", Some(&hash), piggyback::model::now()).expect("alice").expect("new");
+        let bob = store.add_user("bob", "Bob", None, piggyback::model::now()).expect("bob").expect("new");
+        store.request_friend(bob, alice, piggyback::model::now()).expect("a friend request");
+        store.add_post(bob, "hello", piggyback::model::now()).expect("a post");
         Site { _dir: dir, db, secret }
     })
 }
 
-const HANDLERS: [Handler; 5] =
-    [handlers::profile, handlers::friends, handlers::posts, handlers::messages, handlers::session];
 
 fuzz_target!(|data: &[u8]| {
     let Some((&which, data)) = data.split_first() else { return };
-    let handler = HANDLERS[usize::from(which) % HANDLERS.len()];
+    let handler: Handler = PROGRAMS[usize::from(which) % PROGRAMS.len()].handler;
     let (head, body) = match data.windows(2).position(|w| w == b"\n\n") {
         Some(i) => (&data[..i], &data[i + 2..]),
         None => (data, &[][..]),

@@ -3,11 +3,11 @@
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{named_user, unknown_path};
-use crate::gateway::Context;
+use super::{Context, named_user, unknown_path};
 use crate::http::{ApiError, Method, Reply, Request};
-use crate::message_store::{FriendRequestOutcome, MessageKind, User};
-use crate::msq::Send;
+use crate::message_store::FriendRequestOutcome;
+use crate::model::{MessageKind, NewMessage, User};
+use crate::msq::new_request_id;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -17,7 +17,7 @@ struct Action {
 }
 
 pub fn friends(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
-    let me = ctx.user()?;
+    let me = ctx.require_user()?;
     if !req.path.is_empty() {
         return Err(unknown_path());
     }
@@ -32,7 +32,7 @@ pub fn friends(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
             match action.action.as_str() {
                 "request" => {
                     super::within_send_rate(ctx, me.id)?;
-                    let outcome = ctx.store.request_friend(me.id, other.id)?;
+                    let outcome = ctx.store.request_friend(me.id, other.id, ctx.now)?;
                     match outcome {
                         FriendRequestOutcome::Requested => {
                             tell(ctx, me, &other, MessageKind::FriendRequest)?;
@@ -44,7 +44,7 @@ pub fn friends(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
                     }
                 }
                 "accept" => {
-                    if !ctx.store.accept_friend(me.id, other.id)? {
+                    if !ctx.store.accept_friend(me.id, other.id, ctx.now)? {
                         return Err(ApiError::new(404, "no_request", format!("{} has not asked you", other.name)));
                     }
                     tell(ctx, me, &other, MessageKind::FriendAccept)?;
@@ -91,7 +91,17 @@ fn tell(ctx: &Context<'_>, me: &User, other: &User, kind: MessageKind) -> Result
             format!("{} ({}) and you are friends now.", me.display_name, me.name),
         ),
     };
-    super::send(ctx, Send { from: me.id, to: other.id, subject, body, kind, idempotency_key: None })?;
+    let message = NewMessage {
+        request_id: new_request_id(),
+        from: me.id,
+        to: other.id,
+        subject,
+        body,
+        kind,
+        idempotency_key: None,
+        sent_at: ctx.now,
+    };
+    super::send(ctx, message)?;
     Ok(())
 }
 

@@ -10,25 +10,26 @@
 
 use serde_json::json;
 
-use crate::gateway::Context;
+use super::Context;
 use crate::http::{ApiError, Reply, Request};
-use crate::message_store::{Counters, Mailbox, UserId, now};
+use crate::message_store::{Counters, Mailbox};
+use crate::model::UserId;
 use crate::msq;
 
 pub fn status(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
-    let me = ctx.user()?;
+    let me = ctx.require_user()?;
     // A message sent a moment ago by another process must count as new here, before
     // the decision; the gateway's own drain comes after the handler. A failure only
     // delays those messages, and the gateway's drain logs it.
-    let _ = ctx.queue.drain(msq::CGI_DRAIN_BATCH, msq::CLAIM_TIMEOUT_SECS, msq::CGI_DRAIN_PATIENCE);
-    let mailbox = ctx.queue.mailbox(me.id)?;
+    let _ = ctx.queue.drain(msq::CGI_DRAIN_BATCH, msq::CLAIM_TIMEOUT_SECS, msq::CGI_DRAIN_PATIENCE, ctx.now);
+    let mailbox = ctx.store.mailbox(me.id)?;
     // The client's acknowledgement, as the announcement would record it.
     let acked = match req.meta.ack {
         Some(batch) if batch > mailbox.acked && batch <= mailbox.batch => batch,
         _ => mailbox.acked,
     };
     let again =
-        req.meta.ack.is_some() && Mailbox { acked, ..mailbox }.unacknowledged_since(now(), ctx.config.ack_lease_secs);
+        req.meta.ack.is_some() && Mailbox { acked, ..mailbox }.unacknowledged_since(ctx.now, ctx.config.ack_lease_secs);
     let announces = mailbox.counters.new > 0 || again;
     let poll = ctx.config.poll_interval_secs.to_string();
     let current = etag(me.id, mailbox.counters, mailbox.batch);

@@ -6,14 +6,14 @@ use serde_json::{Value, json};
 
 use super::posts::next_id;
 use super::{
-    MAX_IDEMPOTENCY_KEY_BYTES, MESSAGE_BODY, SUBJECT, before_param, check_text, named_user, page_limit, path_id,
-    unknown_path, within_send_rate,
+    Context, MAX_IDEMPOTENCY_KEY_BYTES, MESSAGE_BODY, SUBJECT, before_param, check_text, named_user, page_limit,
+    path_id, unknown_path, within_send_rate,
 };
-use crate::gateway::Context;
 use crate::http::{ApiError, Method, Reply, Request};
 use crate::message_status::prefix_chars;
-use crate::message_store::{Change, MessageId, MessageKind, StateFilter};
-use crate::msq::{Send, SendOutcome};
+use crate::message_store::StateFilter;
+use crate::model::{Change, MessageId, MessageKind, NewMessage};
+use crate::msq::{SendOutcome, new_request_id};
 use crate::text;
 
 #[derive(Deserialize)]
@@ -26,7 +26,7 @@ struct Compose {
 }
 
 pub fn messages(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
-    let me = ctx.user()?;
+    let me = ctx.require_user()?;
     match (req.path_segments().as_slice(), req.method) {
         ([], Method::Get | Method::Head) => {
             let filter = match req.query_param("state") {
@@ -60,7 +60,7 @@ pub fn messages(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
         ([], _) => Err(ApiError::method_not_allowed("GET, HEAD, POST")),
         (["read-all"], Method::Post) => {
             req.ensure_acceptable_body()?;
-            let n = ctx.queue.mark_all_read(me.id)?;
+            let n = ctx.store.mark_all_read(me.id)?;
             Ok(Reply::ok(json!({"marked_read": n})))
         }
         (["read-all"], _) => Err(ApiError::method_not_allowed("POST")),
@@ -84,21 +84,17 @@ pub fn messages(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
 }
 
 fn change(ctx: &Context<'_>, req: &Request, id: &str, change: Change) -> Result<Reply, ApiError> {
-    let me = ctx.user()?;
+    let me = ctx.require_user()?;
     let id = MessageId(path_id(id, "message")?);
     req.ensure_acceptable_body()?;
-    if !ctx.queue.change(me.id, id, change)? {
+    if !ctx.store.change(me.id, id, change)? {
         return Err(ApiError::not_found("message"));
     }
-    let state = match change {
-        Change::MarkRead => "read",
-        Change::Delete => "deleted",
-    };
-    Ok(Reply::ok(json!({"message": {"id": id.0, "state": state}})))
+    Ok(Reply::ok(json!({"message": {"id": id.0, "state": change.target().as_str()}})))
 }
 
 fn compose(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
-    let me = ctx.user()?;
+    let me = ctx.require_user()?;
     let compose: Compose = req.json()?;
     check_text(&compose.subject, &SUBJECT)?;
     check_text(&compose.body, &MESSAGE_BODY)?;
@@ -121,13 +117,15 @@ fn compose(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
     }
     let outcome = super::send(
         ctx,
-        Send {
+        NewMessage {
+            request_id: new_request_id(),
             from: me.id,
             to: to.id,
             subject: compose.subject.trim().to_string(),
             body: compose.body,
             kind: MessageKind::Note,
             idempotency_key: compose.idempotency_key,
+            sent_at: ctx.now,
         },
     )?;
     Ok(match outcome {

@@ -1,5 +1,6 @@
 //! One module per CGI program: each turns a [`Request`] into a [`Reply`] through the
-//! store and the queue. Handlers never print and never open the database.
+//! store (and the queue for sends). Handlers never print, never read the clock and never
+//! open the database: the gateway gives them a [`Context`].
 
 mod friends;
 mod message_poll;
@@ -14,11 +15,85 @@ pub use posts::posts;
 pub use profile::profile;
 pub use session::session;
 
-use crate::gateway::Context;
-use crate::http::{ApiError, Request};
-use crate::message_store::{User, UserId};
-use crate::msq::{Send, SendOutcome};
+use crate::config::Config;
+use crate::http::{ApiError, Reply, Request};
+use crate::message_store::{Store, StoreError};
+use crate::model::{NewMessage, User, UserId};
+use crate::msq::{Queue, QueueError, SendOutcome};
 use crate::text;
+
+/// Who is asking, as the gateway found out before the handler runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// No identity was presented.
+    Anonymous,
+    Identified(User),
+    /// An identity was presented and refused (a forged or expired cookie, an unknown
+    /// `REMOTE_USER`). The handler answers with the refusal when it needs a user, so
+    /// that the `session` program can still log in over a stale cookie.
+    Refused(ApiError),
+}
+
+impl Caller {
+    /// The identified user, if any.
+    pub fn identified(&self) -> Option<&User> {
+        match self {
+            Caller::Identified(user) => Some(user),
+            Caller::Anonymous | Caller::Refused(_) => None,
+        }
+    }
+}
+
+/// What a handler gets besides the request.
+pub struct Context<'a> {
+    pub config: &'a Config,
+    pub store: &'a Store,
+    /// The spool's front door: the only way a handler sends a message.
+    pub queue: Queue<'a>,
+    pub caller: Caller,
+    /// The request's time, unix seconds: read once by the gateway, so that every
+    /// row a request writes carries the same time and tests can set it.
+    pub now: i64,
+}
+
+impl Context<'_> {
+    /// The identified user, or 401 (the refusal, when the identity was refused).
+    pub fn require_user(&self) -> Result<&User, ApiError> {
+        match &self.caller {
+            Caller::Identified(user) => Ok(user),
+            Caller::Refused(refusal) => Err(refusal.clone()),
+            Caller::Anonymous => Err(ApiError::unauthorized()),
+        }
+    }
+}
+
+/// A CGI program's logic: request in, reply out; never prints, never opens the database.
+pub type Handler = fn(&Context<'_>, &Request) -> Result<Reply, ApiError>;
+
+/// A CGI program: the executable's name (its `[[bin]]` in Cargo.toml and its
+/// `bin/<name>.rs`) and its handler.
+#[derive(Clone, Copy)]
+pub struct Program {
+    pub name: &'static str,
+    pub handler: Handler,
+}
+
+/// Every CGI program, the one list: the binaries, the tests, the fuzz target, the
+/// install script and the end-to-end tests (`piggyback programs`) read it. Adding a
+/// program is an entry here, its handler module, and its `[[bin]]` with a copy of the
+/// one-line `bin/*.rs` (a test holds the three together).
+pub const PROGRAMS: &[Program] = &[
+    Program { name: "profile", handler: profile },
+    Program { name: "friends", handler: friends },
+    Program { name: "posts", handler: posts },
+    Program { name: "messages", handler: messages },
+    Program { name: "session", handler: session },
+];
+
+/// The program called `name`.
+pub fn program(name: &str) -> Option<&'static Program> {
+    PROGRAMS.iter().find(|p| p.name == name)
+}
 
 /// What a text field accepts.
 pub struct TextRule {
@@ -124,7 +199,7 @@ fn named_user(ctx: &Context<'_>, name: &str) -> Result<User, ApiError> {
 /// (Sends still waiting in the spool are counted once they are stored.)
 fn within_send_rate(ctx: &Context<'_>, user: UserId) -> Result<(), ApiError> {
     let window = 60;
-    let now = crate::message_store::now();
+    let now = ctx.now;
     let (sent, oldest) = ctx.store.messages_sent_since(user, now - window + 1)?;
     if sent >= i64::from(ctx.config.send_rate_per_minute) {
         let wait = oldest.map_or(window, |t| (t + window - now).max(1));
@@ -139,7 +214,58 @@ fn within_send_rate(ctx: &Context<'_>, user: UserId) -> Result<(), ApiError> {
 }
 
 /// Sends one message (a person's note or a notice) through the queue: the only way
-/// handlers send.
-fn send(ctx: &Context<'_>, send: Send) -> Result<SendOutcome, ApiError> {
-    Ok(ctx.queue.send(send)?)
+/// handlers send. Make its `request_id` with [`crate::msq::new_request_id`] and its
+/// `sent_at` the request's time.
+fn send(ctx: &Context<'_>, message: NewMessage) -> Result<SendOutcome, ApiError> {
+    Ok(ctx.queue.send(message)?)
+}
+
+/// A store failure as an answer; what an operator must see goes in its log line.
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        match e {
+            StoreError::Busy => ApiError::unavailable("the message database is busy; try again"),
+            StoreError::ReadOnly => {
+                ApiError::unavailable("the message database is read-only").log(format!("PIGGYBACK_DB: {e}"))
+            }
+            StoreError::Schema { .. } => {
+                ApiError::unavailable("the message database needs maintenance").log(format!("PIGGYBACK_DB: {e}"))
+            }
+            StoreError::Unopenable(_) => ApiError::misconfigured().log(format!("PIGGYBACK_DB: {e}")),
+            StoreError::Unreachable(_) => ApiError::unavailable("the message database cannot be reached; try again")
+                .log(format!("PIGGYBACK_DB: {e}")),
+            StoreError::Failed(_) => ApiError::internal("internal error").log(e.to_string()),
+        }
+    }
+}
+
+impl From<QueueError> for ApiError {
+    fn from(e: QueueError) -> ApiError {
+        match e {
+            QueueError::Spool(e) => ApiError::unavailable("messages cannot be accepted now; nothing was sent")
+                .log(format!("PIGGYBACK_SPOOL: {e}")),
+            QueueError::Store(e) => e.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The conversion only describes: what the operator must see rides on the answer
+    /// for the gateway to write once, and a busy database is not worth a line.
+    #[test]
+    fn a_store_failure_carries_its_log_line_instead_of_writing_it() {
+        let read_only = ApiError::from(StoreError::ReadOnly);
+        assert_eq!((read_only.status, read_only.code), (503, "unavailable"));
+        assert!(read_only.log.as_deref().is_some_and(|l| l.starts_with("PIGGYBACK_DB: ")), "{read_only:?}");
+        let newer = ApiError::from(StoreError::Schema { found: crate::message_store::SCHEMA_VERSION + 1 });
+        assert!(newer.log.as_deref().is_some_and(|l| !l.contains("piggyback init")), "{newer:?}");
+        assert_eq!(ApiError::from(StoreError::Busy).log, None);
+        let reply = ApiError::from(StoreError::Unopenable("gone".into())).into_reply();
+        assert_eq!(reply.status, 500);
+        assert!(reply.log.is_some_and(|l| l.contains("gone")));
+        assert!(!serde_json::to_string(&reply.body).unwrap().contains("gone"), "the client never sees the log line");
+    }
 }

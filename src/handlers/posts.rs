@@ -4,11 +4,11 @@
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{POST_BODY, before_param, check_text, page_limit, path_id, send, unknown_path, within_send_rate};
-use crate::gateway::Context;
+use super::{Context, POST_BODY, before_param, check_text, page_limit, path_id, send, unknown_path, within_send_rate};
 use crate::http::{ApiError, Method, Reply, Request};
-use crate::message_store::{Comment, MessageKind, Post, PostId, User};
-use crate::msq::Send;
+use crate::message_store::{Comment, Post};
+use crate::model::{MessageKind, NewMessage, PostId, User};
+use crate::msq::new_request_id;
 use crate::text;
 
 #[derive(Deserialize)]
@@ -18,7 +18,7 @@ struct NewText {
 }
 
 pub fn posts(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
-    let me = ctx.user()?;
+    let me = ctx.require_user()?;
     match (req.path_segments().as_slice(), req.method) {
         ([], Method::Get | Method::Head) => {
             let limit = page_limit(req, 20)?;
@@ -30,7 +30,7 @@ pub fn posts(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
         ([], Method::Post) => {
             let new: NewText = req.json()?;
             check_text(&new.body, &POST_BODY)?;
-            let id = ctx.store.add_post(me.id, &new.body)?;
+            let id = ctx.store.add_post(me.id, &new.body, ctx.now)?;
             let post = ctx.store.post(id)?.ok_or_else(|| ApiError::internal("the new post vanished"))?;
             Ok(Reply::created(json!({"post": post_json(&post)})))
         }
@@ -50,11 +50,12 @@ pub fn posts(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
             if post.author_id != me.id {
                 within_send_rate(ctx, me.id)?;
             }
-            let comment = ctx.store.add_comment(post.id, me.id, &new.body)?;
+            let comment = ctx.store.add_comment(post.id, me.id, &new.body, ctx.now)?;
             if post.author_id != me.id {
                 send(
                     ctx,
-                    Send {
+                    NewMessage {
+                        request_id: new_request_id(),
                         from: me.id,
                         to: post.author_id,
                         subject: format!("{} commented on your post", me.name),
@@ -64,6 +65,7 @@ pub fn posts(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
                         // the sender's own notes, so a note keyed `comment:N` would
                         // swallow this notice. Each comment notifies once anyway.
                         idempotency_key: None,
+                        sent_at: ctx.now,
                     },
                 )?;
             }

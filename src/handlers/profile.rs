@@ -3,10 +3,10 @@
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{BIO, DISPLAY_NAME, check_text, named_user, unknown_path};
-use crate::gateway::Context;
+use super::{BIO, Context, DISPLAY_NAME, check_text, named_user, unknown_path};
 use crate::http::{ApiError, Method, Reply, Request};
-use crate::message_store::{Preview, Profile, UserId};
+use crate::message_store::Profile;
+use crate::model::{Preview, UserId};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -18,7 +18,7 @@ struct Edit {
 }
 
 pub fn profile(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
-    let me = ctx.user()?;
+    let me = ctx.require_user()?;
     if !req.path.is_empty() {
         return Err(unknown_path());
     }

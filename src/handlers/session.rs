@@ -8,11 +8,10 @@
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::unknown_path;
-use crate::gateway::{Context, session_key};
+use super::{Caller, Context, unknown_path};
 use crate::http::{ApiError, Method, Reply, Request, SessionChange};
 use crate::identity::{self, COOKIE_NAME};
-use crate::message_store::{User, now};
+use crate::model::User;
 use crate::{password, text};
 
 /// Failed logins for one user name within [`LOGIN_WINDOW_SECS`] before 429.
@@ -44,15 +43,14 @@ pub fn session(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
 /// `GET /session`: `{"session": {...}}` for an identified caller, `{"session": null}`
 /// for a caller with no identity, the refusal (401) for a refused one.
 fn current(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
-    let Some(user) = &ctx.user else {
-        return match &ctx.refusal {
-            // A cookie that names nobody only gets in the way: tell the browser to drop it.
-            Some(refusal) if req.meta.remote_user.is_none() => {
-                Err(refusal.clone().header("Set-Cookie", clearing_cookie(req)))
-            }
-            Some(refusal) => Err(refusal.clone()),
-            None => Ok(Reply::ok(json!({"session": null}))),
-        };
+    let user = match &ctx.caller {
+        Caller::Identified(user) => user,
+        // A cookie that names nobody only gets in the way: tell the browser to drop it.
+        Caller::Refused(refusal) if req.meta.remote_user.is_none() => {
+            return Err(refusal.clone().header("Set-Cookie", clearing_cookie(req)));
+        }
+        Caller::Refused(refusal) => return Err(refusal.clone()),
+        Caller::Anonymous => return Ok(Reply::ok(json!({"session": null}))),
     };
     if req.meta.remote_user.is_some() {
         return Ok(Reply::ok(json!({"session": session_json(user, "remote_user", None)})));
@@ -67,8 +65,8 @@ fn current(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
 fn login(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
     let login: Login = req.json()?;
     // Without a key no cookie can be made: say so before spending a verification.
-    let key = session_key(ctx.config)?;
-    let now = now();
+    let key = identity::session_key(ctx.config)?;
+    let now = ctx.now;
     let throttles = throttle_keys(&login.name, req.meta.remote_addr.as_deref());
     for (key, limit) in &throttles {
         if let Some(wait) = ctx.store.rate_wait(key, *limit, LOGIN_WINDOW_SECS, now)? {

@@ -11,10 +11,10 @@ use std::time::Duration;
 use super::StoreError;
 use super::postgres::{PgStore, TableCopy, is_url};
 use super::{
-    Announce, Change, Claim, Comment, Counters, Friend, FriendRequestOutcome, Mailbox, Message, MessageId, NewMessage,
-    Post, PostId, Preview, Profile, Result, SeedPlan, SeedReport, SqliteStore, StateFilter, Stored, Summary, User,
-    UserId,
+    Announce, Claim, Comment, Counters, Friend, FriendRequestOutcome, Mailbox, Message, Post, Profile, Result,
+    SeedPlan, SeedReport, SqliteStore, StateFilter, Stored, Summary,
 };
+use crate::model::{Change, MessageId, NewMessage, PostId, Preview, User, UserId};
 
 /// An open message database on either engine.
 pub enum Store {
@@ -97,7 +97,7 @@ macro_rules! forward {
 forward! {
     fn user_by_name(&self, name: &str) -> Result<Option<User>>;
     fn user_by_id(&self, id: UserId) -> Result<Option<User>>;
-    fn add_user(&self, name: &str, display_name: &str, password_hash: Option<&str>) -> Result<Option<UserId>>;
+    fn add_user(&self, name: &str, display_name: &str, password_hash: Option<&str>, now: i64) -> Result<Option<UserId>>;
     fn password_hash(&self, name: &str) -> Result<Option<(UserId, Option<String>)>>;
     fn set_password_hash(&self, user: UserId, hash: &str) -> Result<bool>;
     fn profile(&self, user: UserId) -> Result<Option<Profile>>;
@@ -106,19 +106,19 @@ forward! {
     fn incoming_requests(&self, user: UserId) -> Result<Vec<String>>;
     fn outgoing_requests(&self, user: UserId) -> Result<Vec<String>>;
     fn are_friends(&self, a: UserId, b: UserId) -> Result<bool>;
-    fn request_friend(&self, from: UserId, to: UserId) -> Result<FriendRequestOutcome>;
-    fn accept_friend(&self, user: UserId, from: UserId) -> Result<bool>;
+    fn request_friend(&self, from: UserId, to: UserId, now: i64) -> Result<FriendRequestOutcome>;
+    fn accept_friend(&self, user: UserId, from: UserId, now: i64) -> Result<bool>;
     fn decline_friend(&self, user: UserId, from: UserId) -> Result<bool>;
     fn remove_friend(&self, user: UserId, other: UserId) -> Result<bool>;
     fn feed(&self, user: UserId, before: Option<i64>, limit: usize) -> Result<Vec<Post>>;
     fn post(&self, id: PostId) -> Result<Option<Post>>;
     fn comments(&self, post: PostId) -> Result<Vec<Comment>>;
-    fn add_post(&self, author: UserId, body: &str) -> Result<PostId>;
-    fn add_comment(&self, post: PostId, author: UserId, body: &str) -> Result<Comment>;
+    fn add_post(&self, author: UserId, body: &str, now: i64) -> Result<PostId>;
+    fn add_comment(&self, post: PostId, author: UserId, body: &str, now: i64) -> Result<Comment>;
     fn counters(&self, user: UserId) -> Result<Counters>;
     fn mailbox(&self, user: UserId) -> Result<Mailbox>;
     fn acknowledge(&self, user: UserId, batch: i64) -> Result<()>;
-    fn claim_new(&self, user: UserId, max_items: usize, prefix_chars: usize, announce: Announce) -> Result<Claim>;
+    fn claim_new(&self, user: UserId, max_items: usize, prefix_chars: usize, announce: Announce, now: i64) -> Result<Claim>;
     fn list_messages(&self, user: UserId, filter: StateFilter, before: Option<i64>, limit: usize, prefix_chars: usize) -> Result<Vec<Summary>>;
     fn message(&self, user: UserId, id: MessageId) -> Result<Option<Message>>;
     fn change(&self, user: UserId, id: MessageId, change: Change) -> Result<bool>;
@@ -131,8 +131,8 @@ forward! {
     fn take_rate(&self, key: &str, limit: u32, window: i64, now: i64) -> Result<Option<i64>>;
     fn rate_wait(&self, key: &str, limit: u32, window: i64, now: i64) -> Result<Option<i64>>;
     fn clear_rate(&self, key: &str) -> Result<()>;
-    fn check(&self) -> Result<Vec<String>>;
+    fn audit(&self) -> Result<Vec<String>>;
     fn repair_counters(&self) -> Result<usize>;
     fn checkpoint(&self) -> Result<()>;
-    fn seed(&self, plan: &SeedPlan) -> Result<SeedReport>;
+    fn seed(&self, plan: &SeedPlan, now: i64) -> Result<SeedReport>;
 }

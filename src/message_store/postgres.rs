@@ -28,10 +28,10 @@ use postgres::types::{ToSql, Type};
 use postgres::{Client, GenericClient, NoTls, Row};
 
 use super::{
-    Announce, BUSY_TIMEOUT, Change, Claim, Comment, Counters, Friend, FriendRequestOutcome, Mailbox, Message,
-    MessageId, MessageKind, MessageState, NewMessage, Post, PostId, Preview, Profile, Result, SCHEMA_VERSION, SeedPlan,
-    SeedReport, StateFilter, StoreError, Stored, Summary, User, UserId, now,
+    Announce, BUSY_TIMEOUT, Claim, Comment, Counters, Friend, FriendRequestOutcome, Mailbox, Message, Post, Profile,
+    Result, SCHEMA_VERSION, SeedPlan, SeedReport, StateFilter, StoreError, Stored, Summary,
 };
+use crate::model::{Change, MessageId, MessageKind, MessageState, NewMessage, PostId, Preview, User, UserId};
 
 /// The schema, one entry per version of the SQLite list: entry `i` takes a database
 /// from version `i` to version `i + 1`. Append only.
@@ -205,7 +205,7 @@ impl From<postgres::Error> for StoreError {
         } else if *code == SqlState::UNDEFINED_TABLE {
             StoreError::Schema { found: 0 }
         } else {
-            StoreError::Postgres(e)
+            StoreError::Failed(describe(&e).into())
         }
     }
 }
@@ -217,7 +217,7 @@ fn connect(url: &str) -> Result<Client> {
         config.connect_timeout(CONNECT_TIMEOUT);
     }
     config.connect(NoTls).map_err(|e| match StoreError::from(e) {
-        StoreError::Postgres(e) => StoreError::Unopenable(describe(&e)),
+        StoreError::Failed(e) => StoreError::Unopenable(e.to_string()),
         other => other,
     })
 }
@@ -322,13 +322,19 @@ impl PgStore {
             .map(|r| user_row(&r)))
     }
 
-    pub fn add_user(&self, name: &str, display_name: &str, password_hash: Option<&str>) -> Result<Option<UserId>> {
+    pub fn add_user(
+        &self,
+        name: &str,
+        display_name: &str,
+        password_hash: Option<&str>,
+        now: i64,
+    ) -> Result<Option<UserId>> {
         self.write(|tx| {
             let id: Option<i64> = tx
                 .query_typed_opt(
                     "INSERT INTO users (name, display_name, password_hash, joined_at) VALUES ($1, $2, $3, $4)
                      ON CONFLICT (name) DO NOTHING RETURNING id",
-                    &[text(&name), text(&display_name), text(&password_hash), int(&now())],
+                    &[text(&name), text(&display_name), text(&password_hash), int(&now)],
                 )?
                 .map(|r| r.get(0));
             if let Some(id) = id {
@@ -428,7 +434,7 @@ impl PgStore {
             .is_some())
     }
 
-    pub fn request_friend(&self, from: UserId, to: UserId) -> Result<FriendRequestOutcome> {
+    pub fn request_friend(&self, from: UserId, to: UserId, now: i64) -> Result<FriendRequestOutcome> {
         self.write(|tx| {
             // Both users' requests to each other are decided one at a time.
             lock_pair(tx, from, to)?;
@@ -440,19 +446,19 @@ impl PgStore {
             } else if exists("SELECT 1 FROM friend_requests WHERE from_id = $1 AND to_id = $2", from, to)? {
                 FriendRequestOutcome::AlreadyRequested
             } else if exists("SELECT 1 FROM friend_requests WHERE from_id = $1 AND to_id = $2", to, from)? {
-                befriend(tx, from, to)?;
+                befriend(tx, from, to, now)?;
                 FriendRequestOutcome::Accepted
             } else {
                 tx.query_typed(
                     "INSERT INTO friend_requests (from_id, to_id, created_at) VALUES ($1, $2, $3)",
-                    &[int(&from.0), int(&to.0), int(&now())],
+                    &[int(&from.0), int(&to.0), int(&now)],
                 )?;
                 FriendRequestOutcome::Requested
             })
         })
     }
 
-    pub fn accept_friend(&self, user: UserId, from: UserId) -> Result<bool> {
+    pub fn accept_friend(&self, user: UserId, from: UserId, now: i64) -> Result<bool> {
         self.write(|tx| {
             lock_pair(tx, user, from)?;
             let had = tx
@@ -462,7 +468,7 @@ impl PgStore {
                 )?
                 .is_some();
             if had {
-                befriend(tx, user, from)?;
+                befriend(tx, user, from, now)?;
             }
             Ok(had)
         })
@@ -514,15 +520,15 @@ impl PgStore {
         Ok(self.query(sql, &[int(&post.0)])?.iter().map(comment_row).collect())
     }
 
-    pub fn add_post(&self, author: UserId, body: &str) -> Result<PostId> {
+    pub fn add_post(&self, author: UserId, body: &str, now: i64) -> Result<PostId> {
         let row = self.client()?.query_typed_one(
             "INSERT INTO posts (author_id, body, created_at) VALUES ($1, $2, $3) RETURNING id",
-            &[int(&author.0), text(&body), int(&now())],
+            &[int(&author.0), text(&body), int(&now)],
         )?;
         Ok(PostId(row.get(0)))
     }
 
-    pub fn add_comment(&self, post: PostId, author: UserId, body: &str) -> Result<Comment> {
+    pub fn add_comment(&self, post: PostId, author: UserId, body: &str, now: i64) -> Result<Comment> {
         let sql = concat!(
             "WITH c AS (INSERT INTO comments (post_id, author_id, body, created_at) VALUES ($1, $2, $3, $4)
                         RETURNING id, author_id, body, created_at)
@@ -530,7 +536,7 @@ impl PgStore {
             rfc3339!("c.created_at"),
             " FROM c JOIN users u ON u.id = c.author_id"
         );
-        let row = self.client()?.query_typed_one(sql, &[int(&post.0), int(&author.0), text(&body), int(&now())])?;
+        let row = self.client()?.query_typed_one(sql, &[int(&post.0), int(&author.0), text(&body), int(&now)])?;
         Ok(comment_row(&row))
     }
 
@@ -552,7 +558,14 @@ impl PgStore {
         Ok(())
     }
 
-    pub fn claim_new(&self, user: UserId, max_items: usize, prefix_chars: usize, announce: Announce) -> Result<Claim> {
+    pub fn claim_new(
+        &self,
+        user: UserId,
+        max_items: usize,
+        prefix_chars: usize,
+        announce: Announce,
+        now: i64,
+    ) -> Result<Claim> {
         let prefix = prefix_chars.min(i32::MAX as usize) as i32;
         self.write(|tx| {
             let Mailbox { batch: last, acked, .. } = read_mailbox(tx, user, " FOR UPDATE")?;
@@ -582,7 +595,7 @@ impl PgStore {
                 tx.query_typed(
                     "UPDATE mailbox SET new = new - $2, delivered = delivered + $2, batch = $3, announced_at = $4
                      WHERE user_id = $1",
-                    &[int(&user.0), int(&flipped), int(&batch), int(&now())],
+                    &[int(&user.0), int(&flipped), int(&batch), int(&now)],
                 )?;
             } else if announce == Announce::NewAndUnacknowledged {
                 // What the unacknowledged batches held has been read or deleted since.
@@ -768,7 +781,7 @@ impl PgStore {
 
     /// Recount of every counter (the server keeps its own pages sound; foreign keys
     /// are enforced, never deferred): the problems found, empty when sound.
-    pub fn check(&self) -> Result<Vec<String>> {
+    pub fn audit(&self) -> Result<Vec<String>> {
         let mut problems = Vec::new();
         let mut client = self.client()?;
         let mut actual: HashMap<i64, Counters> = client
@@ -829,9 +842,8 @@ impl PgStore {
     /// Fills the database with synthetic data (`piggyback seed`), set-based on the
     /// server: the same shape as the SQLite engine's (3 friends each way, one post per
     /// user, 80 % read, 10 % delivered, 5 % deleted, 5 % new), not the same rows.
-    pub fn seed(&self, plan: &SeedPlan) -> Result<SeedReport> {
+    pub fn seed(&self, plan: &SeedPlan, now: i64) -> Result<SeedReport> {
         let (users, messages, seed) = (plan.users as i64, plan.messages as i64, plan.seed as i64);
-        let now = now();
         self.write(|tx| {
             let first: i64 = tx.query_typed_one("SELECT coalesce(max(id), 0) + 1 FROM users", &[])?.get(0);
             let tag: i64 = tx.query_typed_one("SELECT count(*) FROM users", &[])?.get(0);
@@ -919,8 +931,7 @@ fn lock_pair(tx: &mut postgres::Transaction<'_>, a: UserId, b: UserId) -> Result
     Ok(())
 }
 
-fn befriend(tx: &mut postgres::Transaction<'_>, a: UserId, b: UserId) -> Result<()> {
-    let now = now();
+fn befriend(tx: &mut postgres::Transaction<'_>, a: UserId, b: UserId, now: i64) -> Result<()> {
     for (x, y) in [(a, b), (b, a)] {
         tx.query_typed(
             "INSERT INTO friendships (user_id, friend_id, since) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",

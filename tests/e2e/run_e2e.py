@@ -35,7 +35,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "cgi-bin-config"
-ALL_PROGRAMS = ["profile", "friends", "posts", "messages", "session"]
+ALL_PROGRAMS = []  # every CGI program: `piggyback programs`, filled in by server_suite
 PROGRAMS = []  # those the install has: filled in by server_suite
 IS_ROOT = os.geteuid() == 0
 RUN_USER = os.environ.get("PIGGYBACK_USER", "nobody") if IS_ROOT else None
@@ -348,6 +348,8 @@ def send_via_cgi(server, sender_cookie, to, subject, body):
 def server_suite(kind, work):
     label = kind
     inst = Install(work / kind)
+    ALL_PROGRAMS[:] = subprocess.run([inst.cli, "programs"], capture_output=True, text=True,
+                                     check=True).stdout.split()
     PROGRAMS[:] = [p for p in ALL_PROGRAMS if (inst.root / "cgi-bin" / p).exists()]
     missing = sorted(set(ALL_PROGRAMS) - set(PROGRAMS))
     if missing:

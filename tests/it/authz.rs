@@ -3,7 +3,8 @@
 //! that does not exist (404), and B's data must be untouched afterwards.
 
 use crate::support::{Cgi, Program, Response, Site};
-use piggyback::message_store::{StateFilter, Store, User};
+use piggyback::message_store::{StateFilter, Store};
+use piggyback::model::User;
 use serde_json::{Value, json};
 
 /// Everything of B's that A could try to change, read through the library.

@@ -5,7 +5,8 @@
 use std::io::Read;
 
 use crate::support::{Program, Response, Site, parse_response};
-use piggyback::message_store::{NewMessage, Store, UserId};
+use piggyback::message_store::Store;
+use piggyback::model::{NewMessage, UserId};
 use serde_json::{Value, json};
 
 const JOINED: &str = "2023-11-14T22:13:20Z";
@@ -28,7 +29,7 @@ fn store_message(site: &Site, from: &str, to: &str, subject: &str, body: &str, k
         to: id(to),
         subject: subject.into(),
         body: body.into(),
-        kind: piggyback::message_store::MessageKind::Note,
+        kind: piggyback::model::MessageKind::Note,
         idempotency_key: key.map(str::to_owned),
         sent_at: 1_700_000_100,
     };

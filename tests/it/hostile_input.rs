@@ -8,10 +8,12 @@ use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
 
-use piggyback::gateway::{Env, Handler, respond};
+use piggyback::gateway::{Env, respond};
 use piggyback::handlers;
+use piggyback::handlers::Handler;
 use piggyback::identity::Key;
-use piggyback::message_store::{Store, UserId, now};
+use piggyback::message_store::Store;
+use piggyback::model::{UserId, now};
 use proptest::prelude::*;
 use proptest::sample::select;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
@@ -38,10 +40,10 @@ impl Fixture {
         std::fs::write(&secret, "k".repeat(48)).unwrap();
         let store = Store::init(&db).unwrap();
         let hash = piggyback::password::hash("correct horse").unwrap();
-        let alice = store.add_user("alice", "Alice", Some(&hash)).unwrap().unwrap();
-        let bob = store.add_user("bob", "Bob", None).unwrap().unwrap();
-        store.request_friend(bob, alice).unwrap();
-        store.add_post(bob, "bob's post").unwrap();
+        let alice = store.add_user("alice", "Alice", Some(&hash), now()).unwrap().unwrap();
+        let bob = store.add_user("bob", "Bob", None, now()).unwrap().unwrap();
+        store.request_friend(bob, alice, now()).unwrap();
+        store.add_post(bob, "bob's post", now()).unwrap();
         let key = Key::load(&secret).unwrap();
         let cookies = vec![
             key.sign(alice, now() + 3600),
@@ -341,7 +343,7 @@ fn hammer(handler: Handler) {
         panic!("{e}");
     }
     // Whatever arrived, the database is still sound.
-    let problems = Store::open(&fx.db).unwrap().check().unwrap();
+    let problems = Store::open(&fx.db).unwrap().audit().unwrap();
     assert!(problems.is_empty(), "{problems:?}");
 }
 

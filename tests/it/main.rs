@@ -10,5 +10,6 @@ mod hostile_input;
 mod hosts;
 mod message_poll;
 mod process;
+mod programs;
 mod security;
 mod store;

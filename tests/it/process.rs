@@ -931,7 +931,7 @@ fn the_common_request_takes_no_write_lock() {
 
 #[test]
 fn a_waiting_request_file_is_stored_and_announced_by_the_recipients_next_request() {
-    use piggyback::message_store::{NewMessage, UserId};
+    use piggyback::model::{NewMessage, UserId};
     use piggyback::spool::{FileRequest, Spool};
     let site = site();
     let spool = Spool::new(site.dir.path().join("spool"));
@@ -942,11 +942,11 @@ fn a_waiting_request_file_is_stored_and_announced_by_the_recipients_next_request
         to: UserId(id_of("alice")),
         subject: "from the spool".into(),
         body: "queued while the database was busy".into(),
-        kind: piggyback::message_store::MessageKind::Note,
+        kind: piggyback::model::MessageKind::Note,
         idempotency_key: None,
         sent_at: 1_700_000_000,
     };
-    spool.enqueue(&FileRequest::from_message(&message)).unwrap();
+    spool.enqueue(&FileRequest::Send(message.clone())).unwrap();
     assert_eq!(spool.state().unwrap().waiting, 1);
     assert_eq!(site.counters("alice"), (0, 0));
 
@@ -956,7 +956,7 @@ fn a_waiting_request_file_is_stored_and_announced_by_the_recipients_next_request
     assert_eq!(r.site()["items"][0]["subject"], "from the spool");
     assert_eq!(spool.state().unwrap().waiting, 0);
     // Replaying the same file stores nothing twice.
-    spool.enqueue(&FileRequest::from_message(&message)).unwrap();
+    spool.enqueue(&FileRequest::Send(message.clone())).unwrap();
     let out = site.piggyback_ok(&["drain"]);
     assert!(out.contains("already stored 1"), "{out}");
     assert_eq!(site.counters("alice"), (0, 1));
@@ -1157,14 +1157,14 @@ fn an_unacknowledged_announcement_is_made_again_to_an_acknowledging_client() {
 
 #[test]
 fn msqd_applies_request_files_as_they_arrive_and_stops_cleanly_on_sigterm() {
-    use piggyback::message_store::MessageKind;
+    use piggyback::model::{MessageKind, NewMessage, UserId};
     use piggyback::spool::{FileRequest, Spool};
     let site = site();
     let keeper = site.piggyback_spawn(&["msqd", "--poll-ms", "20", "--checkpoint-secs", "1"]);
     // A request file as a sender leaves it when the database was busy: waiting in new/.
-    let (alice, bob) = (1, 2);
+    let (alice, bob) = (UserId(1), UserId(2));
     Spool::new(site.dir.path().join("spool"))
-        .enqueue(&FileRequest::Send {
+        .enqueue(&FileRequest::Send(NewMessage {
             request_id: "00000000000000000001.1.1".into(),
             from: bob,
             to: alice,
@@ -1173,7 +1173,7 @@ fn msqd_applies_request_files_as_they_arrive_and_stops_cleanly_on_sigterm() {
             kind: MessageKind::Note,
             idempotency_key: None,
             sent_at: 1_700_000_000,
-        })
+        }))
         .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while site.counters("alice") != (1, 0) && std::time::Instant::now() < deadline {

@@ -2,7 +2,8 @@
 
 use crate::support::{Cgi, Program, Response, Site};
 use piggyback::identity::Key;
-use piggyback::message_store::{Store, UserId, now};
+use piggyback::message_store::Store;
+use piggyback::model::{UserId, now};
 use serde_json::{Value, json};
 use std::os::unix::ffi::OsStringExt;
 
@@ -236,7 +237,7 @@ fn a_login_without_a_key_is_a_500_naming_nothing_secret() {
 fn message_state(site: &Site, name: &str, id: i64) -> String {
     let store = Store::open(&site.db).unwrap();
     let user = store.user_by_name(name).unwrap().unwrap();
-    store.message(user.id, piggyback::message_store::MessageId(id)).unwrap().unwrap().state.as_str().to_owned()
+    store.message(user.id, piggyback::model::MessageId(id)).unwrap().unwrap().state.as_str().to_owned()
 }
 
 #[test]

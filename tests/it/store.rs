@@ -1,10 +1,8 @@
 //! The message database on temporary files: schema, counters, the claim, state changes,
 //! idempotent sends, friends, the feed, `check` and `seed`.
 
-use piggyback::message_store::{
-    Announce, Change, Counters, FriendRequestOutcome, MessageId, MessageState, NewMessage, SeedPlan, StateFilter,
-    Store, UserId,
-};
+use piggyback::message_store::{Announce, Counters, FriendRequestOutcome, SeedPlan, StateFilter, Store};
+use piggyback::model::{Change, MessageId, MessageState, NewMessage, UserId};
 use tempfile::TempDir;
 
 use crate::support::{Raw, TestDb};
@@ -27,7 +25,7 @@ impl Db {
     }
 
     fn user(&self, name: &str) -> UserId {
-        self.store.add_user(name, &name.to_uppercase(), None).unwrap().expect("a new name")
+        self.store.add_user(name, &name.to_uppercase(), None, piggyback::model::now()).unwrap().expect("a new name")
     }
 
     fn send(&self, from: UserId, to: UserId, subject: &str) -> MessageId {
@@ -49,7 +47,7 @@ impl Db {
     }
 
     fn assert_sound(&self) {
-        assert_eq!(self.store.check().unwrap(), Vec::<String>::new());
+        assert_eq!(self.store.audit().unwrap(), Vec::<String>::new());
     }
 }
 
@@ -60,7 +58,7 @@ fn message(from: UserId, to: UserId, subject: &str, key: Option<&str>) -> NewMes
         to,
         subject: subject.into(),
         body: format!("body of {subject}"),
-        kind: piggyback::message_store::MessageKind::Note,
+        kind: piggyback::model::MessageKind::Note,
         idempotency_key: key.map(str::to_owned),
         sent_at: 1_700_000_000,
     }
@@ -113,7 +111,7 @@ fn add_user_makes_an_empty_mailbox_and_refuses_a_taken_name() {
     let db = Db::new();
     let alice = db.user("alice");
     assert_eq!(db.counters(alice), counters(0, 0));
-    assert_eq!(db.store.add_user("alice", "Other", None).unwrap(), None);
+    assert_eq!(db.store.add_user("alice", "Other", None, piggyback::model::now()).unwrap(), None);
     let user = db.store.user_by_id(alice).unwrap().unwrap();
     assert_eq!((user.name.as_str(), user.display_name.as_str()), ("alice", "ALICE"));
     db.assert_sound();
@@ -135,7 +133,7 @@ fn claim_flips_every_new_message_and_returns_the_newest_first() {
     let db = Db::new();
     let (alice, bob) = (db.user("alice"), db.user("bob"));
     let ids: Vec<MessageId> = (0..5).map(|i| db.send(alice, bob, &format!("m{i}"))).collect();
-    let claim = db.store.claim_new(bob, 3, 100, Announce::New).unwrap();
+    let claim = db.store.claim_new(bob, 3, 100, Announce::New, piggyback::model::now()).unwrap();
     assert_eq!(claim.flipped, 5);
     let got: Vec<MessageId> = claim.items.iter().map(|s| s.id).collect();
     assert_eq!(got, vec![ids[4], ids[3], ids[2]]);
@@ -158,7 +156,7 @@ fn claim_reads_a_body_prefix_of_characters_and_says_when_it_was_cut() {
     let mut m = message(alice, alice, "长", None);
     m.body = "明天中午一起吃饭吗".into();
     db.store.store_message(&m).unwrap();
-    let claim = db.store.claim_new(alice, 10, 4, Announce::New).unwrap();
+    let claim = db.store.claim_new(alice, 10, 4, Announce::New, piggyback::model::now()).unwrap();
     assert_eq!(claim.items[0].body_prefix, "明天中午");
     assert!(claim.items[0].body_truncated);
 }
@@ -167,11 +165,11 @@ fn claim_reads_a_body_prefix_of_characters_and_says_when_it_was_cut() {
 fn claim_with_nothing_new_flips_nothing() {
     let db = Db::new();
     let (alice, bob) = (db.user("alice"), db.user("bob"));
-    let claim = db.store.claim_new(bob, 20, 100, Announce::New).unwrap();
+    let claim = db.store.claim_new(bob, 20, 100, Announce::New, piggyback::model::now()).unwrap();
     assert_eq!((claim.flipped, claim.items.len(), claim.after), (0, 0, counters(0, 0)));
     db.send(alice, bob, "once");
-    assert_eq!(db.store.claim_new(bob, 20, 100, Announce::New).unwrap().flipped, 1);
-    let second = db.store.claim_new(bob, 20, 100, Announce::New).unwrap();
+    assert_eq!(db.store.claim_new(bob, 20, 100, Announce::New, piggyback::model::now()).unwrap().flipped, 1);
+    let second = db.store.claim_new(bob, 20, 100, Announce::New, piggyback::model::now()).unwrap();
     assert_eq!((second.flipped, second.items.len(), second.after), (0, 0, counters(0, 1)));
     db.assert_sound();
 }
@@ -182,7 +180,7 @@ fn claim_touches_only_the_claimers_mailbox() {
     let (alice, bob) = (db.user("alice"), db.user("bob"));
     let to_alice = db.send(bob, alice, "for alice");
     db.send(alice, bob, "for bob");
-    assert_eq!(db.store.claim_new(bob, 20, 100, Announce::New).unwrap().flipped, 1);
+    assert_eq!(db.store.claim_new(bob, 20, 100, Announce::New, piggyback::model::now()).unwrap().flipped, 1);
     assert_eq!(db.state(to_alice), "new");
     assert_eq!(db.counters(alice), counters(1, 0));
 }
@@ -193,7 +191,7 @@ fn change_moves_each_state_and_keeps_the_counters() {
     let (alice, bob) = (db.user("alice"), db.user("bob"));
     let delivered_then_read = db.send(alice, bob, "a");
     let delivered_then_deleted = db.send(alice, bob, "b");
-    db.store.claim_new(bob, 20, 100, Announce::New).unwrap();
+    db.store.claim_new(bob, 20, 100, Announce::New, piggyback::model::now()).unwrap();
     let new_then_read = db.send(alice, bob, "c");
     let new_then_deleted = db.send(alice, bob, "d");
     assert_eq!(db.counters(bob), counters(2, 2));
@@ -244,7 +242,7 @@ fn mark_all_read_reads_new_and_delivered_and_zeroes_the_counters() {
     let read_before = db.send(alice, bob, "a");
     db.store.change(bob, read_before, Change::MarkRead).unwrap();
     db.send(alice, bob, "b");
-    db.store.claim_new(bob, 20, 100, Announce::New).unwrap();
+    db.store.claim_new(bob, 20, 100, Announce::New, piggyback::model::now()).unwrap();
     db.send(alice, bob, "c");
     let to_alice = db.send(bob, alice, "d");
     assert_eq!(db.store.mark_all_read(bob).unwrap(), 2);
@@ -296,18 +294,24 @@ fn an_idempotency_key_makes_one_message_per_sender() {
 fn friend_request_then_accept() {
     let db = Db::new();
     let (alice, bob) = (db.user("alice"), db.user("bob"));
-    assert_eq!(db.store.request_friend(alice, bob).unwrap(), FriendRequestOutcome::Requested);
-    assert_eq!(db.store.request_friend(alice, bob).unwrap(), FriendRequestOutcome::AlreadyRequested);
+    assert_eq!(db.store.request_friend(alice, bob, piggyback::model::now()).unwrap(), FriendRequestOutcome::Requested);
+    assert_eq!(
+        db.store.request_friend(alice, bob, piggyback::model::now()).unwrap(),
+        FriendRequestOutcome::AlreadyRequested
+    );
     assert_eq!(db.store.outgoing_requests(alice).unwrap(), vec!["bob"]);
     assert_eq!(db.store.incoming_requests(bob).unwrap(), vec!["alice"]);
-    assert!(!db.store.accept_friend(alice, bob).unwrap(), "only the asked user accepts");
-    assert!(db.store.accept_friend(bob, alice).unwrap());
+    assert!(!db.store.accept_friend(alice, bob, piggyback::model::now()).unwrap(), "only the asked user accepts");
+    assert!(db.store.accept_friend(bob, alice, piggyback::model::now()).unwrap());
     assert!(db.store.are_friends(alice, bob).unwrap() && db.store.are_friends(bob, alice).unwrap());
     assert!(db.store.incoming_requests(bob).unwrap().is_empty());
     assert!(db.store.outgoing_requests(alice).unwrap().is_empty());
     let names: Vec<String> = db.store.friends(alice).unwrap().into_iter().map(|f| f.name).collect();
     assert_eq!(names, vec!["bob"]);
-    assert_eq!(db.store.request_friend(bob, alice).unwrap(), FriendRequestOutcome::AlreadyFriends);
+    assert_eq!(
+        db.store.request_friend(bob, alice, piggyback::model::now()).unwrap(),
+        FriendRequestOutcome::AlreadyFriends
+    );
     assert_eq!(db.store.profile(alice).unwrap().unwrap().friends, 1);
     db.assert_sound();
 }
@@ -316,11 +320,11 @@ fn friend_request_then_accept() {
 fn a_request_back_accepts_and_decline_and_remove_undo() {
     let db = Db::new();
     let (alice, bob, carol) = (db.user("alice"), db.user("bob"), db.user("carol"));
-    db.store.request_friend(alice, bob).unwrap();
-    assert_eq!(db.store.request_friend(bob, alice).unwrap(), FriendRequestOutcome::Accepted);
+    db.store.request_friend(alice, bob, piggyback::model::now()).unwrap();
+    assert_eq!(db.store.request_friend(bob, alice, piggyback::model::now()).unwrap(), FriendRequestOutcome::Accepted);
     assert!(db.store.are_friends(alice, bob).unwrap());
 
-    db.store.request_friend(carol, alice).unwrap();
+    db.store.request_friend(carol, alice, piggyback::model::now()).unwrap();
     assert!(!db.store.decline_friend(carol, alice).unwrap(), "only the asked user declines");
     assert!(db.store.decline_friend(alice, carol).unwrap());
     assert!(!db.store.decline_friend(alice, carol).unwrap());
@@ -331,7 +335,7 @@ fn a_request_back_accepts_and_decline_and_remove_undo() {
     assert!(!db.store.are_friends(alice, bob).unwrap() && !db.store.are_friends(bob, alice).unwrap());
     assert!(!db.store.remove_friend(bob, alice).unwrap());
     // Remove also withdraws one's own request.
-    db.store.request_friend(carol, bob).unwrap();
+    db.store.request_friend(carol, bob, piggyback::model::now()).unwrap();
     assert!(db.store.remove_friend(carol, bob).unwrap());
     assert!(db.store.incoming_requests(bob).unwrap().is_empty());
     db.assert_sound();
@@ -341,12 +345,12 @@ fn a_request_back_accepts_and_decline_and_remove_undo() {
 fn the_feed_shows_own_and_friends_posts_newest_first() {
     let db = Db::new();
     let (alice, bob, carol) = (db.user("alice"), db.user("bob"), db.user("carol"));
-    db.store.request_friend(alice, bob).unwrap();
-    db.store.accept_friend(bob, alice).unwrap();
-    let a1 = db.store.add_post(alice, "alice 1").unwrap();
-    let b1 = db.store.add_post(bob, "bob 1").unwrap();
-    let c1 = db.store.add_post(carol, "carol 1").unwrap();
-    let a2 = db.store.add_post(alice, "alice 2").unwrap();
+    db.store.request_friend(alice, bob, piggyback::model::now()).unwrap();
+    db.store.accept_friend(bob, alice, piggyback::model::now()).unwrap();
+    let a1 = db.store.add_post(alice, "alice 1", piggyback::model::now()).unwrap();
+    let b1 = db.store.add_post(bob, "bob 1", piggyback::model::now()).unwrap();
+    let c1 = db.store.add_post(carol, "carol 1", piggyback::model::now()).unwrap();
+    let a2 = db.store.add_post(alice, "alice 2", piggyback::model::now()).unwrap();
     let ids = |user, before, limit| -> Vec<_> {
         db.store.feed(user, before, limit).unwrap().into_iter().map(|p| p.id).collect()
     };
@@ -355,7 +359,7 @@ fn the_feed_shows_own_and_friends_posts_newest_first() {
     assert_eq!(ids(carol, None, 10), vec![c1]);
     assert_eq!(ids(alice, None, 2), vec![a2, b1]);
     assert_eq!(ids(alice, Some(b1.0), 10), vec![a1]);
-    let comment = db.store.add_comment(a1, bob, "nice").unwrap();
+    let comment = db.store.add_comment(a1, bob, "nice", piggyback::model::now()).unwrap();
     assert_eq!((comment.author.as_str(), comment.body.as_str()), ("bob", "nice"));
     assert_eq!(db.store.post(a1).unwrap().unwrap().comments, 1);
     assert_eq!(db.store.comments(a1).unwrap(), vec![comment]);
@@ -370,11 +374,11 @@ fn check_finds_a_counter_changed_behind_the_stores_back_and_repair_fixes_it() {
     let (alice, bob) = (db.user("alice"), db.user("bob"));
     db.send(alice, bob, "a");
     db.send(alice, bob, "b");
-    db.store.claim_new(bob, 20, 100, Announce::New).unwrap();
+    db.store.claim_new(bob, 20, 100, Announce::New, piggyback::model::now()).unwrap();
     db.send(alice, bob, "c");
     db.assert_sound();
     db.raw().exec(&format!("UPDATE mailbox SET delivered = 7 WHERE user_id = {}", bob.0));
-    let problems = db.store.check().unwrap();
+    let problems = db.store.audit().unwrap();
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert!(problems[0].contains("bob") && problems[0].contains("delivered=7"), "{problems:?}");
     db.store.repair_counters().unwrap();
@@ -382,7 +386,7 @@ fn check_finds_a_counter_changed_behind_the_stores_back_and_repair_fixes_it() {
     assert_eq!(db.counters(bob), counters(1, 2));
 
     db.raw().exec(&format!("DELETE FROM mailbox WHERE user_id = {}", alice.0));
-    let problems = db.store.check().unwrap();
+    let problems = db.store.audit().unwrap();
     assert!(problems.len() == 1 && problems[0].contains("alice"), "{problems:?}");
     db.store.repair_counters().unwrap();
     db.assert_sound();
@@ -392,7 +396,7 @@ fn check_finds_a_counter_changed_behind_the_stores_back_and_repair_fixes_it() {
 fn seed_makes_what_it_says_and_check_passes() {
     let db = Db::new();
     db.user("alice");
-    let report = db.store.seed(&SeedPlan { users: 50, messages: 2000, seed: 7 }).unwrap();
+    let report = db.store.seed(&SeedPlan { users: 50, messages: 2000, seed: 7 }, piggyback::model::now()).unwrap();
     assert_eq!((report.users, report.messages), (50, 2000));
     let raw = db.raw();
     let count = |sql: &str| -> i64 { raw.int(sql) };
@@ -406,7 +410,7 @@ fn seed_makes_what_it_says_and_check_passes() {
     }
     db.assert_sound();
     // Seeding again adds more users without clashing names.
-    let second = db.store.seed(&SeedPlan { users: 10, messages: 100, seed: 7 }).unwrap();
+    let second = db.store.seed(&SeedPlan { users: 10, messages: 100, seed: 7 }, piggyback::model::now()).unwrap();
     assert!(second.first_user.0 > report.first_user.0 + 49);
     assert_eq!(count("SELECT count(*) FROM users"), 61);
     db.assert_sound();

@@ -218,24 +218,16 @@ impl Program {
         }
     }
 
-    pub fn executable(self) -> &'static str {
-        match self {
-            Program::Profile => env!("CARGO_BIN_EXE_profile"),
-            Program::Friends => env!("CARGO_BIN_EXE_friends"),
-            Program::Posts => env!("CARGO_BIN_EXE_posts"),
-            Program::Messages => env!("CARGO_BIN_EXE_messages"),
-            Program::Session => env!("CARGO_BIN_EXE_session"),
-        }
+    /// The built executable: beside `piggyback`, under the name `PROGRAMS` gives it.
+    pub fn executable(self) -> std::path::PathBuf {
+        std::path::Path::new(PIGGYBACK).with_file_name(self.name())
     }
 
-    pub fn handler(self) -> piggyback::gateway::Handler {
-        match self {
-            Program::Profile => piggyback::handlers::profile,
-            Program::Friends => piggyback::handlers::friends,
-            Program::Posts => piggyback::handlers::posts,
-            Program::Messages => piggyback::handlers::messages,
-            Program::Session => piggyback::handlers::session,
-        }
+    /// The handler `piggyback::handlers::PROGRAMS` pairs with the name.
+    pub fn handler(self) -> piggyback::handlers::Handler {
+        piggyback::handlers::program(self.name()).map(|p| p.handler).unwrap_or_else(|| {
+            panic!("{} is not in piggyback::handlers::PROGRAMS", self.name());
+        })
     }
 }
 

@@ -1,6 +1,11 @@
 //! The `piggyback` command line: administration of the message database.
 //! Errors are one line on stderr; exit 0 on success, 1 on failure, 2 on wrong usage.
-#![allow(clippy::print_stderr)]
+//! Each command is a thin wrapper over a library operation that returns a value; this
+//! program prints it. The library itself prints nothing.
+// A command's report on stdout and its errors on stderr are this program's purpose.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod msqd;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -10,20 +15,13 @@ use std::time::Instant;
 use anyhow::{Context as _, Result, anyhow, bail};
 use clap::{Parser, Subcommand};
 
-use crate::identity::Key;
-use crate::message_store::{MessageKind, SeedPlan, Store, display_db, now, postgres_url};
-use crate::msq::{self, DrainReport, Queue, Send, SendOutcome};
-use crate::password;
-use crate::spool::Spool;
-use crate::text;
-
-/// One line of the command's report on stdout (its own output, not a CGI response).
-macro_rules! say {
-    ($($arg:tt)*) => {{
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, $($arg)*);
-    }};
-}
+use piggyback::identity::{self, Key};
+use piggyback::message_store::{SeedPlan, Store, display_db, postgres_url};
+use piggyback::model::{MessageKind, NewMessage, now};
+use piggyback::msq::{self, DrainReport, Queue, SendOutcome, new_request_id};
+use piggyback::password;
+use piggyback::spool::Spool;
+use piggyback::text;
 
 #[derive(Parser)]
 #[command(name = "piggyback", version, about = "Administer a Piggyback message database")]
@@ -103,6 +101,8 @@ enum Command {
     },
     /// Set a user's password, read as one line from standard input.
     Passwd { name: String },
+    /// Print the names of the CGI programs, one a line (for scripts; needs no database).
+    Programs,
     /// Print a `pb_session` cookie value for a user (for host sites, scripts and tests).
     Token {
         name: String,
@@ -128,8 +128,7 @@ enum UserCommand {
     },
 }
 
-/// The whole `main` of the `piggyback` program.
-pub fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -147,8 +146,11 @@ pub fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
-    let db = match cli.db.or_else(|| std::env::var_os("PIGGYBACK_DB").filter(|v| !v.is_empty()).map(PathBuf::from)) {
+    let db = cli.db.or_else(|| env_path("PIGGYBACK_DB"));
+    // Every command but `programs` works on a database.
+    let db = match db {
         Some(db) => db,
+        None if matches!(cli.command, Command::Programs) => PathBuf::new(),
         None => {
             eprintln!("piggyback: no database: give --db PATH or set PIGGYBACK_DB");
             return Ok(ExitCode::from(2));
@@ -160,18 +162,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
             eprintln!("piggyback: no spool: give --spool DIR or set PIGGYBACK_SPOOL (each host has its own)");
             return Ok(ExitCode::from(2));
         }
-        None => Spool::new(db.parent().unwrap_or(Path::new(".")).join("spool")),
+        None => Spool::new(piggyback::config::default_spool(&db)),
     };
     match cli.command {
         Command::Init => {
             Store::init(&db).with_context(|| format!("cannot initialise {}", display_db(&db)))?;
-            say!("initialised {}", display_db(&db));
+            println!("initialised {}", display_db(&db));
             spool.create().with_context(|| format!("cannot create the spool {}", spool.root().display()))?;
-            say!("spool {}", spool.root().display());
+            println!("spool {}", spool.root().display());
             if let Some(path) = env_path("PIGGYBACK_SECRET_FILE")
-                && create_secret(&path)?
+                && identity::create_key_file(&path).with_context(|| format!("cannot create {}", path.display()))?
             {
-                say!("created secret {}", path.display());
+                println!("created secret {}", path.display());
             }
         }
         Command::User(UserCommand::Add { name, display_name, password_stdin }) => {
@@ -181,8 +183,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let hash = if password_stdin { Some(password::hash(&password_line()?)?) } else { None };
             let store = open(&db)?;
             let display = display_name.unwrap_or_else(|| name.clone());
-            match store.add_user(&name, &display, hash.as_deref())? {
-                Some(id) => say!("{}", id.0),
+            match store.add_user(&name, &display, hash.as_deref(), now())? {
+                Some(id) => println!("{}", id.0),
                 None => bail!("user {name} exists already"),
             }
         }
@@ -192,28 +194,30 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 |name: &str| -> Result<_> { store.user_by_name(name)?.ok_or_else(|| anyhow!("no user named {name}")) };
             let (from, to) = (user(&from)?, user(&to)?);
             let queue = Queue::new(&store, spool);
-            let outcome = queue.send(Send {
+            let outcome = queue.send(NewMessage {
+                request_id: new_request_id(),
                 from: from.id,
                 to: to.id,
                 subject,
                 body,
                 kind: MessageKind::Note,
                 idempotency_key,
+                sent_at: now(),
             })?;
             match outcome {
                 SendOutcome::Stored { request_id, message } => {
-                    say!("stored message {} to {} (request {request_id})", message.0, to.name)
+                    println!("stored message {} to {} (request {request_id})", message.0, to.name)
                 }
                 SendOutcome::Queued { request_id } => {
-                    say!("queued request {request_id} to {}; the next drain stores it", to.name)
+                    println!("queued request {request_id} to {}; the next drain stores it", to.name)
                 }
             }
         }
         Command::Seed { users, messages, seed } => {
             let store = open(&db)?;
             let started = Instant::now();
-            let report = store.seed(&SeedPlan { users, messages, seed })?;
-            say!(
+            let report = store.seed(&SeedPlan { users, messages, seed }, now())?;
+            println!(
                 "seeded {} users (ids from {}) and {} messages in {:.1} s",
                 report.users,
                 report.first_user.0,
@@ -223,12 +227,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Drain { stale_after } => {
             let store = open(&db)?;
-            let report = Queue::new(&store, spool).drain_all(stale_after)?;
+            let report = Queue::new(&store, spool).drain_all(stale_after, now())?;
             print_drain(&report);
         }
         Command::Msqd { poll_ms, checkpoint_secs } => {
             let store = open(&db)?;
-            return msqd(&Queue::new(&store, spool), poll_ms, checkpoint_secs);
+            return msqd::run(&Queue::new(&store, spool), poll_ms, checkpoint_secs);
         }
         Command::MigrateToPostgres { to } => {
             let store = open(&db)?;
@@ -237,10 +241,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 .with_context(|| format!("cannot copy into {}", display_db(Path::new(&to))))?;
             let mut same = true;
             for c in &copies {
-                say!("{}: {} rows in SQLite, {} in PostgreSQL", c.table, c.source, c.target);
+                println!("{}: {} rows in SQLite, {} in PostgreSQL", c.table, c.source, c.target);
                 same &= c.source == c.target;
             }
-            let problems = Store::open(Path::new(&to))?.check()?;
+            let problems = Store::open(Path::new(&to))?.audit()?;
             for p in &problems {
                 eprintln!("{p}");
             }
@@ -248,12 +252,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 eprintln!("piggyback: the copy differs from its source");
                 return Ok(ExitCode::FAILURE);
             }
-            say!("copied into {}: every table counts the same on both sides", display_db(Path::new(&to)));
+            println!("copied into {}: every table counts the same on both sides", display_db(Path::new(&to)));
         }
         Command::Check { repair } => {
             let store = open(&db)?;
             let state = spool.state().with_context(|| format!("cannot read the spool {}", spool.root().display()))?;
-            say!(
+            println!(
                 "spool {}: {} waiting, {} claimed, {} bad, {} being written",
                 spool.root().display(),
                 state.waiting,
@@ -261,9 +265,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 state.bad,
                 state.writing
             );
-            let problems = store.check()?;
+            let problems = store.audit()?;
             if problems.is_empty() {
-                say!("ok: integrity and every counter check out");
+                println!("ok: integrity and every counter check out");
                 return Ok(ExitCode::SUCCESS);
             }
             let mut err = std::io::stderr().lock();
@@ -272,7 +276,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             if repair {
                 let n = store.repair_counters()?;
-                say!("repaired the counters of {n} users");
+                println!("repaired the counters of {n} users");
             }
             return Ok(ExitCode::FAILURE);
         }
@@ -283,7 +287,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if !store.set_password_hash(user.id, &hash)? {
                 bail!("no user named {name}");
             }
-            say!("password of {name} set");
+            println!("password of {name} set");
+        }
+        Command::Programs => {
+            for program in piggyback::handlers::PROGRAMS {
+                println!("{}", program.name);
+            }
         }
         Command::Token { name, ttl, secret_file } => {
             let path = secret_file
@@ -293,14 +302,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let ttl = parse_duration(&ttl)?;
             let store = open(&db)?;
             let user = store.user_by_name(&name)?.ok_or_else(|| anyhow!("no user named {name}"))?;
-            say!("{}", key.sign(user.id, now() + ttl));
+            println!("{}", key.sign(user.id, now() + ttl));
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_drain(report: &DrainReport) {
-    say!(
+pub(crate) fn print_drain(report: &DrainReport) {
+    println!(
         "applied {}, already stored {}, claims taken back {}, set aside {}",
         report.applied,
         report.duplicates,
@@ -310,42 +319,6 @@ fn print_drain(report: &DrainReport) {
     for line in &report.bad {
         eprintln!("{line}");
     }
-}
-
-/// The queue keeper: one long-lived connection draining the spool.
-fn msqd(queue: &Queue<'_>, poll_ms: u64, checkpoint_secs: u64) -> Result<ExitCode> {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::time::Duration;
-
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(signal, Arc::clone(&stop)).context("cannot handle signals")?;
-    }
-    eprintln!("piggyback msqd: draining {} every {poll_ms} ms", queue.spool().root().display());
-    let mut last_checkpoint = Instant::now();
-    while !stop.load(Ordering::Relaxed) {
-        match queue.drain_all(msq::CLAIM_TIMEOUT_SECS) {
-            Ok(report) => {
-                if report.applied + report.duplicates + report.reclaimed > 0 || !report.bad.is_empty() {
-                    print_drain(&report);
-                }
-            }
-            Err(e) => eprintln!("piggyback msqd: {e}"),
-        }
-        if last_checkpoint.elapsed() >= Duration::from_secs(checkpoint_secs) {
-            if let Err(e) = queue.store().checkpoint() {
-                eprintln!("piggyback msqd: checkpoint: {e}");
-            }
-            last_checkpoint = Instant::now();
-        }
-        std::thread::sleep(Duration::from_millis(poll_ms));
-    }
-    let report = queue.drain_all(msq::CLAIM_TIMEOUT_SECS)?;
-    print_drain(&report);
-    let _ = queue.store().checkpoint();
-    eprintln!("piggyback msqd: stopped");
-    Ok(ExitCode::SUCCESS)
 }
 
 fn open(db: &Path) -> Result<Store> {
@@ -369,25 +342,7 @@ fn env_path(name: &str) -> Option<PathBuf> {
     std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from)
 }
 
-/// Creates a key file of 64 random hex characters, mode 0600; false if it exists.
-fn create_secret(path: &Path) -> Result<bool> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(|e| anyhow!("no randomness for the secret: {e}"))?;
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    let file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path);
-    match file {
-        Ok(mut f) => {
-            f.write_all(hex.as_bytes())?;
-            f.sync_all()?;
-            Ok(true)
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
-        Err(e) => Err(e).with_context(|| format!("cannot create {}", path.display())),
-    }
-}
-
 /// `90s`, `15m`, `12h`, `7d` (or plain seconds) in seconds.
-pub fn parse_duration(s: &str) -> Result<i64> {
-    crate::config::parse_duration(s).ok_or_else(|| anyhow!("not a usable duration: {s:?} (try 90s, 15m, 12h, 7d)"))
+fn parse_duration(s: &str) -> Result<i64> {
+    piggyback::config::parse_duration(s).ok_or_else(|| anyhow!("not a usable duration: {s:?} (try 90s, 15m, 12h, 7d)"))
 }

@@ -1,4 +1,0 @@
-//! The `piggyback` administration command.
-fn main() -> std::process::ExitCode {
-    piggyback::cli::main()
-}

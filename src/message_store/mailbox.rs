@@ -1,0 +1,418 @@
+//! The mailbox: storing a sent message, listing, reading, marking read, deleting, and
+//! the claim that announces new messages (flips them to delivered as one batch). Every
+//! state change keeps the user's counters (`mailbox.new`, `mailbox.delivered`) in the
+//! same transaction.
+
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+use super::{RFC3339, Result, SqliteStore, StoreError};
+use crate::model::{Change, MessageId, MessageKind, MessageState, NewMessage, UserId};
+
+/// Which messages a mailbox listing shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateFilter {
+    /// Every message not deleted.
+    All,
+    /// `new` and `delivered`.
+    Unread,
+    Only(MessageState),
+}
+
+impl StateFilter {
+    pub fn parse(s: &str) -> Option<StateFilter> {
+        match s {
+            "all" => Some(StateFilter::All),
+            "unread" => Some(StateFilter::Unread),
+            "deleted" => None,
+            other => MessageState::parse(other).map(StateFilter::Only),
+        }
+    }
+
+    /// The states as an SQL-free pair of bounds on a fixed list.
+    pub(super) fn states(self) -> [&'static str; 3] {
+        match self {
+            StateFilter::All => ["new", "delivered", "read"],
+            StateFilter::Unread => ["new", "delivered", "delivered"],
+            StateFilter::Only(s) => [s.as_str(); 3],
+        }
+    }
+}
+
+/// The per-user counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counters {
+    pub new: i64,
+    pub delivered: i64,
+}
+
+/// A user's counters and announcement batches, read in one row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Mailbox {
+    pub counters: Counters,
+    /// The last batch issued (0: none yet).
+    pub batch: i64,
+    /// The highest batch a client acknowledged.
+    pub acked: i64,
+    /// When the last batch was issued, unix seconds.
+    pub announced_at: i64,
+}
+
+impl Mailbox {
+    /// A batch went out unacknowledged at least `lease` seconds ago.
+    pub fn unacknowledged_since(&self, now: i64, lease: i64) -> bool {
+        self.batch > self.acked && self.announced_at + lease <= now
+    }
+}
+
+/// What a claim announces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Announce {
+    /// The `new` messages.
+    New,
+    /// The `new` messages and the delivered ones of unacknowledged batches.
+    NewAndUnacknowledged,
+}
+
+/// One message as a toast or a mailbox row shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    pub id: MessageId,
+    pub from: String,
+    pub subject: String,
+    /// The first characters of the body, as read (see `body_truncated`).
+    pub body_prefix: String,
+    /// The body is longer than `body_prefix`.
+    pub body_truncated: bool,
+    pub sent_at: String,
+    pub state: MessageState,
+    pub kind: MessageKind,
+}
+
+/// A whole message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub id: MessageId,
+    pub from: String,
+    pub to: String,
+    pub subject: String,
+    pub body: String,
+    pub sent_at: String,
+    pub state: MessageState,
+    pub kind: MessageKind,
+}
+
+/// What one claim flipped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    /// The batch this claim issued (0 when it announced nothing).
+    pub batch: i64,
+    /// How many messages went from `new` to `delivered`.
+    pub flipped: i64,
+    /// The newest of them, newest first, at most the asked number.
+    pub items: Vec<Summary>,
+    /// How many delivered messages of unacknowledged batches are announced again.
+    pub repeated: i64,
+    /// The newest of those, newest first, filling what `items` left of the asked number.
+    pub repeats: Vec<Summary>,
+    /// The counters after the flip, read in the same transaction.
+    pub after: Counters,
+}
+
+/// What storing a message did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stored {
+    pub id: MessageId,
+    /// False when the request id or idempotency key had already been stored.
+    pub inserted: bool,
+}
+
+impl SqliteStore {
+    /// The user's counters: one autocommit read, no write lock.
+    pub fn counters(&self, user: UserId) -> Result<Counters> {
+        Ok(self.mailbox(user)?.counters)
+    }
+
+    /// The user's counters and batches: one autocommit read, no write lock.
+    pub fn mailbox(&self, user: UserId) -> Result<Mailbox> {
+        read_mailbox(&self.conn, user)
+    }
+
+    /// Records that a client showed batch `batch` and the ones before it; a batch that
+    /// was never issued, or one already acknowledged, changes nothing.
+    pub fn acknowledge(&self, user: UserId, batch: i64) -> Result<()> {
+        let tx = self.immediate()?;
+        tx.prepare_cached("UPDATE mailbox SET acked = ?2 WHERE user_id = ?1 AND acked < ?2 AND ?2 <= batch")?
+            .execute(params![user.0, batch])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Flips every `new` message of `user` to `delivered` in one IMMEDIATE transaction,
+    /// as one new batch, and returns the newest `max_items` of them with `prefix_chars`
+    /// of their bodies. With [`Announce::NewAndUnacknowledged`] the delivered messages
+    /// of batches nobody acknowledged join the batch too. Committed before it returns:
+    /// the caller writes the response only afterwards.
+    pub fn claim_new(
+        &self,
+        user: UserId,
+        max_items: usize,
+        prefix_chars: usize,
+        announce: Announce,
+        now: i64,
+    ) -> Result<Claim> {
+        let tx = self.immediate()?;
+        let Mailbox { batch: last, acked, .. } = read_mailbox(&tx, user)?;
+        let batch = last + 1;
+        let returning_ids = |sql: &str, args: &[&dyn rusqlite::ToSql]| -> Result<Vec<i64>> {
+            let mut stmt = tx.prepare_cached(sql)?;
+            let mut ids: Vec<i64> = stmt.query_map(args, |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+            // RETURNING's order is arbitrary.
+            ids.sort_unstable_by(|a, b| b.cmp(a));
+            Ok(ids)
+        };
+        let repeat_ids = match announce {
+            Announce::New => Vec::new(),
+            Announce::NewAndUnacknowledged => returning_ids(
+                "UPDATE messages SET batch = ?2
+                 WHERE recipient_id = ?1 AND state = 'delivered' AND batch > ?3 RETURNING id",
+                &[&user.0, &batch, &acked],
+            )?,
+        };
+        let ids = returning_ids(
+            "UPDATE messages SET state = 'delivered', batch = ?2 WHERE recipient_id = ?1 AND state = 'new' RETURNING id",
+            &[&user.0, &batch],
+        )?;
+        let flipped = ids.len() as i64;
+        let repeated = repeat_ids.len() as i64;
+        if flipped + repeated > 0 {
+            tx.prepare_cached(
+                "UPDATE mailbox SET new = new - ?2, delivered = delivered + ?2, batch = ?3, announced_at = ?4
+                 WHERE user_id = ?1",
+            )?
+            .execute(params![user.0, flipped, batch, now])?;
+        } else if announce == Announce::NewAndUnacknowledged {
+            // What the unacknowledged batches held has been read or deleted since:
+            // nothing is left to announce again, so stop looking.
+            tx.prepare_cached("UPDATE mailbox SET acked = batch WHERE user_id = ?1")?.execute([user.0])?;
+        }
+        let (items, repeats) = {
+            let mut stmt = tx.prepare_cached(&summary_sql("m.id = ?1"))?;
+            let mut summaries = |ids: &[i64], n: usize| -> Result<Vec<Summary>> {
+                ids.iter()
+                    .take(n)
+                    .map(|id| Ok(stmt.query_row(params![id, prefix_chars as i64], summary_row)?))
+                    .collect()
+            };
+            let items = summaries(&ids, max_items)?;
+            let repeats = summaries(&repeat_ids, max_items - items.len())?;
+            (items, repeats)
+        };
+        let after = read_mailbox(&tx, user)?.counters;
+        tx.commit()?;
+        let batch = if flipped + repeated > 0 { batch } else { 0 };
+        Ok(Claim { batch, flipped, items, repeated, repeats, after })
+    }
+
+    /// The user's mailbox, newest first, ids below `before`.
+    pub fn list_messages(
+        &self,
+        user: UserId,
+        filter: StateFilter,
+        before: Option<i64>,
+        limit: usize,
+        prefix_chars: usize,
+    ) -> Result<Vec<Summary>> {
+        let mut stmt = self.conn.prepare_cached(&summary_sql(
+            "m.recipient_id = ?3 AND m.state IN (?4, ?5, ?6) AND m.id < ?7 ORDER BY m.id DESC LIMIT ?1",
+        ))?;
+        let [a, b, c] = filter.states();
+        let rows = stmt.query_map(
+            params![limit as i64, prefix_chars as i64, user.0, a, b, c, before.unwrap_or(i64::MAX)],
+            summary_row,
+        )?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// One message of the user's mailbox; `None` for another user's or a deleted one.
+    pub fn message(&self, user: UserId, id: MessageId) -> Result<Option<Message>> {
+        let sql = format!(
+            "SELECT m.id, s.name, r.name, m.subject, m.body, strftime({RFC3339}, m.sent_at, 'unixepoch'), m.state, m.kind
+             FROM messages m JOIN users s ON s.id = m.sender_id JOIN users r ON r.id = m.recipient_id
+             WHERE m.id = ?1 AND m.recipient_id = ?2 AND m.state <> 'deleted'"
+        );
+        Ok(self
+            .conn
+            .prepare_cached(&sql)?
+            .query_row(params![id.0, user.0], |r| {
+                Ok(Message {
+                    id: MessageId(r.get(0)?),
+                    from: r.get(1)?,
+                    to: r.get(2)?,
+                    subject: r.get(3)?,
+                    body: r.get(4)?,
+                    sent_at: r.get(5)?,
+                    state: state_column(r, 6)?,
+                    kind: kind_column(r, 7)?,
+                })
+            })
+            .optional()?)
+    }
+
+    /// Marks one message read or deleted, keeping the counters; false when the user has
+    /// no such message (another user's, deleted, or none).
+    pub fn change(&self, user: UserId, id: MessageId, change: Change) -> Result<bool> {
+        let tx = self.immediate()?;
+        let state: Option<MessageState> = tx
+            .prepare_cached("SELECT state FROM messages WHERE id = ?1 AND recipient_id = ?2 AND state <> 'deleted'")?
+            .query_row(params![id.0, user.0], |r| state_column(r, 0))
+            .optional()?;
+        let Some(state) = state else { return Ok(false) };
+        let target = change.target();
+        if state != target {
+            tx.prepare_cached("UPDATE messages SET state = ?2 WHERE id = ?1")?
+                .execute(params![id.0, target.as_str()])?;
+            let (new, delivered) = match state {
+                MessageState::New => (1, 0),
+                MessageState::Delivered => (0, 1),
+                MessageState::Read | MessageState::Deleted => (0, 0),
+            };
+            if new + delivered > 0 {
+                tx.prepare_cached("UPDATE mailbox SET new = new - ?2, delivered = delivered - ?3 WHERE user_id = ?1")?
+                    .execute(params![user.0, new, delivered])?;
+            }
+        }
+        tx.commit()?;
+        Ok(true)
+    }
+
+    /// Marks every unread message of the user read; returns how many.
+    pub fn mark_all_read(&self, user: UserId) -> Result<i64> {
+        let tx = self.immediate()?;
+        let n = tx
+            .prepare_cached(
+                "UPDATE messages SET state = 'read' WHERE recipient_id = ?1 AND state IN ('new', 'delivered')",
+            )?
+            .execute([user.0])?;
+        tx.prepare_cached("UPDATE mailbox SET new = 0, delivered = 0 WHERE user_id = ?1")?.execute([user.0])?;
+        tx.commit()?;
+        Ok(n as i64)
+    }
+
+    /// Stores a message unless its request id or (sender, idempotency key) was stored
+    /// before, and counts it `new` for the recipient, in one IMMEDIATE transaction.
+    pub fn store_message(&self, m: &NewMessage) -> Result<Stored> {
+        let tx = self.immediate()?;
+        let stored = store_message_in(&tx, m)?;
+        tx.commit()?;
+        Ok(stored)
+    }
+
+    /// Stores many messages in one transaction (the queue's drain and `seed`).
+    pub fn store_messages(&self, messages: &[NewMessage]) -> Result<Vec<Stored>> {
+        let tx = self.immediate()?;
+        let stored = messages.iter().map(|m| store_message_in(&tx, m)).collect::<Result<Vec<_>>>()?;
+        tx.commit()?;
+        Ok(stored)
+    }
+
+    /// The message a request id or idempotency key already made, if any.
+    pub fn stored_for(&self, request_id: &str, from: UserId, key: Option<&str>) -> Result<Option<MessageId>> {
+        find_stored(&self.conn, request_id, from, key)
+    }
+}
+
+/// The message a request id or (sender, idempotency key) made, if any.
+fn find_stored(conn: &Connection, request_id: &str, from: UserId, key: Option<&str>) -> Result<Option<MessageId>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT id FROM messages WHERE request_id = ?1 OR (sender_id = ?2 AND idempotency_key = ?3) LIMIT 1",
+        )?
+        .query_row(params![request_id, from.0, key], |r| r.get(0))
+        .optional()?
+        .map(MessageId))
+}
+
+/// Sets the counters of every user from `first` on from a count of their messages
+/// (`piggyback check --repair`, and `seed` after a bulk load); returns how many rows.
+pub(super) fn recount_counters(conn: &Connection, first: UserId) -> Result<usize> {
+    Ok(conn.execute(
+        "UPDATE mailbox SET
+            new = (SELECT count(*) FROM messages WHERE recipient_id = mailbox.user_id AND state = 'new'),
+            delivered = (SELECT count(*) FROM messages WHERE recipient_id = mailbox.user_id AND state = 'delivered')
+         WHERE user_id >= ?1",
+        [first.0],
+    )?)
+}
+
+/// A user's `mailbox` row (counters and batches); all zero when there is none.
+fn read_mailbox(conn: &Connection, user: UserId) -> Result<Mailbox> {
+    Ok(conn
+        .prepare_cached("SELECT new, delivered, batch, acked, announced_at FROM mailbox WHERE user_id = ?1")?
+        .query_row([user.0], |r| {
+            Ok(Mailbox {
+                counters: Counters { new: r.get(0)?, delivered: r.get(1)? },
+                batch: r.get(2)?,
+                acked: r.get(3)?,
+                announced_at: r.get(4)?,
+            })
+        })
+        .optional()?
+        .unwrap_or_default())
+}
+
+fn store_message_in(tx: &Transaction<'_>, m: &NewMessage) -> Result<Stored> {
+    let id: Option<i64> = tx
+        .prepare_cached(
+            "INSERT INTO messages (request_id, sender_id, recipient_id, subject, body, kind, idempotency_key, sent_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING RETURNING id",
+        )?
+        .query_row(
+            params![m.request_id, m.from.0, m.to.0, m.subject, m.body, m.kind.as_str(), m.idempotency_key, m.sent_at],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if let Some(id) = id {
+        tx.prepare_cached("UPDATE mailbox SET new = new + 1 WHERE user_id = ?1")?.execute([m.to.0])?;
+        return Ok(Stored { id: MessageId(id), inserted: true });
+    }
+    // The conflict was on one of these two UNIQUE constraints, so the row exists.
+    let existing = find_stored(tx, &m.request_id, m.from, m.idempotency_key.as_deref())?
+        .ok_or_else(|| StoreError::Failed("a conflicting message vanished".into()))?;
+    Ok(Stored { id: existing, inserted: false })
+}
+
+fn summary_sql(condition: &str) -> String {
+    // ?2 is the number of body characters to read; one more tells whether it was cut.
+    format!(
+        "SELECT m.id, u.name, m.subject, substr(m.body, 1, ?2), length(m.body) > ?2,
+                strftime({RFC3339}, m.sent_at, 'unixepoch'), m.state, m.kind
+         FROM messages m JOIN users u ON u.id = m.sender_id WHERE {condition}"
+    )
+}
+
+fn summary_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Summary> {
+    Ok(Summary {
+        id: MessageId(r.get(0)?),
+        from: r.get(1)?,
+        subject: r.get(2)?,
+        body_prefix: r.get(3)?,
+        body_truncated: r.get(4)?,
+        sent_at: r.get(5)?,
+        state: state_column(r, 6)?,
+        kind: kind_column(r, 7)?,
+    })
+}
+
+fn kind_column(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<MessageKind> {
+    let s: String = r.get(i)?;
+    MessageKind::parse(&s).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, format!("unknown kind {s}").into())
+    })
+}
+
+fn state_column(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<MessageState> {
+    let s: String = r.get(i)?;
+    MessageState::parse(&s).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, format!("unknown state {s}").into())
+    })
+}

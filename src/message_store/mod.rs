@@ -1,0 +1,171 @@
+//! The message database (消息数据库): the only module that knows SQL.
+//!
+//! One SQLite file in WAL mode holds users, the site's friends/posts/comments, the
+//! messages with their states, and per-user counters (`mailbox.new`,
+//! `mailbox.delivered`) kept in the same transaction as every state change.
+//! Every transaction that may write begins IMMEDIATE; schema changes run only from
+//! [`Store::init`] (`piggyback init`), never per request.
+//!
+//! The public surface is methods on [`Store`] that take values and return the types of
+//! [`crate::model`] and of this module: no SQLite type crosses it, so a second engine
+//! can implement the same methods. One file per concern holds its queries:
+//! `users`, `social` (friendships and requests), `posts` (and comments), `mailbox`
+//! (storing, listing, reading, marking, deleting, and the claim that announces),
+//! `limits` (rate limits), `maintenance` (check, repair, checkpoint, seed), and
+//! [`migrations`] (the schema).
+
+use std::cell::Cell;
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::config::DbConfig;
+use rusqlite::{Connection, ErrorCode, OpenFlags, Transaction, TransactionBehavior};
+
+mod engines;
+mod limits;
+mod mailbox;
+mod maintenance;
+pub mod migrations;
+pub mod postgres;
+mod posts;
+mod social;
+mod users;
+
+pub use engines::{Store, display_db, postgres_url};
+
+pub use mailbox::{Announce, Claim, Counters, Mailbox, Message, StateFilter, Stored, Summary};
+pub use maintenance::{SeedPlan, SeedReport};
+pub use migrations::SCHEMA_VERSION;
+pub use posts::{Comment, Post};
+pub use social::{Friend, FriendRequestOutcome};
+pub use users::Profile;
+
+/// How long a request waits for another writer before answering 503.
+/// Below both servers' CGI timeouts (3 s and more in `cgi-bin-config/`).
+pub const BUSY_TIMEOUT: Duration = Duration::from_millis(2000);
+
+/// Why the store could not do what was asked.
+#[derive(Debug)]
+pub enum StoreError {
+    /// Another writer held the database past the busy timeout.
+    Busy,
+    /// The database (or its directory) cannot be written.
+    ReadOnly,
+    /// The file has another schema version: an older one `piggyback init` migrates,
+    /// a newer one only a newer build reads.
+    Schema { found: i64 },
+    /// The file is missing or not a database.
+    Unopenable(String),
+    /// The database server cannot be reached now (down, restarting, too many clients).
+    Unreachable(String),
+    /// The engine refused the statement for another reason (a constraint, a bug): not
+    /// a reason to wait, and not the engine's type, so that another engine fits.
+    Failed(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreError::Busy => write!(f, "the message database is busy"),
+            StoreError::ReadOnly => write!(f, "the message database is read-only"),
+            StoreError::Schema { found } if *found > SCHEMA_VERSION => write!(
+                f,
+                "the message database has schema version {found}, newer than this build's {SCHEMA_VERSION}: \
+                 install the build that made it"
+            ),
+            StoreError::Schema { found } => write!(
+                f,
+                "the message database has schema version {found}, this build needs {SCHEMA_VERSION}: run `piggyback init`"
+            ),
+            StoreError::Unopenable(why) => write!(f, "cannot open the message database: {why}"),
+            StoreError::Unreachable(why) => write!(f, "the message database server is unreachable: {why}"),
+            StoreError::Failed(e) => write!(f, "message database error: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> StoreError {
+        match e.sqlite_error_code() {
+            Some(ErrorCode::DatabaseBusy) | Some(ErrorCode::DatabaseLocked) => StoreError::Busy,
+            Some(ErrorCode::ReadOnly) => StoreError::ReadOnly,
+            Some(ErrorCode::CannotOpen) | Some(ErrorCode::NotADatabase) => StoreError::Unopenable(e.to_string()),
+            _ => StoreError::Failed(Box::new(e)),
+        }
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// How SQLite formats unix seconds as the contract's timestamps.
+const RFC3339: &str = "'%Y-%m-%dT%H:%M:%SZ'";
+
+/// An open SQLite message database (the embedded engine; [`Store`] chooses).
+pub struct SqliteStore {
+    conn: Connection,
+    /// A write transaction was begun on this connection.
+    wrote: Cell<bool>,
+}
+
+impl Drop for SqliteStore {
+    /// A connection that wrote checkpoints on close when it is the last one, so the
+    /// next process finds no WAL to recover; one that only read leaves the WAL alone.
+    /// Measured (docs/PERFORMANCE.md): skipping the close checkpoint everywhere made
+    /// every reader after a writer rebuild the WAL index from a WAL of up to 4 MB, and
+    /// the common request on a 10-million-message database cost 2.4 times as much.
+    /// With `msqd` holding a connection open, no CGI process is ever the last one.
+    fn drop(&mut self) {
+        if self.wrote.get() {
+            let _ = self.conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, false);
+        }
+    }
+}
+
+impl SqliteStore {
+    /// Opens an existing database for a request: never creates or migrates it.
+    pub fn open(path: &Path) -> Result<SqliteStore> {
+        if !path.is_file() {
+            return Err(StoreError::Unopenable(format!("{} does not exist (run `piggyback init`)", path.display())));
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags)?;
+        // The last connection to close checkpoints and deletes the WAL: about a
+        // millisecond and four fsyncs. A request that only read skips that (see Drop).
+        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
+        let store = SqliteStore::configure(conn)?;
+        migrations::apply_or_refuse(&store.conn, migrations::Older::Refuse)?;
+        Ok(store)
+    }
+
+    /// Creates the database or migrates it to [`SCHEMA_VERSION`] (idempotent), in WAL mode.
+    pub fn init(path: &Path) -> Result<SqliteStore> {
+        let conn = Connection::open(path)?;
+        let store = SqliteStore::configure(conn)?;
+        let mode: String = store.conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Unopenable(format!("could not switch to WAL mode (got {mode})")));
+        }
+        let tx = store.immediate()?;
+        migrations::apply_or_refuse(&tx, migrations::Older::Migrate)?;
+        tx.commit()?;
+        Ok(store)
+    }
+
+    fn configure(conn: Connection) -> Result<SqliteStore> {
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")?;
+        Ok(SqliteStore { conn, wrote: Cell::new(false) })
+    }
+
+    fn immediate(&self) -> Result<Transaction<'_>> {
+        self.wrote.set(true);
+        Ok(Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?)
+    }
+
+    /// Sets how long the next statements wait for another writer.
+    pub fn set_busy_timeout(&self, timeout: Duration) -> Result<()> {
+        Ok(self.conn.busy_timeout(timeout)?)
+    }
+}
