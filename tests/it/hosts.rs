@@ -152,3 +152,50 @@ fn migrate_to_postgres_copies_every_row_and_counts_both_sides() {
     assert_eq!(again.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&again.stderr).contains("already has"));
 }
+
+/// `msqd` holds one connection for its whole life: when the server cuts it (a restart,
+/// a failover, an administrator), the keeper makes a new one and goes on draining.
+/// On SQLite there is no server to cut it, and the keeper drains all the same.
+#[test]
+fn msqd_keeps_draining_after_the_server_cuts_its_connection() {
+    use piggyback::model::{MessageKind, NewMessage, UserId};
+    use piggyback::spool::{FileRequest, Spool};
+    let site = Site::new(&["alice", "bob"]);
+    let keeper = site.piggyback_spawn(&["msqd", "--poll-ms", "20"]);
+    let spool = Spool::new(site.spool());
+    let wait_for = |want: (i64, i64)| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while site.counters("alice") != want && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert_eq!(site.counters("alice"), want, "msqd stored the waiting request");
+    };
+    let file = |n: u32| {
+        FileRequest::Send(NewMessage {
+            request_id: format!("0000000000000000000{n}.1.1"),
+            from: UserId(site.id_of("bob")),
+            to: UserId(site.id_of("alice")),
+            subject: format!("via msqd {n}"),
+            body: "applied by the keeper".into(),
+            kind: MessageKind::Note,
+            idempotency_key: None,
+            sent_at: 1_700_000_000,
+        })
+    };
+    spool.enqueue(&file(1)).unwrap();
+    wait_for((1, 0));
+    if site.is_postgres() {
+        let cut = site.conn().int(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        );
+        assert!(cut >= 1, "the keeper's connection was cut");
+    }
+    spool.enqueue(&file(2)).unwrap();
+    wait_for((2, 0));
+    let status = std::process::Command::new("kill").arg("-TERM").arg(keeper.id().to_string()).status().unwrap();
+    assert!(status.success());
+    let out = keeper.wait_with_output().unwrap();
+    assert!(out.status.success(), "msqd exits 0 on SIGTERM: {:?}", out.status);
+    site.assert_check_passes();
+}
