@@ -13,6 +13,10 @@
 //! (storing, listing, reading, marking, deleting, and the claim that announces),
 //! `limits` (rate limits), `maintenance` (check, repair, checkpoint, seed), and
 //! [`migrations`] (the schema).
+//!
+//! Those files are the SQLite engine, [`SqliteStore`]. [`postgres`] is the second
+//! engine, the same methods for a site served by several hosts; [`Store`] (`engines`)
+//! is the enum over both that every caller holds, chosen by `PIGGYBACK_DB`.
 
 use std::cell::Cell;
 use std::path::Path;
