@@ -577,10 +577,14 @@ def msqd_suite(server, inst, alice, bob):
             check(proc.poll() is None, f"msqd exited {proc.returncode}: {(inst.root / 'log/msqd.log').read_text()[-500:]}")
             request(server.port, "GET", "/cgi-bin/profile", cookie=alice)  # take what is waiting
             tag = secrets.token_hex(3)
+            # A sender of its own: bob's earlier sends (the browser tests') count against
+            # the same per-minute limit, and 20 more could pass it.
+            inst.add_user("ivan")
+            ivan = inst.token("ivan")
             with concurrent.futures.ThreadPoolExecutor(max_workers=20) as pool:
                 sends = list(pool.map(lambda i: request(server.port, "POST", "/cgi-bin/messages", {
                     "to": "alice", "subject": f"msqd {tag} {i}", "body": "through the keeper",
-                    "idempotency_key": f"{tag}-{i}"}, cookie=bob), range(20)))
+                    "idempotency_key": f"{tag}-{i}"}, cookie=ivan), range(20)))
             check(all(r.status in (201, 202) for r in sends), f"send statuses {sorted(r.status for r in sends)}")
             seen = []
             deadline = time.monotonic() + 10
