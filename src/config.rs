@@ -3,6 +3,9 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
+use crate::file_mode::FileMode;
+use crate::proxy::{self, Cidr};
+
 /// Largest request body any program accepts.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
@@ -23,6 +26,12 @@ pub struct Config {
     pub snippet_chars: usize,
     /// Messages a user may send per minute.
     pub send_rate_per_minute: u32,
+    /// Messages one user may send one recipient per day (`PIGGYBACK_SEND_PAIR_DAILY`).
+    pub send_pair_per_day: u32,
+    /// Posts and comments a user may write per minute (`PIGGYBACK_POST_RATE`).
+    pub post_rate_per_minute: u32,
+    /// Bytes of posts and comments a user may have stored (`PIGGYBACK_POST_QUOTA`).
+    pub post_quota_bytes: i64,
     /// Seconds after which an unacknowledged announcement is made again to a client
     /// that acknowledges (sends `X-Piggyback-Ack`).
     pub ack_lease_secs: i64,
@@ -30,6 +39,10 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     /// How long a session cookie from the `session` program is valid, in seconds.
     pub session_ttl: i64,
+    /// Proxies whose forwarding headers are believed (`PIGGYBACK_TRUSTED_PROXIES`).
+    pub trusted_proxies: Vec<Cidr>,
+    /// Who may read the files the programs create (`PIGGYBACK_FILE_MODE`).
+    pub file_mode: FileMode,
     /// Seconds an idle page waits between `GET messages/status` checks (`X-Poll-Interval`).
     pub poll_interval_secs: i64,
 }
@@ -110,6 +123,12 @@ impl Config {
         let snippet_chars = number(text("PIGGYBACK_SNIPPET_CHARS")?, "PIGGYBACK_SNIPPET_CHARS", 60, 0, 10_000)?;
         let send_rate_per_minute =
             number(text("PIGGYBACK_SEND_RATE")?, "PIGGYBACK_SEND_RATE", 30, 1, 1_000_000)? as u32;
+        let send_pair_per_day =
+            number(text("PIGGYBACK_SEND_PAIR_DAILY")?, "PIGGYBACK_SEND_PAIR_DAILY", 200, 1, 1_000_000)? as u32;
+        let post_rate_per_minute =
+            number(text("PIGGYBACK_POST_RATE")?, "PIGGYBACK_POST_RATE", 10, 1, 1_000_000)? as u32;
+        let post_quota_bytes =
+            number(text("PIGGYBACK_POST_QUOTA")?, "PIGGYBACK_POST_QUOTA", 10 << 20, 1, 1 << 40)? as i64;
         let ack_lease_secs = number(text("PIGGYBACK_ACK_LEASE")?, "PIGGYBACK_ACK_LEASE", 120, 5, 86_400)? as i64;
         let poll_interval_secs =
             number(text("PIGGYBACK_POLL_INTERVAL")?, "PIGGYBACK_POLL_INTERVAL", 30, 2, 3_600)? as i64;
@@ -133,6 +152,18 @@ impl Config {
                 }
             },
         };
+        let trusted_proxies = match text("PIGGYBACK_TRUSTED_PROXIES")? {
+            None => Vec::new(),
+            Some(v) => proxy::parse_list(&v)
+                .map_err(|problem| ConfigError { variable: "PIGGYBACK_TRUSTED_PROXIES", problem })?,
+        };
+        let file_mode = match text("PIGGYBACK_FILE_MODE")? {
+            None => FileMode::Owner,
+            Some(v) => FileMode::parse(&v).ok_or_else(|| ConfigError {
+                variable: "PIGGYBACK_FILE_MODE",
+                problem: format!("must be `owner` or `group`, not `{v}`"),
+            })?,
+        };
         Ok(Config {
             db,
             spool,
@@ -141,9 +172,14 @@ impl Config {
             max_items,
             snippet_chars,
             send_rate_per_minute,
+            send_pair_per_day,
+            post_rate_per_minute,
+            post_quota_bytes,
             ack_lease_secs,
             allowed_origins,
             session_ttl,
+            trusted_proxies,
+            file_mode,
             poll_interval_secs,
         })
     }
@@ -163,9 +199,14 @@ impl Config {
             max_items: 20,
             snippet_chars: 60,
             send_rate_per_minute: 30,
+            send_pair_per_day: 200,
+            post_rate_per_minute: 10,
+            post_quota_bytes: 10 << 20,
             ack_lease_secs: 120,
             allowed_origins: Vec::new(),
             session_ttl: DEFAULT_SESSION_TTL,
+            trusted_proxies: Vec::new(),
+            file_mode: FileMode::Owner,
             poll_interval_secs: 30,
         }
     }
@@ -237,6 +278,11 @@ mod tests {
         assert_eq!(e.variable, "PIGGYBACK_MAX_ITEMS");
         let e = config(&[("PIGGYBACK_DB", "/a.db"), ("PIGGYBACK_EMPTY", "never")]).unwrap_err();
         assert_eq!(e.variable, "PIGGYBACK_EMPTY");
+        let e =
+            config(&[("PIGGYBACK_DB", "/a.db"), ("PIGGYBACK_TRUSTED_PROXIES", "10.0.0.0/8, proxy.lan")]).unwrap_err();
+        assert_eq!(e.variable, "PIGGYBACK_TRUSTED_PROXIES");
+        let c = config(&[("PIGGYBACK_DB", "/a.db"), ("PIGGYBACK_TRUSTED_PROXIES", "10.0.0.0/8 ::1")]).unwrap();
+        assert_eq!(c.trusted_proxies.len(), 2);
     }
 
     #[test]

@@ -21,19 +21,29 @@ pub fn refuse_cross_site(method: Method, meta: &Meta, allowed_origins: &[String]
     if method.is_safe() {
         return Ok(());
     }
+    match cross_site(meta, allowed_origins) {
+        Some(why) => Err(refusal(why)),
+        None => Ok(()),
+    }
+}
+
+/// Why a request of any method came from another site by the rules above, or `None`.
+/// The gateway also asks this of GET and HEAD: a cross-site page may load them (a
+/// top-level link carries the Lax cookie), and must not use up announcements.
+pub fn cross_site(meta: &Meta, allowed_origins: &[String]) -> Option<&'static str> {
     if let Some(origin) = &meta.origin {
         match judge_origin(origin, meta, allowed_origins) {
-            Verdict::Allowlisted => return Ok(()),
+            Verdict::Allowlisted => return None,
             Verdict::SameHost => {}
-            Verdict::Foreign => return Err(refusal("the request's Origin is not this site")),
+            Verdict::Foreign => return Some("the request's Origin is not this site"),
         }
     }
     if let Some(site) = &meta.sec_fetch_site
         && !(site.eq_ignore_ascii_case("same-origin") || site.eq_ignore_ascii_case("none"))
     {
-        return Err(refusal("the request came from another site (Sec-Fetch-Site)"));
+        return Some("the request came from another site (Sec-Fetch-Site)");
     }
-    Ok(())
+    None
 }
 
 fn refusal(message: &str) -> ApiError {
@@ -107,6 +117,17 @@ mod tests {
         assert!(refuse_cross_site(Method::Head, &m, &[]).is_ok());
         assert!(refuse_cross_site(Method::Delete, &m, &[]).is_err());
         assert!(refuse_cross_site(Method::Other, &m, &[]).is_err());
+    }
+
+    #[test]
+    fn a_cross_site_get_is_recognised_though_it_passes() {
+        let link = meta(None, Some("cross-site"), "example.com", true);
+        assert!(refuse_cross_site(Method::Get, &link, &[]).is_ok());
+        assert!(cross_site(&link, &[]).is_some());
+        let foreign = meta(Some("https://evil.test"), None, "example.com", true);
+        assert!(cross_site(&foreign, &[]).is_some());
+        assert!(cross_site(&meta(None, Some("same-origin"), "example.com", true), &[]).is_none());
+        assert!(cross_site(&meta(None, None, "example.com", true), &[]).is_none());
     }
 
     #[test]

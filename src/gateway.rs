@@ -18,11 +18,12 @@ use crate::config::{Config, MAX_BODY_BYTES};
 use crate::csrf;
 use crate::handlers::{Caller, Context, Handler};
 use crate::http::{ApiError, BodyError, Meta, Method, Reply, Request, SessionChange, reason_phrase};
-use crate::identity::{self, COOKIE_NAME};
-use crate::message_status;
+use crate::identity::{self, Verdict};
+use crate::message_status::{self, Announcing};
 use crate::message_store::{Store, StoreError};
 use crate::model::{User, now};
 use crate::msq::{self, Queue, QueueError};
+use crate::proxy::{self, ForwardingHeaders};
 use crate::spool::Spool;
 
 /// The CGI environment as the server passed it.
@@ -71,7 +72,8 @@ fn serve(handler: Handler, env: &Env, stdin: impl Read, now: i64) -> Reply {
         Ok(config) => config,
         Err(e) => return ApiError::misconfigured().log(format!("configuration: {e}")).into_reply(),
     };
-    let request = parse_request(env, stdin);
+    let mut request = parse_request(env, stdin);
+    believe_proxies(&mut request.meta, &config);
     let store = match Store::open(&config.db) {
         Ok(store) => store,
         Err(e) => return ApiError::from(e).into_reply(),
@@ -88,7 +90,7 @@ fn serve(handler: Handler, env: &Env, stdin: impl Read, now: i64) -> Reply {
         }
         Err(e) => return e.into_reply(),
     };
-    let queue = Queue::new(&store, Spool::new(&config.spool));
+    let queue = Queue::new(&store, Spool::new(&config.spool).with_mode(config.file_mode));
     let ctx = Context { config: &config, store: &store, queue, caller, now };
     // A request that could not be parsed, or a cross-site one, is refused before the
     // handler runs, so it changes nothing.
@@ -107,19 +109,34 @@ fn serve(handler: Handler, env: &Env, stdin: impl Read, now: i64) -> Reply {
         SessionChange::Started(user) => Some(user),
         SessionChange::Ended => None,
     };
+    // A request from another site (a link, a form, a script on another page) reports
+    // counts but announces nothing: that page would use up the user's toasts.
+    let announcing = match csrf::cross_site(&request.meta, &config.allowed_origins) {
+        Some(_) => Announcing::CountsOnly,
+        None => Announcing::Claim,
+    };
     if let Some(user) = announce_to {
         drain(&ctx.queue, now);
         // A 304 says "nothing changed": it has no body to carry the member.
         if reply.status < 500 && reply.status != 304 && request.method != Method::Head {
-            attach_site_messages(&mut reply, &ctx, user, request.meta.ack);
+            attach_site_messages(&mut reply, &ctx, user, request.meta.ack, announcing);
         }
     }
     reply
 }
 
+/// Replaces the peer's address and scheme with the client's when the peer is a trusted
+/// proxy (`PIGGYBACK_TRUSTED_PROXIES`); from anybody else the forwarding headers are
+/// ignored, so a client cannot pick the address its login failures count against.
+fn believe_proxies(meta: &mut Meta, config: &Config) {
+    let client = proxy::client(meta.remote_addr.as_deref(), meta.https, &meta.forwarding, &config.trusted_proxies);
+    meta.remote_addr = client.addr;
+    meta.https = client.https;
+}
+
 /// The one place `site_messages` is attached, for every program.
-fn attach_site_messages(reply: &mut Reply, ctx: &Context<'_>, user: &User, ack: Option<i64>) {
-    match message_status::claim(ctx.store, user, ack, ctx.config, ctx.now) {
+fn attach_site_messages(reply: &mut Reply, ctx: &Context<'_>, user: &User, ack: Option<i64>, announcing: Announcing) {
+    match message_status::claim(ctx.store, user, ack, ctx.config, ctx.now, announcing) {
         Ok(Some(site)) => {
             let value = serde_json::to_value(site).unwrap_or(Value::Null);
             reply.body.insert("site_messages".into(), value);
@@ -160,11 +177,10 @@ fn identify(meta: &Meta, store: &Store, config: &Config, now: i64) -> Result<Opt
             None => Err(ApiError::new(401, "unknown_user", "the authenticated user has no account here")),
         };
     }
-    let values: Vec<&str> =
-        meta.cookie.as_deref().map(|c| identity::cookie_values(c, COOKIE_NAME).collect()).unwrap_or_default();
-    let Some(first) = values.first() else {
+    let cookies = meta.cookie.as_deref();
+    if cookies.map(identity::session_cookies).unwrap_or_default().is_empty() {
         return Ok(None);
-    };
+    }
     if config.secret_file.is_none() {
         return Err(
             ApiError::unauthorized().log("PIGGYBACK_SECRET_FILE: not set, so session cookies cannot be checked")
@@ -173,28 +189,36 @@ fn identify(meta: &Meta, store: &Store, config: &Config, now: i64) -> Result<Opt
     let key = identity::session_key(config)?;
     // Several cookies: a stale one must not hide a valid one, and two valid ones naming
     // different users mean one was planted (by a sibling subdomain): trust neither.
-    let mut valid = values.iter().filter_map(|v| key.verify(v, now).ok());
-    let id = match valid.next() {
-        Some(id) if valid.all(|other| other == id) => id,
-        Some(_) => {
+    let claims = match identity::judge(cookies, &key, now) {
+        Verdict::Valid(claims) => claims,
+        Verdict::None => return Ok(None),
+        Verdict::Ambiguous => {
             return Err(ApiError::new(
                 401,
                 "ambiguous_session",
                 "several session cookies name different users; log in again",
             ));
         }
-        None => {
-            let why = match key.verify(first, now) {
-                Err(identity::CookieError::Expired) => "the session has expired; log in again",
+        Verdict::Invalid(why) => {
+            let why = match why {
+                identity::CookieError::Expired => "the session has expired; log in again",
                 _ => "the session cookie is not valid; log in again",
             };
             return Err(ApiError::new(401, "invalid_session", why));
         }
     };
-    match store.user_by_id(id)? {
-        Some(user) => Ok(Some(user)),
-        None => Err(ApiError::new(401, "invalid_session", "the session names no user; log in again")),
+    // The users row that names the user also says whether the session still stands:
+    // its generation moved on (logout everywhere, a new password, a revocation), or
+    // this one session was logged out.
+    let Some(found) = store.session_user(claims.user)? else {
+        return Err(ApiError::new(401, "invalid_session", "the session names no user; log in again"));
+    };
+    let ended = claims.generation.is_some_and(|g| g != found.generation)
+        || claims.session.as_deref().is_some_and(|id| found.has_ended(id));
+    if ended {
+        return Err(ApiError::new(401, "invalid_session", "the session has ended; log in again"));
     }
+    Ok(Some(found.user))
 }
 
 /// Parses the CGI environment and reads the body (RFC 3875, sections 4.1 and 4.2).
@@ -242,6 +266,11 @@ pub fn parse_request(env: &Env, mut stdin: impl Read) -> Request {
         https: vars.nonempty("HTTPS").is_some_and(|v| v.eq_ignore_ascii_case("on") || v == "1")
             || vars.nonempty("REQUEST_SCHEME").is_some_and(|v| v.eq_ignore_ascii_case("https")),
         remote_addr: vars.nonempty("REMOTE_ADDR"),
+        forwarding: ForwardingHeaders {
+            forwarded: vars.nonempty("HTTP_FORWARDED"),
+            x_forwarded_for: vars.nonempty("HTTP_X_FORWARDED_FOR"),
+            x_forwarded_proto: vars.nonempty("HTTP_X_FORWARDED_PROTO"),
+        },
         ack,
         if_none_match: vars.nonempty("HTTP_IF_NONE_MATCH"),
     };

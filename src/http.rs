@@ -64,7 +64,11 @@ pub struct Meta {
     /// `HTTP_HOST`, else `SERVER_NAME[:SERVER_PORT]`.
     pub host: Option<String>,
     pub https: bool,
+    /// The client's address: `REMOTE_ADDR`, or what a trusted proxy forwarded.
     pub remote_addr: Option<String>,
+    /// `Forwarded`, `X-Forwarded-For`, `X-Forwarded-Proto` as received; believed only
+    /// from a trusted proxy (see [`crate::proxy`]).
+    pub forwarding: crate::proxy::ForwardingHeaders,
     /// `X-Piggyback-Ack`: the last announcement batch this client showed (0: none yet).
     /// Its presence says the client acknowledges, so unacknowledged batches may be
     /// announced to it again.

@@ -1,21 +1,77 @@
-//! Who is asking: `REMOTE_USER` from the web server, else the signed `pb_session` cookie.
+//! Who is asking: `REMOTE_USER` from the web server, else the signed session cookie
+//! (`__Host-pb_session` on https, `pb_session` otherwise and during the transition).
 //!
-//! Cookie value: `v1.<user id>.<expires, unix seconds>.<tag>`, where `tag` is the
-//! lowercase hex HMAC-SHA256 of `v1.<user id>.<expires>` under the key (the whole
-//! content of `PIGGYBACK_SECRET_FILE`, at least 32 bytes). No request parameter, header
-//! or body field ever selects the user.
+//! Two value formats, both tagged with HMAC-SHA256 under the key (the whole content of
+//! `PIGGYBACK_SECRET_FILE`, at least 32 bytes), the tag in lowercase hex:
+//! - `v2.<user id>.<generation>.<session id>.<expires>.<tag>`, what the `session`
+//!   program and `piggyback token` mint: the tag covers `<cookie name>=` and the payload,
+//!   so a value is refused under any other cookie name (a `__Host-` value planted as
+//!   `pb_session` by a sibling subdomain is forged), and the generation and session id
+//!   let a session end before it expires (see docs/SECURITY.md);
+//! - `v1.<user id>.<expires>.<tag>`, what host sites mint (tag over the payload only).
+//!
+//! No request parameter, header or body field ever selects the user.
 
 use std::path::Path;
 
 use hmac::{Hmac, KeyInit, Mac};
+
+use crate::file_mode::FileMode;
 use sha2::Sha256;
 
 use crate::config::Config;
 use crate::http::ApiError;
 use crate::model::UserId;
 
-/// The session cookie's name.
+/// The session cookie's name over plain http (and read on https during the transition).
 pub const COOKIE_NAME: &str = "pb_session";
+
+/// The session cookie's name on https: browsers accept a `__Host-` cookie only with
+/// `Secure`, `Path=/` and no `Domain`, so no sibling subdomain can set one.
+pub const HOST_COOKIE_NAME: &str = "__Host-pb_session";
+
+/// Which of the two cookie names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CookieName {
+    /// `pb_session`.
+    Plain,
+    /// `__Host-pb_session`.
+    Host,
+}
+
+impl CookieName {
+    /// The name a site served over https (or not) sets.
+    pub fn for_scheme(https: bool) -> CookieName {
+        if https { CookieName::Host } else { CookieName::Plain }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CookieName::Plain => COOKIE_NAME,
+            CookieName::Host => HOST_COOKIE_NAME,
+        }
+    }
+}
+
+/// What a verified cookie value says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claims {
+    pub user: UserId,
+    /// The user's session generation when it was minted; `None` for a v1 value.
+    pub generation: Option<i64>,
+    /// The session's own id (16 lowercase hex digits); `None` for a v1 value.
+    pub session: Option<String>,
+    /// Unix seconds after which the value is refused.
+    pub expires: i64,
+}
+
+/// A fresh session id: 64 random bits in hex.
+pub fn new_session_id() -> String {
+    let mut random = [0u8; 8];
+    // Without randomness the id only loses its use for ending one session alone.
+    let _ = getrandom::fill(&mut random);
+    random.iter().map(|b| format!("{b:02x}")).collect()
+}
 
 /// Shortest key accepted.
 pub const MIN_KEY_BYTES: usize = 32;
@@ -43,42 +99,112 @@ impl Key {
         mac
     }
 
-    /// A cookie value naming `user` until `expires` (unix seconds).
+    /// A v1 value naming `user` until `expires` (unix seconds): the format host sites
+    /// mint, valid under either cookie name.
     pub fn sign(&self, user: UserId, expires: i64) -> String {
         let payload = format!("v1.{}.{}", user.0, expires);
         let tag = self.mac(&payload).finalize().into_bytes();
-        let mut value = payload;
-        value.push('.');
-        for b in tag.iter() {
-            value.push_str(&format!("{b:02x}"));
-        }
-        value
+        with_tag(payload, &tag)
     }
 
-    /// The user a cookie value names, if its tag is right (checked in constant time)
-    /// and it has not expired.
-    pub fn verify(&self, value: &str, now: i64) -> Result<UserId, CookieError> {
+    /// A v2 value of `claims` for the cookie `name` (a v1 `claims` is minted as
+    /// generation 0 with a fresh session id).
+    pub fn mint(&self, claims: &Claims, name: CookieName) -> String {
+        let session = claims.session.clone().unwrap_or_else(new_session_id);
+        let payload = format!("v2.{}.{}.{}.{}", claims.user.0, claims.generation.unwrap_or(0), session, claims.expires);
+        let tag = self.mac(&format!("{}={payload}", name.as_str())).finalize().into_bytes();
+        with_tag(payload, &tag)
+    }
+
+    /// What a value of cookie `name` says, if its tag is right (checked in constant
+    /// time) and it has not expired.
+    pub fn verify(&self, value: &str, name: CookieName, now: i64) -> Result<Claims, CookieError> {
         let (payload, tag_hex) = value.rsplit_once('.').ok_or(CookieError::Malformed)?;
-        let mut parts = payload.split('.');
-        let (Some("v1"), Some(user), Some(expires), None) = (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(CookieError::Malformed);
+        let parts: Vec<&str> = payload.split('.').collect();
+        let (claims, signed) = match parts.as_slice() {
+            ["v1", user, expires] => {
+                let claims = Claims {
+                    user: UserId(digits(user).ok_or(CookieError::Malformed)?),
+                    generation: None,
+                    session: None,
+                    expires: digits(expires).ok_or(CookieError::Malformed)?,
+                };
+                (claims, payload.to_owned())
+            }
+            ["v2", user, generation, session, expires] => {
+                if session.len() != 16 || !session.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+                    return Err(CookieError::Malformed);
+                }
+                let claims = Claims {
+                    user: UserId(digits(user).ok_or(CookieError::Malformed)?),
+                    generation: Some(digits(generation).ok_or(CookieError::Malformed)?),
+                    session: Some((*session).to_owned()),
+                    expires: digits(expires).ok_or(CookieError::Malformed)?,
+                };
+                (claims, format!("{}={payload}", name.as_str()))
+            }
+            _ => return Err(CookieError::Malformed),
         };
-        let user: i64 = digits(user).ok_or(CookieError::Malformed)?;
-        let expires: i64 = digits(expires).ok_or(CookieError::Malformed)?;
         let tag = unhex(tag_hex).ok_or(CookieError::Malformed)?;
-        self.mac(payload).verify_slice(&tag).map_err(|_| CookieError::Forged)?;
-        if expires <= now {
+        self.mac(&signed).verify_slice(&tag).map_err(|_| CookieError::Forged)?;
+        if claims.expires <= now {
             return Err(CookieError::Expired);
         }
-        Ok(UserId(user))
+        Ok(claims)
     }
 }
 
-/// The expiry (unix seconds) a cookie value states, without checking its tag: only for
-/// a value the gateway has already verified.
-pub fn stated_expiry(value: &str) -> Option<i64> {
-    value.split('.').nth(2).and_then(digits)
+fn with_tag(payload: String, tag: &[u8]) -> String {
+    let mut value = payload;
+    value.push('.');
+    for b in tag {
+        value.push_str(&format!("{b:02x}"));
+    }
+    value
+}
+
+/// The session cookies of a `Cookie` header that count, with their name: the
+/// `__Host-pb_session` ones when there is any (a `pb_session` beside it may have been
+/// planted by a sibling subdomain, and is ignored), else the `pb_session` ones.
+pub fn session_cookies(header: &str) -> Vec<(CookieName, &str)> {
+    let host: Vec<_> = cookie_values(header, HOST_COOKIE_NAME).map(|v| (CookieName::Host, v)).collect();
+    if !host.is_empty() {
+        return host;
+    }
+    cookie_values(header, COOKIE_NAME).map(|v| (CookieName::Plain, v)).collect()
+}
+
+/// What the session cookies of a request come to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// No session cookie.
+    None,
+    /// Every valid one names this user; the claims are of the one that expires last.
+    Valid(Claims),
+    /// Valid ones name different users.
+    Ambiguous,
+    /// None is valid; why the first one is not.
+    Invalid(CookieError),
+}
+
+/// Judges the session cookies of a `Cookie` header: a stale one does not hide a valid
+/// one, and valid ones naming different users are [`Verdict::Ambiguous`].
+pub fn judge(header: Option<&str>, key: &Key, now: i64) -> Verdict {
+    let cookies = header.map(session_cookies).unwrap_or_default();
+    let Some((first_name, first)) = cookies.first() else { return Verdict::None };
+    let mut valid = cookies.iter().filter_map(|(name, v)| key.verify(v, *name, now).ok());
+    let Some(mut best) = valid.next() else {
+        return Verdict::Invalid(key.verify(first, *first_name, now).err().unwrap_or(CookieError::Malformed));
+    };
+    for other in valid {
+        if other.user != best.user {
+            return Verdict::Ambiguous;
+        }
+        if other.expires > best.expires {
+            best = other;
+        }
+    }
+    Verdict::Valid(best)
 }
 
 /// Why a cookie names nobody.
@@ -96,8 +222,10 @@ fn digits(s: &str) -> Option<i64> {
     s.parse().ok()
 }
 
+/// The tag as minted: exactly 64 lowercase hex digits (one spelling per value, so a
+/// value cannot be varied by case to dodge a comparison).
 fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() != 64 {
+    if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
         return None;
     }
     (0..s.len()).step_by(2).map(|i| s.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok())).collect()
@@ -118,17 +246,19 @@ pub fn cookie_values<'a>(header: &'a str, name: &'a str) -> impl Iterator<Item =
     })
 }
 
-/// Creates a key file of 64 random hex characters, mode 0600 (`piggyback init`);
+/// Creates a key file of 64 random hex characters, mode 0600 (0640 with
+/// `PIGGYBACK_FILE_MODE=group`) whatever the umask (`piggyback init`);
 /// false if it exists.
-pub fn create_key_file(path: &Path) -> std::io::Result<bool> {
+pub fn create_key_file(path: &Path, mode: FileMode) -> std::io::Result<bool> {
     use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(|e| std::io::Error::other(format!("no randomness for the key: {e}")))?;
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     let file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path);
     match file {
         Ok(mut f) => {
+            f.set_permissions(std::fs::Permissions::from_mode(mode.secret()))?;
             f.write_all(hex.as_bytes())?;
             f.sync_all()?;
             Ok(true)
@@ -155,26 +285,60 @@ mod tests {
         Key::new(b"0123456789abcdef0123456789abcdef".to_vec()).unwrap()
     }
 
+    fn user(v: Result<Claims, CookieError>) -> Result<UserId, CookieError> {
+        v.map(|c| c.user)
+    }
+
     #[test]
     fn round_trip() {
         let v = key().sign(UserId(7), 2_000_000_000);
         assert!(v.starts_with("v1.7.2000000000."));
-        assert_eq!(stated_expiry(&v), Some(2_000_000_000));
-        assert_eq!(key().verify(&v, 1_900_000_000), Ok(UserId(7)));
+        assert_eq!(user(key().verify(&v, CookieName::Plain, 1_900_000_000)), Ok(UserId(7)));
+        assert_eq!(user(key().verify(&v, CookieName::Host, 1_900_000_000)), Ok(UserId(7)));
+        let claims = Claims { user: UserId(7), generation: Some(3), session: None, expires: 2_000_000_000 };
+        let v = key().mint(&claims, CookieName::Host);
+        assert!(v.starts_with("v2.7.3."), "{v}");
+        let back = key().verify(&v, CookieName::Host, 1_900_000_000).unwrap();
+        assert_eq!((back.user, back.generation, back.expires), (UserId(7), Some(3), 2_000_000_000));
+        assert_eq!(back.session.as_ref().map(String::len), Some(16));
+    }
+
+    #[test]
+    fn a_v2_value_is_forged_under_the_other_cookie_name() {
+        let claims = Claims { user: UserId(7), generation: Some(0), session: None, expires: 2_000_000_000 };
+        let host = key().mint(&claims, CookieName::Host);
+        assert_eq!(key().verify(&host, CookieName::Plain, 1), Err(CookieError::Forged));
+        let plain = key().mint(&claims, CookieName::Plain);
+        assert_eq!(key().verify(&plain, CookieName::Host, 1), Err(CookieError::Forged));
     }
 
     #[test]
     fn expired_forged_malformed() {
         let k = key();
         let v = k.sign(UserId(7), 100);
-        assert_eq!(k.verify(&v, 100), Err(CookieError::Expired));
+        assert_eq!(user(k.verify(&v, CookieName::Plain, 100)), Err(CookieError::Expired));
         let other = Key::new(vec![b'x'; 32]).unwrap();
-        assert_eq!(other.verify(&v, 50), Err(CookieError::Forged));
+        assert_eq!(user(other.verify(&v, CookieName::Plain, 50)), Err(CookieError::Forged));
         let tampered = v.replacen("v1.7.", "v1.8.", 1);
-        assert_eq!(k.verify(&tampered, 50), Err(CookieError::Forged));
+        assert_eq!(user(k.verify(&tampered, CookieName::Plain, 50)), Err(CookieError::Forged));
         for bad in ["", "v1", "v1.7.100", "v2.7.100.00", "v1.-7.100.aa", "v1.7.100.zz", "v1.7.1.0.aa"] {
-            assert_eq!(k.verify(bad, 50), Err(CookieError::Malformed), "{bad}");
+            assert_eq!(user(k.verify(bad, CookieName::Plain, 50)), Err(CookieError::Malformed), "{bad}");
         }
+    }
+
+    #[test]
+    fn an_upper_case_tag_is_refused() {
+        let v = key().sign(UserId(7), 2_000_000_000);
+        let (payload, tag) = v.rsplit_once('.').unwrap();
+        let upper = format!("{payload}.{}", tag.to_ascii_uppercase());
+        assert_ne!(upper, v);
+        assert_eq!(user(key().verify(&upper, CookieName::Plain, 1)), Err(CookieError::Malformed));
+    }
+
+    #[test]
+    fn host_cookies_hide_plain_ones() {
+        assert_eq!(session_cookies("pb_session=a; __Host-pb_session=b; pb_session=c"), vec![(CookieName::Host, "b")]);
+        assert_eq!(session_cookies("pb_session=a; x=1"), vec![(CookieName::Plain, "a")]);
     }
 
     #[test]

@@ -9,6 +9,7 @@
 
 pub mod config;
 pub mod csrf;
+pub mod file_mode;
 pub mod gateway;
 pub mod handlers;
 pub mod http;
@@ -18,5 +19,6 @@ pub mod message_store;
 pub mod model;
 pub mod msq;
 pub mod password;
+pub mod proxy;
 pub mod spool;
 pub mod text;

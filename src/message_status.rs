@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use crate::config::{Config, EmptyPolicy};
-use crate::message_store::{Announce, Store, StoreError, Summary};
+use crate::message_store::{Announce, Counters, Store, StoreError, Summary};
 use crate::model::{MessageKind, Preview, User};
 use crate::text;
 
@@ -24,6 +24,21 @@ pub struct SiteMessages {
     /// that first announced them was never acknowledged. Absent when none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub repeated: Option<i64>,
+    /// Messages still `new` that this answer does not announce: more than one answer
+    /// announces (a claim flips at most `CLAIM_BATCH`), or a request from another site,
+    /// which announces nothing. Later answers announce them. Absent when none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<i64>,
+}
+
+/// Whether a request may announce (and so flip) messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Announcing {
+    /// Announce what is new, record the client's acknowledgement.
+    Claim,
+    /// Report the counts only, write nothing: a request from another site, which the
+    /// user did not make on this site's page and whose answer nobody here will show.
+    CountsOnly,
 }
 
 /// One announced message, as a toast shows it.
@@ -79,9 +94,27 @@ pub fn claim(
     ack: Option<i64>,
     config: &Config,
     now: i64,
+    announcing: Announcing,
 ) -> Result<Option<SiteMessages>, StoreError> {
     let (preview, user) = (user.preview, user.id);
     let mut mailbox = store.mailbox(user)?;
+    if announcing == Announcing::CountsOnly {
+        let Counters { new, delivered } = mailbox.counters;
+        let site = SiteMessages {
+            unread: new + delivered,
+            delivered,
+            new: 0,
+            items: Vec::new(),
+            more: false,
+            batch: None,
+            repeated: None,
+            waiting: Some(new),
+        };
+        if site.unread == 0 && config.empty == EmptyPolicy::Omit {
+            return Ok(None);
+        }
+        return Ok(Some(site));
+    }
     if let Some(batch) = ack
         && batch > mailbox.acked
         && batch <= mailbox.batch
@@ -104,6 +137,7 @@ pub fn claim(
             more: false,
             batch: None,
             repeated: None,
+            waiting: None,
         }
     } else {
         let claim = store.claim_new(user, config.max_items, prefix_chars(config.snippet_chars), announce, now)?;
@@ -111,15 +145,17 @@ pub fn claim(
         let mut items: Vec<Item> = claim.items.iter().map(item).collect();
         items.extend(claim.repeats.iter().map(|s| Item { repeat: true, ..item(s) }));
         let delivered = claim.after.delivered - claim.flipped;
+        // A claim flips a bounded batch: what it left stays `new` for the next answers.
+        let left = claim.after.new;
         SiteMessages {
-            // Anything that arrived after the flip stays `new` for the next response.
-            unread: delivered + claim.flipped,
+            unread: delivered + claim.flipped + left,
             delivered,
             new: claim.flipped,
             more: claim.flipped + claim.repeated > items.len() as i64,
             items,
             batch: (claim.batch > 0).then_some(claim.batch),
             repeated: (claim.repeated > 0).then_some(claim.repeated),
+            waiting: (left > 0).then_some(left),
         }
     };
     if site.unread == 0 && config.empty == EmptyPolicy::Omit {
@@ -177,7 +213,7 @@ mod tests {
 
         fn claim(&self, ack: Option<i64>) -> SiteMessages {
             let user = self.store.user_by_id(self.alice).unwrap().unwrap();
-            claim(&self.store, &user, ack, &self.config, self.clock.get()).unwrap().unwrap()
+            claim(&self.store, &user, ack, &self.config, self.clock.get(), Announcing::Claim).unwrap().unwrap()
         }
 
         /// Moves the clock on, past any lease.

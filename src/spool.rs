@@ -13,7 +13,7 @@
 //! A file is `PBQ1 <payload bytes> <sha256 hex of payload>\n` followed by the payload,
 //! a JSON object. A truncated or altered file fails the check as a whole.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::file_mode::{self, FileMode, Kind};
 use crate::model::NewMessage;
 
 /// Version tag at the start of every request file.
@@ -82,6 +83,8 @@ fn hex(bytes: &[u8]) -> String {
 #[derive(Debug, Clone)]
 pub struct Spool {
     root: PathBuf,
+    /// Who may read the folders and files it creates.
+    mode: FileMode,
 }
 
 /// A claimed request file: in `cur/`, owned by this process until applied or released.
@@ -111,8 +114,26 @@ pub struct SpoolState {
 }
 
 impl Spool {
+    /// A spool whose folders and files are the owner's only.
     pub fn new(root: impl Into<PathBuf>) -> Spool {
-        Spool { root: root.into() }
+        Spool { root: root.into(), mode: FileMode::Owner }
+    }
+
+    /// The same spool, creating folders and files with `mode`'s permissions.
+    pub fn with_mode(self, mode: FileMode) -> Spool {
+        Spool { mode, ..self }
+    }
+
+    /// The spool's folders and files as they are now, for `piggyback check`.
+    pub fn paths(&self) -> Vec<(PathBuf, Kind)> {
+        let mut paths = vec![(self.root.clone(), Kind::Dir)];
+        for d in ["tmp", "new", "cur", "bad"] {
+            paths.push((self.dir(d), Kind::Dir));
+            for name in list(&self.dir(d)).unwrap_or_default() {
+                paths.push((self.dir(d).join(name), Kind::File));
+            }
+        }
+        paths
     }
 
     pub fn root(&self) -> &Path {
@@ -123,10 +144,10 @@ impl Spool {
         self.root.join(name)
     }
 
-    /// Creates the four directories (mode from the umask) when missing.
+    /// Creates the four directories (and the root) when missing, with the spool's mode.
     pub fn create(&self) -> io::Result<()> {
         for d in ["tmp", "new", "cur", "bad"] {
-            fs::create_dir_all(self.dir(d))?;
+            file_mode::create_dir_all(&self.dir(d), self.mode)?;
         }
         Ok(())
     }
@@ -136,11 +157,11 @@ impl Spool {
     pub fn enqueue(&self, request: &FileRequest) -> io::Result<()> {
         let name = file_name(request.request_id())?;
         let tmp = self.dir("tmp").join(name);
-        let mut file = match OpenOptions::new().write(true).create_new(true).open(&tmp) {
+        let mut file = match file_mode::create_new(&tmp, self.mode) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 self.create()?;
-                OpenOptions::new().write(true).create_new(true).open(&tmp)?
+                file_mode::create_new(&tmp, self.mode)?
             }
             Err(e) => return Err(e),
         };
@@ -198,7 +219,7 @@ impl Spool {
     /// Moves a claimed file to `bad/`, where an operator can look at it.
     pub fn set_aside(&self, name: &str) -> io::Result<()> {
         let name = file_name(name)?;
-        fs::create_dir_all(self.dir("bad"))?;
+        file_mode::create_dir_all(&self.dir("bad"), self.mode)?;
         fs::rename(self.dir("cur").join(name), self.dir("bad").join(name))
     }
 
@@ -353,6 +374,21 @@ mod tests {
         assert_eq!(spool.state().unwrap().claimed, 1);
         spool.done(&c.name).unwrap();
         assert_eq!(spool.state().unwrap(), SpoolState::default());
+    }
+
+    #[test]
+    fn request_files_and_folders_are_the_owners_only_or_the_groups() {
+        use std::os::unix::fs::PermissionsExt;
+        let bits = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        let dir = tempfile::tempdir().unwrap();
+        for (mode, file, folder) in [(FileMode::Owner, 0o600, 0o700), (FileMode::Group, 0o660, 0o2770)] {
+            let spool = Spool::new(dir.path().join(format!("{mode:?}"))).with_mode(mode);
+            spool.enqueue(&request("a.1.1")).unwrap();
+            assert_eq!(bits(&spool.root().join("new/a.1.1")), file, "{mode:?}");
+            for d in ["", "tmp", "new", "cur", "bad"] {
+                assert_eq!(bits(&spool.root().join(d)), folder, "{mode:?} {d}");
+            }
+        }
     }
 
     #[test]

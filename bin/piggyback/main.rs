@@ -15,7 +15,8 @@ use std::time::Instant;
 use anyhow::{Context as _, Result, anyhow, bail};
 use clap::{Parser, Subcommand};
 
-use piggyback::identity::{self, Key};
+use piggyback::file_mode::{self, FileMode, Kind};
+use piggyback::identity::{self, Claims, CookieName, Key};
 use piggyback::message_store::{SeedPlan, Store, display_db, postgres_url};
 use piggyback::model::{MessageKind, NewMessage, now};
 use piggyback::msq::{self, DrainReport, Queue, SendOutcome, new_request_id};
@@ -126,6 +127,8 @@ enum UserCommand {
         #[arg(long)]
         password_stdin: bool,
     },
+    /// End every session of a user at once (a stolen cookie stops working).
+    Revoke { name: String },
 }
 
 fn main() -> ExitCode {
@@ -156,6 +159,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
+    let mode = FileMode::from_env().map_err(|e| anyhow!(e))?;
     let spool = match cli.spool.or_else(|| env_path("PIGGYBACK_SPOOL")) {
         Some(spool) => Spool::new(spool),
         None if postgres_url(&db).is_some() => {
@@ -163,18 +167,36 @@ fn run(cli: Cli) -> Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
         None => Spool::new(piggyback::config::default_spool(&db)),
-    };
+    }
+    .with_mode(mode);
     match cli.command {
         Command::Init => {
+            // An empty file is an empty database: made here with the mode's bits, so that
+            // SQLite gives `-wal` and `-shm` the same ones.
+            // (A PostgreSQL URL names no file.)
+            if postgres_url(&db).is_none() {
+                match file_mode::create_new(&db, mode) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(e).with_context(|| format!("cannot create {}", db.display())),
+                }
+            }
             Store::init(&db).with_context(|| format!("cannot initialise {}", display_db(&db)))?;
             println!("initialised {}", display_db(&db));
             spool.create().with_context(|| format!("cannot create the spool {}", spool.root().display()))?;
             println!("spool {}", spool.root().display());
             if let Some(path) = env_path("PIGGYBACK_SECRET_FILE")
-                && identity::create_key_file(&path).with_context(|| format!("cannot create {}", path.display()))?
+                && identity::create_key_file(&path, mode)
+                    .with_context(|| format!("cannot create {}", path.display()))?
             {
                 println!("created secret {}", path.display());
             }
+        }
+        Command::User(UserCommand::Revoke { name }) => {
+            let store = open(&db)?;
+            let user = store.user_by_name(&name)?.ok_or_else(|| anyhow!("no user named {name}"))?;
+            store.end_all_sessions(user.id)?;
+            println!("ended every session of {name}");
         }
         Command::User(UserCommand::Add { name, display_name, password_stdin }) => {
             if !text::valid_name(&name) {
@@ -256,6 +278,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Check { repair } => {
             let store = open(&db)?;
+            // Looser permissions are a warning, not a failed check: the data is sound.
+            for line in file_mode::looser(&sensitive_paths(&db, &spool), mode) {
+                eprintln!("warning: {line}");
+            }
             let state = spool.state().with_context(|| format!("cannot read the spool {}", spool.root().display()))?;
             println!(
                 "spool {}: {} waiting, {} claimed, {} bad, {} being written",
@@ -287,7 +313,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if !store.set_password_hash(user.id, &hash)? {
                 bail!("no user named {name}");
             }
-            println!("password of {name} set");
+            // Whoever had the old password may hold a cookie: it ends with it.
+            store.end_all_sessions(user.id)?;
+            println!("password of {name} set; every session of {name} ended");
         }
         Command::Programs => {
             for program in piggyback::handlers::PROGRAMS {
@@ -302,7 +330,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let ttl = parse_duration(&ttl)?;
             let store = open(&db)?;
             let user = store.user_by_name(&name)?.ok_or_else(|| anyhow!("no user named {name}"))?;
-            println!("{}", key.sign(user.id, now() + ttl));
+            let generation = store.session_user(user.id)?.map(|u| u.generation);
+            let claims = Claims { user: user.id, generation, session: None, expires: now() + ttl };
+            println!("{}", key.mint(&claims, CookieName::Plain));
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -336,6 +366,22 @@ fn password_line() -> Result<String> {
         bail!("no password on standard input");
     }
     Ok(line.to_string())
+}
+
+/// The files whose permissions `check` looks at: the database with its `-wal` and
+/// `-shm`, the session key, the spool's folders and files.
+fn sensitive_paths(db: &Path, spool: &Spool) -> Vec<(PathBuf, Kind)> {
+    let mut paths = vec![(db.to_path_buf(), Kind::File)];
+    for suffix in ["-wal", "-shm"] {
+        let mut name = db.as_os_str().to_owned();
+        name.push(suffix);
+        paths.push((PathBuf::from(name), Kind::File));
+    }
+    if let Some(secret) = env_path("PIGGYBACK_SECRET_FILE") {
+        paths.push((secret, Kind::Secret));
+    }
+    paths.extend(spool.paths());
+    paths
 }
 
 fn env_path(name: &str) -> Option<PathBuf> {

@@ -31,7 +31,7 @@ pub fn friends(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
             }
             match action.action.as_str() {
                 "request" => {
-                    super::within_send_rate(ctx, me.id)?;
+                    super::admit_send(ctx, me.id, other.id)?;
                     let outcome = ctx.store.request_friend(me.id, other.id, ctx.now)?;
                     match outcome {
                         FriendRequestOutcome::Requested => {

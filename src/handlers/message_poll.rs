@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::Context;
 use crate::http::{ApiError, Reply, Request};
-use crate::message_store::{Counters, Mailbox};
+use crate::message_store::{CLAIM_BATCH, Counters, Mailbox};
 use crate::model::UserId;
 use crate::msq;
 
@@ -41,7 +41,9 @@ pub fn status(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
     // check answers 200 once more, which is all a wrong guess costs.)
     let after = if announces {
         let c = mailbox.counters;
-        etag(me.id, Counters { new: 0, delivered: c.delivered + c.new }, mailbox.batch + 1)
+        // A claim flips a bounded batch: the rest stays new.
+        let flipped = c.new.min(ctx.config.max_items.max(CLAIM_BATCH) as i64);
+        etag(me.id, Counters { new: c.new - flipped, delivered: c.delivered + flipped }, mailbox.batch + 1)
     } else {
         current
     };

@@ -6,8 +6,8 @@ use serde_json::{Value, json};
 
 use super::posts::next_id;
 use super::{
-    Context, MAX_IDEMPOTENCY_KEY_BYTES, MESSAGE_BODY, SUBJECT, before_param, check_text, named_user, page_limit,
-    path_id, unknown_path, within_send_rate,
+    Context, MAX_IDEMPOTENCY_KEY_BYTES, MESSAGE_BODY, SUBJECT, admit_send, before_param, check_text, named_user,
+    page_limit, path_id, unknown_path,
 };
 use crate::http::{ApiError, Method, Reply, Request};
 use crate::message_status::prefix_chars;
@@ -107,15 +107,26 @@ fn compose(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
         ));
     }
     let to = named_user(ctx, &compose.to)?;
-    // A retry of a send already stored is answered, not counted again.
+    // A retry of a send already stored is answered, not counted again; the same key
+    // for another recipient is a mistake the caller must hear of, not a silent no-op.
     let retry = match &compose.idempotency_key {
-        Some(key) => ctx.store.stored_for("", me.id, Some(key))?.is_some(),
+        Some(key) => match ctx.store.keyed_message(me.id, key)? {
+            Some((_, recipient)) if recipient != to.id => {
+                return Err(ApiError::new(
+                    409,
+                    "idempotency_key_reused",
+                    "this idempotency_key was already used for a message to another recipient",
+                ));
+            }
+            Some(_) => true,
+            None => false,
+        },
         None => false,
     };
     if !retry {
-        within_send_rate(ctx, me.id)?;
+        admit_send(ctx, me.id, to.id)?;
     }
-    let outcome = super::send(
+    let sent = super::send(
         ctx,
         NewMessage {
             request_id: new_request_id(),
@@ -127,7 +138,14 @@ fn compose(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
             idempotency_key: compose.idempotency_key,
             sent_at: ctx.now,
         },
-    )?;
+    );
+    // Nothing accepted, so nothing counts: give the admission back.
+    if sent.is_err() && !retry {
+        for limit in super::send_limits(ctx, me.id, to.id) {
+            ctx.store.refund_limit(&limit.key)?;
+        }
+    }
+    let outcome = sent?;
     Ok(match outcome {
         SendOutcome::Stored { request_id, message } => Reply::created(json!({"sent": {
             "request_id": request_id, "message_id": message.0, "to": to.name, "state": "stored",

@@ -17,7 +17,7 @@ pub use session::session;
 
 use crate::config::Config;
 use crate::http::{ApiError, Reply, Request};
-use crate::message_store::{Store, StoreError};
+use crate::message_store::{Limit, Refusal, Store, StoreError};
 use crate::model::{NewMessage, User, UserId};
 use crate::msq::{Queue, QueueError, SendOutcome};
 use crate::text;
@@ -192,25 +192,35 @@ fn named_user(ctx: &Context<'_>, name: &str) -> Result<User, ApiError> {
     ctx.store.user_by_name(name)?.ok_or_else(|| ApiError::new(404, "user_not_found", "no such user"))
 }
 
-/// Refuses with 429 when `user` already caused `PIGGYBACK_SEND_RATE` messages in the
-/// last minute: a person's notes and the notices their actions send (friend requests,
-/// comments) alike, so that no action can flood a mailbox. Checked before the action,
-/// so a refused one changes nothing; counted with a read, so it takes no write lock.
-/// (Sends still waiting in the spool are counted once they are stored.)
-fn within_send_rate(ctx: &Context<'_>, user: UserId) -> Result<(), ApiError> {
-    let window = 60;
-    let now = ctx.now;
-    let (sent, oldest) = ctx.store.messages_sent_since(user, now - window + 1)?;
-    if sent >= i64::from(ctx.config.send_rate_per_minute) {
-        let wait = oldest.map_or(window, |t| (t + window - now).max(1));
-        return Err(ApiError::new(
-            429,
-            "rate_limited",
-            format!("more than {} messages a minute; wait a little", ctx.config.send_rate_per_minute),
-        )
-        .header("Retry-After", wait.to_string()));
+/// The limits every send counts against: `PIGGYBACK_SEND_RATE` per sender per minute
+/// (a person's notes and the notices their actions send alike, so that no action can
+/// flood a mailbox) and `PIGGYBACK_SEND_PAIR_DAILY` per sender and recipient per day.
+fn send_limits(ctx: &Context<'_>, from: UserId, to: UserId) -> Vec<Limit> {
+    vec![
+        Limit::new(format!("send:{}", from.0), ctx.config.send_rate_per_minute, 60),
+        Limit::new(format!("send-pair:{}:{}", from.0, to.0), ctx.config.send_pair_per_day, 86_400),
+    ]
+}
+
+/// Admits one send from `from` to `to`, or refuses it with 429: counted in one
+/// IMMEDIATE transaction before the request file is written, so a send waiting in the
+/// spool has already counted, and parallel sends cannot get past the limit together.
+fn admit_send(ctx: &Context<'_>, from: UserId, to: UserId) -> Result<(), ApiError> {
+    let limits = send_limits(ctx, from, to);
+    ctx.store.take_limits(&limits, ctx.now)?.map_err(|r| refused(r, "messages"))
+}
+
+/// The answer to an action a limit refused.
+fn refused(refusal: Refusal, what: &str) -> ApiError {
+    match refusal {
+        Refusal::Wait(wait) => ApiError::new(429, "rate_limited", format!("too many {what} for now; wait a little"))
+            .header("Retry-After", wait.to_string()),
+        Refusal::OverQuota => ApiError::new(
+            403,
+            "quota_exceeded",
+            "your posts and comments have reached their size limit; delete some first",
+        ),
     }
-    Ok(())
 }
 
 /// Sends one message (a person's note or a notice) through the queue: the only way

@@ -4,9 +4,9 @@
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Context, POST_BODY, before_param, check_text, page_limit, path_id, send, unknown_path, within_send_rate};
+use super::{Context, POST_BODY, before_param, check_text, page_limit, path_id, refused, send, unknown_path};
 use crate::http::{ApiError, Method, Reply, Request};
-use crate::message_store::{Comment, Post};
+use crate::message_store::{Comment, Limit, Post};
 use crate::model::{MessageKind, NewMessage, PostId, User};
 use crate::msq::new_request_id;
 use crate::text;
@@ -30,7 +30,12 @@ pub fn posts(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
         ([], Method::Post) => {
             let new: NewText = req.json()?;
             check_text(&new.body, &POST_BODY)?;
-            let id = ctx.store.add_post(me.id, &new.body, ctx.now)?;
+            let limits = [post_limit(ctx, me)];
+            let quota = ctx.config.post_quota_bytes;
+            let id = ctx
+                .store
+                .add_post_within(me.id, &new.body, &limits, quota, ctx.now)?
+                .map_err(|r| refused(r, "posts"))?;
             let post = ctx.store.post(id)?.ok_or_else(|| ApiError::internal("the new post vanished"))?;
             Ok(Reply::created(json!({"post": post_json(&post)})))
         }
@@ -47,10 +52,22 @@ pub fn posts(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
             let post = visible_post(ctx, me, path_id(id, "post")?)?;
             let new: NewText = req.json()?;
             check_text(&new.body, &POST_BODY)?;
+            // The comment, and the notice it sends, count in the transaction that adds it.
+            let mut limits = vec![post_limit(ctx, me)];
             if post.author_id != me.id {
-                within_send_rate(ctx, me.id)?;
+                limits.extend(super::send_limits(ctx, me.id, post.author_id));
             }
-            let comment = ctx.store.add_comment(post.id, me.id, &new.body, ctx.now)?;
+            let quota = ctx.config.post_quota_bytes;
+            let id = ctx
+                .store
+                .add_comment_within(post.id, me.id, &new.body, &limits, quota, ctx.now)?
+                .map_err(|r| refused(r, "comments"))?;
+            let comment = ctx
+                .store
+                .comments(post.id)?
+                .into_iter()
+                .find(|c| c.id == id)
+                .ok_or_else(|| ApiError::internal("the new comment vanished"))?;
             if post.author_id != me.id {
                 send(
                     ctx,
@@ -74,6 +91,11 @@ pub fn posts(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
         ([_, "comments"], _) => Err(ApiError::method_not_allowed("POST")),
         _ => Err(unknown_path()),
     }
+}
+
+/// `PIGGYBACK_POST_RATE`: posts and comments of one user per minute.
+fn post_limit(ctx: &Context<'_>, me: &User) -> Limit {
+    Limit::new(format!("post:{}", me.id.0), ctx.config.post_rate_per_minute, 60)
 }
 
 /// The post if `me` may see it; another's private post answers as one that does not exist.

@@ -29,7 +29,16 @@ pub fn profile(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
                 Some(name) => named_user(ctx, name)?.id,
             };
             let profile = load(ctx, id)?;
-            let value = if id == me.id { own_profile_json(&profile) } else { profile_json(&profile) };
+            let value = if id == me.id {
+                own_profile_json(&profile)
+            } else {
+                let mut value = profile_json(&profile);
+                // Posts are for the author's friends: nobody else learns even how many.
+                if !ctx.store.are_friends(me.id, id)? {
+                    value["posts"] = serde_json::Value::Null;
+                }
+                value
+            };
             Ok(Reply::ok(json!({"profile": value})))
         }
         Method::Post => {

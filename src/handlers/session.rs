@@ -10,7 +10,8 @@ use serde_json::{Value, json};
 
 use super::{Caller, Context, unknown_path};
 use crate::http::{ApiError, Method, Reply, Request, SessionChange};
-use crate::identity::{self, COOKIE_NAME};
+use crate::identity::{self, Claims, CookieName, Verdict};
+use crate::message_store::{Limit, Refusal};
 use crate::model::User;
 use crate::{password, text};
 
@@ -32,10 +33,12 @@ pub fn session(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
     match (req.path_segments().as_slice(), req.method) {
         ([], Method::Get | Method::Head) => current(ctx, req),
         ([], Method::Post) => login(ctx, req),
-        ([], Method::Delete) => logout(req),
+        ([], Method::Delete) => logout(ctx, req),
         ([], _) => Err(ApiError::method_not_allowed("GET, HEAD, POST, DELETE")),
-        (["logout"], Method::Post) => logout(req),
+        (["logout"], Method::Post) => logout(ctx, req),
         (["logout"], _) => Err(ApiError::method_not_allowed("POST")),
+        (["logout-all"], Method::Post) => logout_everywhere(ctx, req),
+        (["logout-all"], _) => Err(ApiError::method_not_allowed("POST")),
         _ => Err(unknown_path()),
     }
 }
@@ -47,7 +50,11 @@ fn current(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
         Caller::Identified(user) => user,
         // A cookie that names nobody only gets in the way: tell the browser to drop it.
         Caller::Refused(refusal) if req.meta.remote_user.is_none() => {
-            return Err(refusal.clone().header("Set-Cookie", clearing_cookie(req)));
+            let mut refusal = refusal.clone();
+            for cookie in clearing_cookies(req) {
+                refusal = refusal.header("Set-Cookie", cookie);
+            }
+            return Err(refusal);
         }
         Caller::Refused(refusal) => return Err(refusal.clone()),
         Caller::Anonymous => return Ok(Reply::ok(json!({"session": null}))),
@@ -55,8 +62,8 @@ fn current(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
     if req.meta.remote_user.is_some() {
         return Ok(Reply::ok(json!({"session": session_json(user, "remote_user", None)})));
     }
-    let expires = req.meta.cookie.as_deref().and_then(|c| identity::cookie_value(c, COOKIE_NAME));
-    let expires = expires.and_then(identity::stated_expiry);
+    // The expiry of the cookie that identified the caller, not of the first one sent.
+    let expires = caller_claims(ctx, req).map(|c| c.expires);
     Ok(Reply::ok(json!({"session": session_json(user, "cookie", expires)})))
 }
 
@@ -67,12 +74,17 @@ fn login(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
     // Without a key no cookie can be made: say so before spending a verification.
     let key = identity::session_key(ctx.config)?;
     let now = ctx.now;
-    let throttles = throttle_keys(&login.name, req.meta.remote_addr.as_deref());
-    for (key, limit) in &throttles {
-        if let Some(wait) = ctx.store.rate_wait(key, *limit, LOGIN_WINDOW_SECS, now)? {
-            return Err(ApiError::new(429, "too_many_attempts", "too many failed logins; wait and try again")
-                .header("Retry-After", wait.to_string()));
-        }
+    let addr: String = req.meta.remote_addr.as_deref().unwrap_or("unknown").chars().take(64).collect();
+    // Counted before the verification, in one transaction, so parallel attempts cannot
+    // all pass a check that reads the count before argon2 and counts after it.
+    let limits = login_limits(ctx, &login.name, &addr)?;
+    if let Err(refusal) = ctx.store.take_limits(&limits, now)? {
+        let wait = match refusal {
+            Refusal::Wait(wait) => wait,
+            Refusal::OverQuota => LOGIN_WINDOW_SECS,
+        };
+        return Err(ApiError::new(429, "too_many_attempts", "too many failed logins; wait and try again")
+            .header("Retry-After", wait.to_string()));
     }
     // Names that cannot exist are looked up as nobody, and verified against the dummy.
     let account = if text::valid_name(&login.name) { ctx.store.password_hash(&login.name)? } else { None };
@@ -80,56 +92,103 @@ fn login(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
     // Exactly one argon2 verification whatever the name: `verify` uses the dummy hash
     // when there is no stored one.
     let matches = password::verify(&login.password, stored);
-    let user = match account {
-        Some((id, _)) if matches => ctx.store.user_by_id(id)?,
+    let found = match account {
+        Some((id, _)) if matches => ctx.store.session_user(id)?,
         _ => None,
     };
-    let Some(user) = user else {
-        for (key, limit) in &throttles {
-            ctx.store.take_rate(key, *limit, LOGIN_WINDOW_SECS, now)?;
-        }
+    let Some(found) = found else {
+        // Already counted.
         return Err(ApiError::new(401, "bad_credentials", "wrong name or password"));
     };
-    // The name's failures are forgiven; the address's stay counted.
-    ctx.store.clear_rate(&name_throttle(&user.name))?;
+    // Only failures count: give back what this attempt took, and remember the address
+    // so that a lock-out of the name does not stop its owner here.
+    for limit in &limits {
+        ctx.store.refund_limit(&limit.key)?;
+    }
+    ctx.store.remember_login_address(&found.user.name, &addr, now)?;
+    let user = found.user;
     let ttl = ctx.config.session_ttl;
     let expires = now + ttl;
-    let mut cookie =
-        format!("{COOKIE_NAME}={}; Path=/; Max-Age={ttl}; HttpOnly; SameSite=Lax", key.sign(user.id, expires));
-    if req.meta.https {
-        cookie.push_str("; Secure");
-    }
+    let name = CookieName::for_scheme(req.meta.https);
+    let claims = Claims { user: user.id, generation: Some(found.generation), session: None, expires };
+    let cookie = format!(
+        "{}={}; Path=/; Max-Age={ttl}; HttpOnly; SameSite=Lax{}",
+        name.as_str(),
+        key.mint(&claims, name),
+        secure(req)
+    );
     Ok(Reply::ok(json!({"session": session_json(&user, "cookie", Some(expires))}))
         .header("Set-Cookie", cookie)
         .session(SessionChange::Started(user)))
 }
 
-/// `POST /session/logout`, `DELETE /session`: clears the cookie, always 200.
-fn logout(req: &Request) -> Result<Reply, ApiError> {
+/// `POST /session/logout`, `DELETE /session`: ends the caller's session (a captured
+/// copy of the cookie stops working too) and clears the cookie, always 200.
+fn logout(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
     req.ensure_acceptable_body()?;
-    Ok(Reply::ok(json!({"session": null})).header("Set-Cookie", clearing_cookie(req)).session(SessionChange::Ended))
-}
-
-fn clearing_cookie(req: &Request) -> String {
-    let secure = if req.meta.https { "; Secure" } else { "" };
-    format!("{COOKIE_NAME}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax{secure}")
-}
-
-/// The throttle keys of a login attempt: the name's (when it could be a name; first)
-/// and the client address's.
-fn throttle_keys(name: &str, addr: Option<&str>) -> Vec<(String, u32)> {
-    let mut keys = Vec::with_capacity(2);
-    if text::valid_name(name) {
-        keys.push((name_throttle(name), LOGIN_FAILURES_PER_NAME));
+    if ctx.caller.identified().is_some()
+        && let Some(Claims { user, session: Some(id), expires, .. }) = caller_claims(ctx, req)
+    {
+        ctx.store.end_session(user, &id, expires, ctx.now)?;
     }
-    // REMOTE_ADDR comes from the web server; bound it all the same.
-    let addr: String = addr.unwrap_or("unknown").chars().take(64).collect();
-    keys.push((format!("login-addr:{addr}"), LOGIN_FAILURES_PER_ADDRESS));
-    keys
+    let mut reply = Reply::ok(json!({"session": null})).session(SessionChange::Ended);
+    for cookie in clearing_cookies(req) {
+        reply = reply.header("Set-Cookie", cookie);
+    }
+    Ok(reply)
 }
 
-fn name_throttle(name: &str) -> String {
-    format!("login-name:{name}")
+/// `POST /session/logout-all`: ends every session of the caller, on every device.
+fn logout_everywhere(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
+    req.ensure_acceptable_body()?;
+    let me = ctx.require_user()?;
+    ctx.store.end_all_sessions(me.id)?;
+    let mut reply = Reply::ok(json!({"session": null})).session(SessionChange::Ended);
+    for cookie in clearing_cookies(req) {
+        reply = reply.header("Set-Cookie", cookie);
+    }
+    Ok(reply)
+}
+
+/// What the caller's valid session cookie says (the one that identified it).
+fn caller_claims(ctx: &Context<'_>, req: &Request) -> Option<Claims> {
+    let key = identity::session_key(ctx.config).ok()?;
+    match identity::judge(req.meta.cookie.as_deref(), &key, ctx.now) {
+        Verdict::Valid(claims) => Some(claims),
+        _ => None,
+    }
+}
+
+/// Set-Cookie values that drop the session cookie: on https both names, since a
+/// browser upgraded from plain http may still hold the old one.
+fn clearing_cookies(req: &Request) -> Vec<String> {
+    let names: &[CookieName] =
+        if req.meta.https { &[CookieName::Host, CookieName::Plain] } else { &[CookieName::Plain] };
+    names
+        .iter()
+        .map(|name| format!("{}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax{}", name.as_str(), secure(req)))
+        .collect()
+}
+
+fn secure(req: &Request) -> &'static str {
+    if req.meta.https { "; Secure" } else { "" }
+}
+
+/// The limits a login attempt from `addr` counts against: the address's, and the
+/// name's, or, from an address the name has logged in from before, that pair's. So one
+/// address cannot lock out more than a few names, and a name locked out by guesses from
+/// elsewhere still logs in from where its owner logged in before.
+fn login_limits(ctx: &Context<'_>, name: &str, addr: &str) -> Result<Vec<Limit>, ApiError> {
+    let mut limits = vec![Limit::new(format!("login-addr:{addr}"), LOGIN_FAILURES_PER_ADDRESS, LOGIN_WINDOW_SECS)];
+    if text::valid_name(name) {
+        let key = if ctx.store.known_login_address(name, addr)? {
+            format!("login-pair:{name}@{addr}")
+        } else {
+            format!("login-name:{name}")
+        };
+        limits.push(Limit::new(key, LOGIN_FAILURES_PER_NAME, LOGIN_WINDOW_SECS));
+    }
+    Ok(limits)
 }
 
 fn session_json(user: &User, via: &str, expires: Option<i64>) -> Value {

@@ -11,8 +11,8 @@ use std::time::Duration;
 use super::StoreError;
 use super::postgres::{PgStore, TableCopy, is_url};
 use super::{
-    Announce, Claim, Comment, Counters, Friend, FriendRequestOutcome, Mailbox, Message, Post, Profile, Result,
-    SeedPlan, SeedReport, SqliteStore, StateFilter, Stored, Summary,
+    Announce, Claim, Comment, Counters, Friend, FriendRequestOutcome, Limit, Mailbox, Message, Post, Profile, Refusal,
+    Result, SeedPlan, SeedReport, SessionUser, SqliteStore, StateFilter, Stored, Summary,
 };
 use crate::model::{Change, MessageId, NewMessage, PostId, Preview, User, UserId};
 
@@ -126,11 +126,17 @@ forward! {
     fn store_message(&self, m: &NewMessage) -> Result<Stored>;
     fn store_messages(&self, messages: &[NewMessage]) -> Result<Vec<Stored>>;
     fn stored_for(&self, request_id: &str, from: UserId, key: Option<&str>) -> Result<Option<MessageId>>;
-    fn messages_sent_since(&self, user: UserId, since: i64) -> Result<(i64, Option<i64>)>;
     fn set_busy_timeout(&self, timeout: Duration) -> Result<()>;
-    fn take_rate(&self, key: &str, limit: u32, window: i64, now: i64) -> Result<Option<i64>>;
-    fn rate_wait(&self, key: &str, limit: u32, window: i64, now: i64) -> Result<Option<i64>>;
-    fn clear_rate(&self, key: &str) -> Result<()>;
+    fn take_limits(&self, limits: &[Limit], now: i64) -> Result<Result<(), Refusal>>;
+    fn refund_limit(&self, key: &str) -> Result<()>;
+    fn keyed_message(&self, sender: UserId, key: &str) -> Result<Option<(MessageId, UserId)>>;
+    fn known_login_address(&self, name: &str, addr: &str) -> Result<bool>;
+    fn remember_login_address(&self, name: &str, addr: &str, now: i64) -> Result<()>;
+    fn session_user(&self, id: UserId) -> Result<Option<SessionUser>>;
+    fn end_session(&self, user: UserId, id: &str, expires: i64, now: i64) -> Result<()>;
+    fn end_all_sessions(&self, user: UserId) -> Result<bool>;
+    fn add_post_within(&self, author: UserId, body: &str, limits: &[Limit], quota: i64, now: i64) -> Result<Result<PostId, Refusal>>;
+    fn add_comment_within(&self, post: PostId, author: UserId, body: &str, limits: &[Limit], quota: i64, now: i64) -> Result<Result<i64, Refusal>>;
     fn audit(&self) -> Result<Vec<String>>;
     fn repair_counters(&self) -> Result<usize>;
     fn checkpoint(&self) -> Result<()>;

@@ -126,6 +126,11 @@ pub struct Stored {
     pub inserted: bool,
 }
 
+/// Most messages one claim flips (or announces again): a flood of any size costs the
+/// victim's next request, and the write lock, no more than this many rows. Measured in
+/// docs/PERFORMANCE.md (scripts/bench-claim).
+pub const CLAIM_BATCH: usize = 100;
+
 impl SqliteStore {
     /// The user's counters: one autocommit read, no write lock.
     pub fn counters(&self, user: UserId) -> Result<Counters> {
@@ -135,6 +140,15 @@ impl SqliteStore {
     /// The user's counters and batches: one autocommit read, no write lock.
     pub fn mailbox(&self, user: UserId) -> Result<Mailbox> {
         read_mailbox(&self.conn, user)
+    }
+
+    /// The message `sender` already stored under `key`, and its recipient.
+    pub fn keyed_message(&self, sender: UserId, key: &str) -> Result<Option<(MessageId, UserId)>> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT id, recipient_id FROM messages WHERE sender_id = ?1 AND idempotency_key = ?2")?
+            .query_row(params![sender.0, key], |r| Ok((MessageId(r.get(0)?), UserId(r.get(1)?))))
+            .optional()?)
     }
 
     /// Records that a client showed batch `batch` and the ones before it; a batch that
@@ -147,8 +161,8 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// Flips every `new` message of `user` to `delivered` in one IMMEDIATE transaction,
-    /// as one new batch, and returns the newest `max_items` of them with `prefix_chars`
+    /// Flips the newest [`CLAIM_BATCH`] (or `max_items`, if more) `new` messages of `user`
+    /// to `delivered` in one IMMEDIATE transaction, as one new batch, and returns the newest `max_items` of them with `prefix_chars`
     /// of their bodies. With [`Announce::NewAndUnacknowledged`] the delivered messages
     /// of batches nobody acknowledged join the batch too. Committed before it returns:
     /// the caller writes the response only afterwards.
@@ -163,6 +177,7 @@ impl SqliteStore {
         let tx = self.immediate()?;
         let Mailbox { batch: last, acked, .. } = read_mailbox(&tx, user)?;
         let batch = last + 1;
+        let bound = max_items.max(CLAIM_BATCH) as i64;
         let returning_ids = |sql: &str, args: &[&dyn rusqlite::ToSql]| -> Result<Vec<i64>> {
             let mut stmt = tx.prepare_cached(sql)?;
             let mut ids: Vec<i64> = stmt.query_map(args, |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
@@ -173,14 +188,19 @@ impl SqliteStore {
         let repeat_ids = match announce {
             Announce::New => Vec::new(),
             Announce::NewAndUnacknowledged => returning_ids(
-                "UPDATE messages SET batch = ?2
-                 WHERE recipient_id = ?1 AND state = 'delivered' AND batch > ?3 RETURNING id",
-                &[&user.0, &batch, &acked],
+                "UPDATE messages SET batch = ?2 WHERE id IN (
+                     SELECT id FROM messages WHERE recipient_id = ?1 AND state = 'delivered' AND batch > ?3
+                     ORDER BY batch DESC, id DESC LIMIT ?4) RETURNING id",
+                &[&user.0, &batch, &acked, &bound],
             )?,
         };
+        // The newest `bound` only: the cost of a claim does not grow with the backlog, and
+        // what is left stays `new` for the next answers (reported as `waiting`).
         let ids = returning_ids(
-            "UPDATE messages SET state = 'delivered', batch = ?2 WHERE recipient_id = ?1 AND state = 'new' RETURNING id",
-            &[&user.0, &batch],
+            "UPDATE messages SET state = 'delivered', batch = ?2 WHERE id IN (
+                 SELECT id FROM messages WHERE recipient_id = ?1 AND state = 'new' ORDER BY id DESC LIMIT ?3)
+             RETURNING id",
+            &[&user.0, &batch, &bound],
         )?;
         let flipped = ids.len() as i64;
         let repeated = repeat_ids.len() as i64;

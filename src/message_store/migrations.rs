@@ -18,10 +18,16 @@ pub struct Migration {
 
 /// Every schema change, oldest first: the database has version `n` once the first `n`
 /// have run.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    what: "users, mailboxes, messages, the social graph, posts, rate limits",
-    sql: &[V1_TABLES, MESSAGE_INDEXES],
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        what: "users, mailboxes, messages, the social graph, posts, rate limits",
+        sql: &[V1_TABLES, MESSAGE_INDEXES],
+    },
+    Migration {
+        what: "sessions that can end, the addresses a name logged in from, the post quota",
+        sql: &[V2_SESSIONS_AND_QUOTAS],
+    },
+];
 
 /// Version of the schema this build reads and writes (`PRAGMA user_version`).
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -53,6 +59,32 @@ pub(super) fn apply_or_refuse(conn: &Connection, older: Older) -> Result<()> {
     conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
     Ok(())
 }
+
+/// Version 2 (issue 11): sessions, login addresses, bytes of posts per author.
+const V2_SESSIONS_AND_QUOTAS: &str = "
+-- Sessions: a cookie names the generation it was minted in; ending every session of a
+-- user moves the generation on. Single sessions that ended early are listed as
+-- `<session id>:<expires>` until they would have expired.
+ALTER TABLE users ADD COLUMN session_gen INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE users ADD COLUMN ended_sessions TEXT NOT NULL DEFAULT '';
+-- Client addresses a name has logged in from: its lock-out does not stop logins there.
+CREATE TABLE login_addresses (
+    name TEXT NOT NULL,
+    addr TEXT NOT NULL,
+    last_login INTEGER NOT NULL,
+    PRIMARY KEY (name, addr)
+) WITHOUT ROWID;
+-- Bytes of posts and comments per author, for the quota.
+CREATE TABLE post_usage (
+    user_id INTEGER PRIMARY KEY REFERENCES users(id),
+    bytes INTEGER NOT NULL DEFAULT 0 CHECK (bytes >= 0)
+);
+INSERT INTO post_usage (user_id, bytes)
+    SELECT author_id, sum(n) FROM (
+        SELECT author_id, length(CAST(body AS BLOB)) AS n FROM posts
+        UNION ALL SELECT author_id, length(CAST(body AS BLOB)) FROM comments
+    ) GROUP BY author_id;
+";
 
 /// Version 1: the first schema.
 const V1_TABLES: &str = "

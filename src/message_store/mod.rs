@@ -11,7 +11,8 @@
 //! can implement the same methods. One file per concern holds its queries:
 //! `users`, `social` (friendships and requests), `posts` (and comments), `mailbox`
 //! (storing, listing, reading, marking, deleting, and the claim that announces),
-//! `limits` (rate limits), `maintenance` (check, repair, checkpoint, seed), and
+//! `limits` (every limit counted in one IMMEDIATE transaction), `sessions` (sessions
+//! that can end, login addresses), `maintenance` (check, repair, checkpoint, seed), and
 //! [`migrations`] (the schema).
 //!
 //! Those files are the SQLite engine, [`SqliteStore`]. [`postgres`] is the second
@@ -32,15 +33,18 @@ mod maintenance;
 pub mod migrations;
 pub mod postgres;
 mod posts;
+mod sessions;
 mod social;
 mod users;
 
 pub use engines::{Store, display_db, postgres_url};
 
-pub use mailbox::{Announce, Claim, Counters, Mailbox, Message, StateFilter, Stored, Summary};
+pub use limits::{Limit, Refusal};
+pub use mailbox::{Announce, CLAIM_BATCH, Claim, Counters, Mailbox, Message, StateFilter, Stored, Summary};
 pub use maintenance::{SeedPlan, SeedReport};
 pub use migrations::SCHEMA_VERSION;
 pub use posts::{Comment, Post};
+pub use sessions::{MAX_ENDED_SESSIONS, SessionUser};
 pub use social::{Friend, FriendRequestOutcome};
 pub use users::Profile;
 

@@ -28,8 +28,9 @@ use postgres::types::{ToSql, Type};
 use postgres::{Client, GenericClient, NoTls, Row};
 
 use super::{
-    Announce, BUSY_TIMEOUT, Claim, Comment, Counters, Friend, FriendRequestOutcome, Mailbox, Message, Post, Profile,
-    Result, SCHEMA_VERSION, SeedPlan, SeedReport, StateFilter, StoreError, Stored, Summary,
+    Announce, BUSY_TIMEOUT, CLAIM_BATCH, Claim, Comment, Counters, Friend, FriendRequestOutcome, Limit,
+    MAX_ENDED_SESSIONS, Mailbox, Message, Post, Profile, Refusal, Result, SCHEMA_VERSION, SeedPlan, SeedReport,
+    SessionUser, StateFilter, StoreError, Stored, Summary,
 };
 use crate::model::{Change, MessageId, MessageKind, MessageState, NewMessage, PostId, Preview, User, UserId};
 
@@ -107,6 +108,26 @@ CREATE TABLE rate_limits (
     window_start BIGINT NOT NULL,
     count BIGINT NOT NULL
 );
+",
+    // Version 2 (issue 11): sessions, login addresses, bytes of posts per author.
+    "
+ALTER TABLE users ADD COLUMN session_gen BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE users ADD COLUMN ended_sessions TEXT NOT NULL DEFAULT '';
+CREATE TABLE login_addresses (
+    name TEXT NOT NULL,
+    addr TEXT NOT NULL,
+    last_login BIGINT NOT NULL,
+    PRIMARY KEY (name, addr)
+);
+CREATE TABLE post_usage (
+    user_id BIGINT PRIMARY KEY REFERENCES users(id),
+    bytes BIGINT NOT NULL DEFAULT 0 CHECK (bytes >= 0)
+);
+INSERT INTO post_usage (user_id, bytes)
+    SELECT author_id, sum(n) FROM (
+        SELECT author_id, octet_length(body) AS n FROM posts
+        UNION ALL SELECT author_id, octet_length(body) FROM comments
+    ) t GROUP BY author_id;
 ",
 ];
 
@@ -520,6 +541,49 @@ impl PgStore {
         Ok(self.query(sql, &[int(&post.0)])?.iter().map(comment_row).collect())
     }
 
+    /// Adds a post if `limits` and the author's byte `quota` allow it, counting both
+    /// in the insert's transaction (the author's `post_usage` row locked meanwhile).
+    pub fn add_post_within(
+        &self,
+        author: UserId,
+        body: &str,
+        limits: &[Limit],
+        quota: i64,
+        now: i64,
+    ) -> Result<Result<PostId, Refusal>> {
+        self.admit(|tx| {
+            if let Err(refusal) = admit_text(tx, author, body, limits, quota, now)? {
+                return Ok(Err(refusal));
+            }
+            let row = tx.query_typed_one(
+                "INSERT INTO posts (author_id, body, created_at) VALUES ($1, $2, $3) RETURNING id",
+                &[int(&author.0), text(&body), int(&now)],
+            )?;
+            Ok(Ok(PostId(row.get(0))))
+        })
+    }
+
+    pub fn add_comment_within(
+        &self,
+        post: PostId,
+        author: UserId,
+        body: &str,
+        limits: &[Limit],
+        quota: i64,
+        now: i64,
+    ) -> Result<Result<i64, Refusal>> {
+        self.admit(|tx| {
+            if let Err(refusal) = admit_text(tx, author, body, limits, quota, now)? {
+                return Ok(Err(refusal));
+            }
+            let row = tx.query_typed_one(
+                "INSERT INTO comments (post_id, author_id, body, created_at) VALUES ($1, $2, $3, $4) RETURNING id",
+                &[int(&post.0), int(&author.0), text(&body), int(&now)],
+            )?;
+            Ok(Ok(row.get(0)))
+        })
+    }
+
     pub fn add_post(&self, author: UserId, body: &str, now: i64) -> Result<PostId> {
         let row = self.client()?.query_typed_one(
             "INSERT INTO posts (author_id, body, created_at) VALUES ($1, $2, $3) RETURNING id",
@@ -567,6 +631,7 @@ impl PgStore {
         now: i64,
     ) -> Result<Claim> {
         let prefix = prefix_chars.min(i32::MAX as usize) as i32;
+        let bound = max_items.max(CLAIM_BATCH) as i64;
         self.write(|tx| {
             let Mailbox { batch: last, acked, .. } = read_mailbox(tx, user, " FOR UPDATE")?;
             let batch = last + 1;
@@ -578,16 +643,21 @@ impl PgStore {
             };
             let repeat_ids = match announce {
                 Announce::New => Vec::new(),
+                // The outer state test is re-checked on a row another transaction
+                // changed meanwhile; the subquery's choice alone would not be.
                 Announce::NewAndUnacknowledged => returning_ids(
-                    "UPDATE messages SET batch = $2
-                     WHERE recipient_id = $1 AND state = 'delivered' AND batch > $3 RETURNING id",
-                    &[int(&user.0), int(&batch), int(&acked)],
+                    "UPDATE messages SET batch = $2 WHERE id IN (
+                         SELECT id FROM messages WHERE recipient_id = $1 AND state = 'delivered' AND batch > $3
+                         ORDER BY batch DESC, id DESC LIMIT $4) AND state = 'delivered' RETURNING id",
+                    &[int(&user.0), int(&batch), int(&acked), int(&bound)],
                 )?,
             };
+            // The newest `bound` only (CLAIM_BATCH): the rest stays `new` for later answers.
             let ids = returning_ids(
-                "UPDATE messages SET state = 'delivered', batch = $2
-                 WHERE recipient_id = $1 AND state = 'new' RETURNING id",
-                &[int(&user.0), int(&batch)],
+                "UPDATE messages SET state = 'delivered', batch = $2 WHERE id IN (
+                     SELECT id FROM messages WHERE recipient_id = $1 AND state = 'new' ORDER BY id DESC LIMIT $3)
+                 AND state = 'new' RETURNING id",
+                &[int(&user.0), int(&batch), int(&bound)],
             )?;
             let flipped = ids.len() as i64;
             let repeated = repeat_ids.len() as i64;
@@ -727,54 +797,110 @@ impl PgStore {
             .map(|r| MessageId(r.get(0))))
     }
 
-    pub fn messages_sent_since(&self, user: UserId, since: i64) -> Result<(i64, Option<i64>)> {
-        let r = self.client()?.query_typed_one(
-            "SELECT count(*), min(sent_at) FROM messages WHERE sender_id = $1 AND sent_at >= $2",
-            &[int(&user.0), int(&since)],
-        )?;
-        Ok((r.get(0), r.get(1)))
-    }
-
     /// How long the next write transactions wait for a row lock.
     pub fn set_busy_timeout(&self, timeout: Duration) -> Result<()> {
         self.patience.set(timeout);
         Ok(())
     }
 
-    // ---- rate limits ---------------------------------------------------------
+    // ---- limits and sessions -------------------------------------------------
 
-    /// Counts one event against `key` in a fixed window, in one statement: the row
-    /// lock of the upsert orders concurrent takers, as the write lock does on SQLite.
-    /// A refused event leaves the count at `limit + 1`, which says "refused" without
-    /// a second statement and reads as "full" for [`PgStore::rate_wait`] (limits are
-    /// at least 1: the site's own constants).
-    pub fn take_rate(&self, key: &str, limit: u32, window: i64, now: i64) -> Result<Option<i64>> {
-        let limit = limit as i64;
-        let r = self.client()?.query_typed_one(
-            "INSERT INTO rate_limits AS r (key, window_start, count) VALUES ($1, $2, 1)
-             ON CONFLICT (key) DO UPDATE SET
-                window_start = CASE WHEN r.window_start + $3 <= $2 THEN $2 ELSE r.window_start END,
-                count = CASE WHEN r.window_start + $3 <= $2 THEN 1 WHEN r.count >= $4 THEN $4 + 1 ELSE r.count + 1 END
-             RETURNING window_start, count",
-            &[text(&key), int(&now), int(&window), int(&limit)],
-        )?;
-        let (start, count): (i64, i64) = (r.get(0), r.get(1));
-        Ok((count > limit).then(|| (start + window - now).max(1)))
+    /// Checks and counts every one of `limits` in one transaction, as on SQLite: all
+    /// counted, or none and how long to wait. Each key's row is locked (made first if
+    /// missing), in key order so that two actions sharing keys cannot deadlock; a
+    /// refusal rolls back, leaving no row it made.
+    pub fn take_limits(&self, limits: &[Limit], now: i64) -> Result<Result<(), Refusal>> {
+        self.admit(|tx| take_limits_in(tx, limits, now))
     }
 
-    pub fn rate_wait(&self, key: &str, limit: u32, window: i64, now: i64) -> Result<Option<i64>> {
-        let row = self.query_opt("SELECT window_start, count FROM rate_limits WHERE key = $1", &[text(&key)])?;
-        Ok(match row.map(|r| (r.get::<_, i64>(0), r.get::<_, i64>(1))) {
-            Some((start, count)) if now < start + window && count >= limit as i64 => {
-                Some((start + window - now).max(1))
-            }
-            _ => None,
+    /// Gives back one event counted against `key` in its current window.
+    pub fn refund_limit(&self, key: &str) -> Result<()> {
+        self.write(|tx| {
+            tx.query_typed("UPDATE rate_limits SET count = count - 1 WHERE key = $1 AND count > 0", &[text(&key)])?;
+            tx.query_typed("DELETE FROM rate_limits WHERE key = $1 AND count = 0", &[text(&key)])?;
+            Ok(())
         })
     }
 
-    pub fn clear_rate(&self, key: &str) -> Result<()> {
-        self.client()?.execute_typed("DELETE FROM rate_limits WHERE key = $1", &[text(&key)])?;
+    /// Runs `work` in one transaction, committed only when it admits the action.
+    fn admit<T>(
+        &self,
+        work: impl FnOnce(&mut postgres::Transaction<'_>) -> Result<Result<T, Refusal>>,
+    ) -> Result<Result<T, Refusal>> {
+        let mut client = self.client()?;
+        let mut tx = client.transaction()?;
+        let out = work(&mut tx)?;
+        if out.is_ok() {
+            tx.commit()?;
+        }
+        Ok(out)
+    }
+
+    pub fn keyed_message(&self, sender: UserId, key: &str) -> Result<Option<(MessageId, UserId)>> {
+        Ok(self
+            .query_opt(
+                "SELECT id, recipient_id FROM messages WHERE sender_id = $1 AND idempotency_key = $2",
+                &[int(&sender.0), text(&key)],
+            )?
+            .map(|r| (MessageId(r.get(0)), UserId(r.get(1)))))
+    }
+
+    pub fn known_login_address(&self, name: &str, addr: &str) -> Result<bool> {
+        Ok(self
+            .query_opt("SELECT 1 FROM login_addresses WHERE name = $1 AND addr = $2", &[text(&name), text(&addr)])?
+            .is_some())
+    }
+
+    pub fn remember_login_address(&self, name: &str, addr: &str, now: i64) -> Result<()> {
+        self.client()?.execute_typed(
+            "INSERT INTO login_addresses (name, addr, last_login) VALUES ($1, $2, $3)
+             ON CONFLICT (name, addr) DO UPDATE SET last_login = excluded.last_login",
+            &[text(&name), text(&addr), int(&now)],
+        )?;
         Ok(())
+    }
+
+    pub fn session_user(&self, id: UserId) -> Result<Option<SessionUser>> {
+        Ok(self
+            .query_opt(
+                "SELECT id, name, display_name, preview, session_gen, ended_sessions FROM users WHERE id = $1",
+                &[int(&id.0)],
+            )?
+            .map(|r| SessionUser { user: user_row(&r), generation: r.get(4), ended: r.get(5) }))
+    }
+
+    /// Ends the single session `id` of `user`, as on SQLite (the user's row locked
+    /// while its list is rewritten).
+    pub fn end_session(&self, user: UserId, id: &str, expires: i64, now: i64) -> Result<()> {
+        self.write(|tx| {
+            let ended: Option<String> = tx
+                .query_typed_opt("SELECT ended_sessions FROM users WHERE id = $1 FOR NO KEY UPDATE", &[int(&user.0)])?
+                .map(|r| r.get(0));
+            let Some(ended) = ended else { return Ok(()) };
+            let mut kept: Vec<String> = ended
+                .split(' ')
+                .filter(|e| e.split(':').nth(1).and_then(|x| x.parse::<i64>().ok()).is_some_and(|x| x > now))
+                .map(str::to_owned)
+                .collect();
+            if kept.len() >= MAX_ENDED_SESSIONS {
+                tx.query_typed(
+                    "UPDATE users SET session_gen = session_gen + 1, ended_sessions = '' WHERE id = $1",
+                    &[int(&user.0)],
+                )?;
+            } else {
+                kept.push(format!("{id}:{expires}"));
+                let list = kept.join(" ");
+                tx.query_typed("UPDATE users SET ended_sessions = $2 WHERE id = $1", &[int(&user.0), text(&list)])?;
+            }
+            Ok(())
+        })
+    }
+
+    pub fn end_all_sessions(&self, user: UserId) -> Result<bool> {
+        Ok(self.client()?.execute_typed(
+            "UPDATE users SET session_gen = session_gen + 1, ended_sessions = '' WHERE id = $1",
+            &[int(&user.0)],
+        )? == 1)
     }
 
     // ---- maintenance ---------------------------------------------------------
@@ -903,6 +1029,74 @@ impl PgStore {
             Ok(SeedReport { first_user: UserId(first), users: plan.users, messages: written })
         })
     }
+}
+
+/// [`PgStore::take_limits`] inside a transaction the caller goes on with.
+fn take_limits_in(tx: &mut postgres::Transaction<'_>, limits: &[Limit], now: i64) -> Result<Result<(), Refusal>> {
+    let mut order: Vec<&Limit> = limits.iter().collect();
+    order.sort_by(|a, b| a.key.cmp(&b.key));
+    let mut wait = None;
+    let mut in_window = Vec::with_capacity(order.len());
+    for l in &order {
+        tx.query_typed(
+            "INSERT INTO rate_limits (key, window_start, count) VALUES ($1, $2, 0) ON CONFLICT (key) DO NOTHING",
+            &[text(&l.key), int(&now)],
+        )?;
+        let r = tx.query_typed_one(
+            "SELECT window_start, count FROM rate_limits WHERE key = $1 FOR UPDATE",
+            &[text(&l.key)],
+        )?;
+        let (start, count): (i64, i64) = (r.get(0), r.get(1));
+        if now < start + l.window {
+            if count >= i64::from(l.limit) {
+                let w = (start + l.window - now).max(1);
+                wait = Some(wait.map_or(w, |x: i64| x.max(w)));
+            }
+            in_window.push(true);
+        } else {
+            in_window.push(false);
+        }
+    }
+    if let Some(w) = wait {
+        return Ok(Err(Refusal::Wait(w)));
+    }
+    for (l, in_window) in order.iter().zip(in_window) {
+        if in_window {
+            tx.query_typed("UPDATE rate_limits SET count = count + 1 WHERE key = $1", &[text(&l.key)])?;
+        } else {
+            tx.query_typed(
+                "UPDATE rate_limits SET window_start = $2, count = 1 WHERE key = $1",
+                &[text(&l.key), int(&now)],
+            )?;
+        }
+    }
+    Ok(Ok(()))
+}
+
+/// The byte quota and `limits` of a post or comment, counted in `tx`.
+fn admit_text(
+    tx: &mut postgres::Transaction<'_>,
+    author: UserId,
+    body: &str,
+    limits: &[Limit],
+    quota: i64,
+    now: i64,
+) -> Result<Result<(), Refusal>> {
+    tx.query_typed(
+        "INSERT INTO post_usage (user_id, bytes) VALUES ($1, 0) ON CONFLICT (user_id) DO NOTHING",
+        &[int(&author.0)],
+    )?;
+    let used: i64 =
+        tx.query_typed_one("SELECT bytes FROM post_usage WHERE user_id = $1 FOR UPDATE", &[int(&author.0)])?.get(0);
+    let bytes = body.len() as i64;
+    if used + bytes > quota {
+        return Ok(Err(Refusal::OverQuota));
+    }
+    if let Err(refusal) = take_limits_in(tx, limits, now)? {
+        return Ok(Err(refusal));
+    }
+    tx.query_typed("UPDATE post_usage SET bytes = bytes + $2 WHERE user_id = $1", &[int(&author.0), int(&bytes)])?;
+    Ok(Ok(()))
 }
 
 /// A user's `mailbox` row (all zero when there is none); `lock` is `""` or `" FOR UPDATE"`.
@@ -1066,8 +1260,12 @@ const TABLES: &[(&str, &[Column])] = {
                 Text("preview"),
                 Text("password_hash"),
                 Int("joined_at"),
+                Int("session_gen"),
+                Text("ended_sessions"),
             ],
         ),
+        ("login_addresses", &[Text("name"), Text("addr"), Int("last_login")]),
+        ("post_usage", &[Int("user_id"), Int("bytes")]),
         ("mailbox", &[Int("user_id"), Int("new"), Int("delivered"), Int("batch"), Int("acked"), Int("announced_at")]),
         (
             "messages",

@@ -1,7 +1,8 @@
 //! Posts and their comments.
 
-use rusqlite::{OptionalExtension, params};
+use rusqlite::{OptionalExtension, Transaction, params};
 
+use super::limits::{Limit, Refusal, take_limits_in};
 use super::{RFC3339, Result, SqliteStore};
 use crate::model::{PostId, UserId};
 
@@ -24,6 +25,49 @@ pub struct Comment {
 }
 
 impl SqliteStore {
+    /// Adds a post if `limits` and the author's `quota` (bytes of posts and comments)
+    /// allow it, counting both in the same IMMEDIATE transaction as the insert.
+    pub fn add_post_within(
+        &self,
+        author: UserId,
+        body: &str,
+        limits: &[Limit],
+        quota: i64,
+        now: i64,
+    ) -> Result<Result<PostId, Refusal>> {
+        let tx = self.immediate()?;
+        if let Err(refusal) = admit_text(&tx, author, body, limits, quota, now)? {
+            return Ok(Err(refusal));
+        }
+        tx.prepare_cached("INSERT INTO posts (author_id, body, created_at) VALUES (?1, ?2, ?3)")?
+            .execute(params![author.0, body, now])?;
+        let id = tx.last_insert_rowid();
+        tx.commit()?;
+        Ok(Ok(PostId(id)))
+    }
+
+    /// Adds a comment if `limits` and the quota allow it, as [`Store::add_post_within`];
+    /// returns the new comment's id.
+    pub fn add_comment_within(
+        &self,
+        post: PostId,
+        author: UserId,
+        body: &str,
+        limits: &[Limit],
+        quota: i64,
+        now: i64,
+    ) -> Result<Result<i64, Refusal>> {
+        let tx = self.immediate()?;
+        if let Err(refusal) = admit_text(&tx, author, body, limits, quota, now)? {
+            return Ok(Err(refusal));
+        }
+        tx.prepare_cached("INSERT INTO comments (post_id, author_id, body, created_at) VALUES (?1, ?2, ?3, ?4)")?
+            .execute(params![post.0, author.0, body, now])?;
+        let id = tx.last_insert_rowid();
+        tx.commit()?;
+        Ok(Ok(id))
+    }
+
     /// The caller's and their friends' posts, newest first, with ids below `before`.
     pub fn feed(&self, user: UserId, before: Option<i64>, limit: usize) -> Result<Vec<Post>> {
         let sql = format!(
@@ -95,4 +139,33 @@ fn post_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Post> {
 
 fn comment_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Comment> {
     Ok(Comment { id: r.get(0)?, author: r.get(1)?, body: r.get(2)?, created_at: r.get(3)? })
+}
+
+/// Counts a post or comment of `body` against `limits` and the author's quota.
+fn admit_text(
+    tx: &Transaction<'_>,
+    author: UserId,
+    body: &str,
+    limits: &[Limit],
+    quota: i64,
+    now: i64,
+) -> Result<Result<(), Refusal>> {
+    let used: i64 = tx
+        .prepare_cached("SELECT bytes FROM post_usage WHERE user_id = ?1")?
+        .query_row([author.0], |r| r.get(0))
+        .optional()?
+        .unwrap_or(0);
+    let bytes = body.len() as i64;
+    if used + bytes > quota {
+        return Ok(Err(Refusal::OverQuota));
+    }
+    if let Err(refusal) = take_limits_in(tx, limits, now)? {
+        return Ok(Err(refusal));
+    }
+    tx.prepare_cached(
+        "INSERT INTO post_usage (user_id, bytes) VALUES (?1, ?2)
+         ON CONFLICT (user_id) DO UPDATE SET bytes = bytes + excluded.bytes",
+    )?
+    .execute(params![author.0, bytes])?;
+    Ok(Ok(()))
 }

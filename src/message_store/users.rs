@@ -116,7 +116,7 @@ impl SqliteStore {
     }
 }
 
-fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
+pub(super) fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
     let preview: String = r.get(3)?;
     Ok(User {
         id: UserId(r.get(0)?),

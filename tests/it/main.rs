@@ -3,6 +3,7 @@
 
 mod support;
 
+mod attacks;
 mod authz;
 mod concurrency;
 mod gateway;

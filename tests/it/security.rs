@@ -29,7 +29,7 @@ fn login_sets_a_working_cookie_and_announces_messages() {
     assert_eq!(r.status, 200, "{:?}", r.json);
     let set = r.header("Set-Cookie").unwrap();
     let attrs: Vec<&str> = set.split("; ").collect();
-    assert!(attrs[0].starts_with("pb_session=v1."), "{set}");
+    assert!(attrs[0].starts_with("pb_session=v2."), "{set}");
     for want in ["Path=/", "Max-Age=604800", "HttpOnly", "SameSite=Lax"] {
         assert!(attrs.contains(&want), "{want} in {set}");
     }
@@ -170,7 +170,8 @@ fn forged_expired_and_malformed_cookies_are_401_and_login_still_works_over_them(
     let dave = Store::open(&site.db).unwrap().user_by_name("dave").unwrap().unwrap();
     let expired = key.sign(dave.id, now() - 10);
     let other_key = Key::new(vec![b'k'; 32]).unwrap().sign(dave.id, now() + 3600);
-    let tampered = good.replacen("v1.1.", "v1.2.", 1);
+    let tampered = good.replacen("v2.1.", "v2.2.", 1);
+    assert_ne!(tampered, good);
     let ghost = key.sign(UserId(999), now() + 3600);
     for (what, cookie) in [
         ("expired", expired.as_str()),

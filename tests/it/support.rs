@@ -157,6 +157,15 @@ impl Raw {
         }
     }
 
+    /// Begins a transaction that every writer must wait for until it ends (SQLite: the
+    /// write lock; PostgreSQL: the limits' table, which every write that admits takes).
+    pub fn begin_holding_writes(&self) {
+        match self {
+            Raw::Sqlite(_) => self.exec("BEGIN IMMEDIATE"),
+            Raw::Postgres(_) => self.exec("BEGIN; LOCK TABLE rate_limits IN SHARE ROW EXCLUSIVE MODE"),
+        }
+    }
+
     /// Every row of every table, as text: equal snapshots mean nothing changed.
     pub fn snapshot(&self) -> String {
         let tables = match self {

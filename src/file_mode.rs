@@ -1,0 +1,161 @@
+//! Who may read the files Piggyback creates: the database (and SQLite's `-wal` and
+//! `-shm`, which take the database file's mode), the spool's folders and request files,
+//! and the session key. `PIGGYBACK_FILE_MODE` chooses: `owner` (the default) or
+//! `group`, for a site whose administrators run `piggyback` as another user of the
+//! server's group. Nobody else ever gets a bit. Modes are set explicitly after creating,
+//! so the process umask neither loosens nor (for `group`) tightens them.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// The setting `PIGGYBACK_FILE_MODE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FileMode {
+    /// Files 0600, folders 0700, the key 0600.
+    #[default]
+    Owner,
+    /// Files 0660, folders 2770 (new files keep the folder's group), the key 0640.
+    Group,
+}
+
+impl FileMode {
+    pub fn parse(s: &str) -> Option<FileMode> {
+        match s {
+            "owner" => Some(FileMode::Owner),
+            "group" => Some(FileMode::Group),
+            _ => None,
+        }
+    }
+
+    /// From the process environment: the command line's reading of the setting.
+    pub fn from_env() -> Result<FileMode, String> {
+        match std::env::var("PIGGYBACK_FILE_MODE") {
+            Err(_) => Ok(FileMode::Owner),
+            Ok(v) if v.is_empty() => Ok(FileMode::Owner),
+            Ok(v) => {
+                FileMode::parse(&v).ok_or_else(|| format!("PIGGYBACK_FILE_MODE: must be `owner` or `group`, not `{v}`"))
+            }
+        }
+    }
+
+    /// The database, request files.
+    pub fn file(self) -> u32 {
+        match self {
+            FileMode::Owner => 0o600,
+            FileMode::Group => 0o660,
+        }
+    }
+
+    /// The spool's folders.
+    pub fn dir(self) -> u32 {
+        match self {
+            FileMode::Owner => 0o700,
+            FileMode::Group => 0o2770,
+        }
+    }
+
+    /// The session key: the programs only read it.
+    pub fn secret(self) -> u32 {
+        match self {
+            FileMode::Owner => 0o600,
+            FileMode::Group => 0o640,
+        }
+    }
+
+    /// The permission bits this mode allows a file of `kind` at most.
+    fn allowed(self, kind: Kind) -> u32 {
+        match kind {
+            Kind::File => self.file(),
+            Kind::Dir => self.dir() & 0o777,
+            Kind::Secret => self.secret(),
+        }
+    }
+}
+
+/// Creates `path` as a new file with the mode's file bits; `AlreadyExists` if it exists.
+pub fn create_new(path: &Path, mode: FileMode) -> io::Result<File> {
+    let file = OpenOptions::new().write(true).create_new(true).mode(mode.file()).open(path)?;
+    file.set_permissions(fs::Permissions::from_mode(mode.file()))?;
+    Ok(file)
+}
+
+/// Creates `path` and any missing parents with the mode's folder bits.
+pub fn create_dir_all(path: &Path, mode: FileMode) -> io::Result<()> {
+    if path.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = path.parent()
+        && !parent.as_os_str().is_empty()
+    {
+        create_dir_all(parent, mode)?;
+    }
+    match fs::DirBuilder::new().mode(mode.dir() & 0o777).create(path) {
+        Ok(()) => fs::set_permissions(path, fs::Permissions::from_mode(mode.dir())),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && path.is_dir() => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// What a file holds, for the check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    File,
+    Dir,
+    Secret,
+}
+
+/// One line for each of `paths` (those that exist) whose permissions give more than
+/// `mode` allows: `PATH is 0644; at most 0600 (PIGGYBACK_FILE_MODE=owner)`.
+pub fn looser(paths: &[(PathBuf, Kind)], mode: FileMode) -> Vec<String> {
+    let name = match mode {
+        FileMode::Owner => "owner",
+        FileMode::Group => "group",
+    };
+    paths
+        .iter()
+        .filter_map(|(path, kind)| {
+            let bits = fs::symlink_metadata(path).ok()?.permissions().mode() & 0o777;
+            let allowed = mode.allowed(*kind);
+            (bits & !allowed != 0).then(|| {
+                format!("{} is {bits:04o}; at most {allowed:04o} (PIGGYBACK_FILE_MODE={name})", path.display())
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn created_files_and_folders_have_the_modes_bits_whatever_the_umask() {
+        let dir = tempfile::tempdir().unwrap();
+        for mode in [FileMode::Owner, FileMode::Group] {
+            let folder = dir.path().join(format!("{mode:?}/a/b"));
+            create_dir_all(&folder, mode).unwrap();
+            let bits = fs::metadata(&folder).unwrap().permissions().mode() & 0o7777;
+            assert_eq!(bits, mode.dir(), "{mode:?}");
+            let file = folder.join("f");
+            create_new(&file, mode).unwrap();
+            assert_eq!(fs::metadata(&file).unwrap().permissions().mode() & 0o777, mode.file());
+            assert!(looser(&[(file.clone(), Kind::File), (folder.clone(), Kind::Dir)], mode).is_empty());
+            assert_eq!(create_new(&file, mode).unwrap_err().kind(), io::ErrorKind::AlreadyExists);
+        }
+    }
+
+    #[test]
+    fn looser_files_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("db");
+        fs::write(&file, b"").unwrap();
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).unwrap();
+        let lines = looser(&[(file.clone(), Kind::File), (dir.path().join("missing"), Kind::File)], FileMode::Owner);
+        assert_eq!(lines.len(), 1);
+        assert!(lines[0].contains("0644") && lines[0].contains("0600"), "{lines:?}");
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o660)).unwrap();
+        assert!(looser(&[(file.clone(), Kind::File)], FileMode::Group).is_empty());
+        assert_eq!(looser(&[(file, Kind::Secret)], FileMode::Group).len(), 1, "the key is never group-writable");
+    }
+}
