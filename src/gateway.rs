@@ -10,6 +10,7 @@ use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use serde_json::Value;
@@ -29,6 +30,8 @@ use crate::spool::Spool;
 /// The CGI environment as the server passed it.
 pub type Env = HashMap<String, OsString>;
 
+pub mod fcgi;
+
 /// The whole `main` of every CGI program: runs the handler [`crate::handlers::PROGRAMS`]
 /// pairs with the executable's name (`CARGO_BIN_NAME`).
 pub fn run_program(name: &str) -> ExitCode {
@@ -44,21 +47,46 @@ pub fn run_program(name: &str) -> ExitCode {
     }
 }
 
-/// Runs one CGI request of the process with `handler`.
+/// Runs one CGI request of the process with `handler`, or, when the process was started
+/// with a listening socket on stdin, FastCGI requests until it is told to stop.
 pub fn run(handler: Handler) -> ExitCode {
+    if fcgi::listening_on_stdin() {
+        return fcgi::serve(handler);
+    }
     let env: Env = std::env::vars_os().filter_map(|(k, v)| k.into_string().ok().map(|k| (k, v))).collect();
-    let output = respond(handler, &env, std::io::stdin().lock());
+    let mut kept = KeptStore::default();
+    let output = respond_keeping(handler, &env, std::io::stdin().lock(), &mut kept);
+    // A connection that wrote closes before the answer, as it always did: its close
+    // may checkpoint (ARCHITECTURE.md, the close-checkpoint rule).
+    if kept.0.as_ref().is_some_and(|(_, store)| store.wrote()) {
+        kept.0 = None;
+    }
     let mut stdout = std::io::stdout().lock();
     // The client may be gone (lighttpd then sends SIGTERM); nothing is left to do.
     let _ = stdout.write_all(&output).and_then(|()| stdout.flush());
+    // One that only read would not checkpoint on close anyway: the process is about to
+    // exit, and freeing SQLite's schema and statements is work nobody needs (about
+    // 100 k instructions, docs/PERFORMANCE.md). The exit releases its locks as a
+    // crash would, which SQLite is built for.
+    std::mem::forget(kept);
     ExitCode::SUCCESS
 }
 
 /// The complete CGI response (header block and body) to one request.
 pub fn respond(handler: Handler, env: &Env, stdin: impl Read) -> Vec<u8> {
+    respond_keeping(handler, env, stdin, &mut KeptStore::default())
+}
+
+/// [`respond`] with the database connection of earlier requests, if it is to the same
+/// file: a FastCGI process keeps it, and with it SQLite's parsed schema and prepared
+/// statements. Nothing else survives a request.
+pub fn respond_keeping(handler: Handler, env: &Env, stdin: impl Read, kept: &mut KeptStore) -> Vec<u8> {
     let head = env.get("REQUEST_METHOD").and_then(|m| m.to_str()) == Some("HEAD");
-    let mut reply = catch_unwind(AssertUnwindSafe(|| serve(handler, env, stdin, now())))
-        .unwrap_or_else(|_| ApiError::internal("internal error").log("a handler panicked; answered 500").into_reply());
+    let mut reply = catch_unwind(AssertUnwindSafe(|| serve(handler, env, stdin, now(), kept))).unwrap_or_else(|_| {
+        // The connection may be mid-transaction: the next request opens a fresh one.
+        kept.0 = None;
+        ApiError::internal("internal error").log("a handler panicked; answered 500").into_reply()
+    });
     // The one place a reply's log line is written.
     if let Some(line) = reply.log.take() {
         log(&line);
@@ -66,19 +94,38 @@ pub fn respond(handler: Handler, env: &Env, stdin: impl Read) -> Vec<u8> {
     serialize(reply, head)
 }
 
+/// The open database a process keeps between requests, and the path it was opened as.
+#[derive(Default)]
+pub struct KeptStore(Option<(PathBuf, Store)>);
+
+impl KeptStore {
+    /// The kept connection when it is to `path` and its schema is still this build's
+    /// (`piggyback init` may have migrated it since); else a newly opened one, kept.
+    fn open(&mut self, path: &Path) -> Result<&Store, StoreError> {
+        let kept = match self.0.take() {
+            Some((kept, store)) if kept == path => {
+                store.check_version()?;
+                (kept, store)
+            }
+            _ => (path.to_owned(), Store::open(path)?),
+        };
+        Ok(&self.0.insert(kept).1)
+    }
+}
+
 /// Serves one request at `now` (unix seconds, read once for the whole request).
-fn serve(handler: Handler, env: &Env, stdin: impl Read, now: i64) -> Reply {
+fn serve(handler: Handler, env: &Env, stdin: impl Read, now: i64, kept: &mut KeptStore) -> Reply {
     let config = match Config::from_lookup(|name| env.get(name).cloned()) {
         Ok(config) => config,
         Err(e) => return ApiError::misconfigured().log(format!("configuration: {e}")).into_reply(),
     };
     let mut request = parse_request(env, stdin);
     believe_proxies(&mut request.meta, &config);
-    let store = match Store::open(&config.db) {
+    let store = match kept.open(&config.db) {
         Ok(store) => store,
         Err(e) => return ApiError::from(e).into_reply(),
     };
-    let caller = match identify(&request.meta, &store, &config, now) {
+    let caller = match identify(&request.meta, store, &config, now) {
         Ok(Some(user)) => Caller::Identified(user),
         Ok(None) => Caller::Anonymous,
         Err(mut e) if e.status < 500 => {
@@ -90,8 +137,8 @@ fn serve(handler: Handler, env: &Env, stdin: impl Read, now: i64) -> Reply {
         }
         Err(e) => return e.into_reply(),
     };
-    let queue = Queue::new(&store, Spool::new(&config.spool).with_mode(config.file_mode));
-    let ctx = Context { config: &config, store: &store, queue, caller, now };
+    let queue = Queue::new(store, Spool::new(&config.spool).with_mode(config.file_mode));
+    let ctx = Context { config: &config, store, queue, caller, now };
     // A request that could not be parsed, or a cross-site one, is refused before the
     // handler runs, so it changes nothing.
     let checked = match &request.problem {

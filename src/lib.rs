@@ -9,6 +9,7 @@
 
 pub mod config;
 pub mod csrf;
+pub mod fastcgi;
 pub mod file_mode;
 pub mod gateway;
 pub mod handlers;

@@ -95,6 +95,8 @@ macro_rules! forward {
 }
 
 forward! {
+    fn wrote(&self) -> bool;
+    fn check_version(&self) -> Result<()>;
     fn user_by_name(&self, name: &str) -> Result<Option<User>>;
     fn user_by_id(&self, id: UserId) -> Result<Option<User>>;
     fn add_user(&self, name: &str, display_name: &str, password_hash: Option<&str>, now: i64) -> Result<Option<UserId>>;

@@ -147,6 +147,18 @@ impl SqliteStore {
         Ok(store)
     }
 
+    /// Whether a write transaction was begun on this connection (its close checkpoints).
+    pub fn wrote(&self) -> bool {
+        self.wrote.get()
+    }
+
+    /// Fails as [`Store::open`] does unless the schema is this build's: a connection kept
+    /// across requests (FastCGI) checks again each time, since `piggyback init` may
+    /// have migrated the database in between.
+    pub fn check_version(&self) -> Result<()> {
+        migrations::apply_or_refuse(&self.conn, migrations::Older::Refuse)
+    }
+
     /// Creates the database or migrates it to [`SCHEMA_VERSION`] (idempotent), in WAL mode.
     pub fn init(path: &Path) -> Result<SqliteStore> {
         let conn = Connection::open(path)?;

@@ -269,6 +269,27 @@ impl PgStore {
         Ok(PgStore { url: url.to_owned(), client: RefCell::new(client), patience: Cell::new(BUSY_TIMEOUT) })
     }
 
+    /// Nothing to checkpoint on close: the server keeps its own log.
+    pub fn wrote(&self) -> bool {
+        false
+    }
+
+    /// Fails as [`PgStore::open`] does unless the schema is this build's (a connection
+    /// kept across FastCGI requests checks again each time).
+    pub fn check_version(&self) -> Result<()> {
+        let version = match self.client()?.query_typed_opt("SELECT version FROM piggyback_schema", &[]) {
+            Ok(row) => row.map(|r| r.get(0)).unwrap_or(0),
+            Err(e) => match StoreError::from(e) {
+                StoreError::Schema { found } => found,
+                other => return Err(other),
+            },
+        };
+        if version != SCHEMA_VERSION {
+            return Err(StoreError::Schema { found: version });
+        }
+        Ok(())
+    }
+
     /// Creates the schema or migrates it to [`SCHEMA_VERSION`] (idempotent; two
     /// concurrent runs take turns on a transaction-scoped advisory lock).
     pub fn init(url: &str) -> Result<PgStore> {

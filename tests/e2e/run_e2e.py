@@ -41,6 +41,13 @@ IS_ROOT = os.geteuid() == 0
 RUN_USER = os.environ.get("PIGGYBACK_USER", "nobody") if IS_ROOT else None
 SITE_MESSAGE_KEYS = {"unread", "delivered", "new", "items", "more"}
 
+# The same programs as FastCGI responders (a listening socket on stdin).
+FASTCGI_KINDS = {"lighttpd-fastcgi", "apache-fcgid", "nginx-spawn-fcgi"}
+DEFAULT_SERVERS = "lighttpd,apache-event-cgid,apache-prefork-cgi," + ",".join(sorted(FASTCGI_KINDS)) + ",postgres"
+
+# Servers that refuse a POST without Content-Length themselves.
+LENGTH_411 = {"lighttpd", "lighttpd-fastcgi", "nginx-spawn-fcgi"}
+
 RESULTS = []  # (name, ok, detail)
 STARTED = []  # every Server started, for the final stop
 VERBOSE = False
@@ -222,10 +229,14 @@ class Server:
         self.port = free_port()
         self.cgi_timeout = cgi_timeout
         self.proc = None
+        self.backends = []  # spawn-fcgi backends (nginx), stopped by pid
         root = inst.root
-        if kind == "lighttpd":
-            self.cmd = [which("lighttpd"), "-D", "-f", str(CONFIGS / "lighttpd.conf")]
+        if kind.startswith("lighttpd"):
+            self.cmd = [which("lighttpd"), "-D", "-f", str(CONFIGS / f"{kind}.conf")]
             self.cgi_log = root / "log/cgi-stderr.log"
+        elif kind == "nginx-spawn-fcgi":
+            self.cmd = [which("nginx"), "-c", str(root / "run/nginx.conf")]
+            self.cgi_log = root / "log/fcgi-stderr.log"
         else:
             self.cmd = [which("apache2"), "-f", str(CONFIGS / f"{kind}.conf"), "-DFOREGROUND"]
             self.cgi_log = root / "log/apache-error.log"
@@ -243,14 +254,52 @@ class Server:
         else:
             e["PIGGYBACK_USER"] = subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip()
             e["PIGGYBACK_GROUP"] = subprocess.run(["id", "-gn"], capture_output=True, text=True).stdout.strip()
-        if self.kind != "lighttpd":
+        if not self.kind.startswith("lighttpd"):
             # Apache passes its PATH on to the programs; lighttpd gets none at
             # all here, so neither it nor its programs can rely on one.
             e["PATH"] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
             e["LANG"] = "C"
         return e
 
+    def start_backends(self):
+        """nginx-spawn-fcgi: the nginx config from its template, and one
+        `spawn-fcgi -n` per program (the pid is the program's own)."""
+        env = self.env()
+        template = (CONFIGS / "nginx-fastcgi.conf").read_text()
+        for name, value in env.items():
+            template = template.replace("${" + name + "}", value)
+        (self.inst.root / "run/nginx.conf").write_text(template)
+        err = open(self.cgi_log, "ab")
+        for prog in PROGRAMS:
+            cmd = [which("spawn-fcgi"), "-n", "-s", str(self.inst.root / f"run/fcgi-{prog}.sock")]
+            if IS_ROOT:
+                # As root without -u the program would run as root.
+                user, group = env["PIGGYBACK_USER"], env["PIGGYBACK_GROUP"]
+                cmd += ["-u", user, "-g", group, "-U", user, "-G", group]
+            cmd += ["--", str(self.inst.root / "cgi-bin" / prog)]
+            p = subprocess.Popen(cmd, env={"PATH": env["PATH"]}, stdin=subprocess.DEVNULL,
+                                 stdout=err, stderr=err, cwd=str(self.inst.root), start_new_session=True)
+            self.backends.append(p)
+
+    def wait_answer(self, seconds=20):
+        """FastCGI: the port is open before the backends are (lighttpd listens
+        first): wait for a real answer from a program (JSON, not the server's
+        own 502/503/504)."""
+        deadline = time.monotonic() + seconds
+        last = None
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            try:
+                last = request(self.port, "GET", "/cgi-bin/profile", timeout=5)
+                if last.status not in (502, 503, 504) and isinstance(last.json, dict):
+                    return True
+            except OSError as e:
+                last = e
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.kind}: no answer from /cgi-bin/profile: {last!r}")
+
     def start(self):
+        if self.kind == "nginx-spawn-fcgi":
+            self.start_backends()
         out = open(self.inst.root / f"log/{self.kind}-console.log", "ab")
         # A session of its own: Apache's prefork MPM signals its whole process
         # group when it shuts down, which in the foreground would be ours.
@@ -261,20 +310,28 @@ class Server:
             self.stop()
             tail = (self.inst.root / f"log/{self.kind}-console.log").read_text(errors="replace")[-2000:]
             raise RuntimeError(f"{self.kind} did not start on port {self.port}: {tail}")
+        if self.kind in FASTCGI_KINDS:
+            self.wait_answer()
         return self
 
     def stop(self):
-        """Stop this server by its own pid; True if it is gone."""
-        p = self.proc
-        if p is None or p.poll() is not None:
-            return True
-        try:
-            p.send_signal(signal.SIGTERM)
-            p.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait(timeout=5)
-        return p.poll() is not None
+        """Stop this server, and the backends it did not start, by their own
+        pids; True if all are gone."""
+        gone = True
+        for p in [self.proc, *self.backends]:
+            if p is None or p.poll() is not None:
+                continue
+            try:
+                p.send_signal(signal.SIGTERM)
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(timeout=5)
+            gone = gone and p.poll() is not None
+        return gone
+
+    def backends_exit_codes(self):
+        return [p.returncode for p in self.backends]
 
     def children_left(self):
         """Pids of processes of this install still running: the server, its
@@ -472,13 +529,13 @@ def server_suite(kind, work):
         check(resp.json["post"]["body"] == "posted with Transfer-Encoding: chunked", f"{resp!r}")
         check_site_messages(resp, "chunked POST")
 
-    @test(f"{label}: a POST without any length " + ("gets 411" if kind == "lighttpd" else "is refused cleanly"))
+    @test(f"{label}: a POST without any length " + ("gets 411" if kind in LENGTH_411 else "is refused cleanly"))
     def _():
         head, body = raw_exchange(port, (
             f"POST /cgi-bin/posts HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nCookie: pb_session={alice}\r\n"
             "Content-Type: application/json\r\nConnection: close\r\n\r\n").encode())
         status = int(head.split(b" ", 2)[1])
-        if kind == "lighttpd":
+        if kind in LENGTH_411:
             check(status == 411, f"status {status}: {head!r}")
         else:
             # Apache runs the program with no body: it must answer, not crash.
@@ -546,19 +603,57 @@ def server_suite(kind, work):
     if kind == "lighttpd":
         msqd_suite(server, inst, alice, bob)
 
+    if kind in FASTCGI_KINDS:
+        fastcgi_suite(server, inst, alice)
+
     stderr_suite(kind, work)
-    timeout_suite(kind, work)
+    if kind not in FASTCGI_KINDS:
+        # A FastCGI server's timeout does not kill the program: nothing to test.
+        timeout_suite(kind, work)
 
     @test(f"{label}: server stopped by its own pid")
     def _():
         pid = server.proc.pid
         check(server.stop(), f"pid {pid} still running")
-        check(not server.children_left(), f"processes left: {server.children_left()}")
+        if server.backends:
+            codes = server.backends_exit_codes()
+            check(codes == [0] * len(codes), f"spawn-fcgi programs exited with {codes} after SIGTERM")
+        # lighttpd signals its FastCGI backends and exits without waiting for them:
+        # give them the moment they take to finish and exit.
+        deadline = time.monotonic() + 5
+        while server.children_left() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        left = server.children_left()
+        check(not left, f"processes left: {left}")
         try:
             socket.create_connection(("127.0.0.1", port), 0.5).close()
             raise Failure(f"port {port} still accepts connections")
         except OSError:
             pass
+
+
+def fastcgi_suite(server, inst, alice):
+    """What only a kept process can get wrong."""
+    label = server.kind
+    port = server.port
+
+    @test(f"{label}: the programs are FastCGI processes that serve many requests")
+    def _():
+        before = set(server.programs_left())
+        check(before, "no program process is running between requests")
+        for _ in range(20):
+            r = request(port, "GET", "/cgi-bin/profile", cookie=alice)
+            check(r.status == 200, f"status {r.status}: {r!r}")
+        after = set(server.programs_left())
+        check(before & after, f"no program process survived 20 requests: {sorted(before)} then {sorted(after)}")
+
+    @test(f"{label}: one request's identity does not reach the next one")
+    def _():
+        for _ in range(10):
+            r = request(port, "GET", "/cgi-bin/messages", cookie=alice)
+            check(r.status == 200 and r.site_messages is not None, f"alice: {r!r}")
+            r = request(port, "GET", "/cgi-bin/messages")
+            check(r.status == 401 and r.site_messages is None, f"anonymous after alice: {r!r}")
 
 
 def msqd_suite(server, inst, alice, bob):
@@ -935,8 +1030,9 @@ def postgres_suite(work):
 def main():
     global VERBOSE, KEEP
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--servers", default="lighttpd,apache-event-cgid,apache-prefork-cgi,postgres",
-                    help="comma-separated: lighttpd, apache-event-cgid, apache-prefork-cgi")
+    ap.add_argument("--servers", default=DEFAULT_SERVERS,
+                    help="comma-separated: lighttpd, apache-event-cgid, apache-prefork-cgi, "
+                         "lighttpd-fastcgi, apache-fcgid, nginx-spawn-fcgi, postgres")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs, databases)")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args()

@@ -6,6 +6,7 @@ mod support;
 mod attacks;
 mod authz;
 mod concurrency;
+mod fastcgi;
 mod gateway;
 mod hostile_input;
 mod hosts;

@@ -1189,3 +1189,23 @@ fn msqd_applies_request_files_as_they_arrive_and_stops_cleanly_on_sigterm() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("stopped"));
     assert!(site.piggyback_ok(&["check"]).contains("0 waiting, 0 claimed, 0 bad"));
 }
+
+#[test]
+fn a_cgi_that_wrote_checkpoints_on_close_and_one_that_only_read_leaves_the_wal_empty() {
+    let site = site();
+    let wal = site.db.with_extension("db-wal");
+    let wal_len = || std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+    site.deliver("bob", "alice", "hello");
+    // The announcing request wrote, and as the last connection its close checkpointed.
+    let announced = site.get(Program::Profile, "alice", "");
+    assert_eq!(announced.announced().len(), 1);
+    assert_eq!(wal_len(), 0, "the writer's close checkpointed and emptied the WAL");
+    // A reader exits without closing its connection: nothing of it reaches the WAL, and
+    // the next processes find the database whole.
+    let read = site.get(Program::Profile, "alice", "");
+    assert_eq!(read.counts(), (1, 1, 0));
+    assert_eq!(wal_len(), 0);
+    site.piggyback_ok(&["check"]);
+    site.deliver("bob", "alice", "again");
+    assert_eq!(site.get(Program::Messages, "alice", "").announced().len(), 1);
+}

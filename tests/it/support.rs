@@ -497,6 +497,11 @@ impl Cgi {
         self.method == "HEAD"
     }
 
+    /// The body sent on stdin.
+    pub fn body_bytes(&self) -> &[u8] {
+        &self.body
+    }
+
     /// The complete CGI environment.
     pub fn env(&self) -> BTreeMap<String, OsString> {
         let mut env = self.vars.clone();

@@ -1,0 +1,262 @@
+//! FastCGI: the same programs, kept running by the web server.
+//!
+//! A process started with a listening socket on stdin (lighttpd `bin-path`, Apache
+//! `mod_fcgid`, `spawn-fcgi`) accepts connections on it and answers responder requests
+//! one at a time, each through [`respond_keeping`], the CGI path, with the process's
+//! database connection kept. Under Apache `mod_cgid` stdin is a *connected* socket,
+//! which is not listening, so such a process stays a CGI program.
+//!
+//! What one request leaves behind is only that connection: each request's environment
+//! is built afresh from its own parameters over the process's `PIGGYBACK_*` settings,
+//! its body is its own buffer, and a handler's panic drops the connection too.
+//!
+//! A malformed record or a peer that goes away closes that connection, never the
+//! process. SIGTERM (or SIGINT) lets the request in progress finish and be written, then
+//! the process exits 0. Both signals stay blocked except while the process waits in
+//! `ppoll`, so a signal can neither interrupt a request nor slip in just before a wait.
+
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::{ErrorKind, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::os::unix::ffi::OsStringExt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::{Env, Handler, KeptStore, log, respond_keeping};
+use crate::config::MAX_BODY_BYTES;
+use crate::fastcgi::{self, Connection, Step};
+
+/// Whether fd 0 is a listening socket (`SO_ACCEPTCONN`): a FastCGI process manager
+/// started this process. A CGI process has a pipe, a file or a connected socket there.
+pub fn listening_on_stdin() -> bool {
+    let mut value: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `value` and `len` are valid for writes of the sizes given.
+    let rc =
+        unsafe { libc::getsockopt(0, libc::SOL_SOCKET, libc::SO_ACCEPTCONN, (&raw mut value).cast(), &raw mut len) };
+    rc == 0 && value == 1
+}
+
+/// Serves FastCGI connections on fd 0 until SIGTERM or SIGINT.
+pub fn serve(handler: Handler) -> ExitCode {
+    let waiter = match Waiter::install() {
+        Ok(waiter) => waiter,
+        Err(e) => {
+            log(&format!("FastCGI: cannot handle signals: {e}"));
+            return ExitCode::FAILURE;
+        }
+    };
+    // Non-blocking, so that a connection another process of the pool accepted first
+    // cannot leave this one blocked in accept with its stop signals held back.
+    // SAFETY: fcntl on fd 0, which is open (it is a socket).
+    unsafe {
+        let flags = libc::fcntl(0, libc::F_GETFL);
+        if flags >= 0 {
+            libc::fcntl(0, libc::F_SETFL, flags | libc::O_NONBLOCK);
+        }
+    }
+    let mut responder = Responder::new(handler);
+    loop {
+        if waiter.wait_readable(0) == Wake::Stop {
+            return ExitCode::SUCCESS;
+        }
+        // SAFETY: fd 0 is a listening socket (checked by the caller); the result is
+        // checked before use.
+        let fd = unsafe { libc::accept4(0, std::ptr::null_mut(), std::ptr::null_mut(), libc::SOCK_CLOEXEC) };
+        if fd < 0 {
+            let e = std::io::Error::last_os_error();
+            match e.raw_os_error() {
+                // Another process of the same pool took the connection, or the peer gave up.
+                Some(libc::EAGAIN | libc::ECONNABORTED | libc::EINTR | libc::EPROTO) => {}
+                // Out of descriptors or memory: say so and let the condition pass.
+                Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM) => {
+                    log(&format!("FastCGI accept: {e}"));
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                _ => {
+                    log(&format!("FastCGI accept: {e}; exiting"));
+                    return ExitCode::FAILURE;
+                }
+            }
+            continue;
+        }
+        // SAFETY: `accept4` returned a new descriptor that nothing else owns.
+        let mut stream = unsafe { File::from_raw_fd(fd) };
+        if responder.connection(&mut stream, &waiter) == Wake::Stop {
+            return ExitCode::SUCCESS;
+        }
+    }
+}
+
+/// Whether to go on serving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wake {
+    Ready,
+    Stop,
+}
+
+/// Blocks the stop signals and waits for input with them unblocked.
+pub struct Waiter {
+    stop: Arc<AtomicBool>,
+    /// The signal mask to wait with: the process's own, stop signals allowed.
+    waiting_mask: libc::sigset_t,
+}
+
+impl Waiter {
+    /// Installs the handlers and blocks SIGTERM and SIGINT outside waits.
+    pub fn install() -> std::io::Result<Waiter> {
+        let stop = Arc::new(AtomicBool::new(false));
+        for signal in [libc::SIGTERM, libc::SIGINT] {
+            signal_hook::flag::register(signal, Arc::clone(&stop))?;
+        }
+        // SAFETY: plain calls on local, initialised signal sets.
+        unsafe {
+            let mut stop_set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&raw mut stop_set);
+            libc::sigaddset(&raw mut stop_set, libc::SIGTERM);
+            libc::sigaddset(&raw mut stop_set, libc::SIGINT);
+            let mut waiting_mask: libc::sigset_t = std::mem::zeroed();
+            let rc = libc::pthread_sigmask(libc::SIG_BLOCK, &raw const stop_set, &raw mut waiting_mask);
+            if rc != 0 {
+                return Err(std::io::Error::from_raw_os_error(rc));
+            }
+            // A process manager may have started us with them blocked: allow them in waits.
+            libc::sigdelset(&raw mut waiting_mask, libc::SIGTERM);
+            libc::sigdelset(&raw mut waiting_mask, libc::SIGINT);
+            Ok(Waiter { stop, waiting_mask })
+        }
+    }
+
+    /// Whether a stop signal has arrived.
+    pub fn stopping(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    /// Waits until `fd` is readable (or closed), or a stop signal arrives.
+    pub fn wait_readable(&self, fd: RawFd) -> Wake {
+        loop {
+            if self.stopping() {
+                return Wake::Stop;
+            }
+            let mut poll = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+            // SAFETY: one valid pollfd; the mask is an initialised sigset.
+            let rc = unsafe { libc::ppoll(&raw mut poll, 1, std::ptr::null(), &raw const self.waiting_mask) };
+            if rc > 0 {
+                return Wake::Ready;
+            }
+            // EINTR: loop to look at the flag.
+        }
+    }
+}
+
+/// One process's FastCGI state: the handler, the settings of its environment, and the
+/// database connection it keeps.
+pub struct Responder {
+    handler: Handler,
+    /// `PIGGYBACK_*` of the process environment (lighttpd `bin-environment`,
+    /// `FcgidInitialEnv`, spawn-fcgi's environment). Only those: a process manager
+    /// passes its whole environment on, and a stray `REMOTE_USER` or `HTTPS` there must
+    /// never reach a request.
+    settings: Env,
+    kept: KeptStore,
+}
+
+impl Responder {
+    pub fn new(handler: Handler) -> Responder {
+        let settings = std::env::vars_os()
+            .filter_map(|(k, v)| k.into_string().ok().map(|k| (k, v)))
+            .filter(|(k, _)| k.starts_with("PIGGYBACK_"))
+            .collect();
+        Responder { handler, settings, kept: KeptStore::default() }
+    }
+
+    /// The environment of one request: its parameters over the process's settings.
+    fn environment(&self, params: Vec<(Vec<u8>, Vec<u8>)>) -> Env {
+        let mut env = self.settings.clone();
+        for (name, value) in params {
+            // A name that is not UTF-8 names nothing this program reads.
+            if let Ok(name) = String::from_utf8(name) {
+                env.insert(name, OsString::from_vec(value));
+            }
+        }
+        env
+    }
+
+    /// Serves one connection until the peer closes it, asks for it to be closed, breaks
+    /// the protocol, or a stop signal arrives between requests.
+    pub fn connection<S: Read + Write + AsRawFd>(&mut self, stream: &mut S, waiter: &Waiter) -> Wake {
+        let served = catch_unwind(AssertUnwindSafe(|| self.records(stream, waiter)));
+        served.unwrap_or_else(|_| {
+            // The record layer is fuzzed not to panic; should it, only this connection ends.
+            self.kept = KeptStore::default();
+            log("FastCGI: the connection's handling panicked; closed it");
+            Wake::Ready
+        })
+    }
+
+    fn records<S: Read + Write + AsRawFd>(&mut self, stream: &mut S, waiter: &Waiter) -> Wake {
+        let mut conn = Connection::new(MAX_BODY_BYTES);
+        let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
+        let mut start = 0;
+        loop {
+            loop {
+                let step = match fastcgi::parse_record(&buf[start..]) {
+                    Ok(Some((record, used))) => {
+                        start += used;
+                        conn.feed(record)
+                    }
+                    Ok(None) => break,
+                    Err(e) => Err(e),
+                };
+                let out = match step {
+                    Ok(Step::Wait) => continue,
+                    Ok(Step::Write(out)) => out,
+                    Ok(Step::WriteAndClose(out)) => {
+                        let _ = stream.write_all(&out);
+                        return Wake::Ready;
+                    }
+                    Ok(Step::Run(request)) => {
+                        let env = self.environment(request.params);
+                        let cgi = respond_keeping(self.handler, &env, &request.stdin[..], &mut self.kept);
+                        let mut out = Vec::with_capacity(cgi.len() + 64);
+                        fastcgi::write_response(&mut out, request.id, &cgi);
+                        if request.close {
+                            // The peer may be gone: its request is over either way.
+                            let _ = stream.write_all(&out);
+                            return Wake::Ready;
+                        }
+                        out
+                    }
+                    Err(e) => {
+                        log(&format!("FastCGI: {e}; closed the connection"));
+                        return Wake::Ready;
+                    }
+                };
+                if stream.write_all(&out).is_err() {
+                    return Wake::Ready;
+                }
+            }
+            buf.drain(..start);
+            start = 0;
+            let idle = buf.is_empty() && !conn.mid_request();
+            if idle && waiter.stopping() {
+                return Wake::Stop;
+            }
+            // Mid-request a stop signal waits for the request to arrive and be answered.
+            if idle && waiter.wait_readable(stream.as_raw_fd()) == Wake::Stop {
+                return Wake::Stop;
+            }
+            let filled = buf.len();
+            buf.resize(filled + 16 * 1024, 0);
+            match stream.read(&mut buf[filled..]) {
+                Ok(0) => return Wake::Ready,
+                Ok(n) => buf.truncate(filled + n),
+                Err(e) if e.kind() == ErrorKind::Interrupted => buf.truncate(filled),
+                Err(_) => return Wake::Ready,
+            }
+        }
+    }
+}

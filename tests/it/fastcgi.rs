@@ -1,0 +1,475 @@
+//! The programs as FastCGI responders: each test starts a real executable with a
+//! listening Unix socket on fd 0, as lighttpd, mod_fcgid and spawn-fcgi do, and talks
+//! to it with the small client below, written from the specification and independent
+//! of `piggyback::fastcgi`. Parameters and stdin are cut into records of odd sizes, so
+//! the program must reassemble them wherever they are split.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+
+use serde_json::json;
+
+use crate::support::{Cgi, Program, Response, Site, parse_response};
+
+const BEGIN_REQUEST: u8 = 1;
+const ABORT_REQUEST: u8 = 2;
+const END_REQUEST: u8 = 3;
+const PARAMS: u8 = 4;
+const STDIN: u8 = 5;
+const STDOUT: u8 = 6;
+const GET_VALUES: u8 = 9;
+const GET_VALUES_RESULT: u8 = 10;
+const UNKNOWN_TYPE: u8 = 11;
+
+/// One record: version 1, no padding when `pad` is false (both are valid).
+fn record(kind: u8, id: u16, content: &[u8], pad: bool) -> Vec<u8> {
+    assert!(content.len() <= 0xFFFF);
+    let padding = if pad { (8 - content.len() % 8) % 8 } else { 0 };
+    let mut out = vec![1, kind];
+    out.extend_from_slice(&id.to_be_bytes());
+    out.extend_from_slice(&(content.len() as u16).to_be_bytes());
+    out.extend_from_slice(&[padding as u8, 0]);
+    out.extend_from_slice(content);
+    out.extend(std::iter::repeat_n(0xAA, padding));
+    out
+}
+
+/// A stream cut into records of `piece` bytes, then its empty closing record.
+fn stream(kind: u8, id: u16, content: &[u8], piece: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (i, part) in content.chunks(piece).enumerate() {
+        out.extend(record(kind, id, part, i % 2 == 0));
+    }
+    out.extend(record(kind, id, &[], true));
+    out
+}
+
+fn pair(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    for len in [name.len(), value.len()] {
+        if len < 128 {
+            out.push(len as u8);
+        } else {
+            out.extend_from_slice(&(len as u32 | 1 << 31).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(name);
+    out.extend_from_slice(value);
+}
+
+fn begin(id: u16, role: u16, keep_conn: bool) -> Vec<u8> {
+    let r = role.to_be_bytes();
+    record(BEGIN_REQUEST, id, &[r[0], r[1], u8::from(keep_conn), 0, 0, 0, 0, 0], true)
+}
+
+/// A whole responder request: BEGIN, PARAMS cut every 7 bytes, STDIN every 1000.
+fn request_bytes(id: u16, keep_conn: bool, env: &BTreeMap<String, OsString>, body: &[u8]) -> Vec<u8> {
+    let mut params = Vec::new();
+    for (name, value) in env {
+        pair(&mut params, name.as_bytes(), value.as_bytes());
+    }
+    let mut out = begin(id, 1, keep_conn);
+    out.extend(stream(PARAMS, id, &params, 7));
+    out.extend(stream(STDIN, id, body, 1000));
+    out
+}
+
+/// Reads one record: `None` when the peer closed the connection.
+fn read_record(conn: &mut UnixStream) -> Option<(u8, u16, Vec<u8>)> {
+    let mut header = [0u8; 8];
+    conn.read_exact(&mut header).ok()?;
+    assert_eq!(header[0], 1, "version 1");
+    let len = usize::from(u16::from_be_bytes([header[4], header[5]]));
+    let mut content = vec![0u8; len + usize::from(header[6])];
+    conn.read_exact(&mut content).ok()?;
+    content.truncate(len);
+    Some((header[1], u16::from_be_bytes([header[2], header[3]]), content))
+}
+
+/// Reads records up to the END_REQUEST of `id`: the stdout and the protocol status.
+fn read_answer(conn: &mut UnixStream, id: u16) -> (Vec<u8>, u8) {
+    let mut stdout = Vec::new();
+    loop {
+        let (kind, rid, content) = read_record(conn).expect("an answer before the connection closes");
+        assert_eq!(rid, id, "a record of another request");
+        match kind {
+            STDOUT => stdout.extend(content),
+            END_REQUEST => return (stdout, content[4]),
+            other => panic!("unexpected record type {other}"),
+        }
+    }
+}
+
+/// A program started as a FastCGI process manager starts it.
+struct Responder {
+    /// `None` once waited for.
+    child: Option<Child>,
+    socket: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Responder {
+    /// `program` with a listening socket on fd 0 and `settings` as its whole environment.
+    fn start(program: Program, settings: &[(&str, &OsString)]) -> Responder {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("fcgi.sock");
+        let listener = UnixListener::bind(&socket).unwrap();
+        let child = Command::new(program.executable())
+            .env_clear()
+            .envs(settings.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::from(OwnedFd::from(listener)))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        Responder { child: Some(child), socket, _dir: dir }
+    }
+
+    /// `program` for `site`: its database (and key) in the process environment.
+    fn for_site(program: Program, site: &Site) -> Responder {
+        let db: OsString = site.db.clone().into();
+        Responder::start(program, &[("PIGGYBACK_DB", &db)])
+    }
+
+    fn connect(&self) -> UnixStream {
+        UnixStream::connect(&self.socket).unwrap()
+    }
+
+    /// One request on a connection of its own (closed after the answer).
+    fn ask(&self, cgi: &Cgi) -> Response {
+        let mut conn = self.connect();
+        let response = ask_on(&mut conn, 1, false, cgi);
+        assert!(read_record(&mut conn).is_none(), "the connection is closed without FCGI_KEEP_CONN");
+        response
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        let pid = self.child.as_ref().expect("running").id();
+        // SAFETY: a signal to the child this test started.
+        assert_eq!(unsafe { libc::kill(pid as libc::pid_t, signal) }, 0);
+    }
+
+    /// Waits for the process; its status and stderr.
+    fn finish(mut self) -> (ExitStatus, String) {
+        let out = self.child.take().expect("running").wait_with_output().unwrap();
+        (out.status, String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+
+    fn stop(self) -> String {
+        self.signal(libc::SIGTERM);
+        let (status, stderr) = self.finish();
+        assert!(status.success(), "exit status {status}; stderr: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        stderr
+    }
+}
+
+impl Drop for Responder {
+    /// A test that failed leaves no process behind.
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A request sent on an open connection, its answer parsed as a CGI response.
+fn ask_on(conn: &mut UnixStream, id: u16, keep_conn: bool, cgi: &Cgi) -> Response {
+    let env = fastcgi_params(cgi);
+    conn.write_all(&request_bytes(id, keep_conn, &env, cgi.body_bytes())).unwrap();
+    let (stdout, status) = read_answer(conn, id);
+    assert_eq!(status, 0, "FCGI_REQUEST_COMPLETE");
+    parse_response(&stdout, cgi.is_head())
+}
+
+/// The request's variables as a web server sends them over FastCGI: its settings come
+/// from the process environment, so they are left out unless a test adds them.
+fn fastcgi_params(cgi: &Cgi) -> BTreeMap<String, OsString> {
+    let mut env = cgi.env();
+    env.remove("PIGGYBACK_DB");
+    env
+}
+
+fn site() -> Site {
+    Site::new(&["alice", "bob"])
+}
+
+#[test]
+fn a_cgi_program_with_a_connected_socket_on_stdin_stays_cgi() {
+    // Apache mod_cgid passes a connected socket on fd 0: not listening, so plain CGI.
+    let site = site();
+    let cgi = site.cgi(Program::Profile).user("alice").method("POST").body("application/json", br#"{"bio":"x"}"#);
+    let (mut ours, theirs) = UnixStream::pair().unwrap();
+    ours.write_all(cgi.body_bytes()).unwrap();
+    ours.shutdown(std::net::Shutdown::Write).unwrap();
+    let out = Command::new(Program::Profile.executable())
+        .env_clear()
+        .envs(cgi.env())
+        .stdin(Stdio::from(OwnedFd::from(theirs.try_clone().unwrap())))
+        .output()
+        .unwrap();
+    drop(theirs.shutdown(std::net::Shutdown::Both));
+    assert!(out.status.success());
+    let response = parse_response(&out.stdout, false);
+    assert_ne!(response.status, 500, "{}", response.json);
+    assert!(response.has_site_messages());
+}
+
+#[test]
+fn every_program_answers_over_fastcgi_as_it_does_over_cgi() {
+    let site = site();
+    for program in Program::ALL {
+        let fcgi = Responder::for_site(program, &site);
+        let request = site.cgi(program).user("alice");
+        let over_fcgi = fcgi.ask(&request);
+        let over_cgi = request.run();
+        over_fcgi.assert_status(200);
+        assert_eq!(over_fcgi.json, over_cgi.json, "{}", program.name());
+        let head = fcgi.ask(&site.cgi(program).user("alice").method("HEAD"));
+        head.assert_status(200);
+        assert!(head.body.is_empty());
+        fcgi.stop();
+    }
+}
+
+#[test]
+fn announcements_are_made_once_across_fastcgi_and_cgi_processes() {
+    let site = site();
+    let profile = Responder::for_site(Program::Profile, &site);
+    let messages = Responder::for_site(Program::Messages, &site);
+    let mut keep = profile.connect();
+
+    let first = site.send("bob", "alice", "one", "first");
+    site.piggyback_ok(&["drain"]);
+    let r = ask_on(&mut keep, 1, true, &site.cgi(Program::Profile).user("alice"));
+    assert_eq!(r.announced(), vec![first]);
+    assert!(site.get(Program::Profile, "alice", "").announced().is_empty(), "CGI does not announce it again");
+
+    let second = site.send("bob", "alice", "two", "second");
+    site.piggyback_ok(&["drain"]);
+    assert_eq!(site.get(Program::Friends, "alice", "").announced(), vec![second]);
+    let r = ask_on(&mut keep, 2, true, &site.cgi(Program::Profile).user("alice"));
+    assert!(r.announced().is_empty());
+    assert_eq!(r.counts(), (2, 2, 0));
+
+    // A send through the FastCGI messages process, announced by the kept profile one.
+    let sent = messages.ask(
+        &site.cgi(Program::Messages).user("bob").post("", json!({"to": "alice", "subject": "s", "body": "third"})),
+    );
+    sent.assert_status(201);
+    let r = ask_on(&mut keep, 3, true, &site.cgi(Program::Profile).user("alice"));
+    assert_eq!(r.announced().len(), 1);
+    assert_eq!(r.site()["items"][0]["id"], sent.json["sent"]["message_id"]);
+    drop(keep);
+    profile.stop();
+    messages.stop();
+}
+
+#[test]
+fn nothing_of_one_request_survives_into_the_next() {
+    let site = site();
+    let other = Site::new(&["bob"]);
+    // The process environment holds what a careless process manager might pass on: it
+    // must never identify anyone.
+    let db: OsString = site.db.clone().into();
+    let mallory: OsString = "alice".into();
+    let fcgi = Responder::start(Program::Messages, &[("PIGGYBACK_DB", &db), ("REMOTE_USER", &mallory)]);
+    let mut conn = fcgi.connect();
+
+    // Identity: alice, then nobody.
+    ask_on(&mut conn, 1, true, &site.cgi(Program::Messages).user("alice")).assert_status(200);
+    let anonymous = ask_on(&mut conn, 2, true, &site.cgi(Program::Messages));
+    anonymous.assert_status(401);
+    assert_eq!(anonymous.error_code(), "unauthorized");
+
+    // Configuration from parameters: another database for one request only.
+    let elsewhere = site.cgi(Program::Messages).user("alice").var_os("PIGGYBACK_DB", &other.db);
+    let mut elsewhere_env = elsewhere.env();
+    elsewhere_env.insert("PIGGYBACK_DB".into(), other.db.clone().into());
+    conn.write_all(&request_bytes(3, true, &elsewhere_env, b"")).unwrap();
+    let (stdout, _) = read_answer(&mut conn, 3);
+    let r = parse_response(&stdout, false);
+    r.assert_status(401);
+    assert_eq!(r.error_code(), "unknown_user", "alice has no account in the other database");
+    ask_on(&mut conn, 4, true, &site.cgi(Program::Messages).user("alice")).assert_status(200);
+
+    // A body shorter than its CONTENT_LENGTH: refused, and the next body is its own.
+    let short = site
+        .cgi(Program::Messages)
+        .user("bob")
+        .method("POST")
+        .body("application/json", br#"{"to":"alice","bo"#)
+        .content_length("200");
+    let r = ask_on(&mut conn, 5, true, &short);
+    r.assert_status(400);
+    let whole =
+        site.cgi(Program::Messages).user("bob").post("", json!({"to": "alice", "subject": "s", "body": "whole"}));
+    ask_on(&mut conn, 6, true, &whole).assert_status(201);
+    let inbox = ask_on(&mut conn, 7, true, &site.cgi(Program::Messages).user("alice"));
+    let bodies: Vec<&str> =
+        inbox.json["messages"].as_array().unwrap().iter().filter_map(|m| m["snippet"].as_str()).collect();
+    assert_eq!(bodies, vec!["whole"], "{}", inbox.json);
+    drop(conn);
+    fcgi.stop();
+}
+
+#[test]
+fn management_records_and_refusals() {
+    let site = site();
+    let fcgi = Responder::for_site(Program::Profile, &site);
+    let mut conn = fcgi.connect();
+    let mut asked = Vec::new();
+    for name in ["FCGI_MAX_CONNS", "FCGI_MAX_REQS", "FCGI_MPXS_CONNS"] {
+        pair(&mut asked, name.as_bytes(), b"");
+    }
+    conn.write_all(&record(GET_VALUES, 0, &asked, true)).unwrap();
+    let (kind, id, content) = read_record(&mut conn).unwrap();
+    assert_eq!((kind, id), (GET_VALUES_RESULT, 0));
+    let mut expected = Vec::new();
+    for (name, value) in [("FCGI_MAX_CONNS", "1"), ("FCGI_MAX_REQS", "1"), ("FCGI_MPXS_CONNS", "0")] {
+        pair(&mut expected, name.as_bytes(), value.as_bytes());
+    }
+    assert_eq!(content, expected);
+
+    conn.write_all(&record(200, 0, b"", true)).unwrap();
+    assert_eq!(read_record(&mut conn).unwrap(), (UNKNOWN_TYPE, 0, vec![200, 0, 0, 0, 0, 0, 0, 0]));
+
+    // An authorizer is refused; a second request while one is active cannot be multiplexed.
+    conn.write_all(&begin(5, 2, true)).unwrap();
+    assert_eq!(read_answer(&mut conn, 5), (vec![], 3), "FCGI_UNKNOWN_ROLE");
+    let cgi = site.cgi(Program::Profile).user("alice");
+    let env = fastcgi_params(&cgi);
+    let whole = request_bytes(1, true, &env, b"");
+    // The BEGIN_REQUEST record (16 bytes), then another request's, then the rest.
+    let (head, tail) = whole.split_at(16);
+    conn.write_all(head).unwrap();
+    conn.write_all(&begin(2, 1, true)).unwrap();
+    assert_eq!(read_answer(&mut conn, 2), (vec![], 1), "FCGI_CANT_MPX_CONN");
+    conn.write_all(tail).unwrap();
+    let (stdout, status) = read_answer(&mut conn, 1);
+    assert_eq!(status, 0);
+    parse_response(&stdout, false).assert_status(200);
+
+    // An aborted request is ended and never runs.
+    conn.write_all(&begin(3, 1, true)).unwrap();
+    conn.write_all(&record(ABORT_REQUEST, 3, b"", true)).unwrap();
+    assert_eq!(read_answer(&mut conn, 3), (vec![], 0));
+    drop(conn);
+    fcgi.stop();
+}
+
+#[test]
+fn a_malformed_record_or_a_vanished_client_ends_only_its_connection() {
+    let site = site();
+    let fcgi = Responder::for_site(Program::Profile, &site);
+    let alice = site.cgi(Program::Profile).user("alice");
+
+    let mut bad = fcgi.connect();
+    bad.write_all(&[9, 1, 0, 1, 0, 0, 0, 0]).unwrap();
+    assert!(read_record(&mut bad).is_none(), "a wrong version closes the connection");
+
+    let mut bad = fcgi.connect();
+    bad.write_all(&begin(1, 1, true)).unwrap();
+    bad.write_all(&record(PARAMS, 1, &[0x85, 1, 2], true)).unwrap();
+    bad.write_all(&record(PARAMS, 1, &[], true)).unwrap();
+    bad.write_all(&record(STDIN, 1, &[], true)).unwrap();
+    assert!(read_record(&mut bad).is_none(), "broken name-value pairs close the connection");
+
+    let mut gone = fcgi.connect();
+    let whole = request_bytes(1, false, &fastcgi_params(&alice), b"");
+    gone.write_all(&whole[..whole.len() / 2]).unwrap();
+    drop(gone);
+
+    // A client that asks and leaves before the answer.
+    let mut rude = fcgi.connect();
+    rude.write_all(&whole).unwrap();
+    drop(rude);
+
+    fcgi.ask(&alice).assert_status(200);
+    let stderr = fcgi.stop();
+    assert!(stderr.contains("malformed FastCGI input"), "{stderr}");
+}
+
+#[test]
+fn sigterm_finishes_the_request_in_progress_then_exits_0() {
+    let site = site();
+    let fcgi = Responder::for_site(Program::Messages, &site);
+    let mut conn = fcgi.connect();
+    let send =
+        site.cgi(Program::Messages).user("bob").post("", json!({"to": "alice", "subject": "s", "body": "in flight"}));
+    // Everything but the body's records (an empty body's stream is one 8-byte record).
+    let head = request_bytes(1, true, &fastcgi_params(&send), b"");
+    let head = &head[..head.len() - 8];
+    let tail = stream(STDIN, 1, send.body_bytes(), 1000);
+    conn.write_all(head).unwrap();
+    // A management record answered proves the process has read the request's first half.
+    let mut asked = Vec::new();
+    pair(&mut asked, b"FCGI_MAX_REQS", b"");
+    conn.write_all(&record(GET_VALUES, 0, &asked, true)).unwrap();
+    assert_eq!(read_record(&mut conn).unwrap().0, GET_VALUES_RESULT);
+
+    fcgi.signal(libc::SIGTERM);
+    conn.write_all(&tail).unwrap();
+    let (stdout, _) = read_answer(&mut conn, 1);
+    let sent = parse_response(&stdout, false);
+    sent.assert_status(201);
+    let (status, stderr) = fcgi.finish();
+    assert!(status.success(), "{status} {stderr}");
+    assert!(read_record(&mut conn).is_none(), "closed after the request in progress");
+
+    let inbox = site.get(Program::Messages, "alice", "");
+    assert_eq!(inbox.json["messages"][0]["id"], sent.json["sent"]["message_id"]);
+}
+
+#[test]
+fn a_process_killed_after_accepting_a_send_loses_nothing() {
+    let site = site();
+    let fcgi = Responder::for_site(Program::Messages, &site);
+    let sent = fcgi
+        .ask(&site.cgi(Program::Messages).user("bob").post("", json!({"to": "alice", "subject": "s", "body": "kept"})));
+    sent.assert_status(201);
+    fcgi.signal(libc::SIGKILL);
+    let (status, _) = fcgi.finish();
+    assert!(!status.success());
+    let inbox = site.get(Program::Messages, "alice", "");
+    assert_eq!(inbox.json["messages"][0]["id"], sent.json["sent"]["message_id"]);
+}
+
+#[test]
+fn a_panicking_handler_answers_500_and_the_connection_serves_on() {
+    fn panics_on_post(
+        ctx: &piggyback::handlers::Context<'_>,
+        request: &piggyback::http::Request,
+    ) -> Result<piggyback::http::Reply, piggyback::http::ApiError> {
+        assert!(request.method != piggyback::http::Method::Post, "a handler bug");
+        piggyback::handlers::profile(ctx, request)
+    }
+    let site = site();
+    let (mut ours, mut theirs) = UnixStream::pair().unwrap();
+    let server = std::thread::spawn(move || {
+        let waiter = piggyback::gateway::fcgi::Waiter::install().unwrap();
+        let mut responder = piggyback::gateway::fcgi::Responder::new(panics_on_post);
+        responder.connection(&mut theirs, &waiter)
+    });
+    let with_db = |cgi: Cgi| cgi.var_os("PIGGYBACK_DB", &site.db);
+    let get = with_db(site.cgi(Program::Profile).user("alice"));
+    let post = with_db(site.cgi(Program::Profile).user("alice").post("", json!({"bio": "x"})));
+    let mut ask = |id: u16, cgi: &Cgi| {
+        ours.write_all(&request_bytes(id, true, &cgi.env(), cgi.body_bytes())).unwrap();
+        let (stdout, _) = read_answer(&mut ours, id);
+        parse_response(&stdout, false)
+    };
+    ask(1, &get).assert_status(200);
+    let r = ask(2, &post);
+    r.assert_status(500);
+    assert_eq!(r.error_code(), "internal_error");
+    ask(3, &get).assert_status(200);
+    drop(ours);
+    assert_eq!(server.join().unwrap(), piggyback::gateway::fcgi::Wake::Ready);
+}
