@@ -73,20 +73,21 @@ wait_for_port() {
     return 1
 }
 
-# run_user: the unprivileged user servers run as when started as root.
+# run_user: the unprivileged user servers run as when started as root:
+# PIGGYBACK_USER (the name the configurations read), default nobody.
 run_user() {
     if [ "$(id -u)" -eq 0 ]; then
-        printf '%s\n' "${PIGGYBACK_RUN_USER:-nobody}"
+        printf '%s\n' "${PIGGYBACK_USER:-nobody}"
     else
         id -un
     fi
 }
 
-# run_group: the group matching run_user.
+# run_group: PIGGYBACK_GROUP, default the group of run_user.
 run_group() {
     if [ "$(id -u)" -eq 0 ]; then
-        if [ -n "${PIGGYBACK_RUN_GROUP:-}" ]; then
-            printf '%s\n' "$PIGGYBACK_RUN_GROUP"
+        if [ -n "${PIGGYBACK_GROUP:-}" ]; then
+            printf '%s\n' "$PIGGYBACK_GROUP"
         else
             id -gn "$(run_user)"
         fi

@@ -9,6 +9,16 @@ use crate::proxy::{self, Cidr};
 /// Largest request body any program accepts.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
+/// Whether `REMOTE_USER` names the user: only where the operator says the server itself
+/// authenticated the request (`PIGGYBACK_TRUST_REMOTE_USER=1`). nginx's stock
+/// `fastcgi_params` and Python's `http.server` fill it from any client's
+/// `Authorization` header without checking the password.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemoteUser {
+    Trusted,
+    Ignored,
+}
+
 /// What to attach when the user has nothing unread (patent claim 4 allows both).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EmptyPolicy {
@@ -39,6 +49,8 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     /// How long a session cookie from the `session` program is valid, in seconds.
     pub session_ttl: i64,
+    /// `PIGGYBACK_TRUST_REMOTE_USER`.
+    pub remote_user: RemoteUser,
     /// Proxies whose forwarding headers are believed (`PIGGYBACK_TRUSTED_PROXIES`).
     pub trusted_proxies: Vec<Cidr>,
     /// Who may read the files the programs create (`PIGGYBACK_FILE_MODE`).
@@ -152,6 +164,16 @@ impl Config {
                 }
             },
         };
+        let remote_user = match text("PIGGYBACK_TRUST_REMOTE_USER")?.as_deref() {
+            None | Some("0") => RemoteUser::Ignored,
+            Some("1") => RemoteUser::Trusted,
+            Some(other) => {
+                return Err(ConfigError {
+                    variable: "PIGGYBACK_TRUST_REMOTE_USER",
+                    problem: format!("must be 1 (the server authenticates REMOTE_USER) or 0, not `{other}`"),
+                });
+            }
+        };
         let trusted_proxies = match text("PIGGYBACK_TRUSTED_PROXIES")? {
             None => Vec::new(),
             Some(v) => proxy::parse_list(&v)
@@ -178,6 +200,7 @@ impl Config {
             ack_lease_secs,
             allowed_origins,
             session_ttl,
+            remote_user,
             trusted_proxies,
             file_mode,
             poll_interval_secs,
@@ -205,6 +228,7 @@ impl Config {
             ack_lease_secs: 120,
             allowed_origins: Vec::new(),
             session_ttl: DEFAULT_SESSION_TTL,
+            remote_user: RemoteUser::Ignored,
             trusted_proxies: Vec::new(),
             file_mode: FileMode::Owner,
             poll_interval_secs: 30,
@@ -308,6 +332,15 @@ mod tests {
             let e = config(&[("PIGGYBACK_DB", "/a.db"), ("PIGGYBACK_SESSION_TTL", bad)]).unwrap_err();
             assert_eq!(e.variable, "PIGGYBACK_SESSION_TTL", "{bad}");
         }
+    }
+
+    #[test]
+    fn remote_user_is_trusted_only_when_the_operator_says_so() {
+        assert_eq!(config(&[("PIGGYBACK_DB", "/a.db")]).unwrap().remote_user, RemoteUser::Ignored);
+        let c = |v| config(&[("PIGGYBACK_DB", "/a.db"), ("PIGGYBACK_TRUST_REMOTE_USER", v)]);
+        assert_eq!(c("1").unwrap().remote_user, RemoteUser::Trusted);
+        assert_eq!(c("0").unwrap().remote_user, RemoteUser::Ignored);
+        assert_eq!(c("yes").unwrap_err().variable, "PIGGYBACK_TRUST_REMOTE_USER");
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::process::ExitCode;
 
 use serde_json::Value;
 
-use crate::config::{Config, MAX_BODY_BYTES};
+use crate::config::{Config, MAX_BODY_BYTES, RemoteUser};
 use crate::csrf;
 use crate::handlers::{Caller, Context, Handler};
 use crate::http::{ApiError, BodyError, Meta, Method, Reply, Request, SessionChange, reason_phrase};
@@ -120,6 +120,7 @@ fn serve(handler: Handler, env: &Env, stdin: impl Read, now: i64, kept: &mut Kep
         Err(e) => return ApiError::misconfigured().log(format!("configuration: {e}")).into_reply(),
     };
     let mut request = parse_request(env, stdin);
+    distrust_remote_user(&mut request.meta, &config);
     believe_proxies(&mut request.meta, &config);
     let store = match kept.open(&config.db) {
         Ok(store) => store,
@@ -166,7 +167,14 @@ fn serve(handler: Handler, env: &Env, stdin: impl Read, now: i64, kept: &mut Kep
         drain(&ctx.queue, now);
         // A 304 says "nothing changed": it has no body to carry the member.
         if reply.status < 500 && reply.status != 304 && request.method != Method::Head {
-            attach_site_messages(&mut reply, &ctx, user, request.meta.ack, announcing);
+            match site_messages(ctx.store, user, request.meta.ack, &config, now, announcing) {
+                Ok(Some(value)) => {
+                    reply.body.insert(SITE_MESSAGES.into(), value);
+                }
+                Ok(None) => {}
+                // The endpoint's own work has committed: report it, leave the member out.
+                Err(why) => log(&why),
+            }
         }
     }
     reply
@@ -181,17 +189,58 @@ fn believe_proxies(meta: &mut Meta, config: &Config) {
     meta.https = client.https;
 }
 
-/// The one place `site_messages` is attached, for every program.
-fn attach_site_messages(reply: &mut Reply, ctx: &Context<'_>, user: &User, ack: Option<i64>, announcing: Announcing) {
-    match message_status::claim(ctx.store, user, ack, ctx.config, ctx.now, announcing) {
-        Ok(Some(site)) => {
-            let value = serde_json::to_value(site).unwrap_or(Value::Null);
-            reply.body.insert("site_messages".into(), value);
-        }
-        Ok(None) => {}
-        // The endpoint's own work has committed: report it, leave the member out.
-        Err(e) => log(&format!("site_messages left out: {e}")),
+/// The member every JSON answer to an identified user carries.
+pub const SITE_MESSAGES: &str = "site_messages";
+
+/// The one place `site_messages` is computed, for every program: ours (through
+/// [`serve`]) and the site's own (through [`site_messages_for`]). `None` when the
+/// configuration omits an empty member; `Err` says why it was left out.
+fn site_messages(
+    store: &Store,
+    user: &User,
+    ack: Option<i64>,
+    config: &Config,
+    now: i64,
+    announcing: Announcing,
+) -> Result<Option<Value>, String> {
+    match message_status::claim(store, user, ack, config, now, announcing) {
+        Ok(Some(site)) => serde_json::to_value(site).map(Some).map_err(|e| format!("site_messages left out: {e}")),
+        Ok(None) => Ok(None),
+        Err(e) => Err(format!("site_messages left out: {e}")),
     }
+}
+
+/// `site_messages` for a request another program answered (`piggyback-wrap`'s child):
+/// identifies the request from `env` exactly as our programs do, drains, and announces.
+/// `Ok(None)`: nobody is identified (or the empty member is omitted). `Err`: why it was
+/// left out (a misconfiguration, a busy or missing database, a refused identity); the
+/// caller logs it and passes the program's answer through unchanged.
+/// Never reads stdin: the program has consumed the body.
+pub fn site_messages_for(env: &Env) -> Result<Option<Value>, String> {
+    let config = Config::from_lookup(|name| env.get(name).cloned()).map_err(|e| format!("configuration: {e}"))?;
+    let mut request = parse_request(env, std::io::empty());
+    distrust_remote_user(&mut request.meta, &config);
+    believe_proxies(&mut request.meta, &config);
+    if request.method == Method::Head {
+        return Ok(None);
+    }
+    let store = Store::open(&config.db).map_err(|e| format!("PIGGYBACK_DB: {e}"))?;
+    let now = now();
+    let user = match identify(&request.meta, &store, &config, now) {
+        Ok(Some(user)) => user,
+        Ok(None) => return Ok(None),
+        Err(e) => {
+            let detail = e.log.as_deref().map(|l| format!(" ({l})")).unwrap_or_default();
+            return Err(format!("identity refused ({}): {}{detail}", e.code, e.message));
+        }
+    };
+    drain(&Queue::new(&store, Spool::new(&config.spool)), now);
+    // As for our programs: a request from another site reports counts, announces nothing.
+    let announcing = match csrf::cross_site(&request.meta, &config.allowed_origins) {
+        Some(_) => Announcing::CountsOnly,
+        None => Announcing::Claim,
+    };
+    site_messages(&store, &user, request.meta.ack, &config, now, announcing)
 }
 
 /// Applies a bounded batch of waiting request files, so that a message sent a moment
@@ -213,6 +262,28 @@ fn drain(queue: &Queue<'_>, now: i64) {
 pub fn log(line: &str) {
     let mut err = std::io::stderr().lock();
     let _ = writeln!(err, "piggyback[{}]: {}", std::process::id(), line.replace(['\r', '\n'], " "));
+}
+
+/// `site_messages` for the user named `name`, with the same effect as a request of
+/// theirs (the drain, the announcement): for a program that is not a CGI child
+/// (`piggyback status --user NAME`). `Err` names what went wrong.
+pub fn site_messages_of_user(config: &Config, name: &str) -> Result<Option<Value>, String> {
+    let store = Store::open(&config.db).map_err(|e| format!("{}: {e}", config.db.display()))?;
+    let user = store.user_by_name(name).map_err(|e| e.to_string())?.ok_or_else(|| format!("no user named {name}"))?;
+    let now = now();
+    drain(&Queue::new(&store, Spool::new(&config.spool)), now);
+    site_messages(&store, &user, None, config, now, Announcing::Claim)
+}
+
+/// Forgets `REMOTE_USER` unless the operator said the server authenticated it; the log
+/// says so once per process.
+fn distrust_remote_user(meta: &mut Meta, config: &Config) {
+    static SAID: std::sync::Once = std::sync::Once::new();
+    if config.remote_user == RemoteUser::Ignored && meta.remote_user.take().is_some() {
+        SAID.call_once(|| {
+            log("REMOTE_USER ignored: set PIGGYBACK_TRUST_REMOTE_USER=1 where the server authenticates it");
+        });
+    }
 }
 
 fn identify(meta: &Meta, store: &Store, config: &Config, now: i64) -> Result<Option<User>, ApiError> {
@@ -326,7 +397,7 @@ pub fn parse_request(env: &Env, mut stdin: impl Read) -> Request {
     } else {
         let length = vars.text("CONTENT_LENGTH");
         let chunked = vars.text("HTTP_TRANSFER_ENCODING").is_some_and(|t| t.to_ascii_lowercase().contains("chunked"));
-        read_body(method, length, chunked, &mut stdin)
+        read_body(length, chunked, &mut stdin)
     };
     Request { method, path, query, content_type, body, meta, problem: vars.problem }
 }
@@ -361,7 +432,7 @@ impl<'a> Vars<'a> {
     }
 }
 
-fn read_body(method: Method, length: Option<&str>, chunked: bool, stdin: &mut impl Read) -> Result<Vec<u8>, BodyError> {
+fn read_body(length: Option<&str>, chunked: bool, stdin: &mut impl Read) -> Result<Vec<u8>, BodyError> {
     let mut body = Vec::new();
     match length.map(str::trim).filter(|l| !l.is_empty()) {
         Some(length) => {
@@ -382,7 +453,8 @@ fn read_body(method: Method, length: Option<&str>, chunked: bool, stdin: &mut im
                 return Err(BodyError::TooLarge);
             }
         }
-        None if method == Method::Post => return Err(BodyError::LengthRequired),
+        // RFC 3875 4.1.2: no CONTENT_LENGTH means no body (busybox httpd leaves it unset
+        // for `Content-Length: 0`); an endpoint that needs one answers `empty_body`.
         None => {}
     }
     Ok(body)

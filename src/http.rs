@@ -34,7 +34,6 @@ impl Method {
 /// Why the request body could not be had; reported only if a handler asks for the body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BodyError {
-    LengthRequired,
     TooLarge,
     BadLength,
     Unreadable,
@@ -86,7 +85,7 @@ impl Request {
         self.path.iter().map(String::as_str).collect()
     }
 
-    /// The body as JSON of type `T`: 411/413/415/400 as fits.
+    /// The body as JSON of type `T`: 413/415/400 as fits.
     pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, ApiError> {
         let body = self.raw_json_body()?;
         if body.iter().all(u8::is_ascii_whitespace) {
@@ -111,9 +110,6 @@ impl Request {
     fn raw_json_body(&self) -> Result<&[u8], ApiError> {
         let body = match &self.body {
             Ok(b) => b,
-            Err(BodyError::LengthRequired) => {
-                return Err(ApiError::new(411, "length_required", "a Content-Length header is required"));
-            }
             Err(BodyError::TooLarge) => {
                 return Err(ApiError::new(
                     413,

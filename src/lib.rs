@@ -23,3 +23,4 @@ pub mod password;
 pub mod proxy;
 pub mod spool;
 pub mod text;
+pub mod wrap;

@@ -15,7 +15,9 @@ use std::time::Instant;
 use anyhow::{Context as _, Result, anyhow, bail};
 use clap::{Parser, Subcommand};
 
+use piggyback::config::Config;
 use piggyback::file_mode::{self, FileMode, Kind};
+use piggyback::gateway;
 use piggyback::identity::{self, Claims, CookieName, Key};
 use piggyback::message_store::{SeedPlan, Store, display_db, postgres_url};
 use piggyback::model::{MessageKind, NewMessage, now};
@@ -102,6 +104,12 @@ enum Command {
     },
     /// Set a user's password, read as one line from standard input.
     Passwd { name: String },
+    /// Print `{"site_messages": …}` for a user, announcing what is new exactly as a
+    /// request of theirs would (for programs that are not CGI children).
+    Status {
+        #[arg(long)]
+        user: String,
+    },
     /// Print the names of the CGI programs, one a line (for scripts; needs no database).
     Programs,
     /// Print a `pb_session` cookie value for a user (for host sites, scripts and tests).
@@ -127,6 +135,14 @@ enum UserCommand {
         #[arg(long)]
         password_stdin: bool,
     },
+    /// Print every user, one a line: id, name and display name, separated by tabs.
+    List,
+    /// Print one user as JSON: id, name, display name, when they joined, their counters
+    /// (new, delivered), friends, posts and messages sent.
+    Show { name: String },
+    /// Rename a user; messages, friends, posts and session cookies follow (they refer
+    /// to the id), `REMOTE_USER` must then carry the new name.
+    Rename { from: String, to: String },
     /// End every session of a user at once (a stolen cookie stops working).
     Revoke { name: String },
 }
@@ -200,7 +216,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::User(UserCommand::Add { name, display_name, password_stdin }) => {
             if !text::valid_name(&name) {
-                bail!("user names are 1 to 32 of a-z, 0-9 and _: {name:?} is not one");
+                bail!("{}: {name:?} is not one", text::NAME_RULE);
             }
             let hash = if password_stdin { Some(password::hash(&password_line()?)?) } else { None };
             let store = open(&db)?;
@@ -208,6 +224,32 @@ fn run(cli: Cli) -> Result<ExitCode> {
             match store.add_user(&name, &display, hash.as_deref(), now())? {
                 Some(id) => println!("{}", id.0),
                 None => bail!("user {name} exists already"),
+            }
+        }
+        Command::User(UserCommand::List) => {
+            for a in open(&db)?.accounts()? {
+                println!("{}\t{}\t{}", a.id.0, a.name, a.display_name.replace(['\t', '\n', '\r'], " "));
+            }
+        }
+        Command::User(UserCommand::Show { name }) => {
+            let a = open(&db)?.account(&name)?.ok_or_else(|| anyhow!("no user named {name}"))?;
+            println!(
+                "{}",
+                serde_json::json!({
+                    "id": a.id.0, "name": a.name, "display_name": a.display_name, "joined_at": a.joined_at,
+                    "new": a.new, "delivered": a.delivered, "unread": a.new + a.delivered,
+                    "friends": a.friends, "posts": a.posts, "sent": a.sent,
+                })
+            );
+        }
+        Command::User(UserCommand::Rename { from, to }) => {
+            if !text::valid_name(&to) {
+                bail!("{}: {to:?} is not one", text::NAME_RULE);
+            }
+            match open(&db)?.rename_user(&from, &to)? {
+                Some(true) => println!("renamed {from} to {to}"),
+                Some(false) => bail!("user {to} exists already"),
+                None => bail!("no user named {from}"),
             }
         }
         Command::Send { from, to, subject, body, idempotency_key } => {
@@ -321,6 +363,21 @@ fn run(cli: Cli) -> Result<ExitCode> {
             for program in piggyback::handlers::PROGRAMS {
                 println!("{}", program.name);
             }
+        }
+        Command::Status { user } => {
+            // The programs' own settings (PIGGYBACK_EMPTY, PIGGYBACK_MAX_ITEMS…), on this database.
+            let db = std::path::absolute(&db)?;
+            let config = Config::from_lookup(|name| match name {
+                "PIGGYBACK_DB" => Some(db.clone().into_os_string()),
+                "PIGGYBACK_SPOOL" => Some(spool.root().as_os_str().to_owned()),
+                _ => std::env::var_os(name),
+            })?;
+            let member = gateway::site_messages_of_user(&config, &user).map_err(|e| anyhow!(e))?;
+            let mut answer = serde_json::Map::new();
+            if let Some(member) = member {
+                answer.insert(gateway::SITE_MESSAGES.into(), member);
+            }
+            println!("{}", serde_json::Value::Object(answer));
         }
         Command::Token { name, ttl, secret_file } => {
             let path = secret_file

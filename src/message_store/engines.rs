@@ -11,8 +11,8 @@ use std::time::Duration;
 use super::StoreError;
 use super::postgres::{PgStore, TableCopy, is_url};
 use super::{
-    Announce, Claim, Comment, Counters, Friend, FriendRequestOutcome, Limit, Mailbox, Message, Post, Profile, Refusal,
-    Result, SeedPlan, SeedReport, SessionUser, SqliteStore, StateFilter, Stored, Summary,
+    Account, Announce, Claim, Comment, Counters, Friend, FriendRequestOutcome, Limit, Mailbox, Message, Post, Profile,
+    Refusal, Result, SeedPlan, SeedReport, SessionUser, SqliteStore, StateFilter, Stored, Summary,
 };
 use crate::model::{Change, MessageId, NewMessage, PostId, Preview, User, UserId};
 
@@ -95,6 +95,9 @@ macro_rules! forward {
 }
 
 forward! {
+    fn rename_user(&self, from: &str, to: &str) -> Result<Option<bool>>;
+    fn accounts(&self) -> Result<Vec<Account>>;
+    fn account(&self, name: &str) -> Result<Option<Account>>;
     fn wrote(&self) -> bool;
     fn check_version(&self) -> Result<()>;
     fn user_by_name(&self, name: &str) -> Result<Option<User>>;

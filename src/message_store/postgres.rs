@@ -28,7 +28,7 @@ use postgres::types::{ToSql, Type};
 use postgres::{Client, GenericClient, NoTls, Row};
 
 use super::{
-    Announce, BUSY_TIMEOUT, CLAIM_BATCH, Claim, Comment, Counters, Friend, FriendRequestOutcome, Limit,
+    Account, Announce, BUSY_TIMEOUT, CLAIM_BATCH, Claim, Comment, Counters, Friend, FriendRequestOutcome, Limit,
     MAX_ENDED_SESSIONS, Mailbox, Message, Post, Profile, Refusal, Result, SCHEMA_VERSION, SeedPlan, SeedReport,
     SessionUser, StateFilter, StoreError, Stored, Summary,
 };
@@ -150,6 +150,20 @@ macro_rules! summary_select {
             "SELECT m.id, u.name, m.subject, substr(m.body, 1, $2), length(m.body) > $2, ",
             rfc3339!("m.sent_at"),
             ", m.state, m.kind FROM messages m JOIN users u ON u.id = m.sender_id "
+        )
+    };
+}
+
+macro_rules! account_select {
+    () => {
+        concat!(
+            "SELECT u.id, u.name, u.display_name, ",
+            rfc3339!("u.joined_at"),
+            ", coalesce(m.new, 0), coalesce(m.delivered, 0),
+                (SELECT count(*) FROM friendships WHERE user_id = u.id),
+                (SELECT count(*) FROM posts WHERE author_id = u.id),
+                (SELECT count(*) FROM messages WHERE sender_id = u.id)
+             FROM users u LEFT JOIN mailbox m ON m.user_id = u.id"
         )
     };
 }
@@ -383,6 +397,34 @@ impl PgStore {
                 tx.query_typed("INSERT INTO mailbox (user_id) VALUES ($1)", &[int(&id)])?;
             }
             Ok(id.map(UserId))
+        })
+    }
+
+    /// Every user, by id (`piggyback user list`).
+    pub fn accounts(&self) -> Result<Vec<Account>> {
+        Ok(self.query(concat!(account_select!(), " ORDER BY u.id"), &[])?.iter().map(account_row).collect())
+    }
+
+    /// One user (`piggyback user show`).
+    pub fn account(&self, name: &str) -> Result<Option<Account>> {
+        Ok(self.query_opt(concat!(account_select!(), " WHERE u.name = $1"), &[text(&name)])?.map(|r| account_row(&r)))
+    }
+
+    /// Renames `from` to `to`: `None` when there is no `from`, `Some(false)` when `to`
+    /// is taken (everything else refers to users by id).
+    pub fn rename_user(&self, from: &str, to: &str) -> Result<Option<bool>> {
+        self.write(|tx| {
+            let Some(row) =
+                tx.query_typed_opt("SELECT id FROM users WHERE name = $1 FOR NO KEY UPDATE", &[text(&from)])?
+            else {
+                return Ok(None);
+            };
+            let id: i64 = row.get(0);
+            let taken = tx.query_typed_opt("SELECT 1 FROM users WHERE name = $1", &[text(&to)])?.is_some();
+            if !taken {
+                tx.query_typed("UPDATE users SET name = $2 WHERE id = $1", &[int(&id), text(&to)])?;
+            }
+            Ok(Some(!taken))
         })
     }
 
@@ -1225,6 +1267,20 @@ fn user_row(r: &Row) -> User {
         name: r.get(1),
         display_name: r.get(2),
         preview: Preview::parse(r.get(3)).unwrap_or_default(),
+    }
+}
+
+fn account_row(r: &Row) -> Account {
+    Account {
+        id: UserId(r.get(0)),
+        name: r.get(1),
+        display_name: r.get(2),
+        joined_at: r.get(3),
+        new: r.get(4),
+        delivered: r.get(5),
+        friends: r.get(6),
+        posts: r.get(7),
+        sent: r.get(8),
     }
 }
 

@@ -15,6 +15,7 @@ failure.
 """
 
 import argparse
+import base64
 import concurrent.futures
 import http.client
 import json
@@ -43,10 +44,13 @@ SITE_MESSAGE_KEYS = {"unread", "delivered", "new", "items", "more"}
 
 # The same programs as FastCGI responders (a listening socket on stdin).
 FASTCGI_KINDS = {"lighttpd-fastcgi", "apache-fcgid", "nginx-spawn-fcgi"}
-DEFAULT_SERVERS = "lighttpd,apache-event-cgid,apache-prefork-cgi," + ",".join(sorted(FASTCGI_KINDS)) + ",postgres"
+DEFAULT_SERVERS = ("lighttpd,apache-event-cgid,apache-prefork-cgi,nginx-fcgiwrap," + ",".join(sorted(FASTCGI_KINDS))
+                   + ",busybox-httpd,python-http-server,postgres")
 
-# Servers that refuse a POST without Content-Length themselves.
-LENGTH_411 = {"lighttpd", "lighttpd-fastcgi", "nginx-spawn-fcgi"}
+# Servers that refuse a POST without Content-Length themselves. nginx passes it
+# on with no CONTENT_LENGTH: no body (RFC 3875 4.1.2), so the program answers
+# 400 empty_body where it needs one.
+LENGTH_411 = {"lighttpd", "lighttpd-fastcgi"}
 
 RESULTS = []  # (name, ok, detail)
 STARTED = []  # every Server started, for the final stop
@@ -231,12 +235,19 @@ class Server:
         self.proc = None
         self.backends = []  # spawn-fcgi backends (nginx), stopped by pid
         root = inst.root
+        self.fcgiwrap = None
         if kind.startswith("lighttpd"):
             self.cmd = [which("lighttpd"), "-D", "-f", str(CONFIGS / f"{kind}.conf")]
             self.cgi_log = root / "log/cgi-stderr.log"
         elif kind == "nginx-spawn-fcgi":
             self.cmd = [which("nginx"), "-c", str(root / "run/nginx.conf")]
             self.cgi_log = root / "log/fcgi-stderr.log"
+        elif kind == "nginx-fcgiwrap":
+            # Rendered at start (nginx reads no environment); fcgiwrap's stderr,
+            # which its programs inherit, is the CGI log.
+            self.cmd = [which("nginx"), "-p", str(root), "-e", str(root / "log/nginx-error.log"),
+                        "-c", str(root / "run/nginx.conf")]
+            self.cgi_log = root / "log/fcgiwrap.log"
         else:
             self.cmd = [which("apache2"), "-f", str(CONFIGS / f"{kind}.conf"), "-DFOREGROUND"]
             self.cgi_log = root / "log/apache-error.log"
@@ -260,6 +271,26 @@ class Server:
             e["PATH"] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
             e["LANG"] = "C"
         return e
+
+    def start_fcgiwrap(self):
+        """fcgiwrap on a Unix socket, as the server's user, and the rendered nginx.conf."""
+        env = dict(self.env(), PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        subprocess.run([str(REPO / "scripts/nginx-conf")], env=env, check=True, capture_output=True)
+        sock = self.inst.root / "run/fcgiwrap.sock"
+        if sock.exists():
+            sock.unlink()
+        kw = {}
+        if IS_ROOT:
+            kw = {"user": RUN_USER, "group": env["PIGGYBACK_GROUP"], "extra_groups": []}
+        out = open(self.cgi_log, "ab")
+        self.fcgiwrap = subprocess.Popen([which("fcgiwrap"), "-c", "4", "-s", f"unix:{sock}"], env=env,
+                                         stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                         cwd=str(self.inst.root), start_new_session=True, **kw)
+        deadline = time.monotonic() + 10
+        while not sock.exists() and time.monotonic() < deadline and self.fcgiwrap.poll() is None:
+            time.sleep(0.05)
+        if not sock.exists():
+            raise RuntimeError(f"fcgiwrap did not create {sock}: {self.cgi_log.read_text(errors='replace')[-1000:]}")
 
     def start_backends(self):
         """nginx-spawn-fcgi: the nginx config from its template, and one
@@ -300,6 +331,8 @@ class Server:
     def start(self):
         if self.kind == "nginx-spawn-fcgi":
             self.start_backends()
+        if self.kind == "nginx-fcgiwrap":
+            self.start_fcgiwrap()
         out = open(self.inst.root / f"log/{self.kind}-console.log", "ab")
         # A session of its own: Apache's prefork MPM signals its whole process
         # group when it shuts down, which in the foreground would be ours.
@@ -315,10 +348,10 @@ class Server:
         return self
 
     def stop(self):
-        """Stop this server, and the backends it did not start, by their own
-        pids; True if all are gone."""
+        """Stop this server, its fcgiwrap and the backends it did not start, by
+        their own pids; True if all are gone."""
         gone = True
-        for p in [self.proc, *self.backends]:
+        for p in [self.proc, self.fcgiwrap, *self.backends]:
             if p is None or p.poll() is not None:
                 continue
             try:
@@ -328,6 +361,16 @@ class Server:
                 p.kill()
                 p.wait(timeout=5)
             gone = gone and p.poll() is not None
+        if self.fcgiwrap is not None:
+            # fcgiwrap -c N leaves its preforked children behind: they are in the
+            # session (and process group) started for it, and nothing else is.
+            try:
+                os.killpg(self.fcgiwrap.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            deadline = time.monotonic() + 5
+            while self.children_left() and time.monotonic() < deadline:
+                time.sleep(0.05)
         return gone
 
     def backends_exit_codes(self):
@@ -408,6 +451,9 @@ def server_suite(kind, work):
     inst = Install(work / kind)
     ALL_PROGRAMS[:] = subprocess.run([inst.cli, "programs"], capture_output=True, text=True,
                                      check=True).stdout.split()
+    for name, text in SITE_PROGRAMS.items():
+        (inst.root / "site" / name).write_text(text)
+        (inst.root / "site" / name).chmod(0o755)
     PROGRAMS[:] = [p for p in ALL_PROGRAMS if (inst.root / "cgi-bin" / p).exists()]
     missing = sorted(set(ALL_PROGRAMS) - set(PROGRAMS))
     if missing:
@@ -605,10 +651,14 @@ def server_suite(kind, work):
 
     if kind in FASTCGI_KINDS:
         fastcgi_suite(server, inst, alice)
+    else:
+        # The shipped CGI configurations wire piggyback-wrap at /app/.
+        wrap_suite(server, alice, bob)
 
     stderr_suite(kind, work)
-    if kind not in FASTCGI_KINDS:
-        # A FastCGI server's timeout does not kill the program: nothing to test.
+    if kind not in FASTCGI_KINDS and kind != "nginx-fcgiwrap":
+        # A FastCGI server's timeout does not kill the program (fcgiwrap's neither):
+        # nothing to test.
         timeout_suite(kind, work)
 
     @test(f"{label}: server stopped by its own pid")
@@ -632,6 +682,185 @@ def server_suite(kind, work):
             pass
 
 
+# The site's own CGI programs, as a site owner would have written them, each
+# run through piggyback-wrap (site/ at /app/ in every shipped configuration).
+SITE_PROGRAMS = {
+    "hello.pl": "#!/usr/bin/perl\nuse strict;\nprint \"Content-Type: application/json\\n\\n\";\n"
+                "print '{\"from\":\"perl\"}';\n",
+    "hello.php": "<?php\nheader('Content-Type: application/json');\necho json_encode(['from' => 'php']);\n",
+    "hello.sh": "#!/bin/sh\nprintf 'Content-Type: application/json\\r\\n\\r\\n{\"from\": \"sh\"}'\n",
+    "page.sh": "#!/bin/sh\nprintf 'Content-Type: text/html; charset=utf-8\\n\\n<!doctype html><p>{\"not\": 1}</p>'\n",
+    "redirect.sh": "#!/bin/sh\nprintf 'Status: 302 Found\\nLocation: http://127.0.0.1/elsewhere\\n\\n'\n",
+    "download.pl": "#!/usr/bin/perl\nbinmode STDOUT;\n"
+                   "print \"Content-Type: application/octet-stream\\nContent-Length: 1048576\\n\\n\";\n"
+                   "print pack('C*', map { ($_ * 7) % 256 } 0 .. 1023) for 1 .. 1024;\n",
+}
+DOWNLOAD = bytes((i * 7) % 256 for i in range(1024)) * 1024
+
+
+def wrap_suite(server, alice, bob):
+    """A Perl, a PHP and a shell CGI of the site's own, each wrapped."""
+    label, port, inst = server.kind, server.port, server.inst
+
+    def deliver(subject):
+        inst.pb("send", "--from", "bob", "--to", "alice", "--subject", subject, "--body", "for a wrapped program")
+        inst.pb("drain", check=False)
+
+    for name in ("hello.pl", "hello.php", "hello.sh"):
+        @test(f"{label}: the site's own {name}, wrapped, answers with site_messages and announces once")
+        def _(name=name):
+            subject = f"wrapped {name} {secrets.token_hex(3)}"
+            deliver(subject)
+            r = request(port, "GET", f"/app/{name}", cookie=alice)
+            check(r.status == 200, f"status {r.status}: {r!r}")
+            want = {"hello.pl": "perl", "hello.php": "php", "hello.sh": "sh"}[name]
+            check(isinstance(r.json, dict) and r.json.get("from") == want, f"the program's own answer: {r!r}")
+            sm = check_site_messages(r, name)
+            subjects = [it["subject"] for it in sm["items"]]
+            check(subject in subjects, f"{subject!r} not announced: {subjects}")
+            check("no-store" in (r.header("Cache-Control") or ""), f"Cache-Control {r.header('Cache-Control')!r}")
+            check(int(r.header("Content-Length") or len(r.raw)) == len(r.raw), "Content-Length")
+            again = request(port, "GET", f"/app/{name}", cookie=alice)
+            sm = check_site_messages(again, name + " again")
+            check(subject not in [it["subject"] for it in sm["items"]], f"announced twice: {sm}")
+
+    @test(f"{label}: HTML, a redirect and a 1 MB download of the site pass through the wrapper unchanged")
+    def _():
+        deliver("not for these")
+        r = request(port, "GET", "/app/page.sh", cookie=alice)
+        check(r.status == 200 and r.raw == b'<!doctype html><p>{"not": 1}</p>', f"page: {r!r}")
+        r = request(port, "GET", "/app/redirect.sh", cookie=alice)
+        check(r.status == 302 and r.header("Location") == "http://127.0.0.1/elsewhere", f"redirect: {r!r}")
+        r = request(port, "GET", "/app/download.pl", cookie=alice)
+        check(r.status == 200 and r.raw == DOWNLOAD, f"download: {r.status}, {len(r.raw)} bytes")
+        r = request(port, "GET", "/cgi-bin/profile", cookie=alice)
+        check(any(it["subject"] == "not for these" for it in check_site_messages(r, "profile")["items"]),
+              "the answers that passed through announced nothing")
+
+    @test(f"{label}: REMOTE_USER from an unchecked Authorization header identifies nobody")
+    def _():
+        basic = {"Authorization": "Basic " + base64.b64encode(b"alice:anything").decode()}
+        r = request(port, "GET", "/cgi-bin/messages", headers=basic)
+        check(r.status == 401 and r.site_messages is None, f"/cgi-bin/messages: {r!r}")
+        r = request(port, "GET", "/app/hello.sh", headers=basic)
+        check(r.status == 200 and r.site_messages is None, f"/app/hello.sh: {r!r}")
+
+    @test(f"{label}: scripts/install wrote etc/piggyback-wrap.conf as docs/INTEGRATE.md shows it")
+    def _():
+        doc = (REPO / "docs/INTEGRATE.md").read_text()
+        block = doc.split("<!-- test: wrap-conf -->", 1)[1].split("```", 2)[1].split("\n", 1)[1]
+        written = (inst.root / "etc/piggyback-wrap.conf").read_text()
+        check(written == block.replace("/srv/piggyback", str(inst.root)), f"{written!r} vs {block!r}")
+
+    @test(f"{label}: a direct request of the wrapper runs nothing")
+    def _():
+        for path in ("/cgi-bin/piggyback-wrap/app/hello.sh", "/cgi-bin/piggyback-wrap/site/hello.sh?/etc/passwd",
+                     "/cgi-bin/piggyback-wrap"):
+            r = request(port, "GET", path, cookie=alice, headers={"Redirect-Status": "200"})
+            check(r.status in (403, 404) and b"from" not in r.raw, f"{path}: {r!r}")
+
+
+class PlainServer:
+    """busybox httpd or Python's http.server --cgi: no configuration file of
+    ours, the programs' settings in the server's own environment (both pass it
+    on to their CGI programs). The site is served from site/ (the wrapper's
+    root), with cgi-bin/ in it."""
+
+    def __init__(self, kind, inst):
+        self.kind, self.inst, self.port, self.proc = kind, inst, free_port(), None
+        www = inst.root / "site"
+        (www / "cgi-bin").mkdir(parents=True, exist_ok=True)
+        for prog in PROGRAMS:
+            link = www / "cgi-bin" / prog
+            if not link.exists():
+                link.symlink_to(inst.root / "cgi-bin" / prog)
+        if kind == "busybox-httpd":
+            conf = inst.root / "etc/busybox-httpd.conf"
+            conf.write_text(f"*.pl:{inst.root}/bin/piggyback-wrap\n")
+            self.cmd = [which("busybox"), "httpd", "-f", "-p", f"127.0.0.1:{self.port}", "-h", str(www), "-c", str(conf)]
+        else:
+            self.cmd = ["/usr/bin/python3", "-m", "http.server", "--cgi", "--bind", "127.0.0.1", str(self.port),
+                        "--directory", str(www)]
+
+    def start(self):
+        env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PIGGYBACK_ROOT": str(self.inst.root),
+               "PIGGYBACK_DB": str(self.inst.db), "PIGGYBACK_SECRET_FILE": str(self.inst.secret),
+               "PIGGYBACK_SPOOL": str(self.inst.root / "data/spool")}
+        kw = {}
+        if IS_ROOT:
+            group = subprocess.run(["id", "-gn", RUN_USER], capture_output=True, text=True).stdout.strip()
+            kw = {"user": RUN_USER, "group": group, "extra_groups": []}
+        out = open(self.inst.root / f"log/{self.kind}.log", "ab")
+        self.proc = subprocess.Popen(self.cmd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                     cwd=str(self.inst.root), start_new_session=True, **kw)
+        STARTED.append(self)
+        if not wait_port(self.port, self.proc):
+            raise RuntimeError(f"{self.kind} did not start: {(self.inst.root / f'log/{self.kind}.log').read_text()[-1000:]}")
+        return self
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        return True
+
+
+def plain_server_suite(kind, work):
+    """What works under busybox httpd and Python's http.server (docs/DEPLOY.md)."""
+    inst = Install(work / kind)
+    PROGRAMS[:] = [p for p in ALL_PROGRAMS if (inst.root / "cgi-bin" / p).exists()]
+    for u in ("alice", "bob"):
+        inst.add_user(u)
+    (inst.root / "site/cgi-bin").mkdir(parents=True, exist_ok=True)
+    hello = inst.root / "site/cgi-bin/hello.pl"
+    hello.write_text(SITE_PROGRAMS["hello.pl"])
+    hello.chmod(0o755)
+    server = PlainServer(kind, inst).start()
+    port, alice = server.port, inst.token("alice")
+    try:
+        @test(f"{kind}: the programs answer with site_messages")
+        def _():
+            r = request(port, "GET", "/cgi-bin/profile", cookie=alice)
+            check(r.status == 200, f"status {r.status}: {r!r}")
+            check_site_messages(r, "profile")
+
+        @test(f"{kind}: REMOTE_USER from an unchecked Authorization header identifies nobody")
+        def _():
+            basic = {"Authorization": "Basic " + base64.b64encode(b"alice:anything").decode()}
+            r = request(port, "GET", "/cgi-bin/messages", headers=basic)
+            check(r.json and r.json.get("error", {}).get("code") == "unauthorized", f"{r!r}")
+            check(r.site_messages is None, f"{r!r}")
+
+        if kind == "busybox-httpd":
+            @test(f"{kind}: a POST with Content-Length: 0 (no CONTENT_LENGTH) marks a message read")
+            def _():
+                out = inst.pb("send", "--from", "bob", "--to", "alice", "--subject", "zero", "--body", "b").stdout
+                inst.pb("drain", check=False)
+                ident = out.split()[2] if out.startswith("stored message ") else None
+                if ident is None:
+                    r = request(port, "GET", "/cgi-bin/messages", cookie=alice)
+                    ident = str(r.json["messages"][0]["id"])
+                r = request(port, "POST", f"/cgi-bin/messages/{ident}/read", cookie=alice,
+                            headers={"Content-Length": "0", "Origin": f"http://127.0.0.1:{port}"})
+                check(r.status == 200, f"status {r.status}: {r!r}")
+                check_site_messages(r, "read")
+
+            @test(f"{kind}: the site's own Perl program, wrapped (*.pl:piggyback-wrap), answers with site_messages")
+            def _():
+                r = request(port, "GET", "/cgi-bin/hello.pl", cookie=alice)
+                check(r.status == 200 and r.json and r.json.get("from") == "perl", f"{r!r}")
+                check_site_messages(r, "hello.pl")
+        else:
+            @test(f"{kind}: every status reaches the client as 200 (the limitation docs/DEPLOY.md names)")
+            def _():
+                r = request(port, "GET", "/cgi-bin/messages/987654321", cookie=alice)
+                check(r.status == 200 and r.json["error"]["code"] == "not_found", f"{r!r}")
+    finally:
+        server.stop()
 def fastcgi_suite(server, inst, alice):
     """What only a kept process can get wrong."""
     label = server.kind
@@ -1031,8 +1260,8 @@ def main():
     global VERBOSE, KEEP
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--servers", default=DEFAULT_SERVERS,
-                    help="comma-separated: lighttpd, apache-event-cgid, apache-prefork-cgi, "
-                         "lighttpd-fastcgi, apache-fcgid, nginx-spawn-fcgi, postgres")
+                    help="comma-separated: lighttpd, apache-event-cgid, apache-prefork-cgi, nginx-fcgiwrap, "
+                         "lighttpd-fastcgi, apache-fcgid, nginx-spawn-fcgi, busybox-httpd, python-http-server, postgres")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs, databases)")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args()
@@ -1055,6 +1284,8 @@ def main():
             try:
                 if kind == "postgres":
                     postgres_suite(work)
+                elif kind in ("busybox-httpd", "python-http-server"):
+                    plain_server_suite(kind, work)
                 else:
                     server_suite(kind, work)
             except Exception as e:

@@ -298,7 +298,7 @@ fn an_oversized_or_unsized_body_is_refused_without_reading_it() {
     let (site, _) = site();
     let before = site.snapshot();
     for (length, status, code) in
-        [(Some("70000"), "413 Content Too Large", "body_too_large"), (None, "411 Length Required", "length_required")]
+        [(Some("70000"), "413 Content Too Large", "body_too_large"), (None, "400 Bad Request", "empty_body")]
     {
         let mut cgi = site.cgi(Program::Messages).user("bob").method("POST").var("CONTENT_TYPE", "application/json");
         cgi = match length {

@@ -166,6 +166,15 @@ impl Raw {
         }
     }
 
+    /// Begins a transaction that locks even readers of the mailboxes out (SQLite:
+    /// `BEGIN EXCLUSIVE`; PostgreSQL: the `mailbox` table's strongest lock).
+    pub fn begin_exclusive(&self) {
+        match self {
+            Raw::Sqlite(_) => self.exec("BEGIN EXCLUSIVE"),
+            Raw::Postgres(_) => self.exec("BEGIN; LOCK TABLE mailbox IN ACCESS EXCLUSIVE MODE"),
+        }
+    }
+
     /// Every row of every table, as text: equal snapshots mean nothing changed.
     pub fn snapshot(&self) -> String {
         let tables = match self {
@@ -426,9 +435,10 @@ impl Cgi {
         &self.method
     }
 
-    /// REMOTE_USER, as after the server's own authentication.
+    /// REMOTE_USER, as after the server's own authentication (which the operator
+    /// declares with PIGGYBACK_TRUST_REMOTE_USER=1).
     pub fn user(self, name: &str) -> Cgi {
-        self.var("REMOTE_USER", name)
+        self.var("REMOTE_USER", name).var("PIGGYBACK_TRUST_REMOTE_USER", "1")
     }
 
     pub fn var(self, name: &str, value: &str) -> Cgi {

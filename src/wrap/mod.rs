@@ -1,0 +1,165 @@
+//! `piggyback-wrap`: the gateway for programs we did not write. Configured as the
+//! interpreter of a site's own CGI programs, it runs the program and adds
+//! `site_messages` (computed by `gateway::site_messages_for`, the same single place as
+//! for our programs) to its JSON answers; any other answer passes byte for byte.
+//!
+//! [`run`] is the only code here that touches the process; [`target`] decides what may
+//! run, [`answer`] relays what it answers, [`settings`] reads the settings.
+
+pub mod answer;
+pub mod settings;
+pub mod target;
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::gateway::{self, Env, log};
+use crate::http::reason_phrase;
+
+use answer::{Framing, Limits, Outcome, Why};
+use settings::Settings;
+
+/// Runs one request: the whole `main` of `piggyback-wrap`.
+pub fn run() -> ExitCode {
+    let mut env: Env = std::env::vars_os().filter_map(|(k, v)| k.into_string().ok().map(|k| (k, v))).collect();
+    let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    let wrapper = std::env::current_exe()
+        .and_then(std::fs::canonicalize)
+        .unwrap_or_else(|_| PathBuf::from(std::env::args_os().next().unwrap_or_default()));
+    if let Some(folder) = wrapper.parent()
+        && let Some(problem) = settings::merge_file(&mut env, &folder.join(settings::CONFIG_FILE))
+    {
+        log(&format!("piggyback-wrap: {problem}"));
+    }
+    let (settings, problems) = Settings::from_lookup(|name| env.get(name).cloned());
+    for problem in &problems {
+        log(&format!("piggyback-wrap: {problem}"));
+    }
+    let mut stdout = std::io::stdout().lock();
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let target = match target::resolve(&env, &args, &cwd, &wrapper, &settings) {
+        Ok(target) => target,
+        Err(refusal) => {
+            log(&format!("piggyback-wrap: refused: {}", refusal.why));
+            let _ = stdout.write_all(&refusal_answer(refusal.status)).and_then(|()| stdout.flush());
+            return ExitCode::SUCCESS;
+        }
+    };
+    let mut command = Command::new(target.interpreter.as_ref().unwrap_or(&target.program));
+    command
+        .env_clear()
+        .envs(target::child_env(&env, &target))
+        .current_dir(target.folder())
+        // The body stays on fd 0 for the program, whatever it is (a pipe, a file, a socket).
+        .stdin(Stdio::inherit())
+        .stdout(Stdio::piped())
+        // The program's complaints go where the server logs a CGI program's stderr.
+        .stderr(Stdio::inherit());
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            log(&format!("piggyback-wrap: cannot start {}: {e}", target.program.display()));
+            let _ = stdout.write_all(&refusal_answer(500)).and_then(|()| stdout.flush());
+            return ExitCode::SUCCESS;
+        }
+    };
+    let Some(child_out) = child.stdout.take() else {
+        return ExitCode::SUCCESS;
+    };
+    let expired = Arc::new(AtomicBool::new(false));
+    // The server stops a CGI with SIGTERM (lighttpd when the client goes away or its
+    // timeout passes): then the program is stopped too, not left running alone.
+    let stopped = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT, signal_hook::consts::SIGHUP] {
+        if let Err(e) = signal_hook::flag::register(signal, Arc::clone(&stopped)) {
+            log(&format!("piggyback-wrap: cannot handle signal {signal}: {e}"));
+        }
+    }
+    let (done, finished) = mpsc::channel::<()>();
+    let watchdog = {
+        let expired = Arc::clone(&expired);
+        let stopped = Arc::clone(&stopped);
+        let timeout = settings.timeout;
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + timeout;
+            loop {
+                match finished.recv_timeout(Duration::from_millis(50)) {
+                    Err(mpsc::RecvTimeoutError::Timeout) if stopped.load(Ordering::SeqCst) => {
+                        let _ = child.kill();
+                        break;
+                    }
+                    Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() >= deadline => {
+                        expired.store(true, Ordering::SeqCst);
+                        let _ = child.kill();
+                        break;
+                    }
+                    Err(mpsc::RecvTimeoutError::Timeout) => {}
+                    Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                }
+            }
+            // The program closed its output; it still may not linger past the deadline.
+            while matches!(child.try_wait(), Ok(None)) {
+                if Instant::now() >= deadline {
+                    let _ = child.kill();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.wait();
+        })
+    };
+    let framing = if target.is_nph() { Framing::Nph } else { Framing::Cgi };
+    let limits = Limits { buffer_bytes: settings.buffer_bytes };
+    let outcome = answer::relay(child_out, &mut stdout, framing, limits, &|| expired.load(Ordering::SeqCst), || {
+        gateway::site_messages_for(&env)
+    });
+    let _ = done.send(());
+    let _ = watchdog.join();
+    let program = target.program.display();
+    match outcome {
+        Ok(Outcome::PassedThrough(Why::Failed(why))) => {
+            log(&format!("piggyback-wrap: {program}: answer passed unchanged: {why}"));
+        }
+        Ok(Outcome::PassedThrough(Why::TooLarge)) => log(&format!(
+            "piggyback-wrap: {program}: JSON answer larger than PIGGYBACK_WRAP_BUFFER ({} bytes): \
+             passed without site_messages",
+            settings.buffer_bytes
+        )),
+        Ok(Outcome::TimedOut) => {
+            log(&format!("piggyback-wrap: {program}: stopped after PIGGYBACK_WRAP_TIMEOUT; answered 504"));
+        }
+        Ok(_) => {}
+        // The client went away (the server closed our stdout): nothing is left to do.
+        Err(e) => log(&format!("piggyback-wrap: {program}: writing the answer: {e}")),
+    }
+    if stopped.load(Ordering::SeqCst) {
+        log(&format!("piggyback-wrap: {program}: stopped by the server; the program was stopped too"));
+    }
+    if expired.load(Ordering::SeqCst) {
+        log(&format!("piggyback-wrap: {program}: stopped after PIGGYBACK_WRAP_TIMEOUT"));
+    }
+    ExitCode::SUCCESS
+}
+
+/// The answer to a request the wrapper will not run: the reason is in the log only,
+/// since it names paths of the server.
+fn refusal_answer(status: u16) -> Vec<u8> {
+    let body = serde_json::json!({"error": {
+        "code": if status == 500 { "misconfigured" } else { "refused" },
+        "message": "the server will not run this program; its error log says why",
+    }})
+    .to_string();
+    format!(
+        "Status: {status} {}\r\nContent-Type: application/json; charset=utf-8\r\nCache-Control: private, no-store\r\n\
+         X-Content-Type-Options: nosniff\r\nContent-Length: {}\r\n\r\n{body}",
+        reason_phrase(status),
+        body.len()
+    )
+    .into_bytes()
+}

@@ -1,0 +1,626 @@
+//! `piggyback-wrap` as a process: the site's own shell, Perl and PHP programs run under
+//! it as lighttpd, Apache and fcgiwrap start it, and every rule of a safe wrapper is
+//! attacked (docs/INTEGRATE.md, "What the wrapper refuses").
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+use crate::support::Site;
+
+const WRAPPER: &str = env!("CARGO_BIN_EXE_piggyback-wrap");
+
+/// The site's own programs, as a site owner would have written them.
+const PROGRAMS: &[(&str, &str)] = &[
+    (
+        "hello.sh",
+        "#!/bin/sh\nprintf 'Content-Type: application/json\\r\\nX-Site: shell\\r\\n\\r\\n{\"from\": \"sh\", \"n\": 1.50}\\n'\n",
+    ),
+    (
+        "hello.pl",
+        "#!/usr/bin/perl\nuse strict;\nprint \"Content-Type: application/json; charset=utf-8\\n\\n\";\nprint '{\"from\":\"perl\",\"big\":12345678901234567890123}';\n",
+    ),
+    (
+        "hello.php",
+        "<?php\nheader('Content-Type: application/json');\necho json_encode(['from' => 'php', 'argv' => $_SERVER['argv'] ?? []]);\n",
+    ),
+    (
+        "env.pl",
+        "#!/usr/bin/perl\nuse strict; use Cwd; use JSON::PP;\nmy $in = ''; read(STDIN, $in, $ENV{CONTENT_LENGTH} || 0);\nprint \"Content-Type: application/json\\n\\n\";\nprint JSON::PP->new->canonical->encode({env => \\%ENV, argv => \\@ARGV, cwd => getcwd(), body => $in});\n",
+    ),
+    ("page.sh", "#!/bin/sh\nprintf 'Content-Type: text/html\\n\\n<!doctype html><p>{\"not\": \"json\"}</p>\\n'\n"),
+    (
+        "redirect.sh",
+        "#!/bin/sh\nprintf 'Status: 302 Found\\r\\nLocation: http://127.0.0.1/elsewhere\\r\\nContent-Type: application/json\\r\\n\\r\\n{}'\n",
+    ),
+    (
+        "download.pl",
+        "#!/usr/bin/perl\nbinmode STDOUT;\nprint \"Content-Type: application/octet-stream\\nContent-Length: 1048576\\n\\n\";\nprint pack('C*', map { ($_ * 7) % 256 } 0 .. 1023) for 1 .. 1024;\n",
+    ),
+    (
+        "large.pl",
+        "#!/usr/bin/perl\nprint \"Content-Type: application/json\\n\\n{\\\"pad\\\":\\\"\" . ('x' x 5000) . \"\\\"}\";\n",
+    ),
+    (
+        "nph-raw.sh",
+        "#!/bin/sh\nprintf 'HTTP/1.1 200 OK\\r\\nContent-Type: application/json\\r\\n\\r\\n{\"nph\": true}'\n",
+    ),
+    ("slow.sh", "#!/bin/sh\necho \"pid $$\" >&2\nexec sleep 30\n"),
+    (
+        "complain.sh",
+        "#!/bin/sh\necho 'the site program complains' >&2\nprintf 'Content-Type: application/json\\n\\n{}'\n",
+    ),
+    ("picture.jpg", "#!/bin/sh\nprintf 'Content-Type: application/json\\n\\n{\"ran\": \"picture.jpg\"}'\n"),
+];
+
+/// A site with programs under `htdocs/app` (the wrap root), a session key, and alice.
+struct Wrapped {
+    site: Site,
+    docroot: PathBuf,
+    app: PathBuf,
+    extra_env: Vec<(String, OsString)>,
+}
+
+/// A wrapper run's output.
+struct Answer {
+    raw: Vec<u8>,
+    stderr: String,
+}
+
+impl Answer {
+    /// Where the body starts: after the first empty line (LF or CRLF).
+    fn body_start(&self) -> usize {
+        let mut line_start = 0;
+        for (i, &b) in self.raw.iter().enumerate() {
+            if b == b'\n' {
+                if matches!(&self.raw[line_start..i], b"" | b"\r") {
+                    return i + 1;
+                }
+                line_start = i + 1;
+            }
+        }
+        panic!("no header block: {}", self.text())
+    }
+
+    fn head(&self) -> &str {
+        std::str::from_utf8(&self.raw[..self.body_start()]).unwrap()
+    }
+
+    fn body(&self) -> &[u8] {
+        &self.raw[self.body_start()..]
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_slice(self.body()).unwrap_or_else(|e| panic!("{e}: {}; {}", self.text(), self.stderr))
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.head().lines().find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+
+    fn status(&self) -> u16 {
+        self.header("Status").and_then(|s| s.split(' ').next()?.parse().ok()).unwrap_or(200)
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.raw).into_owned()
+    }
+
+    fn announced(&self) -> Vec<i64> {
+        self.json()["site_messages"]["items"].as_array().unwrap().iter().map(|i| i["id"].as_i64().unwrap()).collect()
+    }
+
+    fn assert_refused(&self, why: &str) {
+        assert_eq!(self.status(), 403, "{}; stderr {}", self.text(), self.stderr);
+        assert!(self.stderr.contains(why), "the log says {why:?}: {}", self.stderr);
+        assert!(!self.text().contains("from"), "the program did not run: {}", self.text());
+    }
+}
+
+fn chmod(path: &Path, mode: u32) {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+impl Wrapped {
+    fn new() -> Wrapped {
+        let site = Site::keyed(&["alice", "bob"]);
+        let docroot = site.dir.path().join("htdocs");
+        let app = docroot.join("app");
+        std::fs::create_dir_all(&app).unwrap();
+        chmod(&docroot, 0o755);
+        chmod(&app, 0o755);
+        for (name, text) in PROGRAMS {
+            let path = app.join(name);
+            std::fs::write(&path, text).unwrap();
+            chmod(&path, 0o755);
+        }
+        Wrapped { site, docroot, app, extra_env: Vec::new() }
+    }
+
+    fn set(mut self, name: &str, value: impl Into<OsString>) -> Wrapped {
+        self.extra_env.push((name.into(), value.into()));
+        self
+    }
+
+    /// The environment every server gives, plus the site's settings and alice's cookie.
+    fn base_env(&self, method: &str, query: &str) -> Vec<(String, OsString)> {
+        let mut env: Vec<(String, OsString)> = [
+            ("GATEWAY_INTERFACE", "CGI/1.1"),
+            ("SERVER_PROTOCOL", "HTTP/1.1"),
+            ("SERVER_NAME", "example.com"),
+            ("SERVER_PORT", "80"),
+            ("REMOTE_ADDR", "192.0.2.1"),
+            ("HTTP_HOST", "example.com"),
+            ("REQUEST_METHOD", method),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), OsString::from(v)))
+        .collect();
+        env.push(("QUERY_STRING".into(), query.into()));
+        env.push(("DOCUMENT_ROOT".into(), self.docroot.clone().into()));
+        env.push(("PIGGYBACK_DB".into(), self.site.db.clone().into()));
+        env.push(("PIGGYBACK_SECRET_FILE".into(), self.site.secret().into()));
+        env.push(("PIGGYBACK_WRAP_ROOT".into(), self.app.clone().into()));
+        env.push(("PATH".into(), "/usr/bin:/bin".into()));
+        env
+    }
+
+    fn cookie(&self, user: &str) -> (String, OsString) {
+        ("HTTP_COOKIE".into(), format!("pb_session={}", self.site.token(user)).into())
+    }
+
+    /// lighttpd's `cgi.assign`: argv `[wrapper, script]`, SCRIPT_FILENAME the script.
+    fn lighttpd(&self, script: &str, extra: &[(String, OsString)]) -> Answer {
+        let path = self.app.join(script);
+        let mut env = self.base_env("GET", "");
+        env.push(("SCRIPT_FILENAME".into(), path.clone().into()));
+        env.push(("SCRIPT_NAME".into(), format!("/app/{script}").into()));
+        env.push(("REDIRECT_STATUS".into(), "200".into()));
+        env.extend(extra.iter().cloned());
+        self.run(WRAPPER, &[path.into()], env, b"")
+    }
+
+    /// Apache's `Action piggyback-wrap /cgi-bin/piggyback-wrap`: the target in
+    /// PATH_TRANSLATED with the extra path, argv from a query string without `=`.
+    fn apache(&self, url: &str, query: &str, extra: &[(String, OsString)]) -> Answer {
+        let mut env = self.base_env("GET", query);
+        env.push(("SCRIPT_FILENAME".into(), WRAPPER.into()));
+        env.push(("SCRIPT_NAME".into(), "/cgi-bin/piggyback-wrap".into()));
+        env.push(("PATH_INFO".into(), url.into()));
+        env.push(("PATH_TRANSLATED".into(), format!("{}{url}", self.docroot.display()).into()));
+        env.push(("REDIRECT_STATUS".into(), "200".into()));
+        env.push(("REDIRECT_HANDLER".into(), "piggyback-wrap".into()));
+        env.push(("REDIRECT_URL".into(), url.into()));
+        env.extend(extra.iter().cloned());
+        let args: Vec<OsString> = if query.contains('=') { vec![] } else { query.split('+').map(Into::into).collect() };
+        self.run(WRAPPER, &args, env, b"")
+    }
+
+    fn run(&self, exe: &str, args: &[OsString], env: Vec<(String, OsString)>, body: &[u8]) -> Answer {
+        let mut env = env;
+        env.extend(self.extra_env.iter().cloned());
+        let mut child = Command::new(exe)
+            .args(args)
+            .env_clear()
+            .envs(env)
+            .current_dir("/")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the wrapper starts");
+        let mut stdin = child.stdin.take().unwrap();
+        let _ = stdin.write_all(body);
+        drop(stdin);
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "the wrapper exits 0: {}", String::from_utf8_lossy(&out.stderr));
+        Answer { raw: out.stdout, stderr: String::from_utf8_lossy(&out.stderr).into_owned() }
+    }
+
+    /// The program run directly, as the server would without the wrapper.
+    fn direct(&self, script: &str) -> Vec<u8> {
+        let path = self.app.join(script);
+        let out = Command::new(&path)
+            .env_clear()
+            .envs(self.base_env("GET", ""))
+            .current_dir(&self.app)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        out.stdout
+    }
+}
+
+fn var(name: &str, value: impl Into<OsString>) -> (String, OsString) {
+    (name.into(), value.into())
+}
+
+#[test]
+fn shell_perl_and_php_json_answers_carry_site_messages_announced_once() {
+    let w = Wrapped::new();
+    let alice = w.cookie("alice");
+    for script in ["hello.sh", "hello.pl", "hello.php"] {
+        w.site.deliver("bob", "alice", &format!("for {script}"));
+        let first = w.lighttpd(script, std::slice::from_ref(&alice));
+        let json = first.json();
+        assert_eq!(first.announced().len(), 1, "{script} announces the new message: {json}");
+        assert_eq!(json["site_messages"]["items"][0]["subject"], format!("for {script}"));
+        assert!(json["from"].is_string(), "the program's own members stay: {json}");
+        assert_eq!(first.header("Content-Length"), Some(first.body().len().to_string().as_str()), "{script}");
+        assert_eq!(first.header("Cache-Control"), Some("private, no-store"), "{script}");
+        let again = w.lighttpd(script, std::slice::from_ref(&alice));
+        assert!(again.announced().is_empty(), "{script}: announced once: {}", again.text());
+        assert_eq!(again.json()["site_messages"]["new"], 0);
+    }
+    // The program's own text is kept exactly: 1.50 and a 23-digit number survive.
+    let sh = w.lighttpd("hello.sh", std::slice::from_ref(&alice));
+    assert!(sh.body().starts_with(b"{\"from\": \"sh\", \"n\": 1.50,\"site_messages\":"), "{}", sh.text());
+    assert_eq!(sh.header("X-Site"), Some("shell"));
+    let pl = w.lighttpd("hello.pl", &[alice]);
+    assert!(pl.text().contains("\"big\":12345678901234567890123,"), "{}", pl.text());
+    w.site.assert_check_passes();
+}
+
+#[test]
+fn a_cross_site_request_through_the_wrapper_reports_counts_and_announces_nothing() {
+    let w = Wrapped::new();
+    w.site.deliver("bob", "alice", "not for another site");
+    let alice = w.cookie("alice");
+    let evil = var("HTTP_ORIGIN", "http://evil.example");
+    let answer = w.lighttpd("hello.sh", &[alice.clone(), evil]);
+    let json = answer.json();
+    assert_eq!(json["site_messages"]["items"], serde_json::json!([]), "{json}");
+    assert_eq!(w.site.counters("alice"), (1, 0), "nothing flipped");
+    assert_eq!(w.lighttpd("hello.sh", &[alice]).announced().len(), 1, "announced on the site's own page");
+}
+
+#[test]
+fn html_a_redirect_a_download_and_nph_pass_byte_for_byte() {
+    let w = Wrapped::new();
+    let alice = w.cookie("alice");
+    w.site.deliver("bob", "alice", "unseen");
+    for script in ["page.sh", "redirect.sh", "download.pl", "nph-raw.sh"] {
+        let wrapped = w.lighttpd(script, std::slice::from_ref(&alice));
+        let direct = w.direct(script);
+        assert!(!direct.is_empty());
+        assert!(wrapped.raw == direct, "{script} passes unchanged ({} vs {} bytes)", wrapped.raw.len(), direct.len());
+    }
+    assert_eq!(w.lighttpd("download.pl", &[]).body().len(), 1 << 20);
+    // Nothing was announced by answers that carry no messages.
+    assert_eq!(w.site.counters("alice"), (1, 0));
+}
+
+#[test]
+fn anonymous_and_non_object_json_pass_unchanged() {
+    let w = Wrapped::new();
+    assert_eq!(w.lighttpd("hello.sh", &[]).raw, w.direct("hello.sh"));
+    let forged = var("HTTP_COOKIE", "pb_session=forged.value");
+    assert_eq!(w.lighttpd("hello.sh", &[forged]).raw, w.direct("hello.sh"));
+}
+
+#[test]
+fn a_json_answer_past_the_buffer_streams_through_and_the_log_says_so() {
+    let w = Wrapped::new().set("PIGGYBACK_WRAP_BUFFER", "1k");
+    let alice = w.cookie("alice");
+    let answer = w.lighttpd("large.pl", &[alice]);
+    assert_eq!(answer.raw, w.direct("large.pl"));
+    assert!(answer.stderr.contains("PIGGYBACK_WRAP_BUFFER"), "{}", answer.stderr);
+}
+
+#[test]
+fn a_piggyback_failure_never_changes_the_answer() {
+    let w = Wrapped::new();
+    let alice = w.cookie("alice");
+    let missing = var("PIGGYBACK_DB", w.site.dir.path().join("gone/none.db"));
+    let answer = w.lighttpd("hello.pl", &[alice.clone(), missing]);
+    assert_eq!(answer.raw, w.direct("hello.pl"));
+    assert!(answer.stderr.contains("passed unchanged"), "{}", answer.stderr);
+    let unconfigured = var("PIGGYBACK_DB", "relative.db");
+    let answer = w.lighttpd("hello.pl", &[alice.clone(), unconfigured]);
+    assert_eq!(answer.raw, w.direct("hello.pl"));
+    assert!(answer.stderr.contains("PIGGYBACK_DB"), "{}", answer.stderr);
+    // A database locked by someone else: the site still answers.
+    w.site.deliver("bob", "alice", "waiting");
+    let conn = w.site.conn();
+    conn.begin_exclusive();
+    let answer = w.lighttpd("hello.pl", std::slice::from_ref(&alice));
+    assert_eq!(answer.raw, w.direct("hello.pl"));
+    conn.exec("ROLLBACK");
+    assert_eq!(w.lighttpd("hello.pl", &[alice]).announced().len(), 1, "announced once the lock is gone");
+}
+
+#[test]
+fn the_program_gets_a_rebuilt_environment_and_its_own_folder() {
+    let w = Wrapped::new();
+    let extra = [
+        var("HTTP_PROXY", "http://evil.example:3128"),
+        var("HTTP_REDIRECT_STATUS", "200"),
+        var("PATH_INFO", "/more/path"),
+        var("REMOTE_USER", "someone"),
+    ];
+    let json = w.lighttpd("env.pl", &extra).json();
+    let env = &json["env"];
+    let program = std::fs::canonicalize(w.app.join("env.pl")).unwrap();
+    assert_eq!(env["SCRIPT_FILENAME"], program.to_str().unwrap());
+    assert_eq!(env["SCRIPT_NAME"], "/app/env.pl");
+    assert_eq!(env["PATH_INFO"], "/more/path");
+    assert_eq!(env["PATH_TRANSLATED"], format!("{}/more/path", w.docroot.display()));
+    assert_eq!(env["REDIRECT_STATUS"], "200");
+    assert_eq!(env["REMOTE_USER"], "someone", "the site's program decides about its own users");
+    for dropped in ["HTTP_PROXY", "HTTP_REDIRECT_STATUS", "PIGGYBACK_WRAP_ROOT"] {
+        assert!(env.get(dropped).is_none(), "{dropped} reaches the program: {env}");
+    }
+    assert_eq!(json["cwd"], std::fs::canonicalize(&w.app).unwrap().to_str().unwrap());
+    assert_eq!(json["argv"], serde_json::json!([]));
+}
+
+#[test]
+fn the_body_stays_on_stdin_for_the_program() {
+    let w = Wrapped::new();
+    let path = w.app.join("env.pl");
+    let mut env = w.base_env("POST", "");
+    env.push(var("SCRIPT_FILENAME", &path));
+    env.push(var("CONTENT_LENGTH", "13"));
+    env.push(var("CONTENT_TYPE", "application/json"));
+    env.push(w.cookie("alice"));
+    let answer = w.run(WRAPPER, &[path.into()], env, b"{\"a\": \"body\"}");
+    let json = answer.json();
+    assert_eq!(json["body"], "{\"a\": \"body\"}");
+    assert!(json.get("site_messages").is_some(), "{json}");
+}
+
+#[test]
+fn the_programs_stderr_goes_to_the_servers_log() {
+    let w = Wrapped::new();
+    let answer = w.lighttpd("complain.sh", &[]);
+    assert!(answer.stderr.contains("the site program complains"), "{}", answer.stderr);
+    assert!(!answer.text().contains("complains"));
+}
+
+#[test]
+fn a_program_past_the_timeout_is_stopped_and_answered_504() {
+    let w = Wrapped::new().set("PIGGYBACK_WRAP_TIMEOUT", "1");
+    let answer = w.lighttpd("slow.sh", &[]);
+    assert_eq!(answer.status(), 504, "{}", answer.text());
+    let pid: u32 = answer.stderr.split("pid ").nth(1).and_then(|s| s.split_whitespace().next()?.parse().ok()).unwrap();
+    assert!(!Path::new(&format!("/proc/{pid}")).exists(), "the program {pid} is gone");
+    assert!(answer.stderr.contains("PIGGYBACK_WRAP_TIMEOUT"), "{}", answer.stderr);
+}
+
+#[test]
+fn a_wrapper_stopped_by_the_server_stops_its_program() {
+    // lighttpd sends SIGTERM when the client goes away or its own timeout passes.
+    let w = Wrapped::new();
+    let path = w.app.join("slow.sh");
+    let mut env = w.base_env("GET", "");
+    env.push(var("SCRIPT_FILENAME", &path));
+    let mut wrapper = Command::new(WRAPPER)
+        .arg(&path)
+        .env_clear()
+        .envs(env)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(wrapper.stderr.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
+    let pid: u32 = line.trim().strip_prefix("pid ").and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("{line}"));
+    assert!(Path::new(&format!("/proc/{pid}")).exists(), "the program runs");
+    let term = Command::new("kill").arg("-TERM").arg(wrapper.id().to_string()).status().unwrap();
+    assert!(term.success());
+    let status = wrapper.wait().unwrap();
+    assert!(status.success(), "{status}");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    assert!(rest.contains("stopped by the server"), "{rest}");
+    let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    assert!(state.is_empty() || state.contains(") Z "), "the program {pid} is gone: {state}");
+}
+
+#[test]
+fn apache_action_runs_the_file_in_path_translated_without_its_extra_path() {
+    let w = Wrapped::new();
+    w.site.deliver("bob", "alice", "via apache");
+    let alice = w.cookie("alice");
+    let answer = w.apache("/app/env.pl/extra/path", "", std::slice::from_ref(&alice));
+    let json = answer.json();
+    assert_eq!(json["env"]["SCRIPT_NAME"], "/app/env.pl");
+    assert_eq!(json["env"]["PATH_INFO"], "/extra/path");
+    assert_eq!(json["env"]["PATH_TRANSLATED"], format!("{}/extra/path", w.docroot.display()));
+    assert!(json["env"].get("REDIRECT_HANDLER").is_none());
+    assert_eq!(answer.announced().len(), 1);
+}
+
+#[test]
+fn arguments_from_a_query_string_never_reach_the_program() {
+    let w = Wrapped::new();
+    // Apache turns `?-s` and `?foo+bar` into argv (RFC 3875 4.4): php-cgi's CVE-2012-1823.
+    let json = w.apache("/app/env.pl", "foo+bar", &[]).json();
+    assert_eq!(json["argv"], serde_json::json!([]));
+    let php = w.apache("/app/hello.php", "-s", &[]);
+    assert_eq!(php.json()["from"], "php", "php-cgi ran the program, did not show its source: {}", php.text());
+    assert!(!php.text().contains("<?php"));
+    let php = w.apache("/app/hello.php", "-d+allow_url_include%3d1", &[]);
+    assert_eq!(php.json()["argv"], serde_json::json!([]), "{}", php.text());
+}
+
+#[test]
+fn a_direct_request_of_the_wrapper_on_apache_is_refused() {
+    let w = Wrapped::new();
+    let translated = format!("{}/app/hello.sh", w.docroot.display());
+    // GET /cgi-bin/piggyback-wrap/app/hello.sh: no REDIRECT_* at all.
+    let mut env = w.base_env("GET", "");
+    env.push(var("SCRIPT_FILENAME", WRAPPER));
+    env.push(var("PATH_INFO", "/app/hello.sh"));
+    env.push(var("PATH_TRANSLATED", &translated));
+    w.run(WRAPPER, &[], env.clone(), b"").assert_refused("direct request");
+    // A client's `Redirect-Status:` and `Redirect-Handler:` headers count for nothing.
+    let mut forged = env.clone();
+    forged.push(var("HTTP_REDIRECT_STATUS", "200"));
+    forged.push(var("HTTP_REDIRECT_HANDLER", "piggyback-wrap"));
+    w.run(WRAPPER, &[], forged, b"").assert_refused("direct request");
+    // The query naming the target as argv: it is not SCRIPT_FILENAME (the wrapper).
+    w.run(WRAPPER, &[translated.clone().into()], env.clone(), b"").assert_refused("not exactly SCRIPT_FILENAME");
+    // Another handler, or a handler with no REDIRECT_STATUS.
+    let mut other = env.clone();
+    other.push(var("REDIRECT_STATUS", "200"));
+    other.push(var("REDIRECT_HANDLER", "cgi-script"));
+    w.run(WRAPPER, &[], other, b"").assert_refused("REDIRECT_HANDLER");
+    let mut no_status = env;
+    no_status.push(var("REDIRECT_HANDLER", "piggyback-wrap"));
+    w.run(WRAPPER, &[], no_status, b"").assert_refused("without REDIRECT_STATUS");
+}
+
+#[test]
+fn on_lighttpd_exactly_one_argument_equal_to_script_filename() {
+    let w = Wrapped::new();
+    let path = w.app.join("hello.sh");
+    let mut env = w.base_env("GET", "");
+    env.push(var("SCRIPT_FILENAME", &path));
+    let other = w.app.join("page.sh");
+    for args in [vec![], vec![path.clone().into_os_string(), "-x".into()], vec![other.into_os_string()]] {
+        w.run(WRAPPER, &args, env.clone(), b"").assert_refused("SCRIPT_FILENAME");
+    }
+}
+
+#[test]
+fn busybox_httpd_passes_the_file_name_and_runs_the_wrapper_in_the_programs_folder() {
+    let w = Wrapped::new();
+    let path = w.app.join("hello.sh");
+    let mut env = w.base_env("GET", "");
+    env.push(var("SCRIPT_FILENAME", &path));
+    env.push(w.cookie("alice"));
+    let run_in = |cwd: &Path, env: Vec<(String, OsString)>| {
+        let out = Command::new(WRAPPER).arg("hello.sh").env_clear().envs(env).current_dir(cwd).output().unwrap();
+        Answer { raw: out.stdout, stderr: String::from_utf8_lossy(&out.stderr).into_owned() }
+    };
+    let answer = run_in(&w.app, env.clone());
+    assert!(answer.json().get("site_messages").is_some(), "{}", answer.text());
+    // The same name from another folder is not the program SCRIPT_FILENAME names.
+    run_in(w.site.dir.path(), env).assert_refused("SCRIPT_FILENAME");
+}
+
+#[test]
+fn the_wrapper_never_runs_itself() {
+    let w = Wrapped::new().set("PIGGYBACK_WRAP_EXTENSIONS", ".cgi");
+    let copy = w.app.join("self.cgi");
+    std::fs::copy(WRAPPER, &copy).unwrap();
+    chmod(&copy, 0o755);
+    let mut env = w.base_env("GET", "");
+    env.push(var("SCRIPT_FILENAME", &copy));
+    w.run(copy.to_str().unwrap(), &[copy.clone().into()], env, b"").assert_refused("itself");
+}
+
+#[test]
+fn only_regular_files_under_the_root_with_an_allowed_extension_on_the_resolved_name() {
+    let w = Wrapped::new();
+    let outside = w.site.dir.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    chmod(&outside, 0o755);
+    std::fs::copy(w.app.join("hello.sh"), outside.join("hello.sh")).unwrap();
+    chmod(&outside.join("hello.sh"), 0o755);
+    std::os::unix::fs::symlink(outside.join("hello.sh"), w.app.join("link.sh")).unwrap();
+    std::os::unix::fs::symlink(w.app.join("picture.jpg"), w.app.join("picture.pl")).unwrap();
+    std::fs::create_dir(w.app.join("folder.sh")).unwrap();
+    chmod(&w.app.join("folder.sh"), 0o755);
+    let lighttpd = |path: PathBuf| {
+        let mut env = w.base_env("GET", "");
+        env.push(var("SCRIPT_FILENAME", &path));
+        w.run(WRAPPER, &[path.into()], env, b"")
+    };
+    lighttpd(outside.join("hello.sh")).assert_refused("outside PIGGYBACK_WRAP_ROOT");
+    lighttpd(w.app.join("link.sh")).assert_refused("outside PIGGYBACK_WRAP_ROOT");
+    lighttpd(w.app.join("../app/../outside/hello.sh")).assert_refused("`..`");
+    lighttpd(w.app.join("folder.sh")).assert_refused("not a regular file");
+    lighttpd(w.app.join("picture.jpg")).assert_refused("PIGGYBACK_WRAP_EXTENSIONS");
+    lighttpd(w.app.join("picture.pl")).assert_refused("PIGGYBACK_WRAP_EXTENSIONS");
+    let missing = lighttpd(w.app.join("missing.sh"));
+    assert_eq!(missing.status(), 404, "{}", missing.text());
+    // nginx's old mistake, /upload/x.jpg/y.php: the file found is picture.jpg.
+    w.apache("/app/picture.jpg/y.php", "", &[]).assert_refused("PIGGYBACK_WRAP_EXTENSIONS");
+    // No root configured: nothing runs.
+    let mut env = w.base_env("GET", "");
+    env.retain(|(k, _)| k != "PIGGYBACK_WRAP_ROOT");
+    env.push(var("SCRIPT_FILENAME", w.app.join("hello.sh")));
+    let answer = w.run(WRAPPER, &[w.app.join("hello.sh").into()], env, b"");
+    assert_eq!(answer.status(), 500, "{}", answer.text());
+    assert!(answer.stderr.contains("PIGGYBACK_WRAP_ROOT"));
+}
+
+#[test]
+fn programs_that_others_may_change_are_refused() {
+    let w = Wrapped::new();
+    chmod(&w.app.join("hello.sh"), 0o775);
+    w.lighttpd("hello.sh", &[]).assert_refused("writable by its group or others");
+    chmod(&w.app.join("hello.sh"), 0o757);
+    w.lighttpd("hello.sh", &[]).assert_refused("writable by its group or others");
+    chmod(&w.app.join("hello.sh"), 0o4755);
+    w.lighttpd("hello.sh", &[]).assert_refused("setuid");
+    chmod(&w.app.join("hello.sh"), 0o755);
+    chmod(&w.app, 0o777);
+    w.lighttpd("hello.sh", &[]).assert_refused("writable by its group or others");
+    chmod(&w.app, 0o755);
+    assert_eq!(w.lighttpd("hello.sh", &[]).status(), 200);
+}
+
+#[test]
+fn under_fcgiwrap_the_target_comes_from_the_servers_parameter_only() {
+    let w = Wrapped::new();
+    let alice = w.cookie("alice");
+    let mut env = w.base_env("GET", "");
+    env.push(var("SCRIPT_FILENAME", WRAPPER));
+    env.push(var("SCRIPT_NAME", "/app/env.pl"));
+    env.push(var("PATH_INFO", "/x"));
+    env.push(var("PIGGYBACK_WRAP_TARGET", w.app.join("env.pl")));
+    env.push(alice);
+    let json = w.run(WRAPPER, &[], env.clone(), b"").json();
+    assert_eq!(json["env"]["SCRIPT_NAME"], "/app/env.pl");
+    assert_eq!(json["env"]["PATH_INFO"], "/x");
+    assert!(json["env"].get("PIGGYBACK_WRAP_TARGET").is_none());
+    assert!(json.get("site_messages").is_some());
+    w.run(WRAPPER, &["-s".into()], env, b"").assert_refused("arguments");
+}
+
+#[test]
+fn settings_come_from_the_install_file_when_the_environment_has_none() {
+    // suexec passes no SetEnv value: the wrapper reads ../etc/piggyback-wrap.conf.
+    let w = Wrapped::new();
+    let install = w.site.dir.path().join("install");
+    std::fs::create_dir_all(install.join("cgi-bin")).unwrap();
+    std::fs::create_dir_all(install.join("etc")).unwrap();
+    let copy = install.join("cgi-bin/piggyback-wrap");
+    std::fs::copy(WRAPPER, &copy).unwrap();
+    let conf = install.join("etc/piggyback-wrap.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "# the settings\nPIGGYBACK_WRAP_ROOT={}\nPIGGYBACK_DB={}\nPIGGYBACK_SECRET_FILE={}\n",
+            w.app.display(),
+            w.site.db.display(),
+            w.site.secret().display()
+        ),
+    )
+    .unwrap();
+    chmod(&conf, 0o644);
+    w.site.deliver("bob", "alice", "by file");
+    let path = w.app.join("hello.pl");
+    let mut env = w.base_env("GET", "");
+    env.retain(|(k, _)| !k.starts_with("PIGGYBACK_"));
+    env.push(var("SCRIPT_FILENAME", &path));
+    env.push(w.cookie("alice"));
+    let answer = w.run(copy.to_str().unwrap(), &[path.into()], env.clone(), b"");
+    assert_eq!(answer.announced().len(), 1, "{}", answer.text());
+    chmod(&conf, 0o666);
+    let answer = w.run(copy.to_str().unwrap(), &[w.app.join("hello.pl").into()], env, b"");
+    assert_eq!(answer.status(), 500, "a file others may write is ignored: {}", answer.text());
+    assert!(answer.stderr.contains("writable by its group or others"), "{}", answer.stderr);
+}
