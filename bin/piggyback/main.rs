@@ -366,7 +366,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Status { user } => {
             // The programs' own settings (PIGGYBACK_EMPTY, PIGGYBACK_MAX_ITEMS…), on this database.
-            let db = std::path::absolute(&db)?;
+            // (A PostgreSQL URL is no path to make absolute.)
+            let db = if postgres_url(&db).is_some() { db.clone() } else { std::path::absolute(&db)? };
             let config = Config::from_lookup(|name| match name {
                 "PIGGYBACK_DB" => Some(db.clone().into_os_string()),
                 "PIGGYBACK_SPOOL" => Some(spool.root().as_os_str().to_owned()),
