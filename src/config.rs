@@ -98,18 +98,26 @@ impl Config {
             _ => {
                 return Err(ConfigError {
                     variable: "PIGGYBACK_DB",
-                    problem: "is not set; it must name the SQLite message database".into(),
+                    problem: "is not set; it must name the SQLite message database or a PostgreSQL URL".into(),
                 });
             }
         };
-        if !db.is_absolute() {
+        let postgres = crate::message_store::postgres_url(&db).is_some();
+        if !postgres && !db.is_absolute() {
             return Err(ConfigError {
                 variable: "PIGGYBACK_DB",
-                problem: format!("must be an absolute path, not {}", db.display()),
+                problem: format!("must be an absolute path or a postgresql:// URL, not {}", db.display()),
             });
         }
         let spool = match var("PIGGYBACK_SPOOL") {
             Some(v) if !v.is_empty() => PathBuf::from(v),
+            // Each web host has its own spool: there is no folder "beside" a server.
+            _ if postgres => {
+                return Err(ConfigError {
+                    variable: "PIGGYBACK_SPOOL",
+                    problem: "must be set when PIGGYBACK_DB is a PostgreSQL URL".into(),
+                });
+            }
             _ => default_spool(&db),
         };
         let secret_file = var("PIGGYBACK_SECRET_FILE").filter(|v| !v.is_empty()).map(PathBuf::from);
@@ -286,6 +294,10 @@ mod tests {
     fn errors_name_the_variable() {
         assert_eq!(config(&[]).unwrap_err().variable, "PIGGYBACK_DB");
         assert_eq!(config(&[("PIGGYBACK_DB", "rel.db")]).unwrap_err().variable, "PIGGYBACK_DB");
+        let url = "postgresql:///piggyback?host=/run/postgresql";
+        assert_eq!(config(&[("PIGGYBACK_DB", url)]).unwrap_err().variable, "PIGGYBACK_SPOOL");
+        let c = config(&[("PIGGYBACK_DB", url), ("PIGGYBACK_SPOOL", "/var/spool/pb")]).unwrap();
+        assert_eq!((c.db.to_str(), c.spool.to_str()), (Some(url), Some("/var/spool/pb")));
         let e = config(&[("PIGGYBACK_DB", "/a.db"), ("PIGGYBACK_MAX_ITEMS", "lots")]).unwrap_err();
         assert_eq!(e.variable, "PIGGYBACK_MAX_ITEMS");
         let e = config(&[("PIGGYBACK_DB", "/a.db"), ("PIGGYBACK_EMPTY", "never")]).unwrap_err();

@@ -19,7 +19,7 @@ use piggyback::config::Config;
 use piggyback::file_mode::{self, FileMode, Kind};
 use piggyback::gateway;
 use piggyback::identity::{self, Claims, CookieName, Key};
-use piggyback::message_store::{SeedPlan, Store};
+use piggyback::message_store::{SeedPlan, Store, display_db, postgres_url};
 use piggyback::model::{MessageKind, NewMessage, now};
 use piggyback::msq::{self, DrainReport, Queue, SendOutcome, new_request_id};
 use piggyback::password;
@@ -29,10 +29,11 @@ use piggyback::text;
 #[derive(Parser)]
 #[command(name = "piggyback", version, about = "Administer a Piggyback message database")]
 struct Cli {
-    /// The SQLite message database (default: $PIGGYBACK_DB).
-    #[arg(long, global = true, value_name = "PATH")]
+    /// The message database: a SQLite file, or a postgresql:// URL (default: $PIGGYBACK_DB).
+    #[arg(long, global = true, value_name = "PATH|URL")]
     db: Option<PathBuf>,
-    /// The request-file spool (default: $PIGGYBACK_SPOOL, else spool/ beside the database).
+    /// The request-file spool (default: $PIGGYBACK_SPOOL, else spool/ beside a SQLite
+    /// database; required with a PostgreSQL URL).
     #[arg(long, global = true, value_name = "DIR")]
     spool: Option<PathBuf>,
     #[command(subcommand)]
@@ -92,6 +93,14 @@ enum Command {
         /// Rewrite the counters from the recount when they are off.
         #[arg(long)]
         repair: bool,
+    },
+    /// Copy this SQLite site's data into a new PostgreSQL database (made with the
+    /// schema on the way) and count every table on both sides; exit 1 on any
+    /// difference. Drain the spool first: waiting request files are not rows yet.
+    MigrateToPostgres {
+        /// The PostgreSQL database: postgresql:///NAME?host=/run/postgresql
+        #[arg(long, value_name = "URL")]
+        to: String,
     },
     /// Set a user's password, read as one line from standard input.
     Passwd { name: String },
@@ -167,21 +176,29 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
     };
     let mode = FileMode::from_env().map_err(|e| anyhow!(e))?;
-    let spool = Spool::new(
-        cli.spool.or_else(|| env_path("PIGGYBACK_SPOOL")).unwrap_or_else(|| piggyback::config::default_spool(&db)),
-    )
+    let spool = match cli.spool.or_else(|| env_path("PIGGYBACK_SPOOL")) {
+        Some(spool) => Spool::new(spool),
+        None if postgres_url(&db).is_some() => {
+            eprintln!("piggyback: no spool: give --spool DIR or set PIGGYBACK_SPOOL (each host has its own)");
+            return Ok(ExitCode::from(2));
+        }
+        None => Spool::new(piggyback::config::default_spool(&db)),
+    }
     .with_mode(mode);
     match cli.command {
         Command::Init => {
             // An empty file is an empty database: made here with the mode's bits, so that
             // SQLite gives `-wal` and `-shm` the same ones.
-            match file_mode::create_new(&db, mode) {
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(e).with_context(|| format!("cannot create {}", db.display())),
+            // (A PostgreSQL URL names no file.)
+            if postgres_url(&db).is_none() {
+                match file_mode::create_new(&db, mode) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(e).with_context(|| format!("cannot create {}", db.display())),
+                }
             }
-            Store::init(&db).with_context(|| format!("cannot initialise {}", db.display()))?;
-            println!("initialised {}", db.display());
+            Store::init(&db).with_context(|| format!("cannot initialise {}", display_db(&db)))?;
+            println!("initialised {}", display_db(&db));
             spool.create().with_context(|| format!("cannot create the spool {}", spool.root().display()))?;
             println!("spool {}", spool.root().display());
             if let Some(path) = env_path("PIGGYBACK_SECRET_FILE")
@@ -281,6 +298,26 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let store = open(&db)?;
             return msqd::run(&Queue::new(&store, spool), poll_ms, checkpoint_secs);
         }
+        Command::MigrateToPostgres { to } => {
+            let store = open(&db)?;
+            let copies = store
+                .migrate_to_postgres(&to)
+                .with_context(|| format!("cannot copy into {}", display_db(Path::new(&to))))?;
+            let mut same = true;
+            for c in &copies {
+                println!("{}: {} rows in SQLite, {} in PostgreSQL", c.table, c.source, c.target);
+                same &= c.source == c.target;
+            }
+            let problems = Store::open(Path::new(&to))?.audit()?;
+            for p in &problems {
+                eprintln!("{p}");
+            }
+            if !same || !problems.is_empty() {
+                eprintln!("piggyback: the copy differs from its source");
+                return Ok(ExitCode::FAILURE);
+            }
+            println!("copied into {}: every table counts the same on both sides", display_db(Path::new(&to)));
+        }
         Command::Check { repair } => {
             let store = open(&db)?;
             // Looser permissions are a warning, not a failed check: the data is sound.
@@ -329,7 +366,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Status { user } => {
             // The programs' own settings (PIGGYBACK_EMPTY, PIGGYBACK_MAX_ITEMS…), on this database.
-            let db = std::path::absolute(&db)?;
+            // (A PostgreSQL URL is no path to make absolute.)
+            let db = if postgres_url(&db).is_some() { db.clone() } else { std::path::absolute(&db)? };
             let config = Config::from_lookup(|name| match name {
                 "PIGGYBACK_DB" => Some(db.clone().into_os_string()),
                 "PIGGYBACK_SPOOL" => Some(spool.root().as_os_str().to_owned()),
@@ -372,7 +410,7 @@ pub(crate) fn print_drain(report: &DrainReport) {
 }
 
 fn open(db: &Path) -> Result<Store> {
-    Store::open(db).with_context(|| format!("cannot open {}", db.display()))
+    Store::open(db).with_context(|| format!("cannot open {}", display_db(db)))
 }
 
 /// One line of standard input, without its line end: a password for `--password-stdin`

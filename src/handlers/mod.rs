@@ -249,6 +249,8 @@ impl From<StoreError> for ApiError {
                 ApiError::unavailable("the message database needs maintenance").log(format!("PIGGYBACK_DB: {e}"))
             }
             StoreError::Unopenable(_) => ApiError::misconfigured().log(format!("PIGGYBACK_DB: {e}")),
+            StoreError::Unreachable(_) => ApiError::unavailable("the message database cannot be reached; try again")
+                .log(format!("PIGGYBACK_DB: {e}")),
             StoreError::Failed(_) => ApiError::internal("internal error").log(e.to_string()),
         }
     }

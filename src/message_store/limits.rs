@@ -7,7 +7,7 @@
 
 use rusqlite::{OptionalExtension, Transaction, params};
 
-use super::{Result, Store};
+use super::{Result, SqliteStore};
 
 /// One limit of an action: at most `limit` events per `window` seconds under `key`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,7 +32,7 @@ pub enum Refusal {
     OverQuota,
 }
 
-impl Store {
+impl SqliteStore {
     /// Checks and counts every one of `limits` in one IMMEDIATE transaction: either all
     /// are below their limit and each counts one more event, or none counts and the
     /// answer is how long to wait.

@@ -5,7 +5,7 @@
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
-use super::{RFC3339, Result, Store, StoreError};
+use super::{RFC3339, Result, SqliteStore, StoreError};
 use crate::model::{Change, MessageId, MessageKind, MessageState, NewMessage, UserId};
 
 /// Which messages a mailbox listing shows.
@@ -29,7 +29,7 @@ impl StateFilter {
     }
 
     /// The states as an SQL-free pair of bounds on a fixed list.
-    fn states(self) -> [&'static str; 3] {
+    pub(super) fn states(self) -> [&'static str; 3] {
         match self {
             StateFilter::All => ["new", "delivered", "read"],
             StateFilter::Unread => ["new", "delivered", "delivered"],
@@ -131,7 +131,7 @@ pub struct Stored {
 /// docs/PERFORMANCE.md (scripts/bench-claim).
 pub const CLAIM_BATCH: usize = 100;
 
-impl Store {
+impl SqliteStore {
     /// The user's counters: one autocommit read, no write lock.
     pub fn counters(&self, user: UserId) -> Result<Counters> {
         Ok(self.mailbox(user)?.counters)

@@ -7,10 +7,10 @@ use rusqlite::params;
 
 use super::mailbox::{Counters, recount_counters};
 use super::migrations::{DROP_MESSAGE_INDEXES, MESSAGE_INDEXES};
-use super::{Result, Store};
+use super::{Result, SqliteStore};
 use crate::model::UserId;
 
-impl Store {
+impl SqliteStore {
     /// Integrity check and recount of every counter: the problems found, empty when sound.
     pub fn audit(&self) -> Result<Vec<String>> {
         let mut problems = Vec::new();

@@ -14,6 +14,10 @@
 //! `limits` (every limit counted in one IMMEDIATE transaction), `sessions` (sessions
 //! that can end, login addresses), `maintenance` (check, repair, checkpoint, seed), and
 //! [`migrations`] (the schema).
+//!
+//! Those files are the SQLite engine, [`SqliteStore`]. [`postgres`] is the second
+//! engine, the same methods for a site served by several hosts; [`Store`] (`engines`)
+//! is the enum over both that every caller holds, chosen by `PIGGYBACK_DB`.
 
 use std::cell::Cell;
 use std::path::Path;
@@ -22,14 +26,18 @@ use std::time::Duration;
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, ErrorCode, OpenFlags, Transaction, TransactionBehavior};
 
+mod engines;
 mod limits;
 mod mailbox;
 mod maintenance;
 pub mod migrations;
+pub mod postgres;
 mod posts;
 mod sessions;
 mod social;
 mod users;
+
+pub use engines::{Store, display_db, postgres_url};
 
 pub use limits::{Limit, Refusal};
 pub use mailbox::{Announce, CLAIM_BATCH, Claim, Counters, Mailbox, Message, StateFilter, Stored, Summary};
@@ -61,6 +69,8 @@ pub enum StoreError {
     Schema { found: i64 },
     /// The file is missing or not a database.
     Unopenable(String),
+    /// The database server cannot be reached now (down, restarting, too many clients).
+    Unreachable(String),
     /// The engine refused the statement for another reason (a constraint, a bug): not
     /// a reason to wait, and not the engine's type, so that another engine fits.
     Failed(Box<dyn std::error::Error + Send + Sync>),
@@ -85,6 +95,7 @@ impl std::fmt::Display for StoreError {
                 "the message database has schema version {found}, this build needs {SCHEMA_VERSION}: run `piggyback init`"
             ),
             StoreError::Unopenable(why) => write!(f, "cannot open the message database: {why}"),
+            StoreError::Unreachable(why) => write!(f, "the message database server is unreachable: {why}"),
             StoreError::Failed(e) => write!(f, "message database error: {e}"),
         }
     }
@@ -110,8 +121,8 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// How SQLite formats unix seconds as the contract's timestamps.
 const RFC3339: &str = "'%Y-%m-%dT%H:%M:%SZ'";
 
-/// An open message database.
-pub struct Store {
+/// An open SQLite message database (the embedded engine; [`Store`] chooses).
+pub struct SqliteStore {
     conn: Connection,
     /// A write transaction was begun on this connection.
     wrote: Cell<bool>,
@@ -119,7 +130,7 @@ pub struct Store {
     degraded: Cell<bool>,
 }
 
-impl Drop for Store {
+impl Drop for SqliteStore {
     /// A connection that wrote checkpoints on close when it is the last one, so the
     /// next process finds no WAL to recover; one that only read leaves the WAL alone.
     /// Measured (docs/PERFORMANCE.md): skipping the close checkpoint everywhere made
@@ -133,28 +144,28 @@ impl Drop for Store {
     }
 }
 
-impl Store {
+impl SqliteStore {
     /// Opens an existing database for a request: never creates or migrates it.
-    pub fn open(path: &Path) -> Result<Store> {
+    pub fn open(path: &Path) -> Result<SqliteStore> {
         if !path.is_file() {
             return Err(StoreError::Unopenable(format!("{} does not exist (run `piggyback init`)", path.display())));
         }
         crate::sidecars::match_database(path);
-        match Store::open_read_write(path) {
+        match SqliteStore::open_read_write(path) {
             Err(e @ (StoreError::Full | StoreError::Io(_))) if crate::sidecars::wal_is_empty(path) => {
-                Store::open_immutable(path).map_err(|_| e)
+                SqliteStore::open_immutable(path).map_err(|_| e)
             }
             other => other,
         }
     }
 
-    fn open_read_write(path: &Path) -> Result<Store> {
+    fn open_read_write(path: &Path) -> Result<SqliteStore> {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags)?;
         // The last connection to close checkpoints and deletes the WAL: about a
         // millisecond and four fsyncs. A request that only read skips that (see Drop).
         conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
-        let store = Store::configure(conn)?;
+        let store = SqliteStore::configure(conn)?;
         migrations::apply_or_refuse(&store.conn, migrations::Older::Refuse)?;
         Ok(store)
     }
@@ -164,10 +175,10 @@ impl Store {
     /// a read-only connection that takes no locks (`immutable=1`) can still answer
     /// reads. Every write through it fails as [`StoreError::Full`] (503): nothing can
     /// be written anyway until space is freed, and then the next request opens normally.
-    fn open_immutable(path: &Path) -> Result<Store> {
+    fn open_immutable(path: &Path) -> Result<SqliteStore> {
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
         let uri = format!("file:{}?immutable=1", crate::sidecars::uri_path(path));
-        let store = Store::configure(Connection::open_with_flags(uri, flags)?)?;
+        let store = SqliteStore::configure(Connection::open_with_flags(uri, flags)?)?;
         migrations::apply_or_refuse(&store.conn, migrations::Older::Refuse)?;
         store.degraded.set(true);
         Ok(store)
@@ -203,9 +214,9 @@ impl Store {
     }
 
     /// Creates the database or migrates it to [`SCHEMA_VERSION`] (idempotent), in WAL mode.
-    pub fn init(path: &Path) -> Result<Store> {
+    pub fn init(path: &Path) -> Result<SqliteStore> {
         let conn = Connection::open(path)?;
-        let store = Store::configure(conn)?;
+        let store = SqliteStore::configure(conn)?;
         let mode: String = store.conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(StoreError::Unopenable(format!("could not switch to WAL mode (got {mode})")));
@@ -216,10 +227,10 @@ impl Store {
         Ok(store)
     }
 
-    fn configure(conn: Connection) -> Result<Store> {
+    fn configure(conn: Connection) -> Result<SqliteStore> {
         conn.busy_timeout(BUSY_TIMEOUT)?;
         conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")?;
-        Ok(Store { conn, wrote: Cell::new(false), degraded: Cell::new(false) })
+        Ok(SqliteStore { conn, wrote: Cell::new(false), degraded: Cell::new(false) })
     }
 
     fn immediate(&self) -> Result<Transaction<'_>> {

@@ -3,7 +3,7 @@
 use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::limits::{Limit, Refusal, take_limits_in};
-use super::{RFC3339, Result, Store};
+use super::{RFC3339, Result, SqliteStore};
 use crate::model::{PostId, UserId};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,7 +24,7 @@ pub struct Comment {
     pub created_at: String,
 }
 
-impl Store {
+impl SqliteStore {
     /// Adds a post if `limits` and the author's `quota` (bytes of posts and comments)
     /// allow it, counting both in the same IMMEDIATE transaction as the insert.
     pub fn add_post_within(

@@ -4,7 +4,7 @@
 use rusqlite::{OptionalExtension, params};
 
 use super::users::user_row;
-use super::{Result, Store};
+use super::{Result, SqliteStore};
 use crate::model::{User, UserId};
 
 /// A user with the session state a request checks its cookie against.
@@ -26,7 +26,7 @@ impl SessionUser {
 /// Most single sessions remembered as ended; past that, ending one ends them all.
 pub const MAX_ENDED_SESSIONS: usize = 64;
 
-impl Store {
+impl SqliteStore {
     /// Whether `name` has logged in from `addr` before.
     pub fn known_login_address(&self, name: &str, addr: &str) -> Result<bool> {
         Ok(self

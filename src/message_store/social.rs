@@ -2,7 +2,7 @@
 
 use rusqlite::{Transaction, params};
 
-use super::{RFC3339, Result, Store};
+use super::{RFC3339, Result, SqliteStore};
 use crate::model::UserId;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,7 +22,7 @@ pub enum FriendRequestOutcome {
     AlreadyFriends,
 }
 
-impl Store {
+impl SqliteStore {
     pub fn friends(&self, user: UserId) -> Result<Vec<Friend>> {
         let sql = format!(
             "SELECT u.name, u.display_name, strftime({RFC3339}, f.since, 'unixepoch')

@@ -2,7 +2,7 @@
 
 use rusqlite::{OptionalExtension, params};
 
-use super::{RFC3339, Result, Store};
+use super::{RFC3339, Result, SqliteStore};
 use crate::model::{Preview, User, UserId};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,7 +40,7 @@ const ACCOUNT_SELECT: &str =
         (SELECT count(*) FROM messages WHERE sender_id = u.id)
  FROM users u LEFT JOIN mailbox m ON m.user_id = u.id";
 
-impl Store {
+impl SqliteStore {
     /// Every user, by id.
     pub fn accounts(&self) -> Result<Vec<Account>> {
         let mut stmt = self.conn.prepare_cached(&format!("{ACCOUNT_SELECT} ORDER BY u.id"))?;

@@ -341,7 +341,7 @@ fn parallel_posts_stop_at_the_rate_and_the_quota_holds() {
     let posts: Vec<_> =
         (0..40).map(|_| site.cgi(Program::Posts).user("alice").post("", json!({"body": body}))).collect();
     let got = statuses(posts);
-    let stored: i64 = site.conn().query_row("SELECT count(*) FROM posts", [], |r| r.get(0)).unwrap();
+    let stored: i64 = site.conn().int("SELECT count(*) FROM posts");
     assert!(stored <= 10, "{stored} posts stored: {got:?}");
     assert_eq!(got.iter().filter(|s| **s == 201).count() as i64, stored);
     assert!(got.iter().filter(|s| matches!(s, 429 | 503)).count() >= 30, "{got:?}");
@@ -355,7 +355,7 @@ fn parallel_posts_stop_at_the_rate_and_the_quota_holds() {
     assert_eq!(post().status, 201);
     let r = post();
     assert_eq!((r.status, r.error_code()), (403, "quota_exceeded"));
-    let first: i64 = site.conn().query_row("SELECT min(id) FROM posts", [], |r| r.get(0)).unwrap();
+    let first: i64 = site.conn().int("SELECT min(id) FROM posts");
     let r = site
         .cgi(Program::Posts)
         .user("alice")
@@ -374,7 +374,7 @@ fn note(site: &Site, i: usize) -> crate::support::Cgi {
 
 fn stored_and_waiting(site: &Site) -> i64 {
     site.piggyback_ok(&["drain"]);
-    site.conn().query_row("SELECT count(*) FROM messages", [], |r| r.get(0)).unwrap()
+    site.conn().int("SELECT count(*) FROM messages")
 }
 
 #[test]
@@ -391,10 +391,10 @@ fn parallel_sends_never_pass_the_limit() {
 fn sends_accepted_while_another_process_holds_the_write_lock_count_too() {
     let site = Site::new(&["alice", "bob"]);
     let holder = site.conn();
-    holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+    holder.begin_holding_writes();
     let running: Vec<_> = (0..60).map(|i| note(&site, i).spawn()).collect();
     std::thread::sleep(std::time::Duration::from_millis(300));
-    holder.execute_batch("COMMIT").unwrap();
+    holder.exec("COMMIT");
     let got: Vec<u16> = running.into_iter().map(|r| r.wait().status).collect();
     let accepted = got.iter().filter(|s| matches!(s, 201 | 202)).count() as i64;
     assert!(accepted <= 30, "{accepted} accepted: {got:?}");

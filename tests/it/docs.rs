@@ -32,6 +32,7 @@ fn run(site: &Site, interpreter: &str, suffix: &str, program: &str, args: &[&str
         .env_clear()
         .env("PATH", format!("{bin}:/usr/bin:/bin"))
         .env("PIGGYBACK_DB", &site.db)
+        .env("PIGGYBACK_SPOOL", site.spool())
         .env("PIGGYBACK_SECRET_FILE", site.secret())
         .env("SCRIPT_FILENAME", &path)
         .env("REDIRECT_STATUS", "200")

@@ -15,7 +15,7 @@ const SENT: &str = "2023-11-14T22:15:00Z";
 /// alice and bob, joined at a fixed time; bob has sent alice one message ("hi").
 fn site() -> (Site, i64) {
     let site = Site::new(&["alice", "bob"]);
-    site.conn().execute("UPDATE users SET joined_at = 1700000000", []).unwrap();
+    site.conn().exec("UPDATE users SET joined_at = 1700000000");
     let id = store_message(&site, "bob", "alice", "hi", "hello there", None);
     (site, id)
 }
@@ -123,8 +123,8 @@ fn profile_post_updates_and_answers_the_updated_profile() {
 #[test]
 fn friends_get_and_request() {
     let (site, _) = site();
-    site.conn().execute("UPDATE messages SET state = 'read'", []).unwrap();
-    site.conn().execute("UPDATE mailbox SET new = 0", []).unwrap();
+    site.conn().exec("UPDATE messages SET state = 'read'");
+    site.conn().exec("UPDATE mailbox SET new = 0");
     let r = site.cgi(Program::Friends).user("bob").respond();
     assert_headers(&r, "200 OK", &[]);
     assert_eq!(r.json, json!({"friends": [], "incoming": [], "outgoing": [], "site_messages": nothing_unread()}));
@@ -387,7 +387,7 @@ fn a_missing_or_relative_database_setting_is_500_misconfigured() {
 #[test]
 fn a_database_of_another_schema_version_is_503_with_retry_after() {
     let (site, _) = site();
-    site.conn().execute_batch("PRAGMA user_version = 99").unwrap();
+    site.conn().set_schema_version(99);
     let r = site.cgi(Program::Profile).user("alice").respond();
     assert_headers(&r, "503 Service Unavailable", &[("Retry-After", "1")]);
     assert_eq!(r.error_code(), "unavailable");
@@ -407,7 +407,7 @@ fn acknowledging_by_name_leaves_a_lost_batch_to_announce_again() {
     assert_eq!(shown.json["site_messages"]["items"][0]["id"], later);
     assert_eq!(shown.json["site_messages"]["batch"], 2);
     get("shown=2");
-    site.conn().execute("UPDATE mailbox SET announced_at = announced_at - 1000", []).unwrap();
+    site.conn().exec("UPDATE mailbox SET announced_at = announced_at - 1000");
     let again = get("shown=");
     let items = &again.json["site_messages"]["items"];
     assert_eq!(items.as_array().unwrap().len(), 1, "{}", again.json);

@@ -23,7 +23,8 @@ use serde_json::{Value, json};
 const CASES: u32 = 200;
 
 struct Fixture {
-    _dir: tempfile::TempDir,
+    _test_db: crate::support::TestDb,
+    dir: tempfile::TempDir,
     db: PathBuf,
     secret: PathBuf,
     /// Valid, expired and forged cookie values.
@@ -33,7 +34,8 @@ struct Fixture {
 impl Fixture {
     fn new() -> Fixture {
         let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("site.db");
+        let test_db = crate::support::TestDb::new(dir.path());
+        let db = test_db.path.clone();
         let secret = dir.path().join("secret");
         std::fs::write(&secret, "k".repeat(48)).unwrap();
         let store = Store::init(&db).unwrap();
@@ -50,7 +52,7 @@ impl Fixture {
             key.sign(UserId(77), now() + 3600),
             Key::new(vec![b'x'; 32]).unwrap().sign(alice, now() + 3600),
         ];
-        Fixture { _dir: dir, db, secret, cookies }
+        Fixture { _test_db: test_db, dir, db, secret, cookies }
     }
 }
 
@@ -252,6 +254,7 @@ fn case() -> impl Strategy<Value = Case> {
 fn env_of(fx: &Fixture, case: &Case) -> Env {
     let mut env: Env = HashMap::new();
     env.insert("PIGGYBACK_DB".into(), fx.db.clone().into_os_string());
+    env.insert("PIGGYBACK_SPOOL".into(), fx.dir.path().join("spool").into_os_string());
     env.insert("PIGGYBACK_SECRET_FILE".into(), fx.secret.clone().into_os_string());
     env.insert("GATEWAY_INTERFACE".into(), "CGI/1.1".into());
     env.insert("SERVER_NAME".into(), "example.com".into());

@@ -10,6 +10,7 @@ mod docs;
 mod fastcgi;
 mod gateway;
 mod hostile_input;
+mod hosts;
 mod message_poll;
 mod process;
 mod programs;

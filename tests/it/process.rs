@@ -631,9 +631,7 @@ fn check_exits_1_naming_a_corrupted_counter() {
     site.get(Program::Profile, "alice", "");
     site.send("carol", "alice", "s", "b");
     site.assert_check_passes();
-    site.conn()
-        .execute("UPDATE mailbox SET new = 5 WHERE user_id = (SELECT id FROM users WHERE name = 'alice')", [])
-        .unwrap();
+    site.conn().exec("UPDATE mailbox SET new = 5 WHERE user_id = (SELECT id FROM users WHERE name = 'alice')");
     let out = site.piggyback(&["check"]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -718,9 +716,12 @@ fn cli_failures_exit_1_with_one_line() {
 fn cli_takes_the_database_from_piggyback_db_and_init_is_idempotent() {
     let site = site();
     let db = site.db.to_str().unwrap();
-    let out = piggyback(&["user", "add", "dave", "--display-name", "Dave D."], &[("PIGGYBACK_DB", db)]);
+    // The site's own spool (where a SQLite site has it anyway; a PostgreSQL one needs it named).
+    let spool = site.spool();
+    let env = [("PIGGYBACK_DB", db), ("PIGGYBACK_SPOOL", spool.to_str().unwrap())];
+    let out = piggyback(&["user", "add", "dave", "--display-name", "Dave D."], &env);
     assert!(out.status.success());
-    let out = piggyback(&["init"], &[("PIGGYBACK_DB", db)]);
+    let out = piggyback(&["init"], &env);
     assert!(out.status.success());
     let r = site.get(Program::Profile, "dave", "");
     assert_eq!(r.json["profile"]["display_name"], "Dave D.");
@@ -733,8 +734,7 @@ fn cli_seed_makes_a_site_the_programs_serve_and_check_passes() {
     let out = site.piggyback_ok(&["seed", "--users", "20", "--messages", "300", "--seed", "3"]);
     assert!(out.starts_with("seeded 20 users"), "{out}");
     site.assert_check_passes();
-    let user: String =
-        site.conn().query_row("SELECT name FROM users ORDER BY id DESC LIMIT 1", [], |r| r.get(0)).unwrap();
+    let user = site.conn().text("SELECT name FROM users ORDER BY id DESC LIMIT 1");
     let (new, delivered) = site.counters(&user);
     let r = site.get(Program::Posts, &user, "");
     r.assert_status(200);
@@ -915,7 +915,7 @@ fn the_common_request_takes_no_write_lock() {
     // Another writer holds the database; a request with nothing new must not wait for it
     // (it would answer 503 or leave site_messages out after the busy timeout).
     let writer = site.conn();
-    writer.execute_batch("BEGIN IMMEDIATE; UPDATE users SET bio = 'x' WHERE name = 'carol'").unwrap();
+    writer.begin_writing();
     for program in Program::ALL {
         let r = site.get(program, "alice", "");
         r.assert_status(200);
@@ -924,7 +924,7 @@ fn the_common_request_takes_no_write_lock() {
     }
     let r = site.get(Program::Messages, "alice", &format!("/{id}"));
     r.assert_status(200);
-    writer.execute_batch("ROLLBACK").unwrap();
+    writer.exec("ROLLBACK");
 }
 
 // ---- the request-file queue ---------------------------------------------------------
@@ -935,9 +935,7 @@ fn a_waiting_request_file_is_stored_and_announced_by_the_recipients_next_request
     use piggyback::spool::{FileRequest, Spool};
     let site = site();
     let spool = Spool::new(site.dir.path().join("spool"));
-    let id_of = |name: &str| -> i64 {
-        site.conn().query_row("SELECT id FROM users WHERE name = ?1", [name], |r| r.get(0)).unwrap()
-    };
+    let id_of = |name: &str| site.id_of(name);
     let message = NewMessage {
         request_id: piggyback::msq::new_request_id(),
         from: UserId(id_of("bob")),
@@ -1136,7 +1134,7 @@ fn an_unacknowledged_announcement_is_made_again_to_an_acknowledging_client() {
             None => cgi.run(),
         }
     };
-    let age = || site.conn().execute("UPDATE mailbox SET announced_at = announced_at - 60", []).unwrap();
+    let age = || site.conn().exec("UPDATE mailbox SET announced_at = announced_at - 60");
     let first = get(Some("0"));
     assert_eq!(first.announced(), vec![id]);
     let batch = first.site()["batch"].as_i64().expect("an announcing answer has a batch");

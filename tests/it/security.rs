@@ -356,6 +356,7 @@ fn another_applications_cookie_of_arbitrary_bytes_does_not_lock_the_user_out() {
     let cookie = std::ffi::OsString::from_vec([b"other=\xff\xfe; pb_session=".as_slice(), dave.as_bytes()].concat());
     let r = Cgi::bare(Program::Profile)
         .var_os("PIGGYBACK_DB", &site.db)
+        .var_os("PIGGYBACK_SPOOL", site.spool())
         .var_os("PIGGYBACK_SECRET_FILE", site.secret())
         .var_os("HTTP_COOKIE", cookie)
         .run();

@@ -3,21 +3,25 @@
 
 use piggyback::message_store::{Announce, Counters, FriendRequestOutcome, SeedPlan, StateFilter, Store};
 use piggyback::model::{Change, MessageId, MessageState, NewMessage, UserId};
-use rusqlite::Connection;
 use tempfile::TempDir;
 
+use crate::support::{Raw, TestDb};
+
 struct Db {
-    _dir: TempDir,
-    path: std::path::PathBuf,
     store: Store,
+    path: std::path::PathBuf,
+    test_db: TestDb,
+    _dir: TempDir,
 }
 
 impl Db {
+    /// A new database on the engine under test (see `support::postgres_base`).
     fn new() -> Db {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t.db");
+        let test_db = TestDb::new(dir.path());
+        let path = test_db.path.clone();
         let store = Store::init(&path).unwrap();
-        Db { _dir: dir, path, store }
+        Db { store, path, test_db, _dir: dir }
     }
 
     fn user(&self, name: &str) -> UserId {
@@ -30,12 +34,12 @@ impl Db {
         stored.id
     }
 
-    fn raw(&self) -> Connection {
-        Connection::open(&self.path).unwrap()
+    fn raw(&self) -> Raw {
+        Raw::open(&self.path)
     }
 
     fn state(&self, id: MessageId) -> String {
-        self.raw().query_row("SELECT state FROM messages WHERE id = ?1", [id.0], |r| r.get(0)).unwrap()
+        self.raw().text(&format!("SELECT state FROM messages WHERE id = {}", id.0))
     }
 
     fn counters(&self, user: UserId) -> Counters {
@@ -74,10 +78,10 @@ fn init_is_idempotent_and_keeps_data() {
     assert_eq!(again.user_by_name("alice").unwrap().unwrap().id, alice);
     assert_eq!(again.counters(alice).unwrap(), counters(1, 0));
     let raw = db.raw();
-    let mode: String = raw.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
-    assert_eq!(mode, "wal");
-    let version: i64 = raw.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-    assert_eq!(version, piggyback::message_store::SCHEMA_VERSION);
+    if !db.test_db.is_postgres() {
+        assert_eq!(raw.text("PRAGMA journal_mode"), "wal");
+    }
+    assert_eq!(raw.schema_version(), piggyback::message_store::SCHEMA_VERSION);
     db.assert_sound();
 }
 
@@ -88,7 +92,14 @@ fn open_refuses_a_missing_file_and_another_schema_version() {
     assert!(Store::open(&missing).is_err());
     assert!(!missing.exists(), "open never creates the database");
     let db = Db::new();
-    db.raw().execute_batch("PRAGMA user_version = 99").unwrap();
+    if db.test_db.is_postgres() {
+        let no_schema = TestDb::new(dir.path());
+        match Store::open(&no_schema.path) {
+            Err(piggyback::message_store::StoreError::Schema { found: 0 }) => {}
+            other => panic!("expected a schema error, got {:?}", other.err()),
+        }
+    }
+    db.raw().set_schema_version(99);
     match Store::open(&db.path) {
         Err(piggyback::message_store::StoreError::Schema { found: 99 }) => {}
         other => panic!("expected a schema error, got {:?}", other.err()),
@@ -366,7 +377,7 @@ fn check_finds_a_counter_changed_behind_the_stores_back_and_repair_fixes_it() {
     db.store.claim_new(bob, 20, 100, Announce::New, piggyback::model::now()).unwrap();
     db.send(alice, bob, "c");
     db.assert_sound();
-    db.raw().execute("UPDATE mailbox SET delivered = 7 WHERE user_id = ?1", [bob.0]).unwrap();
+    db.raw().exec(&format!("UPDATE mailbox SET delivered = 7 WHERE user_id = {}", bob.0));
     let problems = db.store.audit().unwrap();
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert!(problems[0].contains("bob") && problems[0].contains("delivered=7"), "{problems:?}");
@@ -374,7 +385,7 @@ fn check_finds_a_counter_changed_behind_the_stores_back_and_repair_fixes_it() {
     db.assert_sound();
     assert_eq!(db.counters(bob), counters(1, 2));
 
-    db.raw().execute("DELETE FROM mailbox WHERE user_id = ?1", [alice.0]).unwrap();
+    db.raw().exec(&format!("DELETE FROM mailbox WHERE user_id = {}", alice.0));
     let problems = db.store.audit().unwrap();
     assert!(problems.len() == 1 && problems[0].contains("alice"), "{problems:?}");
     db.store.repair_counters().unwrap();
@@ -388,7 +399,7 @@ fn seed_makes_what_it_says_and_check_passes() {
     let report = db.store.seed(&SeedPlan { users: 50, messages: 2000, seed: 7 }, piggyback::model::now()).unwrap();
     assert_eq!((report.users, report.messages), (50, 2000));
     let raw = db.raw();
-    let count = |sql: &str| -> i64 { raw.query_row(sql, [], |r| r.get(0)).unwrap() };
+    let count = |sql: &str| -> i64 { raw.int(sql) };
     assert_eq!(count("SELECT count(*) FROM users"), 51);
     assert_eq!(count("SELECT count(*) FROM mailbox"), 51);
     assert_eq!(count("SELECT count(*) FROM messages"), 2000);

@@ -13,6 +13,204 @@ use std::process::{Child, Command, Output, Stdio};
 use serde_json::Value;
 use tempfile::TempDir;
 
+// ---- the engine under test ---------------------------------------------------
+
+/// The PostgreSQL server the suite runs against when `PIGGYBACK_TEST_POSTGRES` names
+/// one (a `postgresql://` URL; scripts/test sets it, directly and through pgbouncer);
+/// otherwise every database is a SQLite file.
+pub fn postgres_base() -> Option<String> {
+    std::env::var("PIGGYBACK_TEST_POSTGRES").ok().filter(|v| !v.is_empty())
+}
+
+/// A fresh, empty database for one test: a file in `dir`, or a database of its own on
+/// the PostgreSQL server, dropped with this value.
+pub struct TestDb {
+    /// What `PIGGYBACK_DB` and `--db` take: the file's path or the database's URL.
+    pub path: PathBuf,
+    postgres: Option<(String, String)>,
+}
+
+impl TestDb {
+    pub fn new(dir: &Path) -> TestDb {
+        let Some(base) = postgres_base() else {
+            return TestDb { path: dir.join("site.db"), postgres: None };
+        };
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+        let name = format!("pbt_{}_{}_{nanos}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+        admin(&base).batch_execute(&format!("CREATE DATABASE {name}")).expect("CREATE DATABASE");
+        let mut url = url::Url::parse(&base).expect("PIGGYBACK_TEST_POSTGRES is a URL");
+        url.set_path(&format!("/{name}"));
+        TestDb { path: PathBuf::from(url.to_string()), postgres: Some((base, name)) }
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.postgres.is_some()
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some((base, name)) = &self.postgres {
+            let _ = admin(base).batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        }
+    }
+}
+
+fn admin(base: &str) -> postgres::Client {
+    postgres::Client::connect(base, postgres::NoTls).expect("the test PostgreSQL server answers")
+}
+
+/// A raw connection behind the store's back, on either engine. Statements are plain
+/// SQL both engines read alike; the few that differ have a method of their own.
+pub enum Raw {
+    Sqlite(rusqlite::Connection),
+    Postgres(std::cell::RefCell<postgres::Client>),
+}
+
+impl Raw {
+    pub fn open(db: &Path) -> Raw {
+        match db.to_str().filter(|s| s.starts_with("postgres")) {
+            Some(url) => Raw::Postgres(std::cell::RefCell::new(admin(url))),
+            None => {
+                let conn = rusqlite::Connection::open(db).unwrap();
+                conn.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
+                Raw::Sqlite(conn)
+            }
+        }
+    }
+
+    /// Runs statements without parameters.
+    pub fn exec(&self, sql: &str) {
+        match self {
+            Raw::Sqlite(c) => c.execute_batch(sql).unwrap(),
+            Raw::Postgres(c) => c.borrow_mut().batch_execute(sql).unwrap(),
+        }
+    }
+
+    /// The first column of every row, as text (SQLite's integers and PostgreSQL's
+    /// BIGINTs alike).
+    pub fn column(&self, sql: &str) -> Vec<String> {
+        match self {
+            Raw::Sqlite(c) => {
+                let mut stmt = c.prepare(sql).unwrap();
+                stmt.query_map([], |r| {
+                    Ok(match r.get::<_, rusqlite::types::Value>(0)? {
+                        rusqlite::types::Value::Integer(i) => i.to_string(),
+                        rusqlite::types::Value::Text(t) => t,
+                        other => format!("{other:?}"),
+                    })
+                })
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+            }
+            Raw::Postgres(c) => c
+                .borrow_mut()
+                .simple_query(sql)
+                .unwrap()
+                .into_iter()
+                .filter_map(|m| match m {
+                    postgres::SimpleQueryMessage::Row(r) => Some(r.get(0).unwrap_or("NULL").to_owned()),
+                    _ => None,
+                })
+                .collect(),
+        }
+    }
+
+    /// The one integer a query answers.
+    pub fn int(&self, sql: &str) -> i64 {
+        let rows = self.column(sql);
+        assert_eq!(rows.len(), 1, "{sql}");
+        rows[0].parse().unwrap()
+    }
+
+    /// The one text a query answers.
+    pub fn text(&self, sql: &str) -> String {
+        let rows = self.column(sql);
+        assert_eq!(rows.len(), 1, "{sql}");
+        rows[0].clone()
+    }
+
+    /// Sets the schema version the store reads (SQLite's `user_version`).
+    pub fn set_schema_version(&self, version: i64) {
+        match self {
+            Raw::Sqlite(_) => self.exec(&format!("PRAGMA user_version = {version}")),
+            Raw::Postgres(_) => self.exec(&format!("UPDATE piggyback_schema SET version = {version}")),
+        }
+    }
+
+    pub fn schema_version(&self) -> i64 {
+        match self {
+            Raw::Sqlite(_) => self.int("PRAGMA user_version"),
+            Raw::Postgres(_) => self.int("SELECT version FROM piggyback_schema"),
+        }
+    }
+
+    /// Begins a write transaction that changes a row of `carol`'s and holds it open
+    /// (SQLite: the database's write lock; PostgreSQL: that row's lock).
+    pub fn begin_writing(&self) {
+        match self {
+            Raw::Sqlite(_) => self.exec("BEGIN IMMEDIATE; UPDATE users SET bio = 'x' WHERE name = 'carol'"),
+            Raw::Postgres(_) => self.exec("BEGIN; UPDATE users SET bio = 'x' WHERE name = 'carol'"),
+        }
+    }
+
+    /// Begins a transaction that every writer must wait for until it ends (SQLite: the
+    /// write lock; PostgreSQL: the limits' table, which every write that admits takes).
+    pub fn begin_holding_writes(&self) {
+        match self {
+            Raw::Sqlite(_) => self.exec("BEGIN IMMEDIATE"),
+            Raw::Postgres(_) => self.exec("BEGIN; LOCK TABLE rate_limits IN SHARE ROW EXCLUSIVE MODE"),
+        }
+    }
+
+    /// Begins a transaction that locks even readers of the mailboxes out (SQLite:
+    /// `BEGIN EXCLUSIVE`; PostgreSQL: the `mailbox` table's strongest lock).
+    pub fn begin_exclusive(&self) {
+        match self {
+            Raw::Sqlite(_) => self.exec("BEGIN EXCLUSIVE"),
+            Raw::Postgres(_) => self.exec("BEGIN; LOCK TABLE mailbox IN ACCESS EXCLUSIVE MODE"),
+        }
+    }
+
+    /// Every row of every table, as text: equal snapshots mean nothing changed.
+    pub fn snapshot(&self) -> String {
+        let tables = match self {
+            Raw::Sqlite(_) => self.column("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name"),
+            Raw::Postgres(_) => {
+                self.column("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename")
+            }
+        };
+        let mut out = String::new();
+        for table in tables {
+            out.push_str(&format!("[{table}]\n"));
+            let rows = match self {
+                Raw::Sqlite(c) => {
+                    let mut stmt = c.prepare(&format!("SELECT * FROM \"{table}\" ORDER BY 1, 2")).unwrap();
+                    let columns = stmt.column_count();
+                    let mut rows = stmt.query([]).unwrap();
+                    let mut lines = Vec::new();
+                    while let Some(row) = rows.next().unwrap() {
+                        let cells: Vec<String> = (0..columns)
+                            .map(|i| format!("{:?}", row.get::<_, rusqlite::types::Value>(i).unwrap()))
+                            .collect();
+                        lines.push(cells.join("|"));
+                    }
+                    lines
+                }
+                Raw::Postgres(_) => self.column(&format!("SELECT t::text FROM \"{table}\" t ORDER BY 1")),
+            };
+            for line in rows {
+                out.push_str(&line);
+                out.push('\n');
+            }
+        }
+        out
+    }
+}
+
 /// One of the CGI programs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Program {
@@ -380,6 +578,8 @@ impl Running {
 
 /// A temporary site: a database made with `piggyback init`, in its own directory.
 pub struct Site {
+    /// Declared before `dir`: a PostgreSQL database is dropped first.
+    test_db: TestDb,
     pub dir: TempDir,
     pub db: PathBuf,
     /// The session key file, for a site made with [`Site::keyed`].
@@ -404,9 +604,10 @@ impl Site {
 
     fn make(users: &[&str], secret: Option<&str>) -> Site {
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let db = dir.path().join("site.db");
+        let test_db = TestDb::new(dir.path());
+        let db = test_db.path.clone();
         let secret = secret.map(|name| dir.path().join(name));
-        let site = Site { dir, db, secret, extra_env: Vec::new() };
+        let site = Site { test_db, dir, db, secret, extra_env: Vec::new() };
         site.piggyback_ok(&["init"]);
         for user in users {
             site.add_user(user);
@@ -424,29 +625,43 @@ impl Site {
         self.secret.iter().map(|s| ("PIGGYBACK_SECRET_FILE", s.to_str().unwrap())).collect()
     }
 
-    fn args<'a>(&'a self, args: &[&'a str]) -> Vec<&'a str> {
-        let mut all = vec!["--db", self.db.to_str().unwrap()];
-        all.extend_from_slice(args);
+    /// The site runs on PostgreSQL (see [`postgres_base`]).
+    pub fn is_postgres(&self) -> bool {
+        self.test_db.is_postgres()
+    }
+
+    /// The site's request-file spool: beside a SQLite file by default; named
+    /// explicitly for PostgreSQL, where each host has its own.
+    pub fn spool(&self) -> PathBuf {
+        self.dir.path().join("spool")
+    }
+
+    fn args<'a>(&'a self, args: &[&'a str]) -> Vec<String> {
+        let mut all = vec!["--db".to_owned(), self.db.to_str().unwrap().to_owned()];
+        if self.is_postgres() {
+            all.extend(["--spool".to_owned(), self.spool().to_str().unwrap().to_owned()]);
+        }
+        all.extend(args.iter().map(|a| a.to_string()));
         all
     }
 
     /// Runs `piggyback --db DB ARGS…` with an empty environment (but the key file).
     pub fn piggyback(&self, args: &[&str]) -> Output {
-        piggyback(&self.args(args), &self.command_env())
+        let args = self.args(args);
+        piggyback(&args.iter().map(String::as_str).collect::<Vec<_>>(), &self.command_env())
     }
 
     /// Like [`Site::piggyback`], with `input` on its standard input.
     pub fn piggyback_with_input(&self, args: &[&str], input: &str) -> Output {
-        piggyback_with_input(&self.args(args), &self.command_env(), input)
+        let args = self.args(args);
+        piggyback_with_input(&args.iter().map(String::as_str).collect::<Vec<_>>(), &self.command_env(), input)
     }
 
     /// Starts `piggyback --db DB ARGS…` with an empty environment (but the key file), its
     /// output piped.
     pub fn piggyback_spawn(&self, args: &[&str]) -> Child {
         Command::new(PIGGYBACK)
-            .arg("--db")
-            .arg(&self.db)
-            .args(args)
+            .args(self.args(args))
             .env_clear()
             .envs(self.command_env())
             .stdin(Stdio::null())
@@ -506,6 +721,9 @@ impl Site {
     }
 
     fn configure(&self, mut cgi: Cgi) -> Cgi {
+        if self.is_postgres() {
+            cgi = cgi.var_os("PIGGYBACK_SPOOL", self.spool());
+        }
         if let Some(secret) = &self.secret {
             cgi = cgi.var_os("PIGGYBACK_SECRET_FILE", secret);
         }
@@ -526,58 +744,37 @@ impl Site {
     }
 
     /// A raw connection behind the store's back.
-    pub fn conn(&self) -> rusqlite::Connection {
-        let conn = rusqlite::Connection::open(&self.db).unwrap();
-        conn.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
-        conn
+    pub fn conn(&self) -> Raw {
+        Raw::open(&self.db)
+    }
+
+    /// A user's id, read behind the store's back.
+    pub fn id_of(&self, name: &str) -> i64 {
+        self.conn().int(&format!("SELECT id FROM users WHERE name = '{name}'"))
     }
 
     /// A user's stored counters `(new, delivered)`.
     pub fn counters(&self, user: &str) -> (i64, i64) {
-        self.conn()
-            .query_row(
-                "SELECT m.new, m.delivered FROM mailbox m JOIN users u ON u.id = m.user_id WHERE u.name = ?1",
-                [user],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .unwrap()
+        let conn = self.conn();
+        let sql = |column: &str| {
+            format!("SELECT m.{column} FROM mailbox m JOIN users u ON u.id = m.user_id WHERE u.name = '{user}'")
+        };
+        (conn.int(&sql("new")), conn.int(&sql("delivered")))
     }
 
     pub fn state(&self, message: i64) -> String {
-        self.conn().query_row("SELECT state FROM messages WHERE id = ?1", [message], |r| r.get(0)).unwrap()
+        self.conn().text(&format!("SELECT state FROM messages WHERE id = {message}"))
     }
 
     /// Ids of the messages in `state`, ascending.
     pub fn ids_in_state(&self, state: &str) -> Vec<i64> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT id FROM messages WHERE state = ?1 ORDER BY id").unwrap();
-        stmt.query_map([state], |r| r.get(0)).unwrap().collect::<Result<_, _>>().unwrap()
+        let sql = format!("SELECT id FROM messages WHERE state = '{state}' ORDER BY id");
+        self.conn().column(&sql).iter().map(|id| id.parse().unwrap()).collect()
     }
 
     /// Every row of every table, as text: equal snapshots mean nothing changed.
     pub fn snapshot(&self) -> String {
-        let conn = self.conn();
-        let tables: Vec<String> = conn
-            .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-        let mut out = String::new();
-        for table in tables {
-            out.push_str(&format!("[{table}]\n"));
-            let mut stmt = conn.prepare(&format!("SELECT * FROM \"{table}\" ORDER BY 1, 2")).unwrap();
-            let columns = stmt.column_count();
-            let mut rows = stmt.query([]).unwrap();
-            while let Some(row) = rows.next().unwrap() {
-                let cells: Vec<String> =
-                    (0..columns).map(|i| format!("{:?}", row.get::<_, rusqlite::types::Value>(i).unwrap())).collect();
-                out.push_str(&cells.join("|"));
-                out.push('\n');
-            }
-        }
-        out
+        self.conn().snapshot()
     }
 
     /// `piggyback check` exits 0.

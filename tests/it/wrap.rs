@@ -166,6 +166,7 @@ impl Wrapped {
         env.push(("QUERY_STRING".into(), query.into()));
         env.push(("DOCUMENT_ROOT".into(), self.docroot.clone().into()));
         env.push(("PIGGYBACK_DB".into(), self.site.db.clone().into()));
+        env.push(("PIGGYBACK_SPOOL".into(), self.site.spool().into()));
         env.push(("PIGGYBACK_SECRET_FILE".into(), self.site.secret().into()));
         env.push(("PIGGYBACK_WRAP_ROOT".into(), self.app.clone().into()));
         env.push(("PATH".into(), "/usr/bin:/bin".into()));
@@ -329,10 +330,10 @@ fn a_piggyback_failure_never_changes_the_answer() {
     // A database locked by someone else: the site still answers.
     w.site.deliver("bob", "alice", "waiting");
     let conn = w.site.conn();
-    conn.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    conn.begin_exclusive();
     let answer = w.lighttpd("hello.pl", std::slice::from_ref(&alice));
     assert_eq!(answer.raw, w.direct("hello.pl"));
-    conn.execute_batch("ROLLBACK").unwrap();
+    conn.exec("ROLLBACK");
     assert_eq!(w.lighttpd("hello.pl", &[alice]).announced().len(), 1, "announced once the lock is gone");
 }
 
@@ -603,9 +604,10 @@ fn settings_come_from_the_install_file_when_the_environment_has_none() {
     std::fs::write(
         &conf,
         format!(
-            "# the settings\nPIGGYBACK_WRAP_ROOT={}\nPIGGYBACK_DB={}\nPIGGYBACK_SECRET_FILE={}\n",
+            "# the settings\nPIGGYBACK_WRAP_ROOT={}\nPIGGYBACK_DB={}\nPIGGYBACK_SPOOL={}\nPIGGYBACK_SECRET_FILE={}\n",
             w.app.display(),
             w.site.db.display(),
+            w.site.spool().display(),
             w.site.secret().display()
         ),
     )
