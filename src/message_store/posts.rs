@@ -46,7 +46,7 @@ impl SqliteStore {
         Ok(Ok(PostId(id)))
     }
 
-    /// Adds a comment if `limits` and the quota allow it, as [`Store::add_post_within`];
+    /// Adds a comment if `limits` and the quota allow it, as [`SqliteStore::add_post_within`];
     /// returns the new comment's id.
     pub fn add_comment_within(
         &self,
