@@ -61,6 +61,15 @@ pub fn run() -> ExitCode {
         .stdout(Stdio::piped())
         // The program's complaints go where the server logs a CGI program's stderr.
         .stderr(Stdio::inherit());
+    // The server stops a CGI with SIGTERM (lighttpd when the client goes away or its
+    // timeout passes): then the program is stopped too, not left running alone. Handled
+    // from before the program starts, so a signal in between cannot orphan it.
+    let stopped = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT, signal_hook::consts::SIGHUP] {
+        if let Err(e) = signal_hook::flag::register(signal, Arc::clone(&stopped)) {
+            log(&format!("piggyback-wrap: cannot handle signal {signal}: {e}"));
+        }
+    }
     let mut child = match command.spawn() {
         Ok(child) => child,
         Err(e) => {
@@ -73,14 +82,6 @@ pub fn run() -> ExitCode {
         return ExitCode::SUCCESS;
     };
     let expired = Arc::new(AtomicBool::new(false));
-    // The server stops a CGI with SIGTERM (lighttpd when the client goes away or its
-    // timeout passes): then the program is stopped too, not left running alone.
-    let stopped = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT, signal_hook::consts::SIGHUP] {
-        if let Err(e) = signal_hook::flag::register(signal, Arc::clone(&stopped)) {
-            log(&format!("piggyback-wrap: cannot handle signal {signal}: {e}"));
-        }
-    }
     let (done, finished) = mpsc::channel::<()>();
     let watchdog = {
         let expired = Arc::clone(&expired);
