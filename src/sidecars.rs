@@ -17,11 +17,11 @@ fn sidecar(db: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// Gives the `-wal` and `-shm` files the mode, owner and group of the database file.
-/// Three `stat` calls when nothing differs. What cannot be changed (a file of another
+/// Gives the `-wal` and `-shm` files the mode, owner and group of the database file,
+/// whose metadata `want` the caller has read already (opening checks it is a file).
+/// Two `stat` calls when nothing differs. What cannot be changed (a file of another
 /// user, without root) is left as it is: SQLite then reports what it finds.
-pub fn match_database(db: &Path) {
-    let Ok(want) = std::fs::metadata(db) else { return };
+pub fn match_database(db: &Path, want: &std::fs::Metadata) {
     for suffix in ["-wal", "-shm"] {
         let path = sidecar(db, suffix);
         let Ok(have) = std::fs::symlink_metadata(&path) else { continue };
@@ -69,7 +69,7 @@ mod tests {
         let shm = sidecar(&db, "-shm");
         std::fs::write(&shm, b"").unwrap();
         std::fs::set_permissions(&shm, std::fs::Permissions::from_mode(0o444)).unwrap();
-        match_database(&db);
+        match_database(&db, &std::fs::metadata(&db).unwrap());
         assert_eq!(std::fs::metadata(&shm).unwrap().mode() & 0o7777, 0o640);
         assert!(!sidecar(&db, "-wal").exists(), "a missing file is not created");
     }

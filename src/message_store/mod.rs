@@ -147,10 +147,17 @@ impl Drop for SqliteStore {
 impl SqliteStore {
     /// Opens an existing database for a request: never creates or migrates it.
     pub fn open(path: &Path) -> Result<SqliteStore> {
-        if !path.is_file() {
-            return Err(StoreError::Unopenable(format!("{} does not exist (run `piggyback init`)", path.display())));
-        }
-        crate::sidecars::match_database(path);
+        // One stat serves both the existence check and the sidecars' wanted mode.
+        let meta = match std::fs::metadata(path) {
+            Ok(meta) if meta.is_file() => meta,
+            _ => {
+                return Err(StoreError::Unopenable(format!(
+                    "{} does not exist (run `piggyback init`)",
+                    path.display()
+                )));
+            }
+        };
+        crate::sidecars::match_database(path, &meta);
         match SqliteStore::open_read_write(path) {
             Err(e @ (StoreError::Full | StoreError::Io(_))) if crate::sidecars::wal_is_empty(path) => {
                 SqliteStore::open_immutable(path).map_err(|_| e)
