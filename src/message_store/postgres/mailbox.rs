@@ -223,7 +223,7 @@ impl PgStore {
             let mut stored = Vec::with_capacity(messages.len());
             for m in messages {
                 let s = insert_message(tx, m)?;
-                if s.inserted {
+                if s.inserted() {
                     *added.entry(m.to.0).or_default() += 1;
                 }
                 stored.push(s);
@@ -271,7 +271,9 @@ pub(super) fn insert_message(tx: &mut postgres::Transaction<'_>, m: &NewMessage)
     let id: Option<i64> = tx
         .query_typed_opt(
             "INSERT INTO messages (request_id, sender_id, recipient_id, subject, body, kind, idempotency_key, sent_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING RETURNING id",
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8
+             WHERE NOT EXISTS (SELECT 1 FROM users WHERE id IN ($2, $3) AND removed_at IS NOT NULL)
+             ON CONFLICT DO NOTHING RETURNING id",
             &[
                 text(&m.request_id),
                 int(&m.from.0),
@@ -285,15 +287,15 @@ pub(super) fn insert_message(tx: &mut postgres::Transaction<'_>, m: &NewMessage)
         )?
         .map(|r| r.get(0));
     if let Some(id) = id {
-        return Ok(Stored { id: MessageId(id), inserted: true });
+        return Ok(Stored::Inserted(MessageId(id)));
     }
-    let existing: i64 = tx
-        .query_typed_one(
+    // A conflict (the row exists), or else a removed sender or recipient.
+    Ok(tx
+        .query_typed_opt(
             "SELECT id FROM messages WHERE request_id = $1 OR (sender_id = $2 AND idempotency_key = $3) LIMIT 1",
             &[text(&m.request_id), int(&m.from.0), text(&m.idempotency_key)],
         )?
-        .get(0);
-    Ok(Stored { id: MessageId(existing), inserted: false })
+        .map_or(Stored::Dropped, |r| Stored::Already(MessageId(r.get(0)))))
 }
 
 /// The summaries of the first `n` of `ids` (newest first), in one statement.

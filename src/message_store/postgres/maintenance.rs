@@ -78,8 +78,11 @@ impl PgStore {
             let tag: i64 = tx.query_typed_one("SELECT count(*) FROM users", &[])?.get(0);
             let year_ago = now - 86_400 * 365;
             tx.query_typed(
-                "INSERT INTO users (id, name, display_name, bio, joined_at)
-                 SELECT $1 + g, 'u' || $2 || '_' || g, 'User ' || g, '', $4 FROM generate_series(0, $3 - 1) g",
+                // The skeleton of `u<tag>_<n>` (crate::names::skeleton): 0 looks like
+                // o and 1 like l; u, _ and the other digits look like themselves.
+                "INSERT INTO users (id, name, display_name, bio, joined_at, skeleton)
+                 SELECT $1 + g, 'u' || $2 || '_' || g, 'User ' || g, '', $4, translate('u' || $2 || '_' || g, '01', 'ol')
+                 FROM generate_series(0, $3 - 1) g",
                 &[int(&first), int(&tag), int(&users), int(&year_ago)],
             )?;
             tx.query_typed(

@@ -104,6 +104,12 @@ INSERT INTO post_usage (user_id, bytes)
         UNION ALL SELECT author_id, octet_length(body) FROM comments
     ) t GROUP BY author_id;
 ",
+    // Version 3 (issue 9): each user's UTS #39 skeleton (filled by `after`, then made
+    // unique) and the time a user was removed (the row stays as a tombstone).
+    "
+ALTER TABLE users ADD COLUMN skeleton TEXT;
+ALTER TABLE users ADD COLUMN removed_at BIGINT;
+",
 ];
 
 pub(super) fn schema_version(client: &mut impl GenericClient) -> Result<i64> {
@@ -138,11 +144,35 @@ impl PgStore {
         for (from, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
             tx.batch_execute(migration)?;
             let to = from as i64 + 1;
+            after(&mut tx, to)?;
             tx.query_typed("UPDATE piggyback_schema SET version = $1", &[int(&to)])?;
         }
         tx.commit()?;
         Ok(PgStore { url: url.to_owned(), client: RefCell::new(client), patience: Cell::new(BUSY_TIMEOUT) })
     }
+}
+
+/// Work SQL cannot do after migration `to` (a Unicode computation), in its transaction.
+fn after(tx: &mut postgres::Transaction<'_>, to: i64) -> Result<()> {
+    if to != 3 {
+        return Ok(());
+    }
+    // As on SQLite: oldest first; of two existing look-alikes the older holds the
+    // skeleton and the newer keeps working without one.
+    let users: Vec<(i64, String)> = tx
+        .query_typed("SELECT id, name FROM users WHERE removed_at IS NULL ORDER BY id", &[])?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let mut seen = std::collections::HashSet::new();
+    for (id, name) in users {
+        let skeleton = crate::names::skeleton(&name);
+        if seen.insert(skeleton.clone()) {
+            tx.query_typed("UPDATE users SET skeleton = $2 WHERE id = $1", &[int(&id), (&skeleton, Type::TEXT)])?;
+        }
+    }
+    tx.batch_execute("CREATE UNIQUE INDEX users_by_skeleton ON users (skeleton)")?;
+    Ok(())
 }
 
 /// What one table's copy moved: rows in the SQLite snapshot and rows in PostgreSQL
@@ -177,6 +207,8 @@ const TABLES: &[(&str, &[Column])] = {
                 Int("joined_at"),
                 Int("session_gen"),
                 Text("ended_sessions"),
+                Text("skeleton"),
+                Int("removed_at"),
             ],
         ),
         ("login_addresses", &[Text("name"), Text("addr"), Int("last_login")]),

@@ -64,7 +64,7 @@ macro_rules! account_select {
                 (SELECT count(*) FROM friendships WHERE user_id = u.id),
                 (SELECT count(*) FROM posts WHERE author_id = u.id),
                 (SELECT count(*) FROM messages WHERE sender_id = u.id)
-             FROM users u LEFT JOIN mailbox m ON m.user_id = u.id"
+             FROM users u LEFT JOIN mailbox m ON m.user_id = u.id WHERE u.removed_at IS NULL"
         )
     };
 }

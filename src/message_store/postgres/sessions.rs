@@ -4,19 +4,23 @@ use super::users::user_row;
 use super::{PgStore, int, text};
 use crate::message_store::{MAX_ENDED_SESSIONS, Result, SessionUser};
 use crate::model::UserId;
+use crate::names::UserName;
 
 impl PgStore {
-    pub fn known_login_address(&self, name: &str, addr: &str) -> Result<bool> {
+    pub fn known_login_address(&self, name: &UserName, addr: &str) -> Result<bool> {
         Ok(self
-            .query_opt("SELECT 1 FROM login_addresses WHERE name = $1 AND addr = $2", &[text(&name), text(&addr)])?
+            .query_opt(
+                "SELECT 1 FROM login_addresses WHERE name = $1 AND addr = $2",
+                &[text(&name.as_str()), text(&addr)],
+            )?
             .is_some())
     }
 
-    pub fn remember_login_address(&self, name: &str, addr: &str, now: i64) -> Result<()> {
+    pub fn remember_login_address(&self, name: &UserName, addr: &str, now: i64) -> Result<()> {
         self.client()?.execute_typed(
             "INSERT INTO login_addresses (name, addr, last_login) VALUES ($1, $2, $3)
              ON CONFLICT (name, addr) DO UPDATE SET last_login = excluded.last_login",
-            &[text(&name), text(&addr), int(&now)],
+            &[text(&name.as_str()), text(&addr), int(&now)],
         )?;
         Ok(())
     }
@@ -24,7 +28,8 @@ impl PgStore {
     pub fn session_user(&self, id: UserId) -> Result<Option<SessionUser>> {
         Ok(self
             .query_opt(
-                "SELECT id, name, display_name, preview, session_gen, ended_sessions FROM users WHERE id = $1",
+                "SELECT id, name, display_name, preview, session_gen, ended_sessions FROM users
+                 WHERE id = $1 AND removed_at IS NULL",
                 &[int(&id.0)],
             )?
             .map(|r| SessionUser { user: user_row(&r), generation: r.get(4), ended: r.get(5) }))
