@@ -420,4 +420,14 @@ fn seed_makes_what_it_says_and_check_passes() {
     assert!(second.first_user.0 > report.first_user.0 + 49);
     assert_eq!(count("SELECT count(*) FROM users"), 61);
     db.assert_sound();
+    // Seeded users have the skeleton a user add would give them (PostgreSQL's seed
+    // computes it in SQL), so no look-alike of theirs can be added.
+    for row in raw.column("SELECT name || ' ' || skeleton FROM users ORDER BY id") {
+        let (name, skeleton) = row.split_once(' ').unwrap();
+        assert_eq!(skeleton, piggyback::names::skeleton(name), "{name}");
+    }
+    let seeded = raw.text(&format!("SELECT name FROM users WHERE id = {}", report.first_user.0 + 10));
+    let lookalike = crate::support::uname(&seeded.replace('0', "o").replace('1', "l"));
+    assert_ne!(lookalike.as_str(), seeded);
+    assert!(db.store.add_user(&lookalike, "x", None, piggyback::model::now()).unwrap().is_err(), "{lookalike}");
 }

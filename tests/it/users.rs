@@ -206,3 +206,147 @@ fn init_gives_existing_users_skeletons_and_keeps_look_alikes_that_already_exist(
     assert!(String::from_utf8_lossy(&out.stderr).contains("looks like the existing user bob1"), "{out:?}");
     site.assert_check_passes();
 }
+
+/// A request file waiting in the spool: a send from `from` to `to`.
+fn spooled_send(site: &Site, from: &str, to: &str) {
+    use piggyback::model::{MessageKind, NewMessage, UserId};
+    use piggyback::spool::{FileRequest, Spool};
+    let message = NewMessage {
+        request_id: piggyback::msq::new_request_id(),
+        from: UserId(site.id_of(from)),
+        to: UserId(site.id_of(to)),
+        subject: format!("spooled from {from}"),
+        body: "waiting in the spool".into(),
+        kind: MessageKind::Note,
+        idempotency_key: None,
+        sent_at: piggyback::model::now(),
+    };
+    Spool::new(site.spool()).enqueue(&FileRequest::Send(message)).unwrap();
+}
+
+#[test]
+fn user_remove_does_what_docs_api_says_to_everything_of_theirs() {
+    let site = Site::keyed(&["alice", "bob", "carol", "dave"]);
+    let alice_id = site.id_of("alice");
+    let token = site.token("alice");
+    site.cgi(Program::Session).cookie(&token).run().assert_status(200);
+    // Friends with bob, a request to carol, one from dave.
+    site.post(Program::Friends, "alice", "", json!({"action": "request", "user": "bob"})).assert_status(200);
+    site.post(Program::Friends, "bob", "", json!({"action": "accept", "user": "alice"})).assert_status(200);
+    site.post(Program::Friends, "alice", "", json!({"action": "request", "user": "carol"})).assert_status(200);
+    site.post(Program::Friends, "dave", "", json!({"action": "request", "user": "alice"})).assert_status(200);
+    // Notices of those requests are messages too: announce everything so far.
+    for user in ["alice", "bob", "carol", "dave"] {
+        site.get(Program::Messages, user, "");
+    }
+    // A post of hers, and her comment on bob's post (whose notice to bob is not
+    // announced yet).
+    let post = site.post(Program::Posts, "bob", "", json!({"body": "bob's post"}));
+    let post_id = post.json["post"]["id"].as_i64().unwrap();
+    site.post(Program::Posts, "alice", &format!("/{post_id}/comments"), json!({"body": "alice's comment"}))
+        .assert_status(201);
+    site.post(Program::Posts, "alice", "", json!({"body": "alice's post"})).assert_status(201);
+    // What alice sent: one announced to bob, one read by carol, one not announced yet.
+    site.deliver("alice", "carol", "read by carol");
+    site.post(Program::Messages, "carol", "/read-all", json!({})).assert_status(200);
+    site.deliver("alice", "bob", "seen by bob");
+    site.get(Program::Messages, "bob", "");
+    site.deliver("alice", "bob", "not announced yet");
+    site.post(Program::Posts, "alice", &format!("/{post_id}/comments"), json!({"body": "another comment"}))
+        .assert_status(201);
+    // What alice received: bob's acceptance and dave's request (notices), and a note.
+    site.deliver("bob", "alice", "to alice");
+    // Sends of hers and to her still in the spool.
+    spooled_send(&site, "alice", "dave");
+    spooled_send(&site, "dave", "alice");
+    let (bob_new, bob_delivered) = site.counters("bob");
+    assert_eq!(bob_new, 2, "the note and the comment's notice, not announced yet");
+
+    let out = site.piggyback_ok(&["user", "remove", "Alice"]);
+    let label = format!("removed user #{alice_id}");
+    for line in [
+        format!("removed alice (id {alice_id}); every session ended"),
+        "deleted: 3 messages received, 2 unannounced messages sent (withdrawn)".to_owned(),
+        "deleted: 1 friendships, 2 friend requests".to_owned(),
+        format!("kept as from \"{label}\": 5 announced or read messages sent, 1 posts, 2 comments"),
+        "the name alice is free again".to_owned(),
+    ] {
+        assert!(out.contains(&line), "{line:?} in {out}");
+    }
+
+    // The drain (before any request drains) drops the spooled sends from and to her,
+    // with a line each, not an error that stalls the queue.
+    let out = site.piggyback(&["drain"]);
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("set aside 0, dropped (user removed) 2"), "{stdout}");
+    assert_eq!(String::from_utf8_lossy(&out.stderr).matches("has been removed").count(), 2, "{out:?}");
+    let conn = site.conn();
+    assert_eq!(conn.int("SELECT count(*) FROM messages WHERE subject LIKE 'spooled%'"), 0);
+    assert!(std::fs::read_dir(site.spool().join("bad")).map_or(true, |mut d| d.next().is_none()));
+
+    // Sessions died at once; REMOTE_USER alice names nobody.
+    let r = site.cgi(Program::Session).cookie(&token).run();
+    assert_eq!((r.status, r.error_code()), (401, "invalid_session"), "{}", r.json);
+    let r = site.get(Program::Messages, "alice", "");
+    assert_eq!((r.status, r.error_code()), (401, "unknown_user"));
+    // Received: deleted. Unannounced: withdrawn, bob's counters recounted in the same
+    // transaction. Announced or read: kept, from the label.
+    assert_eq!(conn.int(&format!("SELECT count(*) FROM messages WHERE recipient_id = {alice_id}")), 0);
+    assert_eq!(site.counters("bob"), (0, bob_delivered));
+    let r = site.get(Program::Messages, "bob", "?state=all");
+    let from: Vec<(&str, &str)> = r.json["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["from"].as_str().unwrap(), m["subject"].as_str().unwrap()))
+        .collect();
+    assert!(from.contains(&(label.as_str(), "seen by bob")), "{from:?}");
+    assert!(!from.iter().any(|(_, s)| *s == "not announced yet"), "withdrawn: {from:?}");
+    assert_eq!(r.counts().2, 0, "no toast from a removed account: {}", r.json);
+    let r = site.get(Program::Messages, "carol", "?state=all");
+    assert_eq!(r.json["messages"][0]["from"], label.as_str(), "{}", r.json);
+    // Friendships and requests: gone both ways.
+    for user in ["bob", "carol", "dave"] {
+        let r = site.get(Program::Friends, user, "");
+        assert_eq!(r.json["friends"].as_array().map(|f| f.len()), Some(0), "{user}: {}", r.json);
+        assert_eq!(
+            (r.json["incoming"].as_array().unwrap().len(), r.json["outgoing"].as_array().unwrap().len()),
+            (0, 0)
+        );
+    }
+    // Her comment stays, under the label.
+    let r = site.get(Program::Posts, "bob", &format!("/{post_id}"));
+    assert_eq!(r.json["post"]["comment_list"][0]["author"], label.as_str(), "{}", r.json);
+    // No name can take the label; the name itself is free, for a new user.
+    let out = site.piggyback(&["user", "add", &label]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("U+0020, a space"), "{out:?}");
+    let list = site.piggyback_ok(&["user", "list"]);
+    assert!(!list.contains("removed user") && !list.contains("alice"), "{list}");
+    let new_id = site.add_user("alice");
+    assert_ne!(new_id, alice_id, "ids are never reused");
+    let r = site.get(Program::Messages, "alice", "?state=all");
+    assert_eq!(r.json["messages"].as_array().map(|m| m.len()), Some(0), "nothing of the old alice: {}", r.json);
+    let r = site.cgi(Program::Session).cookie(&token).run();
+    assert_eq!(r.status, 401, "the old cookie does not name the new alice");
+    site.assert_check_passes();
+    // Removing again: there is no alice of that id any more.
+    site.piggyback_ok(&["user", "remove", "alice"]);
+    let out = site.piggyback(&["user", "remove", "alice"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no user named alice"), "{out:?}");
+}
+
+#[test]
+fn a_send_to_a_user_removed_meanwhile_is_not_stored() {
+    let site = Site::new(&["alice", "bob"]);
+    // A send admitted before the removal and applied after it (the spool's case for
+    // a send of the API): dropped, and the sender's answer does not claim a message.
+    spooled_send(&site, "alice", "bob");
+    site.piggyback_ok(&["user", "remove", "bob"]);
+    let r = site.get(Program::Messages, "alice", "");
+    r.assert_status(200);
+    assert_eq!(site.conn().int("SELECT count(*) FROM messages"), 0);
+    let r = site.post(Program::Messages, "alice", "", json!({"to": "bob", "subject": "s", "body": "b"}));
+    assert_eq!((r.status, r.error_code()), (404, "user_not_found"));
+    site.assert_check_passes();
+}
