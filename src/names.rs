@@ -34,10 +34,6 @@ pub const MAX_ADDRESS_CHARS: usize = 254;
 /// Bytes of UTF-8 any name has at most, whatever its script.
 pub const MAX_BYTES: usize = 254;
 
-/// The user-name rule in one sentence, as error messages and `--help` state it.
-pub const NAME_RULE: &str = "a user name is 1 to 64 letters, digits and _ - . ' of one script (or an e-mail \
-                             address of up to 254 characters), compared in lowercase NFC; see docs/API.md";
-
 /// A user name in canonical form that passed every rule.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct UserName(String);
