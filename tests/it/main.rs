@@ -14,6 +14,7 @@ mod hosts;
 mod message_poll;
 mod process;
 mod programs;
+mod remove_race;
 mod security;
 mod store;
 mod trust;

@@ -267,6 +267,16 @@ pub(super) fn read_mailbox(client: &mut impl GenericClient, user: UserId, lock: 
 /// caller counts it. A concurrent insert of the same key waits for the other and
 /// then conflicts, so a replay on two hosts still stores one message.
 pub(super) fn insert_message(tx: &mut postgres::Transaction<'_>, m: &NewMessage) -> Result<Stored> {
+    // Both users' rows first, FOR KEY SHARE (what the foreign keys take anyway): a
+    // `user remove` holding one FOR UPDATE is waited for here, so the insert's
+    // tombstone test below, a new statement with a new snapshot under READ COMMITTED,
+    // sees its commit. Without this the test read the user as present, the foreign
+    // key check then waited for the removal, and the message was stored after it,
+    // to or from the tombstone. Until commit, a removal waits for this send instead.
+    tx.query_typed(
+        "SELECT 1 FROM users WHERE id IN ($1, $2) ORDER BY id FOR KEY SHARE",
+        &[int(&m.from.0), int(&m.to.0)],
+    )?;
     let kind = m.kind.as_str();
     let id: Option<i64> = tx
         .query_typed_opt(

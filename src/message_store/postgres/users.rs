@@ -84,10 +84,11 @@ impl PgStore {
         })
     }
 
-    /// As on SQLite (`SqliteStore::remove_user`). The user's row is locked first (a
-    /// send naming them waits at its foreign key check), then their mailbox row and
-    /// those of the recipients whose counters are recounted, in ascending id order
-    /// (the order `store_messages` locks them in).
+    /// As on SQLite (`SqliteStore::remove_user`). The user's row is locked first, FOR
+    /// UPDATE: a send naming them waits at its FOR KEY SHARE (`insert_message`) and
+    /// then sees the tombstone; a weaker lock would let it through. Then their mailbox
+    /// row and those of the recipients whose counters are recounted, in ascending id
+    /// order (the order `store_messages` locks them in).
     pub fn remove_user(&self, name: &UserName, now: i64) -> Result<Option<Removal>> {
         self.write(|tx| {
             let Some(row) = tx.query_typed_opt(
