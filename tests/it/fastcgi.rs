@@ -513,3 +513,35 @@ fn a_client_that_stalls_is_dropped_and_the_process_then_serves_the_next_one() {
     let stderr = fcgi.stop();
     assert!(stderr.contains("in the middle of a request (PIGGYBACK_FCGI_IO_TIMEOUT)"), "{stderr}");
 }
+
+#[test]
+fn a_client_that_reads_no_answer_is_dropped_and_the_process_then_serves_the_next_one() {
+    let site = site();
+    let db: OsString = site.db.clone().into();
+    let one_second: OsString = "1".into();
+    let fcgi = Responder::start(Program::Profile, &[("PIGGYBACK_DB", &db), ("PIGGYBACK_FCGI_IO_TIMEOUT", &one_second)]);
+    let alice = site.cgi(Program::Profile).user("alice");
+    // Requests on a kept connection whose answers are never read: once the socket's
+    // buffers are full the process can write no more. Far more than they hold.
+    let mut deaf = fcgi.connect();
+    let one = request_bytes(1, true, &fastcgi_params(&alice), b"");
+    let writer = {
+        let mut deaf = deaf.try_clone().unwrap();
+        std::thread::spawn(move || {
+            for _ in 0..5000 {
+                // Fails once the process has closed the connection: that is the point.
+                if deaf.write_all(&one).is_err() {
+                    return true;
+                }
+            }
+            false
+        })
+    };
+    let mut next = fcgi.connect();
+    next.set_read_timeout(Some(std::time::Duration::from_secs(60))).unwrap();
+    ask_on(&mut next, 1, false, &alice).assert_status(200);
+    assert!(writer.join().unwrap(), "the connection that read nothing was closed");
+    let _ = deaf.shutdown(std::net::Shutdown::Both);
+    let stderr = fcgi.stop();
+    assert!(stderr.contains("read nothing of an answer"), "{stderr}");
+}

@@ -682,7 +682,13 @@ fn a_program_whose_first_line_names_the_wrapper_runs_under_the_interpreter_it_na
         "/bin/sh",
         "printf 'Content-Type: application/json\\n\\n{\"from\": \"sh\"}'\n",
     );
-    for program in [&perl, &php, &sh] {
+    let py = shebang_program(
+        &w,
+        "shebang.py",
+        "/usr/bin/python3",
+        "print('Content-Type: application/json')\nprint()\nprint('{\"from\": \"python\"}')\n",
+    );
+    for program in [&perl, &php, &sh, &py] {
         w.site.deliver("bob", "alice", &format!("for {}", program.display()));
         let first = w.python(program, "", std::slice::from_ref(&alice));
         assert_eq!(first.announced().len(), 1, "{}: {}; {}", program.display(), first.text(), first.stderr);
