@@ -523,7 +523,7 @@ fn a_client_that_reads_no_answer_is_dropped_and_the_process_then_serves_the_next
     let alice = site.cgi(Program::Profile).user("alice");
     // Requests on a kept connection whose answers are never read: once the socket's
     // buffers are full the process can write no more. Far more than they hold.
-    let mut deaf = fcgi.connect();
+    let deaf = fcgi.connect();
     let one = request_bytes(1, true, &fastcgi_params(&alice), b"");
     let writer = {
         let mut deaf = deaf.try_clone().unwrap();
