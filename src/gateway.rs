@@ -24,6 +24,7 @@ use crate::message_status::{self, Announcing};
 use crate::message_store::{BUSY_TIMEOUT, Store, StoreError};
 use crate::model::{User, now};
 use crate::msq::{self, Queue, QueueError};
+use crate::names::UserName;
 use crate::proxy::{self, ForwardingHeaders};
 use crate::spool::Spool;
 
@@ -264,7 +265,7 @@ pub fn site_messages_for(env: &Env) -> Result<Option<Value>, String> {
 fn drain(queue: &Queue<'_>, now: i64) {
     match queue.drain(msq::CGI_DRAIN_BATCH, msq::CLAIM_TIMEOUT_SECS, msq::CGI_DRAIN_PATIENCE, now) {
         Ok(report) => {
-            for line in &report.bad {
+            for line in report.bad.iter().chain(&report.dropped) {
                 log(line);
             }
         }
@@ -284,7 +285,8 @@ pub fn log(line: &str) {
 /// (`piggyback status --user NAME`). `Err` names what went wrong.
 pub fn site_messages_of_user(config: &Config, name: &str) -> Result<Option<Value>, String> {
     let store = Store::open(&config.db).map_err(|e| format!("{}: {e}", config.db.display()))?;
-    let user = store.user_by_name(name).map_err(|e| e.to_string())?.ok_or_else(|| format!("no user named {name}"))?;
+    let name = UserName::parse(name).map_err(|e| format!("{name:?}: {e}"))?;
+    let user = store.user_by_name(&name).map_err(|e| e.to_string())?.ok_or_else(|| format!("no user named {name}"))?;
     let now = now();
     drain(&Queue::new(&store, Spool::new(&config.spool)), now);
     site_messages(&store, &user, None, config, now, Announcing::Claim)
@@ -304,8 +306,12 @@ fn distrust_remote_user(meta: &mut Meta, config: &Config) {
 fn identify(meta: &Meta, store: &Store, config: &Config, now: i64) -> Result<Option<User>, ApiError> {
     // The web server's own authentication wins: it is the site's primary login, and a
     // stale cookie must not override it.
-    if let Some(name) = &meta.remote_user {
-        return match store.user_by_name(name)? {
+    if let Some(raw) = &meta.remote_user {
+        // The same canonical form as a login: `Alice@Example.COM` is alice@example.com.
+        let name = UserName::parse(raw).map_err(|e| {
+            ApiError::new(401, "unknown_user", format!("the authenticated user name is not one this site accepts: {e}"))
+        })?;
+        return match store.user_by_name(&name)? {
             Some(user) => Ok(Some(user)),
             None => Err(ApiError::new(401, "unknown_user", "the authenticated user has no account here")),
         };

@@ -19,6 +19,7 @@ pub mod message_status;
 pub mod message_store;
 pub mod model;
 pub mod msq;
+pub mod names;
 pub mod password;
 pub mod proxy;
 pub mod sidecars;

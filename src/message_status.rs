@@ -193,8 +193,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("pb.db");
         let store = Store::init(&db).unwrap();
-        let alice = store.add_user("alice", "Alice", None, START).unwrap().unwrap();
-        let bob = store.add_user("bob", "Bob", None, START).unwrap().unwrap();
+        let alice =
+            store.add_user(&crate::names::UserName::parse("alice").unwrap(), "Alice", None, START).unwrap().unwrap();
+        let bob = store.add_user(&crate::names::UserName::parse("bob").unwrap(), "Bob", None, START).unwrap().unwrap();
         let config = Config::for_db(db);
         Fixture { _dir: dir, store, clock: Cell::new(START), alice, bob, config }
     }
@@ -213,7 +214,8 @@ mod tests {
                     sent_at: START + n,
                 })
                 .unwrap()
-                .id
+                .id()
+                .unwrap()
         }
 
         fn claim(&self, ack: Option<Ack>) -> SiteMessages {

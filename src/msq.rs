@@ -42,12 +42,16 @@ pub enum SendOutcome {
     Stored { request_id: String, message: MessageId },
     /// Durable in the spool; a later drain stores it.
     Queued { request_id: String },
+    /// Not stored: the sender or the recipient was removed after the send was checked.
+    Dropped { request_id: String },
 }
 
 impl SendOutcome {
     pub fn request_id(&self) -> &str {
         match self {
-            SendOutcome::Stored { request_id, .. } | SendOutcome::Queued { request_id } => request_id,
+            SendOutcome::Stored { request_id, .. }
+            | SendOutcome::Queued { request_id }
+            | SendOutcome::Dropped { request_id } => request_id,
         }
     }
 }
@@ -88,15 +92,21 @@ pub struct DrainReport {
     pub reclaimed: usize,
     /// One line for each file moved to `bad/`.
     pub bad: Vec<String>,
+    /// One line for each request dropped because its sender or recipient was removed
+    /// (`piggyback user remove`): deleted from the spool, not an error.
+    pub dropped: Vec<String>,
 }
 
 impl DrainReport {
     /// Counts one applied request file.
-    fn count(&mut self, stored: &Stored) {
-        if stored.inserted {
-            self.applied += 1;
-        } else {
-            self.duplicates += 1;
+    fn count(&mut self, name: &str, message: &NewMessage, stored: &Stored) {
+        match stored {
+            Stored::Inserted(_) => self.applied += 1,
+            Stored::Already(_) => self.duplicates += 1,
+            Stored::Dropped => self.dropped.push(format!(
+                "request file {name} dropped: user {} or user {} has been removed",
+                message.from.0, message.to.0
+            )),
         }
     }
 
@@ -105,6 +115,7 @@ impl DrainReport {
         self.duplicates += other.duplicates;
         self.reclaimed += other.reclaimed;
         self.bad.extend(other.bad);
+        self.dropped.extend(other.dropped);
     }
 }
 
@@ -153,7 +164,10 @@ impl<'a> Queue<'a> {
             Ok(stored) => {
                 // Committed; if the unlink fails, the replay is a no-op.
                 let _ = self.spool.done(&claimed.name);
-                Ok(SendOutcome::Stored { request_id, message: stored.id })
+                Ok(match stored.id() {
+                    Some(message) => SendOutcome::Stored { request_id, message },
+                    None => SendOutcome::Dropped { request_id },
+                })
             }
             Err(_) => {
                 // Busy, read-only or worse: the next drain (or a claim timeout) retries.
@@ -203,9 +217,9 @@ impl<'a> Queue<'a> {
         let _ = self.store.set_busy_timeout(BUSY_TIMEOUT);
         match applied {
             Ok(stored) => {
-                for (c, s) in claimed.iter().zip(&stored) {
+                for ((c, m), s) in claimed.iter().zip(&messages).zip(&stored) {
                     let _ = self.spool.done(&c.name);
-                    report.count(s);
+                    report.count(&c.name, m, s);
                 }
             }
             Err(StoreError::Failed(_)) => report.add(self.apply_one_by_one(claimed)),
@@ -224,7 +238,7 @@ impl<'a> Queue<'a> {
         let mut total = DrainReport::default();
         loop {
             let report = self.drain(256, stale_after, BUSY_TIMEOUT, now)?;
-            let progress = report.applied + report.duplicates + report.bad.len();
+            let progress = report.applied + report.duplicates + report.bad.len() + report.dropped.len();
             total.add(report);
             if progress == 0 {
                 return Ok(total);
@@ -244,7 +258,7 @@ impl<'a> Queue<'a> {
             match self.store.store_message(message_of(&c.request)) {
                 Ok(stored) => {
                     let _ = self.spool.done(&c.name);
-                    report.count(&stored);
+                    report.count(&c.name, message_of(&c.request), &stored);
                 }
                 Err(StoreError::Failed(e)) => match self.spool.set_aside(&c.name) {
                     Ok(()) => report.bad.push(format!("request file {} moved to bad/: {e}", c.name)),
@@ -300,8 +314,9 @@ mod tests {
     fn fixture() -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::init(&dir.path().join("pb.db")).unwrap();
-        let alice = store.add_user("alice", "Alice", None, now()).unwrap().unwrap();
-        let bob = store.add_user("bob", "Bob", None, now()).unwrap().unwrap();
+        let alice =
+            store.add_user(&crate::names::UserName::parse("alice").unwrap(), "Alice", None, now()).unwrap().unwrap();
+        let bob = store.add_user(&crate::names::UserName::parse("bob").unwrap(), "Bob", None, now()).unwrap().unwrap();
         let spool = Spool::new(dir.path().join("spool"));
         spool.create().unwrap();
         Fixture { _dir: dir, store, spool, alice, bob }

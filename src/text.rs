@@ -27,43 +27,6 @@ pub fn snippet_of_prefix(text: &str, cut_already: bool, max: usize) -> String {
     }
 }
 
-/// The user-name rule, as error messages state it (docs/API.md).
-pub const NAME_RULE: &str =
-    "user names are 1 to 32 of a-z, 0-9 and _, or a lowercase e-mail address of at most 254 characters";
-
-/// Checks a user name: 1 to 32 of `[a-z0-9_]`, or a lowercase e-mail address
-/// (`local@domain`, what a site whose logins are e-mail addresses gets in
-/// `REMOTE_USER`). Names are compared exactly: a server that authenticated
-/// `Alice@Example.com` names nobody until the site lowercases it.
-pub fn valid_name(name: &str) -> bool {
-    let word = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_';
-    if !name.contains('@') {
-        return (1..=32).contains(&name.len()) && name.bytes().all(word);
-    }
-    valid_email(name)
-}
-
-/// A lowercase ASCII e-mail address: a local part of `[a-z0-9._%+-]` (1 to 64, no dot
-/// at either end, no two dots), `@`, and a domain of at least two dot-separated labels
-/// of `[a-z0-9-]` (1 to 63, no hyphen at either end); 254 characters at most.
-fn valid_email(name: &str) -> bool {
-    let Some((local, domain)) = name.split_once('@') else { return false };
-    let local_ok = (1..=64).contains(&local.len())
-        && local.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._%+-".contains(&b))
-        && !local.starts_with('.')
-        && !local.ends_with('.')
-        && !local.contains("..");
-    let labels: Vec<&str> = domain.split('.').collect();
-    let domain_ok = labels.len() >= 2
-        && labels.iter().all(|l| {
-            (1..=63).contains(&l.len())
-                && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-        });
-    name.len() <= 254 && local_ok && domain_ok
-}
-
 /// Number of characters (Unicode scalar values).
 pub fn char_len(s: &str) -> usize {
     s.chars().count()
@@ -118,35 +81,5 @@ mod tests {
     fn snippet_folds_whitespace() {
         assert_eq!(snippet("a\n\n b\tc", 60), "a b c");
         assert_eq!(snippet("abc def", 4), "abc…");
-    }
-
-    #[test]
-    fn names() {
-        assert!(valid_name("alice_2"));
-        assert!(!valid_name(""));
-        assert!(!valid_name("Alice"));
-        assert!(!valid_name(&"a".repeat(33)));
-        assert!(!valid_name("a-b"));
-        for ok in ["alice@example.com", "a.b+tag@mail.example.org", "x_1%y@a-b.co"] {
-            assert!(valid_name(ok), "{ok}");
-        }
-        for bad in [
-            "Alice@example.com",
-            "alice@",
-            "@example.com",
-            "alice@localhost",
-            "a..b@example.com",
-            ".a@example.com",
-            "a@-example.com",
-            "a@example..com",
-            "a b@example.com",
-            "a@b@example.com",
-            "ålice@example.com",
-            "a\u{202e}@example.com",
-        ] {
-            assert!(!valid_name(bad), "{bad}");
-        }
-        assert!(!valid_name(&format!("{}@example.com", "a".repeat(65))));
-        assert!(!valid_name(&format!("a@{}.com", "b".repeat(250))));
     }
 }

@@ -19,12 +19,13 @@ use piggyback::config::Config;
 use piggyback::file_mode::{self, FileMode, Kind};
 use piggyback::gateway;
 use piggyback::identity::{self, Claims, CookieName, Key};
+use piggyback::message_store::NameTaken;
 use piggyback::message_store::{SeedPlan, Store, display_db, postgres_url};
 use piggyback::model::{MessageKind, NewMessage, now};
 use piggyback::msq::{self, DrainReport, Queue, SendOutcome, new_request_id};
+use piggyback::names::UserName;
 use piggyback::password;
 use piggyback::spool::Spool;
-use piggyback::text;
 
 #[derive(Parser)]
 #[command(name = "piggyback", version, about = "Administer a Piggyback message database")]
@@ -124,6 +125,10 @@ enum Command {
     },
 }
 
+/// Every NAME below is taken in canonical form (NFC, lowercase): `Bob@Example.com` is
+/// bob@example.com. A name is refused when it breaks the rules of docs/API.md "User
+/// names" (controls, invisible or bidirectional characters, symbols, mixed scripts),
+/// and a new name when it looks like an existing user's (UTS #39 confusables).
 #[derive(Subcommand)]
 enum UserCommand {
     /// Add a user and print its id.
@@ -145,6 +150,15 @@ enum UserCommand {
     Rename { from: String, to: String },
     /// End every session of a user at once (a stolen cookie stops working).
     Revoke { name: String },
+    /// Remove a user, in one transaction: their sessions end at once (their cookies
+    /// answer 401); the messages they received are deleted; the messages they sent
+    /// that were not announced yet are withdrawn (their recipients' counters
+    /// recounted); friendships and friend requests are deleted. What they sent that
+    /// was announced or read, their posts and their comments stay, shown as from
+    /// "removed user #ID", a label no name can take. Sends of theirs or to them still
+    /// in the spool are dropped by the drain. The name is free again at once. Prints
+    /// what was removed.
+    Remove { name: String },
 }
 
 fn main() -> ExitCode {
@@ -209,21 +223,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::User(UserCommand::Revoke { name }) => {
+            let name = user_name(&name)?;
             let store = open(&db)?;
             let user = store.user_by_name(&name)?.ok_or_else(|| anyhow!("no user named {name}"))?;
             store.end_all_sessions(user.id)?;
             println!("ended every session of {name}");
         }
         Command::User(UserCommand::Add { name, display_name, password_stdin }) => {
-            if !text::valid_name(&name) {
-                bail!("{}: {name:?} is not one", text::NAME_RULE);
-            }
+            let name = user_name(&name)?;
             let hash = if password_stdin { Some(password::hash(&password_line()?)?) } else { None };
             let store = open(&db)?;
-            let display = display_name.unwrap_or_else(|| name.clone());
+            let display = display_name.unwrap_or_else(|| name.to_string());
             match store.add_user(&name, &display, hash.as_deref(), now())? {
-                Some(id) => println!("{}", id.0),
-                None => bail!("user {name} exists already"),
+                Ok(id) => println!("{}", id.0),
+                Err(taken) => bail!("{}", taken_message(&name, &taken)),
             }
         }
         Command::User(UserCommand::List) => {
@@ -232,6 +245,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::User(UserCommand::Show { name }) => {
+            let name = user_name(&name)?;
             let a = open(&db)?.account(&name)?.ok_or_else(|| anyhow!("no user named {name}"))?;
             println!(
                 "{}",
@@ -243,20 +257,34 @@ fn run(cli: Cli) -> Result<ExitCode> {
             );
         }
         Command::User(UserCommand::Rename { from, to }) => {
-            if !text::valid_name(&to) {
-                bail!("{}: {to:?} is not one", text::NAME_RULE);
-            }
+            let (from, to) = (user_name(&from)?, user_name(&to)?);
             match open(&db)?.rename_user(&from, &to)? {
-                Some(true) => println!("renamed {from} to {to}"),
-                Some(false) => bail!("user {to} exists already"),
+                Some(Ok(())) => println!("renamed {from} to {to}"),
+                Some(Err(taken)) => bail!("{}", taken_message(&to, &taken)),
                 None => bail!("no user named {from}"),
             }
         }
+        Command::User(UserCommand::Remove { name }) => {
+            let name = user_name(&name)?;
+            let r = open(&db)?.remove_user(&name, now())?.ok_or_else(|| anyhow!("no user named {name}"))?;
+            println!("removed {name} (id {}); every session ended", r.id.0);
+            println!(
+                "deleted: {} messages received, {} unannounced messages sent (withdrawn)",
+                r.received, r.withdrawn
+            );
+            println!("deleted: {} friendships, {} friend requests", r.friendships, r.requests);
+            println!(
+                "kept as from \"{}\": {} announced or read messages sent, {} posts, {} comments",
+                r.label, r.kept, r.posts, r.comments
+            );
+            println!("the name {name} is free again");
+        }
         Command::Send { from, to, subject, body, idempotency_key } => {
             let store = open(&db)?;
-            let user =
-                |name: &str| -> Result<_> { store.user_by_name(name)?.ok_or_else(|| anyhow!("no user named {name}")) };
-            let (from, to) = (user(&from)?, user(&to)?);
+            let user = |name: &UserName| -> Result<_> {
+                store.user_by_name(name)?.ok_or_else(|| anyhow!("no user named {name}"))
+            };
+            let (from, to) = (user(&user_name(&from)?)?, user(&user_name(&to)?)?);
             let queue = Queue::new(&store, spool);
             let outcome = queue.send(NewMessage {
                 request_id: new_request_id(),
@@ -275,6 +303,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 SendOutcome::Queued { request_id } => {
                     println!("queued request {request_id} to {}; the next drain stores it", to.name)
                 }
+                SendOutcome::Dropped { request_id } => bail!("request {request_id} dropped: a user has been removed"),
             }
         }
         Command::Seed { users, messages, seed } => {
@@ -349,6 +378,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
         Command::Passwd { name } => {
+            let name = user_name(&name)?;
             let store = open(&db)?;
             let user = store.user_by_name(&name)?.ok_or_else(|| anyhow!("no user named {name}"))?;
             let hash = password::hash(&password_line()?)?;
@@ -386,6 +416,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 .ok_or_else(|| anyhow!("no key: give --secret-file PATH or set PIGGYBACK_SECRET_FILE"))?;
             let key = Key::load(&path).map_err(|e| anyhow!(e))?;
             let ttl = parse_duration(&ttl)?;
+            let name = user_name(&name)?;
             let store = open(&db)?;
             let user = store.user_by_name(&name)?.ok_or_else(|| anyhow!("no user named {name}"))?;
             let generation = store.session_user(user.id)?.map(|u| u.generation);
@@ -398,13 +429,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
 
 pub(crate) fn print_drain(report: &DrainReport) {
     println!(
-        "applied {}, already stored {}, claims taken back {}, set aside {}",
+        "applied {}, already stored {}, claims taken back {}, set aside {}, dropped (user removed) {}",
         report.applied,
         report.duplicates,
         report.reclaimed,
-        report.bad.len()
+        report.bad.len(),
+        report.dropped.len()
     );
-    for line in &report.bad {
+    for line in report.bad.iter().chain(&report.dropped) {
         eprintln!("{line}");
     }
 }
@@ -449,4 +481,19 @@ fn env_path(name: &str) -> Option<PathBuf> {
 /// `90s`, `15m`, `12h`, `7d` (or plain seconds) in seconds.
 fn parse_duration(s: &str) -> Result<i64> {
     piggyback::config::parse_duration(s).ok_or_else(|| anyhow!("not a usable duration: {s:?} (try 90s, 15m, 12h, 7d)"))
+}
+
+/// A name from the command line in canonical form (`piggyback::names`), or why not.
+fn user_name(raw: &str) -> Result<UserName> {
+    UserName::parse(raw).map_err(|e| anyhow!("{raw:?}: {e}"))
+}
+
+/// Why `name` cannot be given, for `user add` and `user rename`.
+fn taken_message(name: &UserName, taken: &NameTaken) -> String {
+    match taken {
+        NameTaken::Exact => format!("user {name} exists already"),
+        NameTaken::LookAlike(other) => {
+            format!("{name} looks like the existing user {other} (the same UTS #39 skeleton): choose another name")
+        }
+    }
 }

@@ -22,7 +22,10 @@ pub fn run(queue: &Queue<'_>, poll_ms: u64, checkpoint_secs: u64) -> Result<Exit
     while !stop.load(Ordering::Relaxed) {
         match queue.drain_all(msq::CLAIM_TIMEOUT_SECS, now()) {
             Ok(report) => {
-                if report.applied + report.duplicates + report.reclaimed > 0 || !report.bad.is_empty() {
+                if report.applied + report.duplicates + report.reclaimed > 0
+                    || !report.bad.is_empty()
+                    || !report.dropped.is_empty()
+                {
                     print_drain(&report);
                 }
             }

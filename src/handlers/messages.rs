@@ -154,5 +154,7 @@ fn compose(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
             202,
             json!({"sent": {"request_id": request_id, "message_id": null, "to": to.name, "state": "queued"}}),
         ),
+        // The recipient was removed between the lookup and the store.
+        SendOutcome::Dropped { .. } => return Err(ApiError::new(404, "user_not_found", "no such user")),
     })
 }

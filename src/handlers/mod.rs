@@ -20,6 +20,7 @@ use crate::http::{ApiError, Reply, Request};
 use crate::message_store::{Limit, Refusal, Store, StoreError};
 use crate::model::{NewMessage, User, UserId};
 use crate::msq::{Queue, QueueError, SendOutcome};
+use crate::names::UserName;
 use crate::text;
 
 /// Who is asking, as the gateway found out before the handler runs.
@@ -184,12 +185,16 @@ fn check_text(value: &str, rule: &TextRule) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// A user named in a request, or 404 (names that cannot exist are 404 too).
+/// A user name from a request in canonical form (`crate::names`), or 400
+/// `invalid_name` saying which rule it breaks.
+fn user_name(raw: &str) -> Result<UserName, ApiError> {
+    UserName::parse(raw).map_err(|e| ApiError::bad_request("invalid_name", e.to_string()))
+}
+
+/// A user named in a request: 400 `invalid_name` for a name no user can have, 404 when
+/// no user has it.
 fn named_user(ctx: &Context<'_>, name: &str) -> Result<User, ApiError> {
-    if !text::valid_name(name) {
-        return Err(ApiError::new(404, "user_not_found", "no such user"));
-    }
-    ctx.store.user_by_name(name)?.ok_or_else(|| ApiError::new(404, "user_not_found", "no such user"))
+    ctx.store.user_by_name(&user_name(name)?)?.ok_or_else(|| ApiError::new(404, "user_not_found", "no such user"))
 }
 
 /// The limits every send counts against: `PIGGYBACK_SEND_RATE` per sender per minute

@@ -8,11 +8,12 @@
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Caller, Context, unknown_path};
+use super::{Caller, Context, unknown_path, user_name};
 use crate::http::{ApiError, Method, Reply, Request, SessionChange};
 use crate::identity::{self, Claims, CookieName, Verdict};
 use crate::message_store::{Limit, Refusal};
 use crate::model::User;
+use crate::names::UserName;
 use crate::{password, text};
 
 /// Failed logins for one user name within [`LOGIN_WINDOW_SECS`] before 429.
@@ -77,7 +78,10 @@ fn login(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
     let addr: String = req.meta.remote_addr.as_deref().unwrap_or("unknown").chars().take(64).collect();
     // Counted before the verification, in one transaction, so parallel attempts cannot
     // all pass a check that reads the count before argon2 and counts after it.
-    let limits = login_limits(ctx, &login.name, &addr)?;
+    // A name no user can have is refused before anything is counted or verified:
+    // the rule is public, so the answer tells nothing about who exists.
+    let name = user_name(&login.name)?;
+    let limits = login_limits(ctx, &name, &addr)?;
     if let Err(refusal) = ctx.store.take_limits(&limits, now)? {
         let wait = match refusal {
             Refusal::Wait(wait) => wait,
@@ -86,8 +90,7 @@ fn login(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
         return Err(ApiError::new(429, "too_many_attempts", "too many failed logins; wait and try again")
             .header("Retry-After", wait.to_string()));
     }
-    // Names that cannot exist are looked up as nobody, and verified against the dummy.
-    let account = if text::valid_name(&login.name) { ctx.store.password_hash(&login.name)? } else { None };
+    let account = ctx.store.password_hash(&name)?;
     let stored = account.as_ref().and_then(|(_, hash)| hash.as_deref());
     // Exactly one argon2 verification whatever the name: `verify` uses the dummy hash
     // when there is no stored one.
@@ -105,7 +108,7 @@ fn login(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
     for limit in &limits {
         ctx.store.refund_limit(&limit.key)?;
     }
-    ctx.store.remember_login_address(&found.user.name, &addr, now)?;
+    ctx.store.remember_login_address(&name, &addr, now)?;
     let user = found.user;
     let ttl = ctx.config.session_ttl;
     let expires = now + ttl;
@@ -178,17 +181,16 @@ fn secure(req: &Request) -> &'static str {
 /// name's, or, from an address the name has logged in from before, that pair's. So one
 /// address cannot lock out more than a few names, and a name locked out by guesses from
 /// elsewhere still logs in from where its owner logged in before.
-fn login_limits(ctx: &Context<'_>, name: &str, addr: &str) -> Result<Vec<Limit>, ApiError> {
-    let mut limits = vec![Limit::new(format!("login-addr:{addr}"), LOGIN_FAILURES_PER_ADDRESS, LOGIN_WINDOW_SECS)];
-    if text::valid_name(name) {
-        let key = if ctx.store.known_login_address(name, addr)? {
-            format!("login-pair:{name}@{addr}")
-        } else {
-            format!("login-name:{name}")
-        };
-        limits.push(Limit::new(key, LOGIN_FAILURES_PER_NAME, LOGIN_WINDOW_SECS));
-    }
-    Ok(limits)
+fn login_limits(ctx: &Context<'_>, name: &UserName, addr: &str) -> Result<Vec<Limit>, ApiError> {
+    let key = if ctx.store.known_login_address(name, addr)? {
+        format!("login-pair:{name}@{addr}")
+    } else {
+        format!("login-name:{name}")
+    };
+    Ok(vec![
+        Limit::new(format!("login-addr:{addr}"), LOGIN_FAILURES_PER_ADDRESS, LOGIN_WINDOW_SECS),
+        Limit::new(key, LOGIN_FAILURES_PER_NAME, LOGIN_WINDOW_SECS),
+    ])
 }
 
 fn session_json(user: &User, via: &str, expires: Option<i64>) -> Value {

@@ -11,10 +11,12 @@ use std::time::Duration;
 use super::StoreError;
 use super::postgres::{PgStore, TableCopy, is_url};
 use super::{
-    Account, Announce, Claim, Comment, Counters, Friend, FriendRequestOutcome, Limit, Mailbox, Message, Post, Profile,
-    Refusal, Result, SeedPlan, SeedReport, SessionUser, SqliteStore, StateFilter, Stored, Summary,
+    Account, Announce, Claim, Comment, Counters, Friend, FriendRequestOutcome, Limit, Mailbox, Message, NameTaken,
+    Post, Profile, Refusal, Removal, Result, SeedPlan, SeedReport, SessionUser, SqliteStore, StateFilter, Stored,
+    Summary,
 };
 use crate::model::{Change, MessageId, NewMessage, PostId, Preview, User, UserId};
+use crate::names::UserName;
 
 /// An open message database on either engine.
 pub enum Store {
@@ -95,17 +97,18 @@ macro_rules! forward {
 }
 
 forward! {
-    fn rename_user(&self, from: &str, to: &str) -> Result<Option<bool>>;
+    fn rename_user(&self, from: &UserName, to: &UserName) -> Result<Option<Result<(), NameTaken>>>;
+    fn remove_user(&self, name: &UserName, now: i64) -> Result<Option<Removal>>;
     fn accounts(&self) -> Result<Vec<Account>>;
-    fn account(&self, name: &str) -> Result<Option<Account>>;
+    fn account(&self, name: &UserName) -> Result<Option<Account>>;
     fn wrote(&self) -> bool;
     fn can_write(&self) -> bool;
     fn is_degraded(&self) -> bool;
     fn check_version(&self) -> Result<()>;
-    fn user_by_name(&self, name: &str) -> Result<Option<User>>;
+    fn user_by_name(&self, name: &UserName) -> Result<Option<User>>;
     fn user_by_id(&self, id: UserId) -> Result<Option<User>>;
-    fn add_user(&self, name: &str, display_name: &str, password_hash: Option<&str>, now: i64) -> Result<Option<UserId>>;
-    fn password_hash(&self, name: &str) -> Result<Option<(UserId, Option<String>)>>;
+    fn add_user(&self, name: &UserName, display_name: &str, password_hash: Option<&str>, now: i64) -> Result<Result<UserId, NameTaken>>;
+    fn password_hash(&self, name: &UserName) -> Result<Option<(UserId, Option<String>)>>;
     fn set_password_hash(&self, user: UserId, hash: &str) -> Result<bool>;
     fn profile(&self, user: UserId) -> Result<Option<Profile>>;
     fn update_profile(&self, user: UserId, display_name: Option<&str>, bio: Option<&str>, preview: Option<Preview>) -> Result<()>;
@@ -138,8 +141,8 @@ forward! {
     fn take_limits(&self, limits: &[Limit], now: i64) -> Result<Result<(), Refusal>>;
     fn refund_limit(&self, key: &str) -> Result<()>;
     fn keyed_message(&self, sender: UserId, key: &str) -> Result<Option<(MessageId, UserId)>>;
-    fn known_login_address(&self, name: &str, addr: &str) -> Result<bool>;
-    fn remember_login_address(&self, name: &str, addr: &str, now: i64) -> Result<()>;
+    fn known_login_address(&self, name: &UserName, addr: &str) -> Result<bool>;
+    fn remember_login_address(&self, name: &UserName, addr: &str, now: i64) -> Result<()>;
     fn session_user(&self, id: UserId) -> Result<Option<SessionUser>>;
     fn end_session(&self, user: UserId, id: &str, expires: i64, now: i64) -> Result<()>;
     fn end_all_sessions(&self, user: UserId) -> Result<bool>;

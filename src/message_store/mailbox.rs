@@ -5,7 +5,7 @@
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
-use super::{RFC3339, Result, SqliteStore, StoreError};
+use super::{RFC3339, Result, SqliteStore};
 use crate::model::{Change, MessageId, MessageKind, MessageState, NewMessage, UserId};
 
 /// Which messages a mailbox listing shows.
@@ -120,10 +120,28 @@ pub struct Claim {
 
 /// What storing a message did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Stored {
-    pub id: MessageId,
-    /// False when the request id or idempotency key had already been stored.
-    pub inserted: bool,
+pub enum Stored {
+    /// Stored now, and counted `new` for the recipient.
+    Inserted(MessageId),
+    /// Stored before: the same request id, or the sender's same idempotency key.
+    Already(MessageId),
+    /// Not stored: the sender or the recipient has been removed (`user remove`) since
+    /// the send was accepted. The queue drops it with a log line.
+    Dropped,
+}
+
+impl Stored {
+    pub fn inserted(&self) -> bool {
+        matches!(self, Stored::Inserted(_))
+    }
+
+    /// The message, unless it was dropped.
+    pub fn id(&self) -> Option<MessageId> {
+        match *self {
+            Stored::Inserted(id) | Stored::Already(id) => Some(id),
+            Stored::Dropped => None,
+        }
+    }
 }
 
 /// Most messages one claim flips (or announces again): a flood of any size costs the
@@ -417,7 +435,9 @@ fn store_message_in(tx: &Transaction<'_>, m: &NewMessage) -> Result<Stored> {
     let id: Option<i64> = tx
         .prepare_cached(
             "INSERT INTO messages (request_id, sender_id, recipient_id, subject, body, kind, idempotency_key, sent_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING RETURNING id",
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8
+             WHERE NOT EXISTS (SELECT 1 FROM users WHERE id IN (?2, ?3) AND removed_at IS NOT NULL)
+             ON CONFLICT DO NOTHING RETURNING id",
         )?
         .query_row(
             params![m.request_id, m.from.0, m.to.0, m.subject, m.body, m.kind.as_str(), m.idempotency_key, m.sent_at],
@@ -426,12 +446,14 @@ fn store_message_in(tx: &Transaction<'_>, m: &NewMessage) -> Result<Stored> {
         .optional()?;
     if let Some(id) = id {
         tx.prepare_cached("UPDATE mailbox SET new = new + 1 WHERE user_id = ?1")?.execute([m.to.0])?;
-        return Ok(Stored { id: MessageId(id), inserted: true });
+        return Ok(Stored::Inserted(MessageId(id)));
     }
-    // The conflict was on one of these two UNIQUE constraints, so the row exists.
-    let existing = find_stored(tx, &m.request_id, m.from, m.idempotency_key.as_deref())?
-        .ok_or_else(|| StoreError::Failed("a conflicting message vanished".into()))?;
-    Ok(Stored { id: existing, inserted: false })
+    // A conflict on one of these two UNIQUE constraints (the row exists), or else a
+    // removed sender or recipient.
+    Ok(match find_stored(tx, &m.request_id, m.from, m.idempotency_key.as_deref())? {
+        Some(existing) => Stored::Already(existing),
+        None => Stored::Dropped,
+    })
 }
 
 fn summary_sql(condition: &str) -> String {

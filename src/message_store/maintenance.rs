@@ -97,12 +97,15 @@ impl SqliteStore {
         let first_user: i64 = tx.query_row("SELECT coalesce(max(id), 0) + 1 FROM users", [], |r| r.get(0))?;
         let tag: i64 = tx.query_row("SELECT count(*) FROM users", [], |r| r.get(0))?;
         {
-            let mut user =
-                tx.prepare("INSERT INTO users (id, name, display_name, bio, joined_at) VALUES (?1, ?2, ?3, '', ?4)")?;
+            let mut user = tx.prepare(
+                "INSERT INTO users (id, name, display_name, bio, joined_at, skeleton) VALUES (?1, ?2, ?3, '', ?4, ?5)",
+            )?;
             let mut mailbox = tx.prepare("INSERT INTO mailbox (user_id) VALUES (?1)")?;
             for i in 0..plan.users {
                 let id = first_user + i as i64;
-                user.execute(params![id, format!("u{tag}_{i}"), format!("User {i}"), now - 86_400 * 365])?;
+                let name = format!("u{tag}_{i}");
+                let skeleton = crate::names::skeleton(&name);
+                user.execute(params![id, name, format!("User {i}"), now - 86_400 * 365, skeleton])?;
                 mailbox.execute([id])?;
             }
         }

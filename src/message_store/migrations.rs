@@ -14,6 +14,9 @@ pub struct Migration {
     /// What the step does, for a reader of this list.
     pub what: &'static str,
     pub sql: &'static [&'static str],
+    /// Work SQL cannot do (a Unicode computation), run after `sql` in the same
+    /// transaction.
+    pub then: Option<fn(&Connection) -> Result<()>>,
 }
 
 /// Every schema change, oldest first: the database has version `n` once the first `n`
@@ -22,10 +25,17 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration {
         what: "users, mailboxes, messages, the social graph, posts, rate limits",
         sql: &[V1_TABLES, MESSAGE_INDEXES],
+        then: None,
     },
     Migration {
         what: "sessions that can end, the addresses a name logged in from, the post quota",
         sql: &[V2_SESSIONS_AND_QUOTAS],
+        then: None,
+    },
+    Migration {
+        what: "user names' confusable skeletons (unique), removed users' tombstones",
+        sql: &[V3_SKELETONS_AND_REMOVAL],
+        then: Some(backfill_skeletons),
     },
 ];
 
@@ -55,8 +65,39 @@ pub(super) fn apply_or_refuse(conn: &Connection, older: Older) -> Result<()> {
         for sql in migration.sql {
             conn.execute_batch(sql)?;
         }
+        if let Some(then) = migration.then {
+            then(conn)?;
+        }
     }
     conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
+    Ok(())
+}
+
+/// Version 3 (issue 9): each user's UTS #39 skeleton, so that a new name that looks
+/// like an existing one is refused (`crate::names`), and the time a user was removed
+/// (the row stays as a tombstone: its id is never reused, see `SqliteStore::remove_user`).
+const V3_SKELETONS_AND_REMOVAL: &str = "
+ALTER TABLE users ADD COLUMN skeleton TEXT;
+ALTER TABLE users ADD COLUMN removed_at INTEGER;
+";
+
+/// Fills version 3's `skeleton` of every user, oldest first, then makes it unique. Two
+/// existing names that look alike both keep working: the older one holds the
+/// skeleton, the newer one's stays NULL (no new name can take either look).
+fn backfill_skeletons(conn: &Connection) -> Result<()> {
+    let users: Vec<(i64, String)> = conn
+        .prepare("SELECT id, name FROM users WHERE skeleton IS NULL AND removed_at IS NULL ORDER BY id")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut seen = std::collections::HashSet::new();
+    let mut set = conn.prepare("UPDATE users SET skeleton = ?2 WHERE id = ?1")?;
+    for (id, name) in users {
+        let skeleton = crate::names::skeleton(&name);
+        if seen.insert(skeleton.clone()) {
+            set.execute(rusqlite::params![id, skeleton])?;
+        }
+    }
+    conn.execute_batch("CREATE UNIQUE INDEX users_by_skeleton ON users (skeleton)")?;
     Ok(())
 }
 

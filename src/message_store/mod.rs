@@ -46,7 +46,7 @@ pub use migrations::SCHEMA_VERSION;
 pub use posts::{Comment, Post};
 pub use sessions::{MAX_ENDED_SESSIONS, SessionUser};
 pub use social::{Friend, FriendRequestOutcome};
-pub use users::{Account, Profile};
+pub use users::{Account, NameTaken, Profile, Removal, tombstone_label};
 
 /// How long a request waits for another writer before answering 503.
 /// Below both servers' CGI timeouts (3 s and more in `cgi-bin-config/`).

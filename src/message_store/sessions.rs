@@ -6,6 +6,7 @@ use rusqlite::{OptionalExtension, params};
 use super::users::user_row;
 use super::{Result, SqliteStore};
 use crate::model::{User, UserId};
+use crate::names::UserName;
 
 /// A user with the session state a request checks its cookie against.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,31 +29,33 @@ pub const MAX_ENDED_SESSIONS: usize = 64;
 
 impl SqliteStore {
     /// Whether `name` has logged in from `addr` before.
-    pub fn known_login_address(&self, name: &str, addr: &str) -> Result<bool> {
+    pub fn known_login_address(&self, name: &UserName, addr: &str) -> Result<bool> {
         Ok(self
             .conn
             .prepare_cached("SELECT 1 FROM login_addresses WHERE name = ?1 AND addr = ?2")?
-            .exists(params![name, addr])?)
+            .exists(params![name.as_str(), addr])?)
     }
 
     /// Remembers that `name` logged in from `addr`.
-    pub fn remember_login_address(&self, name: &str, addr: &str, now: i64) -> Result<()> {
+    pub fn remember_login_address(&self, name: &UserName, addr: &str, now: i64) -> Result<()> {
         let tx = self.immediate()?;
         tx.prepare_cached(
             "INSERT INTO login_addresses (name, addr, last_login) VALUES (?1, ?2, ?3)
              ON CONFLICT (name, addr) DO UPDATE SET last_login = excluded.last_login",
         )?
-        .execute(params![name, addr, now])?;
+        .execute(params![name.as_str(), addr, now])?;
         tx.commit()?;
         Ok(())
     }
 
-    /// The user with their session state, in the one query that identifies a request.
+    /// The user with their session state, in the one query that identifies a request
+    /// (a removed user is nobody: every cookie of theirs answers 401).
     pub fn session_user(&self, id: UserId) -> Result<Option<SessionUser>> {
         Ok(self
             .conn
             .prepare_cached(
-                "SELECT id, name, display_name, preview, session_gen, ended_sessions FROM users WHERE id = ?1",
+                "SELECT id, name, display_name, preview, session_gen, ended_sessions FROM users
+                 WHERE id = ?1 AND removed_at IS NULL",
             )?
             .query_row([id.0], |r| Ok(SessionUser { user: user_row(r)?, generation: r.get(4)?, ended: r.get(5)? }))
             .optional()?)

@@ -4,6 +4,7 @@ use rusqlite::{OptionalExtension, params};
 
 use super::{RFC3339, Result, SqliteStore};
 use crate::model::{Preview, User, UserId};
+use crate::names::UserName;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Profile {
@@ -38,7 +39,59 @@ const ACCOUNT_SELECT: &str =
         (SELECT count(*) FROM friendships WHERE user_id = u.id),
         (SELECT count(*) FROM posts WHERE author_id = u.id),
         (SELECT count(*) FROM messages WHERE sender_id = u.id)
- FROM users u LEFT JOIN mailbox m ON m.user_id = u.id";
+ FROM users u LEFT JOIN mailbox m ON m.user_id = u.id WHERE u.removed_at IS NULL";
+
+/// Why a name cannot be given to a user (`add_user`, `rename_user`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NameTaken {
+    /// Another user has this very name.
+    Exact,
+    /// Another user's name looks the same (the same UTS #39 skeleton): that name.
+    LookAlike(String),
+}
+
+/// What `remove_user` did, for `piggyback user remove` to print.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Removal {
+    pub id: UserId,
+    /// The label their kept messages, posts and comments now show (no name can be it).
+    pub label: String,
+    /// Messages they had received, deleted.
+    pub received: i64,
+    /// Messages they sent that were not announced yet, withdrawn (deleted).
+    pub withdrawn: i64,
+    /// Messages they sent that were announced or read, kept under the label.
+    pub kept: i64,
+    /// Friendships and friend requests (either way), deleted.
+    pub friendships: i64,
+    pub requests: i64,
+    /// Posts and comments they wrote, kept under the label.
+    pub posts: i64,
+    pub comments: i64,
+}
+
+impl Removal {
+    /// Nothing counted yet.
+    pub fn of(id: UserId) -> Removal {
+        Removal {
+            id,
+            label: tombstone_label(id),
+            received: 0,
+            withdrawn: 0,
+            kept: 0,
+            friendships: 0,
+            requests: 0,
+            posts: 0,
+            comments: 0,
+        }
+    }
+}
+
+/// The tombstone label of removed user `id`: a space and `#` make it a name that
+/// [`UserName::parse`] refuses, so no login, `REMOTE_USER` or new user can take it.
+pub fn tombstone_label(id: UserId) -> String {
+    format!("removed user #{}", id.0)
+}
 
 impl SqliteStore {
     /// Every user, by id.
@@ -49,80 +102,143 @@ impl SqliteStore {
     }
 
     /// The user named `name`, with the counts `user show` prints.
-    pub fn account(&self, name: &str) -> Result<Option<Account>> {
+    pub fn account(&self, name: &UserName) -> Result<Option<Account>> {
         Ok(self
             .conn
-            .prepare_cached(&format!("{ACCOUNT_SELECT} WHERE u.name = ?1"))?
-            .query_row([name], account_row)
+            .prepare_cached(&format!("{ACCOUNT_SELECT} AND u.name = ?1"))?
+            .query_row([name.as_str()], account_row)
             .optional()?)
     }
 
-    pub fn user_by_name(&self, name: &str) -> Result<Option<User>> {
+    pub fn user_by_name(&self, name: &UserName) -> Result<Option<User>> {
         Ok(self
             .conn
             .prepare_cached("SELECT id, name, display_name, preview FROM users WHERE name = ?1")?
-            .query_row([name], user_row)
+            .query_row([name.as_str()], user_row)
             .optional()?)
     }
 
     pub fn user_by_id(&self, id: UserId) -> Result<Option<User>> {
         Ok(self
             .conn
-            .prepare_cached("SELECT id, name, display_name, preview FROM users WHERE id = ?1")?
+            .prepare_cached("SELECT id, name, display_name, preview FROM users WHERE id = ?1 AND removed_at IS NULL")?
             .query_row([id.0], user_row)
             .optional()?)
     }
 
-    /// Adds a user who joined at `now` with an empty mailbox; `None` when the name is taken.
+    /// Adds a user who joined at `now` with an empty mailbox, unless the name or its
+    /// look (skeleton) is taken.
     pub fn add_user(
         &self,
-        name: &str,
+        name: &UserName,
         display_name: &str,
         password_hash: Option<&str>,
         now: i64,
-    ) -> Result<Option<UserId>> {
+    ) -> Result<Result<UserId, NameTaken>> {
         let tx = self.immediate()?;
-        let id: Option<i64> = tx
-            .prepare_cached(
-                "INSERT INTO users (name, display_name, password_hash, joined_at) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (name) DO NOTHING RETURNING id",
-            )?
-            .query_row(params![name, display_name, password_hash, now], |r| r.get(0))
-            .optional()?;
-        if let Some(id) = id {
-            tx.prepare_cached("INSERT INTO mailbox (user_id) VALUES (?1)")?.execute([id])?;
+        let skeleton = name.skeleton();
+        if let Some(taken) = name_taken(&tx, name, &skeleton, None)? {
+            return Ok(Err(taken));
         }
+        tx.prepare_cached(
+            "INSERT INTO users (name, display_name, password_hash, joined_at, skeleton) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![name.as_str(), display_name, password_hash, now, skeleton])?;
+        let id = tx.last_insert_rowid();
+        tx.prepare_cached("INSERT INTO mailbox (user_id) VALUES (?1)")?.execute([id])?;
         tx.commit()?;
-        Ok(id.map(UserId))
+        Ok(Ok(UserId(id)))
     }
 
     /// The user's id and password hash, if the user exists.
-    pub fn password_hash(&self, name: &str) -> Result<Option<(UserId, Option<String>)>> {
+    pub fn password_hash(&self, name: &UserName) -> Result<Option<(UserId, Option<String>)>> {
         Ok(self
             .conn
             .prepare_cached("SELECT id, password_hash FROM users WHERE name = ?1")?
-            .query_row([name], |r| Ok((UserId(r.get(0)?), r.get(1)?)))
+            .query_row([name.as_str()], |r| Ok((UserId(r.get(0)?), r.get(1)?)))
             .optional()?)
     }
 
-    /// Renames the user `from` to `to`: `Ok(None)` when there is no `from`, `Ok(Some(false))`
-    /// when `to` is taken. Everything refers to users by id, so messages, friendships,
-    /// posts and session cookies follow; only `REMOTE_USER` must now say `to`.
-    pub fn rename_user(&self, from: &str, to: &str) -> Result<Option<bool>> {
+    /// Renames the user `from` to `to`: `Ok(None)` when there is no `from`, `Err` when
+    /// another user has `to` or a name that looks like it. Everything refers to users
+    /// by id, so messages, friendships, posts and session cookies follow; only
+    /// `REMOTE_USER` must now say `to`.
+    pub fn rename_user(&self, from: &UserName, to: &UserName) -> Result<Option<Result<(), NameTaken>>> {
         let tx = self.immediate()?;
         let Some(id) = tx
             .prepare_cached("SELECT id FROM users WHERE name = ?1")?
-            .query_row([from], |r| r.get::<_, i64>(0))
+            .query_row([from.as_str()], |r| r.get::<_, i64>(0))
             .optional()?
         else {
             return Ok(None);
         };
-        let taken = tx.prepare_cached("SELECT 1 FROM users WHERE name = ?1")?.exists([to])?;
-        if !taken {
-            tx.prepare_cached("UPDATE users SET name = ?2 WHERE id = ?1")?.execute(params![id, to])?;
+        let skeleton = to.skeleton();
+        if let Some(taken) = name_taken(&tx, to, &skeleton, Some(UserId(id)))? {
+            return Ok(Some(Err(taken)));
         }
+        tx.prepare_cached("UPDATE users SET name = ?2, skeleton = ?3 WHERE id = ?1")?.execute(params![
+            id,
+            to.as_str(),
+            skeleton
+        ])?;
         tx.commit()?;
-        Ok(Some(!taken))
+        Ok(Some(Ok(())))
+    }
+
+    /// Removes the user `name` (docs/API.md "Removing a user"), in one transaction:
+    /// their sessions end (the row is marked removed, so every cookie answers 401),
+    /// the messages they received are deleted, the messages they sent that were not
+    /// announced yet are withdrawn and their recipients' counters recounted, their
+    /// friendships and requests are deleted, and the row stays as a tombstone whose
+    /// name is [`tombstone_label`]: what they sent that was announced or read, their
+    /// posts and their comments stay, shown under it. The id is never reused, and the
+    /// name (and its look) is free again. `None` when there is no such user.
+    pub fn remove_user(&self, name: &UserName, now: i64) -> Result<Option<Removal>> {
+        let tx = self.immediate()?;
+        let Some(id) = tx
+            .prepare_cached("SELECT id FROM users WHERE name = ?1 AND removed_at IS NULL")?
+            .query_row([name.as_str()], |r| r.get::<_, i64>(0))
+            .optional()?
+        else {
+            return Ok(None);
+        };
+        let count = |sql: &str| -> Result<i64> { Ok(tx.prepare(sql)?.query_row([id], |r| r.get(0))?) };
+        let recipients: Vec<i64> = tx
+            .prepare("SELECT DISTINCT recipient_id FROM messages WHERE sender_id = ?1 AND state = 'new' AND recipient_id <> ?1")?
+            .query_map([id], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut removal = Removal {
+            friendships: count("SELECT count(*) FROM friendships WHERE user_id = ?1")?,
+            requests: count("SELECT count(*) FROM friend_requests WHERE from_id = ?1 OR to_id = ?1")?,
+            posts: count("SELECT count(*) FROM posts WHERE author_id = ?1")?,
+            comments: count("SELECT count(*) FROM comments WHERE author_id = ?1")?,
+            ..Removal::of(UserId(id))
+        };
+        removal.received = tx.execute("DELETE FROM messages WHERE recipient_id = ?1", [id])? as i64;
+        removal.withdrawn = tx.execute("DELETE FROM messages WHERE sender_id = ?1 AND state = 'new'", [id])? as i64;
+        removal.kept = count("SELECT count(*) FROM messages WHERE sender_id = ?1 AND state <> 'deleted'")?;
+        for recipient in recipients {
+            tx.execute(
+                "UPDATE mailbox SET
+                    new = (SELECT count(*) FROM messages WHERE recipient_id = ?1 AND state = 'new'),
+                    delivered = (SELECT count(*) FROM messages WHERE recipient_id = ?1 AND state = 'delivered')
+                 WHERE user_id = ?1",
+                [recipient],
+            )?;
+        }
+        // The mailbox row stays, empty: `check` finds every user with one.
+        tx.execute("UPDATE mailbox SET new = 0, delivered = 0 WHERE user_id = ?1", [id])?;
+        tx.execute("DELETE FROM friendships WHERE user_id = ?1 OR friend_id = ?1", [id])?;
+        tx.execute("DELETE FROM friend_requests WHERE from_id = ?1 OR to_id = ?1", [id])?;
+        tx.execute("DELETE FROM login_addresses WHERE name = ?1", [name.as_str()])?;
+        tx.execute(
+            "UPDATE users SET name = ?2, display_name = ?2, bio = '', password_hash = NULL, skeleton = NULL,
+                              session_gen = session_gen + 1, ended_sessions = '', removed_at = ?3
+             WHERE id = ?1",
+            params![id, removal.label, now],
+        )?;
+        tx.commit()?;
+        Ok(Some(removal))
     }
 
     /// Sets a password hash; false when there is no such user.
@@ -198,4 +314,25 @@ pub(super) fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
         display_name: r.get(2)?,
         preview: Preview::parse(&preview).unwrap_or_default(),
     })
+}
+
+/// Whether `name` (with `skeleton`) is another user's than `except`, or looks like it.
+fn name_taken(
+    tx: &rusqlite::Transaction<'_>,
+    name: &UserName,
+    skeleton: &str,
+    except: Option<UserId>,
+) -> Result<Option<NameTaken>> {
+    let except = except.map_or(0, |u| u.0);
+    let exact = tx
+        .prepare_cached("SELECT 1 FROM users WHERE name = ?1 AND id <> ?2")?
+        .exists(params![name.as_str(), except])?;
+    if exact {
+        return Ok(Some(NameTaken::Exact));
+    }
+    Ok(tx
+        .prepare_cached("SELECT name FROM users WHERE skeleton = ?1 AND id <> ?2")?
+        .query_row(params![skeleton, except], |r| r.get(0))
+        .optional()?
+        .map(NameTaken::LookAlike))
 }

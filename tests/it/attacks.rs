@@ -107,7 +107,7 @@ fn on_https_the_cookie_is_host_only_and_a_planted_one_neither_overrides_nor_logs
     // The attacker, erin, logs in at the site too and plants her own value on the
     // parent domain from a sibling subdomain, under the only name it can set.
     let key = Key::load(site.secret()).unwrap();
-    let erin = Store::open(&site.db).unwrap().user_by_name("erin").unwrap().unwrap();
+    let erin = Store::open(&site.db).unwrap().user_by_name(&crate::support::uname("erin")).unwrap().unwrap();
     let claims = Claims { user: erin.id, generation: Some(0), session: None, expires: now() + 3600 };
     let erins_host_value = key.mint(&claims, CookieName::Host);
 
@@ -271,7 +271,7 @@ fn an_upper_case_session_tag_is_refused() {
 fn get_session_reports_the_expiry_of_the_cookie_that_is_valid() {
     let site = site_with_dave();
     let key = Key::load(site.secret()).unwrap();
-    let dave = Store::open(&site.db).unwrap().user_by_name("dave").unwrap().unwrap();
+    let dave = Store::open(&site.db).unwrap().user_by_name(&crate::support::uname("dave")).unwrap().unwrap();
     let stale = key.sign(dave.id, now() - 10);
     let valid_until = now() + 3600;
     let valid = key.sign(dave.id, valid_until);
@@ -476,7 +476,10 @@ fn logout_everywhere_and_the_admin_revocation_end_every_session() {
 /// through before the limits would leave them.
 fn flood(site: &Site, n: usize) {
     let store = Store::open(&site.db).unwrap();
-    let (alice, bob) = (store.user_by_name("alice").unwrap().unwrap(), store.user_by_name("bob").unwrap().unwrap());
+    let (alice, bob) = (
+        store.user_by_name(&crate::support::uname("alice")).unwrap().unwrap(),
+        store.user_by_name(&crate::support::uname("bob")).unwrap().unwrap(),
+    );
     let messages: Vec<_> = (0..n)
         .map(|i| piggyback::model::NewMessage {
             request_id: format!("flood-{i}"),

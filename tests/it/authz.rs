@@ -21,7 +21,7 @@ struct Snapshot {
 
 fn snapshot(site: &Site, name: &str) -> Snapshot {
     let store = Store::open(&site.db).unwrap();
-    let user: User = store.user_by_name(name).unwrap().unwrap();
+    let user: User = store.user_by_name(&crate::support::uname(name)).unwrap().unwrap();
     let counters = store.counters(user.id).unwrap();
     let messages = store
         .list_messages(user.id, StateFilter::All, None, 1000, 10)
@@ -44,7 +44,7 @@ fn snapshot(site: &Site, name: &str) -> Snapshot {
 
 fn message_ids(site: &Site, name: &str) -> Vec<i64> {
     let store = Store::open(&site.db).unwrap();
-    let user = store.user_by_name(name).unwrap().unwrap();
+    let user = store.user_by_name(&crate::support::uname(name)).unwrap().unwrap();
     store.list_messages(user.id, StateFilter::All, None, 1000, 10).unwrap().into_iter().map(|m| m.id.0).collect()
 }
 

@@ -22,7 +22,7 @@ fn site() -> (Site, i64) {
 
 fn store_message(site: &Site, from: &str, to: &str, subject: &str, body: &str, key: Option<&str>) -> i64 {
     let store = Store::open(&site.db).unwrap();
-    let id = |name: &str| -> UserId { store.user_by_name(name).unwrap().unwrap().id };
+    let id = |name: &str| -> UserId { store.user_by_name(&crate::support::uname(name)).unwrap().unwrap().id };
     let m = NewMessage {
         request_id: piggyback::msq::new_request_id(),
         from: id(from),
@@ -33,7 +33,7 @@ fn store_message(site: &Site, from: &str, to: &str, subject: &str, body: &str, k
         idempotency_key: key.map(str::to_owned),
         sent_at: 1_700_000_100,
     };
-    store.store_message(&m).unwrap().id.0
+    store.store_message(&m).unwrap().id().unwrap().0
 }
 
 /// The exact header block: the fixed headers, then `extra`, then Content-Length.

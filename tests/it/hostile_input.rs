@@ -40,8 +40,8 @@ impl Fixture {
         std::fs::write(&secret, "k".repeat(48)).unwrap();
         let store = Store::init(&db).unwrap();
         let hash = piggyback::password::hash("correct horse").unwrap();
-        let alice = store.add_user("alice", "Alice", Some(&hash), now()).unwrap().unwrap();
-        let bob = store.add_user("bob", "Bob", None, now()).unwrap().unwrap();
+        let alice = store.add_user(&crate::support::uname("alice"), "Alice", Some(&hash), now()).unwrap().unwrap();
+        let bob = store.add_user(&crate::support::uname("bob"), "Bob", None, now()).unwrap().unwrap();
         store.request_friend(bob, alice, now()).unwrap();
         store.add_post(bob, "bob's post", now()).unwrap();
         let key = Key::load(&secret).unwrap();

@@ -1,7 +1,7 @@
 //! The message database on temporary files: schema, counters, the claim, state changes,
 //! idempotent sends, friends, the feed, `check` and `seed`.
 
-use piggyback::message_store::{Announce, Counters, FriendRequestOutcome, SeedPlan, StateFilter, Store};
+use piggyback::message_store::{Announce, Counters, FriendRequestOutcome, NameTaken, SeedPlan, StateFilter, Store};
 use piggyback::model::{Change, MessageId, MessageState, NewMessage, UserId};
 use tempfile::TempDir;
 
@@ -25,13 +25,16 @@ impl Db {
     }
 
     fn user(&self, name: &str) -> UserId {
-        self.store.add_user(name, &name.to_uppercase(), None, piggyback::model::now()).unwrap().expect("a new name")
+        self.store
+            .add_user(&crate::support::uname(name), &name.to_uppercase(), None, piggyback::model::now())
+            .unwrap()
+            .expect("a new name")
     }
 
     fn send(&self, from: UserId, to: UserId, subject: &str) -> MessageId {
         let stored = self.store.store_message(&message(from, to, subject, None)).unwrap();
-        assert!(stored.inserted);
-        stored.id
+        assert!(stored.inserted());
+        stored.id().unwrap()
     }
 
     fn raw(&self) -> Raw {
@@ -75,7 +78,7 @@ fn init_is_idempotent_and_keeps_data() {
     db.send(alice, alice, "to myself");
     drop(Store::init(&db.path).unwrap());
     let again = Store::init(&db.path).unwrap();
-    assert_eq!(again.user_by_name("alice").unwrap().unwrap().id, alice);
+    assert_eq!(again.user_by_name(&crate::support::uname("alice")).unwrap().unwrap().id, alice);
     assert_eq!(again.counters(alice).unwrap(), counters(1, 0));
     let raw = db.raw();
     if !db.test_db.is_postgres() {
@@ -111,7 +114,10 @@ fn add_user_makes_an_empty_mailbox_and_refuses_a_taken_name() {
     let db = Db::new();
     let alice = db.user("alice");
     assert_eq!(db.counters(alice), counters(0, 0));
-    assert_eq!(db.store.add_user("alice", "Other", None, piggyback::model::now()).unwrap(), None);
+    assert_eq!(
+        db.store.add_user(&crate::support::uname("alice"), "Other", None, piggyback::model::now()).unwrap(),
+        Err(NameTaken::Exact)
+    );
     let user = db.store.user_by_id(alice).unwrap().unwrap();
     assert_eq!((user.name.as_str(), user.display_name.as_str()), ("alice", "ALICE"));
     db.assert_sound();
@@ -262,10 +268,10 @@ fn replaying_a_request_id_stores_nothing_new() {
     let m = message(alice, bob, "once", None);
     let first = db.store.store_message(&m).unwrap();
     let again = db.store.store_message(&m).unwrap();
-    assert!(first.inserted && !again.inserted);
-    assert_eq!(again.id, first.id);
+    assert!(first.inserted() && !again.inserted());
+    assert_eq!(again.id(), first.id());
     assert_eq!(db.counters(bob), counters(1, 0));
-    assert_eq!(db.store.stored_for(&m.request_id, alice, None).unwrap(), Some(first.id));
+    assert_eq!(db.store.stored_for(&m.request_id, alice, None).unwrap(), first.id());
     db.assert_sound();
 }
 
@@ -275,17 +281,17 @@ fn an_idempotency_key_makes_one_message_per_sender() {
     let (alice, bob, carol) = (db.user("alice"), db.user("bob"), db.user("carol"));
     let first = db.store.store_message(&message(alice, bob, "k", Some("key-1"))).unwrap();
     let again = db.store.store_message(&message(alice, bob, "k again", Some("key-1"))).unwrap();
-    assert!(!again.inserted);
-    assert_eq!(again.id, first.id);
+    assert!(!again.inserted());
+    assert_eq!(again.id(), first.id());
     // Another sender may use the same key; no key never deduplicates.
-    assert!(db.store.store_message(&message(carol, bob, "k", Some("key-1"))).unwrap().inserted);
-    assert!(db.store.store_message(&message(alice, bob, "n", None)).unwrap().inserted);
-    assert!(db.store.store_message(&message(alice, bob, "n", None)).unwrap().inserted);
+    assert!(db.store.store_message(&message(carol, bob, "k", Some("key-1"))).unwrap().inserted());
+    assert!(db.store.store_message(&message(alice, bob, "n", None)).unwrap().inserted());
+    assert!(db.store.store_message(&message(alice, bob, "n", None)).unwrap().inserted());
     assert_eq!(db.counters(bob), counters(4, 0));
     // A batch with a replay in it stores the rest.
     let batch = [message(alice, bob, "x", Some("key-1")), message(alice, bob, "y", Some("key-2"))];
     let stored = db.store.store_messages(&batch).unwrap();
-    assert_eq!(stored.iter().map(|s| s.inserted).collect::<Vec<_>>(), vec![false, true]);
+    assert_eq!(stored.iter().map(|s| s.inserted()).collect::<Vec<_>>(), vec![false, true]);
     assert_eq!(db.counters(bob), counters(5, 0));
     db.assert_sound();
 }
@@ -414,4 +420,14 @@ fn seed_makes_what_it_says_and_check_passes() {
     assert!(second.first_user.0 > report.first_user.0 + 49);
     assert_eq!(count("SELECT count(*) FROM users"), 61);
     db.assert_sound();
+    // Seeded users have the skeleton a user add would give them (PostgreSQL's seed
+    // computes it in SQL), so no look-alike of theirs can be added.
+    for row in raw.column("SELECT name || ' ' || skeleton FROM users ORDER BY id") {
+        let (name, skeleton) = row.split_once(' ').unwrap();
+        assert_eq!(skeleton, piggyback::names::skeleton(name), "{name}");
+    }
+    let seeded = raw.text(&format!("SELECT name FROM users WHERE id = {}", report.first_user.0 + 10));
+    let lookalike = crate::support::uname(&seeded.replace('0', "o").replace('1', "l"));
+    assert_ne!(lookalike.as_str(), seeded);
+    assert!(db.store.add_user(&lookalike, "x", None, piggyback::model::now()).unwrap().is_err(), "{lookalike}");
 }

@@ -10,6 +10,7 @@ use std::io::{Seek, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
+use piggyback::names::UserName;
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -831,4 +832,9 @@ pub fn message_id_of(output: &str) -> i64 {
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|id| id.parse().ok())
         .unwrap_or_else(|| panic!("piggyback send printed no message id: {output:?}"))
+}
+
+/// `raw` as the canonical user name every store call takes.
+pub fn uname(raw: &str) -> UserName {
+    UserName::parse(raw).unwrap_or_else(|e| panic!("{raw:?}: {e}"))
 }

@@ -1,0 +1,338 @@
+//! Messages on PostgreSQL (as `../mailbox.rs`): storing, listing, reading, marking,
+//! deleting, and the claim that announces new messages exactly once.
+
+use std::collections::BTreeMap;
+
+use postgres::types::Type;
+use postgres::{GenericClient, Row};
+
+use super::{Param, PgStore, int, int4, text};
+use crate::message_store::{
+    Announce, CLAIM_BATCH, Claim, Counters, Mailbox, Message, Result, StateFilter, StoreError, Stored, Summary,
+};
+use crate::model::{Change, MessageId, MessageKind, MessageState, NewMessage, UserId};
+
+impl PgStore {
+    pub fn counters(&self, user: UserId) -> Result<Counters> {
+        Ok(self.mailbox(user)?.counters)
+    }
+
+    pub fn mailbox(&self, user: UserId) -> Result<Mailbox> {
+        read_mailbox(&mut *self.client()?, user, "")
+    }
+
+    pub fn keyed_message(&self, sender: UserId, key: &str) -> Result<Option<(MessageId, UserId)>> {
+        Ok(self
+            .query_opt(
+                "SELECT id, recipient_id FROM messages WHERE sender_id = $1 AND idempotency_key = $2",
+                &[int(&sender.0), text(&key)],
+            )?
+            .map(|r| (MessageId(r.get(0)), UserId(r.get(1)))))
+    }
+
+    pub fn acknowledge(&self, user: UserId, batch: i64) -> Result<()> {
+        self.client()?.execute_typed(
+            "UPDATE mailbox SET acked = $2 WHERE user_id = $1 AND acked < $2 AND $2 <= batch",
+            &[int(&user.0), int(&batch)],
+        )?;
+        Ok(())
+    }
+
+    /// As on SQLite: only the batches named are acknowledged (their messages' batch
+    /// numbers negated, out of reach of `batch > acked`); the watermark moves to the
+    /// last batch when no unacknowledged delivered message is left.
+    pub fn acknowledge_shown(&self, user: UserId, shown: &[i64]) -> Result<()> {
+        if shown.is_empty() {
+            return Ok(());
+        }
+        self.write(|tx| {
+            let Mailbox { batch: last, acked, .. } = read_mailbox(tx, user, " FOR UPDATE")?;
+            for &b in shown.iter().filter(|&&b| b > acked && b <= last) {
+                tx.execute_typed(
+                    "UPDATE messages SET batch = -batch
+                     WHERE recipient_id = $1 AND state = 'delivered' AND batch = $2 AND batch > $3",
+                    &[int(&user.0), int(&b), int(&acked)],
+                )?;
+            }
+            let waiting: bool = tx
+                .query_typed(
+                    "SELECT EXISTS (SELECT 1 FROM messages WHERE recipient_id = $1 AND state = 'delivered' AND batch > $2)",
+                    &[int(&user.0), int(&acked)],
+                )?
+                .first()
+                .map(|r| r.get(0))
+                .unwrap_or(false);
+            if !waiting {
+                tx.execute_typed("UPDATE mailbox SET acked = batch WHERE user_id = $1", &[int(&user.0)])?;
+            }
+            Ok(())
+        })
+    }
+
+    pub fn claim_new(
+        &self,
+        user: UserId,
+        max_items: usize,
+        prefix_chars: usize,
+        announce: Announce,
+        now: i64,
+    ) -> Result<Claim> {
+        let prefix = prefix_chars.min(i32::MAX as usize) as i32;
+        let bound = max_items.max(CLAIM_BATCH) as i64;
+        self.write(|tx| {
+            let Mailbox { batch: last, acked, .. } = read_mailbox(tx, user, " FOR UPDATE")?;
+            let batch = last + 1;
+            let mut returning_ids = |sql: &str, params: &[Param<'_>]| -> Result<Vec<i64>> {
+                let mut ids: Vec<i64> = tx.query_typed(sql, params)?.iter().map(|r| r.get(0)).collect();
+                // RETURNING's order is arbitrary.
+                ids.sort_unstable_by(|a, b| b.cmp(a));
+                Ok(ids)
+            };
+            let repeat_ids = match announce {
+                Announce::New => Vec::new(),
+                // The outer state test is re-checked on a row another transaction
+                // changed meanwhile; the subquery's choice alone would not be.
+                Announce::NewAndUnacknowledged => returning_ids(
+                    "UPDATE messages SET batch = $2 WHERE id IN (
+                         SELECT id FROM messages WHERE recipient_id = $1 AND state = 'delivered' AND batch > $3
+                         ORDER BY batch DESC, id DESC LIMIT $4) AND state = 'delivered' RETURNING id",
+                    &[int(&user.0), int(&batch), int(&acked), int(&bound)],
+                )?,
+            };
+            // The newest `bound` only (CLAIM_BATCH): the rest stays `new` for later answers.
+            let ids = returning_ids(
+                "UPDATE messages SET state = 'delivered', batch = $2 WHERE id IN (
+                     SELECT id FROM messages WHERE recipient_id = $1 AND state = 'new' ORDER BY id DESC LIMIT $3)
+                 AND state = 'new' RETURNING id",
+                &[int(&user.0), int(&batch), int(&bound)],
+            )?;
+            let flipped = ids.len() as i64;
+            let repeated = repeat_ids.len() as i64;
+            if flipped + repeated > 0 {
+                tx.query_typed(
+                    "UPDATE mailbox SET new = new - $2, delivered = delivered + $2, batch = $3, announced_at = $4
+                     WHERE user_id = $1",
+                    &[int(&user.0), int(&flipped), int(&batch), int(&now)],
+                )?;
+            } else if announce == Announce::NewAndUnacknowledged {
+                // What the unacknowledged batches held has been read or deleted since.
+                tx.query_typed("UPDATE mailbox SET acked = batch WHERE user_id = $1", &[int(&user.0)])?;
+            }
+            let items = summaries(tx, &ids, max_items, prefix)?;
+            let repeats = summaries(tx, &repeat_ids, max_items - items.len(), prefix)?;
+            let after = read_mailbox(tx, user, "")?.counters;
+            let batch = if flipped + repeated > 0 { batch } else { 0 };
+            Ok(Claim { batch, flipped, items, repeated, repeats, after })
+        })
+    }
+
+    pub fn list_messages(
+        &self,
+        user: UserId,
+        filter: StateFilter,
+        before: Option<i64>,
+        limit: usize,
+        prefix_chars: usize,
+    ) -> Result<Vec<Summary>> {
+        let sql = concat!(
+            summary_select!(),
+            "WHERE m.recipient_id = $3 AND m.state IN ($4, $5, $6) AND m.id < $7 ORDER BY m.id DESC LIMIT $1"
+        );
+        let [a, b, c] = filter.states();
+        let (limit, prefix, before) =
+            (limit as i64, prefix_chars.min(i32::MAX as usize) as i32, before.unwrap_or(i64::MAX));
+        let rows =
+            self.query(sql, &[int(&limit), int4(&prefix), int(&user.0), text(&a), text(&b), text(&c), int(&before)])?;
+        rows.iter().map(summary_row).collect()
+    }
+
+    pub fn message(&self, user: UserId, id: MessageId) -> Result<Option<Message>> {
+        let sql = concat!(
+            "SELECT m.id, s.name, r.name, m.subject, m.body, ",
+            rfc3339!("m.sent_at"),
+            ", m.state, m.kind
+             FROM messages m JOIN users s ON s.id = m.sender_id JOIN users r ON r.id = m.recipient_id
+             WHERE m.id = $1 AND m.recipient_id = $2 AND m.state <> 'deleted'"
+        );
+        let Some(r) = self.query_opt(sql, &[int(&id.0), int(&user.0)])? else { return Ok(None) };
+        Ok(Some(Message {
+            id: MessageId(r.get(0)),
+            from: r.get(1),
+            to: r.get(2),
+            subject: r.get(3),
+            body: r.get(4),
+            sent_at: r.get(5),
+            state: state_of(r.get(6))?,
+            kind: kind_of(r.get(7))?,
+        }))
+    }
+
+    pub fn change(&self, user: UserId, id: MessageId, change: Change) -> Result<bool> {
+        self.write(|tx| {
+            read_mailbox(tx, user, " FOR UPDATE")?;
+            let state: Option<String> = tx
+                .query_typed_opt(
+                    "SELECT state FROM messages WHERE id = $1 AND recipient_id = $2 AND state <> 'deleted'",
+                    &[int(&id.0), int(&user.0)],
+                )?
+                .map(|r| r.get(0));
+            let Some(state) = state else { return Ok(false) };
+            let target = match change {
+                Change::MarkRead => "read",
+                Change::Delete => "deleted",
+            };
+            if state != target {
+                tx.query_typed("UPDATE messages SET state = $2 WHERE id = $1", &[int(&id.0), text(&target)])?;
+                let (new, delivered): (i64, i64) = match state.as_str() {
+                    "new" => (1, 0),
+                    "delivered" => (0, 1),
+                    _ => (0, 0),
+                };
+                if new + delivered > 0 {
+                    tx.query_typed(
+                        "UPDATE mailbox SET new = new - $2, delivered = delivered - $3 WHERE user_id = $1",
+                        &[int(&user.0), int(&new), int(&delivered)],
+                    )?;
+                }
+            }
+            Ok(true)
+        })
+    }
+
+    pub fn mark_all_read(&self, user: UserId) -> Result<i64> {
+        self.write(|tx| {
+            read_mailbox(tx, user, " FOR UPDATE")?;
+            let n = tx.execute_typed(
+                "UPDATE messages SET state = 'read' WHERE recipient_id = $1 AND state IN ('new', 'delivered')",
+                &[int(&user.0)],
+            )?;
+            tx.query_typed("UPDATE mailbox SET new = 0, delivered = 0 WHERE user_id = $1", &[int(&user.0)])?;
+            Ok(n as i64)
+        })
+    }
+
+    pub fn store_message(&self, m: &NewMessage) -> Result<Stored> {
+        Ok(self.store_messages(std::slice::from_ref(m))?[0])
+    }
+
+    /// Stores many messages in one transaction: the inserts first, then each
+    /// recipient's counter once, in ascending id order (no deadlock between drains).
+    pub fn store_messages(&self, messages: &[NewMessage]) -> Result<Vec<Stored>> {
+        self.write(|tx| {
+            let mut added: BTreeMap<i64, i64> = BTreeMap::new();
+            let mut stored = Vec::with_capacity(messages.len());
+            for m in messages {
+                let s = insert_message(tx, m)?;
+                if s.inserted() {
+                    *added.entry(m.to.0).or_default() += 1;
+                }
+                stored.push(s);
+            }
+            for (to, n) in &added {
+                tx.query_typed("UPDATE mailbox SET new = new + $2 WHERE user_id = $1", &[int(to), int(n)])?;
+            }
+            Ok(stored)
+        })
+    }
+
+    pub fn stored_for(&self, request_id: &str, from: UserId, key: Option<&str>) -> Result<Option<MessageId>> {
+        Ok(self
+            .query_opt(
+                "SELECT id FROM messages WHERE request_id = $1 OR (sender_id = $2 AND idempotency_key = $3) LIMIT 1",
+                &[text(&request_id), int(&from.0), text(&key)],
+            )?
+            .map(|r| MessageId(r.get(0))))
+    }
+}
+
+/// A user's `mailbox` row (all zero when there is none); `lock` is `""` or `" FOR UPDATE"`.
+pub(super) fn read_mailbox(client: &mut impl GenericClient, user: UserId, lock: &str) -> Result<Mailbox> {
+    let sql = if lock.is_empty() {
+        "SELECT new, delivered, batch, acked, announced_at FROM mailbox WHERE user_id = $1"
+    } else {
+        "SELECT new, delivered, batch, acked, announced_at FROM mailbox WHERE user_id = $1 FOR UPDATE"
+    };
+    Ok(client
+        .query_typed_opt(sql, &[int(&user.0)])?
+        .map(|r| Mailbox {
+            counters: Counters { new: r.get(0), delivered: r.get(1) },
+            batch: r.get(2),
+            acked: r.get(3),
+            announced_at: r.get(4),
+        })
+        .unwrap_or_default())
+}
+
+/// Inserts one message unless its request id or (sender, key) is stored already; the
+/// caller counts it. A concurrent insert of the same key waits for the other and
+/// then conflicts, so a replay on two hosts still stores one message.
+pub(super) fn insert_message(tx: &mut postgres::Transaction<'_>, m: &NewMessage) -> Result<Stored> {
+    let kind = m.kind.as_str();
+    let id: Option<i64> = tx
+        .query_typed_opt(
+            "INSERT INTO messages (request_id, sender_id, recipient_id, subject, body, kind, idempotency_key, sent_at)
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8
+             WHERE NOT EXISTS (SELECT 1 FROM users WHERE id IN ($2, $3) AND removed_at IS NOT NULL)
+             ON CONFLICT DO NOTHING RETURNING id",
+            &[
+                text(&m.request_id),
+                int(&m.from.0),
+                int(&m.to.0),
+                text(&m.subject),
+                text(&m.body),
+                text(&kind),
+                text(&m.idempotency_key),
+                int(&m.sent_at),
+            ],
+        )?
+        .map(|r| r.get(0));
+    if let Some(id) = id {
+        return Ok(Stored::Inserted(MessageId(id)));
+    }
+    // A conflict (the row exists), or else a removed sender or recipient.
+    Ok(tx
+        .query_typed_opt(
+            "SELECT id FROM messages WHERE request_id = $1 OR (sender_id = $2 AND idempotency_key = $3) LIMIT 1",
+            &[text(&m.request_id), int(&m.from.0), text(&m.idempotency_key)],
+        )?
+        .map_or(Stored::Dropped, |r| Stored::Already(MessageId(r.get(0)))))
+}
+
+/// The summaries of the first `n` of `ids` (newest first), in one statement.
+pub(super) fn summaries(
+    tx: &mut postgres::Transaction<'_>,
+    ids: &[i64],
+    n: usize,
+    prefix: i32,
+) -> Result<Vec<Summary>> {
+    let ids: Vec<i64> = ids.iter().take(n).copied().collect();
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = tx.query_typed(
+        concat!(summary_select!(), "WHERE m.id = ANY($1) ORDER BY m.id DESC"),
+        &[(&ids, Type::INT8_ARRAY), int4(&prefix)],
+    )?;
+    rows.iter().map(summary_row).collect()
+}
+
+pub(super) fn summary_row(r: &Row) -> Result<Summary> {
+    Ok(Summary {
+        id: MessageId(r.get(0)),
+        from: r.get(1),
+        subject: r.get(2),
+        body_prefix: r.get(3),
+        body_truncated: r.get(4),
+        sent_at: r.get(5),
+        state: state_of(r.get(6))?,
+        kind: kind_of(r.get(7))?,
+    })
+}
+
+pub(super) fn kind_of(s: &str) -> Result<MessageKind> {
+    MessageKind::parse(s).ok_or_else(|| StoreError::Unopenable(format!("unknown message kind {s} in the database")))
+}
+
+pub(super) fn state_of(s: &str) -> Result<MessageState> {
+    MessageState::parse(s).ok_or_else(|| StoreError::Unopenable(format!("unknown message state {s} in the database")))
+}

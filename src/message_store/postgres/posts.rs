@@ -1,0 +1,137 @@
+//! Posts and comments on PostgreSQL (as `../posts.rs`), with the byte quota and the
+//! limits counted in the insert's transaction.
+
+use super::limits::take_limits_in;
+use super::{PgStore, int, text};
+use crate::message_store::{Comment, Limit, Post, Refusal, Result};
+use crate::model::{PostId, UserId};
+use postgres::Row;
+
+impl PgStore {
+    pub fn feed(&self, user: UserId, before: Option<i64>, limit: usize) -> Result<Vec<Post>> {
+        let sql = concat!(
+            post_select!(),
+            "WHERE (p.author_id = $1 OR p.author_id IN (SELECT friend_id FROM friendships WHERE user_id = $1))
+               AND p.id < $2 ORDER BY p.id DESC LIMIT $3"
+        );
+        let (before, limit) = (before.unwrap_or(i64::MAX), limit as i64);
+        Ok(self.query(sql, &[int(&user.0), int(&before), int(&limit)])?.iter().map(post_row).collect())
+    }
+
+    pub fn post(&self, id: PostId) -> Result<Option<Post>> {
+        Ok(self.query_opt(concat!(post_select!(), "WHERE p.id = $1"), &[int(&id.0)])?.map(|r| post_row(&r)))
+    }
+
+    pub fn comments(&self, post: PostId) -> Result<Vec<Comment>> {
+        let sql = concat!(
+            "SELECT c.id, u.name, c.body, ",
+            rfc3339!("c.created_at"),
+            " FROM comments c JOIN users u ON u.id = c.author_id WHERE c.post_id = $1 ORDER BY c.id"
+        );
+        Ok(self.query(sql, &[int(&post.0)])?.iter().map(comment_row).collect())
+    }
+
+    /// Adds a post if `limits` and the author's byte `quota` allow it, counting both
+    /// in the insert's transaction (the author's `post_usage` row locked meanwhile).
+    pub fn add_post_within(
+        &self,
+        author: UserId,
+        body: &str,
+        limits: &[Limit],
+        quota: i64,
+        now: i64,
+    ) -> Result<Result<PostId, Refusal>> {
+        self.admit(|tx| {
+            if let Err(refusal) = admit_text(tx, author, body, limits, quota, now)? {
+                return Ok(Err(refusal));
+            }
+            let row = tx.query_typed_one(
+                "INSERT INTO posts (author_id, body, created_at) VALUES ($1, $2, $3) RETURNING id",
+                &[int(&author.0), text(&body), int(&now)],
+            )?;
+            Ok(Ok(PostId(row.get(0))))
+        })
+    }
+
+    pub fn add_comment_within(
+        &self,
+        post: PostId,
+        author: UserId,
+        body: &str,
+        limits: &[Limit],
+        quota: i64,
+        now: i64,
+    ) -> Result<Result<i64, Refusal>> {
+        self.admit(|tx| {
+            if let Err(refusal) = admit_text(tx, author, body, limits, quota, now)? {
+                return Ok(Err(refusal));
+            }
+            let row = tx.query_typed_one(
+                "INSERT INTO comments (post_id, author_id, body, created_at) VALUES ($1, $2, $3, $4) RETURNING id",
+                &[int(&post.0), int(&author.0), text(&body), int(&now)],
+            )?;
+            Ok(Ok(row.get(0)))
+        })
+    }
+
+    pub fn add_post(&self, author: UserId, body: &str, now: i64) -> Result<PostId> {
+        let row = self.client()?.query_typed_one(
+            "INSERT INTO posts (author_id, body, created_at) VALUES ($1, $2, $3) RETURNING id",
+            &[int(&author.0), text(&body), int(&now)],
+        )?;
+        Ok(PostId(row.get(0)))
+    }
+
+    pub fn add_comment(&self, post: PostId, author: UserId, body: &str, now: i64) -> Result<Comment> {
+        let sql = concat!(
+            "WITH c AS (INSERT INTO comments (post_id, author_id, body, created_at) VALUES ($1, $2, $3, $4)
+                        RETURNING id, author_id, body, created_at)
+             SELECT c.id, u.name, c.body, ",
+            rfc3339!("c.created_at"),
+            " FROM c JOIN users u ON u.id = c.author_id"
+        );
+        let row = self.client()?.query_typed_one(sql, &[int(&post.0), int(&author.0), text(&body), int(&now)])?;
+        Ok(comment_row(&row))
+    }
+}
+
+/// The byte quota and `limits` of a post or comment, counted in `tx`.
+pub(super) fn admit_text(
+    tx: &mut postgres::Transaction<'_>,
+    author: UserId,
+    body: &str,
+    limits: &[Limit],
+    quota: i64,
+    now: i64,
+) -> Result<Result<(), Refusal>> {
+    tx.query_typed(
+        "INSERT INTO post_usage (user_id, bytes) VALUES ($1, 0) ON CONFLICT (user_id) DO NOTHING",
+        &[int(&author.0)],
+    )?;
+    let used: i64 =
+        tx.query_typed_one("SELECT bytes FROM post_usage WHERE user_id = $1 FOR UPDATE", &[int(&author.0)])?.get(0);
+    let bytes = body.len() as i64;
+    if used + bytes > quota {
+        return Ok(Err(Refusal::OverQuota));
+    }
+    if let Err(refusal) = take_limits_in(tx, limits, now)? {
+        return Ok(Err(refusal));
+    }
+    tx.query_typed("UPDATE post_usage SET bytes = bytes + $2 WHERE user_id = $1", &[int(&author.0), int(&bytes)])?;
+    Ok(Ok(()))
+}
+
+pub(super) fn post_row(r: &Row) -> Post {
+    Post {
+        id: PostId(r.get(0)),
+        author: r.get(1),
+        author_id: UserId(r.get(2)),
+        body: r.get(3),
+        created_at: r.get(4),
+        comments: r.get(5),
+    }
+}
+
+pub(super) fn comment_row(r: &Row) -> Comment {
+    Comment { id: r.get(0), author: r.get(1), body: r.get(2), created_at: r.get(3) }
+}

@@ -1,0 +1,71 @@
+//! Sessions that can end, and login addresses, on PostgreSQL (as `../sessions.rs`).
+
+use super::users::user_row;
+use super::{PgStore, int, text};
+use crate::message_store::{MAX_ENDED_SESSIONS, Result, SessionUser};
+use crate::model::UserId;
+use crate::names::UserName;
+
+impl PgStore {
+    pub fn known_login_address(&self, name: &UserName, addr: &str) -> Result<bool> {
+        Ok(self
+            .query_opt(
+                "SELECT 1 FROM login_addresses WHERE name = $1 AND addr = $2",
+                &[text(&name.as_str()), text(&addr)],
+            )?
+            .is_some())
+    }
+
+    pub fn remember_login_address(&self, name: &UserName, addr: &str, now: i64) -> Result<()> {
+        self.client()?.execute_typed(
+            "INSERT INTO login_addresses (name, addr, last_login) VALUES ($1, $2, $3)
+             ON CONFLICT (name, addr) DO UPDATE SET last_login = excluded.last_login",
+            &[text(&name.as_str()), text(&addr), int(&now)],
+        )?;
+        Ok(())
+    }
+
+    pub fn session_user(&self, id: UserId) -> Result<Option<SessionUser>> {
+        Ok(self
+            .query_opt(
+                "SELECT id, name, display_name, preview, session_gen, ended_sessions FROM users
+                 WHERE id = $1 AND removed_at IS NULL",
+                &[int(&id.0)],
+            )?
+            .map(|r| SessionUser { user: user_row(&r), generation: r.get(4), ended: r.get(5) }))
+    }
+
+    /// Ends the single session `id` of `user`, as on SQLite (the user's row locked
+    /// while its list is rewritten).
+    pub fn end_session(&self, user: UserId, id: &str, expires: i64, now: i64) -> Result<()> {
+        self.write(|tx| {
+            let ended: Option<String> = tx
+                .query_typed_opt("SELECT ended_sessions FROM users WHERE id = $1 FOR NO KEY UPDATE", &[int(&user.0)])?
+                .map(|r| r.get(0));
+            let Some(ended) = ended else { return Ok(()) };
+            let mut kept: Vec<String> = ended
+                .split(' ')
+                .filter(|e| e.split(':').nth(1).and_then(|x| x.parse::<i64>().ok()).is_some_and(|x| x > now))
+                .map(str::to_owned)
+                .collect();
+            if kept.len() >= MAX_ENDED_SESSIONS {
+                tx.query_typed(
+                    "UPDATE users SET session_gen = session_gen + 1, ended_sessions = '' WHERE id = $1",
+                    &[int(&user.0)],
+                )?;
+            } else {
+                kept.push(format!("{id}:{expires}"));
+                let list = kept.join(" ");
+                tx.query_typed("UPDATE users SET ended_sessions = $2 WHERE id = $1", &[int(&user.0), text(&list)])?;
+            }
+            Ok(())
+        })
+    }
+
+    pub fn end_all_sessions(&self, user: UserId) -> Result<bool> {
+        Ok(self.client()?.execute_typed(
+            "UPDATE users SET session_gen = session_gen + 1, ended_sessions = '' WHERE id = $1",
+            &[int(&user.0)],
+        )? == 1)
+    }
+}
