@@ -11,7 +11,10 @@
 //! its body is its own buffer, and a handler's panic drops the connection too.
 //!
 //! A malformed record or a peer that goes away closes that connection, never the
-//! process. SIGTERM (or SIGINT) lets the request in progress finish and be written, then
+//! process. So does a peer that stalls: one process serves one connection at a time,
+//! so each read and each write on it, and each wait for the next request on a kept
+//! connection, is bounded by `PIGGYBACK_FCGI_IO_TIMEOUT` (default 30 s); then the
+//! connection is closed and the process accepts the next one. SIGTERM (or SIGINT) lets the request in progress finish and be written, then
 //! the process exits 0. Both signals stay blocked except while the process waits in
 //! `ppoll`, so a signal can neither interrupt a request nor slip in just before a wait.
 
@@ -24,9 +27,10 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use super::{Env, Handler, KeptStore, log, respond_keeping};
-use crate::config::MAX_BODY_BYTES;
+use crate::config::{MAX_BODY_BYTES, parse_duration};
 use crate::fastcgi::{self, Connection, Step};
 
 /// Whether fd 0 is a listening socket (`SO_ACCEPTCONN`): a FastCGI process manager
@@ -60,7 +64,7 @@ pub fn serve(handler: Handler) -> ExitCode {
     }
     let mut responder = Responder::new(handler);
     loop {
-        if waiter.wait_readable(0) == Wake::Stop {
+        if waiter.wait_readable(0, None) == Wake::Stop {
             return ExitCode::SUCCESS;
         }
         // SAFETY: fd 0 is a listening socket (checked by the caller); the result is
@@ -96,6 +100,55 @@ pub fn serve(handler: Handler) -> ExitCode {
 pub enum Wake {
     Ready,
     Stop,
+    /// Nothing arrived within the time allowed.
+    TimedOut,
+}
+
+/// `PIGGYBACK_FCGI_IO_TIMEOUT` when unset: far above what a web server on the same
+/// machine needs between two records, and a bound on what a stalled one can hold.
+pub const DEFAULT_IO_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `PIGGYBACK_FCGI_IO_TIMEOUT` (`90s`, `2m`, or seconds) from the process's settings;
+/// the default, with a line in the log, when it is not a duration.
+fn io_timeout(settings: &Env) -> Duration {
+    let Some(value) = settings.get("PIGGYBACK_FCGI_IO_TIMEOUT").filter(|v| !v.is_empty()) else {
+        return DEFAULT_IO_TIMEOUT;
+    };
+    match value.to_str().and_then(parse_duration).and_then(|secs| u64::try_from(secs).ok()) {
+        Some(secs) => Duration::from_secs(secs),
+        None => {
+            log(&format!(
+                "PIGGYBACK_FCGI_IO_TIMEOUT: {value:?} is not a duration (30, 90s, 2m); using {} s",
+                DEFAULT_IO_TIMEOUT.as_secs()
+            ));
+            DEFAULT_IO_TIMEOUT
+        }
+    }
+}
+
+/// Bounds each blocking read and write on the socket `fd` (`SO_RCVTIMEO`,
+/// `SO_SNDTIMEO`): past it the call fails with `WouldBlock` instead of waiting on.
+fn bound_socket_io(fd: RawFd, timeout: Duration) {
+    let tv =
+        libc::timeval { tv_sec: libc::time_t::try_from(timeout.as_secs()).unwrap_or(libc::time_t::MAX), tv_usec: 0 };
+    for option in [libc::SO_RCVTIMEO, libc::SO_SNDTIMEO] {
+        // SAFETY: `tv` is a valid timeval of the size given; a descriptor that is not a
+        // socket only makes the call fail, which leaves it as it was.
+        unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                option,
+                (&raw const tv).cast(),
+                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            )
+        };
+    }
+}
+
+/// Whether an I/O error is a bound set by [`bound_socket_io`] running out.
+fn timed_out(e: &std::io::Error) -> bool {
+    matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
 }
 
 /// Blocks the stop signals and waits for input with them unblocked.
@@ -135,19 +188,31 @@ impl Waiter {
         self.stop.load(Ordering::SeqCst)
     }
 
-    /// Waits until `fd` is readable (or closed), or a stop signal arrives.
-    pub fn wait_readable(&self, fd: RawFd) -> Wake {
+    /// Waits until `fd` is readable (or closed), a stop signal arrives, or `limit`
+    /// (when given) has passed.
+    pub fn wait_readable(&self, fd: RawFd, limit: Option<Duration>) -> Wake {
+        let deadline = limit.map(|limit| Instant::now() + limit);
         loop {
             if self.stopping() {
                 return Wake::Stop;
             }
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if left == Some(Duration::ZERO) {
+                return Wake::TimedOut;
+            }
+            let timeout = left.map(|left| libc::timespec {
+                tv_sec: libc::time_t::try_from(left.as_secs()).unwrap_or(libc::time_t::MAX),
+                tv_nsec: libc::c_long::from(left.subsec_nanos()),
+            });
+            let timeout_ptr = timeout.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
             let mut poll = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
-            // SAFETY: one valid pollfd; the mask is an initialised sigset.
-            let rc = unsafe { libc::ppoll(&raw mut poll, 1, std::ptr::null(), &raw const self.waiting_mask) };
+            // SAFETY: one valid pollfd; the timeout is null or a valid timespec; the mask
+            // is an initialised sigset.
+            let rc = unsafe { libc::ppoll(&raw mut poll, 1, timeout_ptr, &raw const self.waiting_mask) };
             if rc > 0 {
                 return Wake::Ready;
             }
-            // EINTR: loop to look at the flag.
+            // 0: the time may be up (checked above); EINTR: look at the flag.
         }
     }
 }
@@ -162,6 +227,9 @@ pub struct Responder {
     /// never reach a request.
     settings: Env,
     kept: KeptStore,
+    /// `PIGGYBACK_FCGI_IO_TIMEOUT`: how long one read, one write or the wait for the
+    /// next request on a kept connection may take.
+    io_timeout: Duration,
 }
 
 impl Responder {
@@ -170,7 +238,8 @@ impl Responder {
             .filter_map(|(k, v)| k.into_string().ok().map(|k| (k, v)))
             .filter(|(k, _)| k.starts_with("PIGGYBACK_"))
             .collect();
-        Responder { handler, settings, kept: KeptStore::default() }
+        let io_timeout = io_timeout(&settings);
+        Responder { handler, settings, kept: KeptStore::default(), io_timeout }
     }
 
     /// The environment of one request: its parameters over the process's settings.
@@ -188,6 +257,7 @@ impl Responder {
     /// Serves one connection until the peer closes it, asks for it to be closed, breaks
     /// the protocol, or a stop signal arrives between requests.
     pub fn connection<S: Read + Write + AsRawFd>(&mut self, stream: &mut S, waiter: &Waiter) -> Wake {
+        bound_socket_io(stream.as_raw_fd(), self.io_timeout);
         let served = catch_unwind(AssertUnwindSafe(|| self.records(stream, waiter)));
         served.unwrap_or_else(|_| {
             // The record layer is fuzzed not to panic; should it, only this connection ends.
@@ -235,7 +305,14 @@ impl Responder {
                         return Wake::Ready;
                     }
                 };
-                if stream.write_all(&out).is_err() {
+                if let Err(e) = stream.write_all(&out) {
+                    if timed_out(&e) {
+                        log(&format!(
+                            "FastCGI: the web server read nothing of an answer for {} s \
+                             (PIGGYBACK_FCGI_IO_TIMEOUT); closed the connection",
+                            self.io_timeout.as_secs()
+                        ));
+                    }
                     return Wake::Ready;
                 }
             }
@@ -246,8 +323,14 @@ impl Responder {
                 return Wake::Stop;
             }
             // Mid-request a stop signal waits for the request to arrive and be answered.
-            if idle && waiter.wait_readable(stream.as_raw_fd()) == Wake::Stop {
-                return Wake::Stop;
+            // A kept connection with nothing more to ask is closed after the timeout too:
+            // while it is open this process serves no other.
+            if idle {
+                match waiter.wait_readable(stream.as_raw_fd(), Some(self.io_timeout)) {
+                    Wake::Stop => return Wake::Stop,
+                    Wake::TimedOut => return Wake::Ready,
+                    Wake::Ready => {}
+                }
             }
             let filled = buf.len();
             buf.resize(filled + 16 * 1024, 0);
@@ -255,7 +338,16 @@ impl Responder {
                 Ok(0) => return Wake::Ready,
                 Ok(n) => buf.truncate(filled + n),
                 Err(e) if e.kind() == ErrorKind::Interrupted => buf.truncate(filled),
-                Err(_) => return Wake::Ready,
+                Err(e) => {
+                    if timed_out(&e) {
+                        log(&format!(
+                            "FastCGI: the web server sent nothing for {} s in the middle of a request \
+                             (PIGGYBACK_FCGI_IO_TIMEOUT); closed the connection",
+                            self.io_timeout.as_secs()
+                        ));
+                    }
+                    return Wake::Ready;
+                }
             }
         }
     }

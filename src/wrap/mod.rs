@@ -12,8 +12,9 @@ pub mod target;
 
 use std::ffi::OsString;
 use std::io::Write;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -24,6 +25,7 @@ use crate::http::reason_phrase;
 
 use answer::{Framing, Limits, Outcome, Why};
 use settings::Settings;
+use target::Launch;
 
 /// Runs one request: the whole `main` of `piggyback-wrap`.
 pub fn run() -> ExitCode {
@@ -51,7 +53,15 @@ pub fn run() -> ExitCode {
             return ExitCode::SUCCESS;
         }
     };
-    let mut command = Command::new(target.interpreter.as_ref().unwrap_or(&target.program));
+    let mut command = match &target.launch {
+        Launch::Itself => Command::new(&target.program),
+        Launch::Mapped(interpreter) => Command::new(interpreter),
+        Launch::Shebang(interpreter) => {
+            let mut command = Command::new(interpreter);
+            command.arg(&target.program);
+            command
+        }
+    };
     command
         .env_clear()
         .envs(target::child_env(&env, &target))
@@ -60,7 +70,10 @@ pub fn run() -> ExitCode {
         .stdin(Stdio::inherit())
         .stdout(Stdio::piped())
         // The program's complaints go where the server logs a CGI program's stderr.
-        .stderr(Stdio::inherit());
+        .stderr(Stdio::inherit())
+        // A group of its own, so that stopping it also stops what it started (a shell
+        // script's `sleep`, a pipeline), which would otherwise run on alone.
+        .process_group(0);
     // The server stops a CGI with SIGTERM (lighttpd when the client goes away or its
     // timeout passes): then the program is stopped too, not left running alone. Handled
     // from before the program starts, so a signal in between cannot orphan it.
@@ -92,12 +105,12 @@ pub fn run() -> ExitCode {
             loop {
                 match finished.recv_timeout(Duration::from_millis(50)) {
                     Err(mpsc::RecvTimeoutError::Timeout) if stopped.load(Ordering::SeqCst) => {
-                        let _ = child.kill();
+                        stop_program(&mut child);
                         break;
                     }
                     Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() >= deadline => {
                         expired.store(true, Ordering::SeqCst);
-                        let _ = child.kill();
+                        stop_program(&mut child);
                         break;
                     }
                     Err(mpsc::RecvTimeoutError::Timeout) => {}
@@ -107,7 +120,7 @@ pub fn run() -> ExitCode {
             // The program closed its output; it still may not linger past the deadline.
             while matches!(child.try_wait(), Ok(None)) {
                 if Instant::now() >= deadline {
-                    let _ = child.kill();
+                    stop_program(&mut child);
                     break;
                 }
                 std::thread::sleep(Duration::from_millis(20));
@@ -146,6 +159,17 @@ pub fn run() -> ExitCode {
         log(&format!("piggyback-wrap: {program}: stopped after PIGGYBACK_WRAP_TIMEOUT"));
     }
     ExitCode::SUCCESS
+}
+
+/// Kills the program and every process of its group (it was started as the leader of
+/// its own group), then the program itself should the group be gone already.
+fn stop_program(child: &mut Child) {
+    if let Ok(group) = libc::pid_t::try_from(child.id()) {
+        // SAFETY: kill(2) takes plain integers; a negative pid names the program's group,
+        // which only it and what it started belong to.
+        unsafe { libc::kill(-group, libc::SIGKILL) };
+    }
+    let _ = child.kill();
 }
 
 /// The answer to a request the wrapper will not run: the reason is in the log only,

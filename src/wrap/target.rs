@@ -30,6 +30,26 @@ pub enum Server {
     Lighttpd,
     /// nginx + fcgiwrap: the target is `PIGGYBACK_WRAP_TARGET`, no arguments.
     Fcgiwrap,
+    /// The program's own first line, `#!/…/piggyback-wrap /usr/bin/perl`: the kernel
+    /// started the wrapper with argv `[wrapper, interpreter, program, query words…]`
+    /// (Python's `http.server --cgi`, which maps nothing, or any server that executes
+    /// the program itself).
+    Shebang,
+}
+
+/// How the program is started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Launch {
+    /// Executed itself, by its own `#!` line (or as a compiled program).
+    Itself,
+    /// By the interpreter `PIGGYBACK_WRAP_INTERPRETERS` names for its extension, with
+    /// no argument: php-cgi finds the program in `SCRIPT_FILENAME`, and an argument
+    /// there is what CVE-2012-1823 abused.
+    Mapped(PathBuf),
+    /// By the interpreter its `#!<wrapper> <interpreter>` line names, with the program
+    /// as the one argument, as the kernel would have run it. Executing the program
+    /// itself would start the wrapper again.
+    Shebang(PathBuf),
 }
 
 /// The program to run, resolved and checked, and the CGI variables rebuilt for it.
@@ -38,8 +58,8 @@ pub struct Target {
     pub server: Server,
     /// The real path of the program (symbolic links resolved).
     pub program: PathBuf,
-    /// Its interpreter, when its extension names one (`.php` → php-cgi).
-    pub interpreter: Option<PathBuf>,
+    /// How it is started.
+    pub launch: Launch,
     /// `SCRIPT_NAME`: the program's URL path.
     pub script_name: OsString,
     /// `PATH_INFO`: the extra path after the program's URL (may be empty).
@@ -122,6 +142,15 @@ pub fn resolve(
         let script_name = var("SCRIPT_NAME").cloned().unwrap_or_default();
         let path_info = var("PATH_INFO").cloned().unwrap_or_default();
         (Server::Fcgiwrap, PathBuf::from(target), script_name, path_info)
+    } else if let [interpreter, program, ..] = args
+        && names_wrapper_with(Path::new(program), cwd, wrapper, interpreter)
+    {
+        // The kernel read the program's `#!` line, which names this wrapper and the
+        // interpreter: argv is [interpreter, program, the query's words…]. The words
+        // (Python always passes one when the query has no `=`) are never used.
+        let script_name = var("SCRIPT_NAME").cloned().unwrap_or_default();
+        let path_info = var("PATH_INFO").cloned().unwrap_or_default();
+        (Server::Shebang, cwd.join(program), script_name, path_info)
     } else {
         // lighttpd's cgi.assign: exactly one argument, the script, which the server also
         // names in SCRIPT_FILENAME (busybox httpd: its file name, run in its folder).
@@ -151,8 +180,75 @@ pub fn resolve(
         (Server::Lighttpd, PathBuf::from(filename), script_name, path_info)
     };
     let program = check_program(&requested, wrapper, settings)?;
-    let interpreter = settings.interpreter_for(&program).map(Path::to_path_buf);
-    Ok(Target { server, program, interpreter, script_name, path_info })
+    let launch = match wrapper_shebang(&program, wrapper)? {
+        Some(interpreter) => Launch::Shebang(interpreter),
+        None => match settings.interpreter_for(&program) {
+            Some(interpreter) => Launch::Mapped(interpreter.to_path_buf()),
+            None => Launch::Itself,
+        },
+    };
+    Ok(Target { server, program, launch, script_name, path_info })
+}
+
+/// The longest `#!` line the kernel reads (`BINPRM_BUF_SIZE`).
+const SHEBANG_MAX: usize = 256;
+
+/// The `#!` line of `program` split into its interpreter and its optional argument (the
+/// kernel passes everything after the first blank as one argument), when it is a regular
+/// file that starts with one.
+fn read_shebang(program: &Path) -> Option<(PathBuf, OsString)> {
+    use std::io::Read;
+    // Never open a FIFO or a device: reading one could block or consume the body.
+    if !std::fs::metadata(program).is_ok_and(|m| m.is_file()) {
+        return None;
+    }
+    let mut head = Vec::with_capacity(SHEBANG_MAX);
+    std::fs::File::open(program).ok()?.take(SHEBANG_MAX as u64).read_to_end(&mut head).ok()?;
+    let line = head.strip_prefix(b"#!")?;
+    let line = &line[..line.iter().position(|&b| b == b'\n').unwrap_or(line.len())];
+    let blank = |b: &u8| *b == b' ' || *b == b'\t';
+    let line = &line[line.iter().position(|b| !blank(b)).unwrap_or(line.len())..];
+    let end = line.iter().position(blank).unwrap_or(line.len());
+    let (interpreter, rest) = line.split_at(end);
+    let rest = &rest[rest.iter().position(|b| !blank(b)).unwrap_or(rest.len())..];
+    let rest = &rest[..rest.len() - rest.iter().rev().take_while(|b| blank(b)).count()];
+    Some((PathBuf::from(OsStr::from_bytes(interpreter)), OsString::from_vec(rest.to_vec())))
+}
+
+/// Whether the `#!` interpreter `named` is this wrapper (both resolved).
+fn is_wrapper(named: &Path, wrapper: &Path) -> bool {
+    let own = std::fs::canonicalize(wrapper).unwrap_or_else(|_| wrapper.to_path_buf());
+    named.is_absolute() && std::fs::canonicalize(named).is_ok_and(|n| n == own)
+}
+
+/// Whether `program`'s `#!` line names this wrapper with exactly `interpreter` as its
+/// argument: then these arguments are the kernel's, not a query string's.
+fn names_wrapper_with(program: &Path, cwd: &Path, wrapper: &Path, interpreter: &OsStr) -> bool {
+    read_shebang(&cwd.join(program))
+        .is_some_and(|(named, argument)| argument == interpreter && is_wrapper(&named, wrapper))
+}
+
+/// The interpreter of a program whose `#!` line names this wrapper: one absolute path
+/// to a program other than the wrapper. `None` when the line names something else.
+fn wrapper_shebang(program: &Path, wrapper: &Path) -> Result<Option<PathBuf>, Refusal> {
+    let Some((named, argument)) = read_shebang(program) else { return Ok(None) };
+    if !is_wrapper(&named, wrapper) {
+        return Ok(None);
+    }
+    let interpreter = PathBuf::from(&argument);
+    let usable = interpreter.is_absolute()
+        && !argument.as_bytes().iter().any(|b| b.is_ascii_whitespace())
+        && std::fs::metadata(&interpreter).is_ok_and(|m| m.is_file() && m.mode() & 0o111 != 0)
+        && !is_wrapper(&interpreter, wrapper);
+    if !usable {
+        return Err(forbidden(format!(
+            "{}: its #! line names the wrapper but not, after it, one absolute path of an \
+             interpreter other than the wrapper ({:?})",
+            program.display(),
+            argument
+        )));
+    }
+    Ok(Some(interpreter))
 }
 
 /// Splits Apache's `PATH_TRANSLATED` (`/docroot/app/x.pl/extra/path`) into the longest

@@ -272,10 +272,11 @@ class Server:
             e["LANG"] = "C"
         return e
 
-    def start_fcgiwrap(self):
-        """fcgiwrap on a Unix socket, as the server's user, and the rendered nginx.conf."""
+    def start_fcgiwrap(self, *conf_args):
+        """The nginx.conf rendered by scripts/nginx-conf (with `conf_args`), and
+        fcgiwrap on a Unix socket, as the server's user."""
         env = dict(self.env(), PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
-        subprocess.run([str(REPO / "scripts/nginx-conf")], env=env, check=True, capture_output=True)
+        subprocess.run([str(REPO / "scripts/nginx-conf"), *conf_args], env=env, check=True, capture_output=True)
         sock = self.inst.root / "run/fcgiwrap.sock"
         if sock.exists():
             sock.unlink()
@@ -293,13 +294,10 @@ class Server:
             raise RuntimeError(f"fcgiwrap did not create {sock}: {self.cgi_log.read_text(errors='replace')[-1000:]}")
 
     def start_backends(self):
-        """nginx-spawn-fcgi: the nginx config from its template, and one
-        `spawn-fcgi -n` per program (the pid is the program's own)."""
+        """nginx-spawn-fcgi: one `spawn-fcgi -n` per program (the pid is the
+        program's own); the config and fcgiwrap (the site's own programs) are
+        started by start_fcgiwrap."""
         env = self.env()
-        template = (CONFIGS / "nginx-fastcgi.conf").read_text()
-        for name, value in env.items():
-            template = template.replace("${" + name + "}", value)
-        (self.inst.root / "run/nginx.conf").write_text(template)
         err = open(self.cgi_log, "ab")
         for prog in PROGRAMS:
             cmd = [which("spawn-fcgi"), "-n", "-s", str(self.inst.root / f"run/fcgi-{prog}.sock")]
@@ -331,6 +329,7 @@ class Server:
     def start(self):
         if self.kind == "nginx-spawn-fcgi":
             self.start_backends()
+            self.start_fcgiwrap("--fastcgi")
         if self.kind == "nginx-fcgiwrap":
             self.start_fcgiwrap()
         out = open(self.inst.root / f"log/{self.kind}-console.log", "ab")
@@ -651,15 +650,17 @@ def server_suite(kind, work):
 
     if kind in FASTCGI_KINDS:
         fastcgi_suite(server, inst, alice)
-    else:
-        # The shipped CGI configurations wire piggyback-wrap at /app/.
-        wrap_suite(server, alice, bob)
+    # Every shipped configuration, FastCGI ones included, wires piggyback-wrap at /app/.
+    wrap_suite(server, alice, bob)
 
     stderr_suite(kind, work)
     if kind not in FASTCGI_KINDS and kind != "nginx-fcgiwrap":
         # A FastCGI server's timeout does not kill the program (fcgiwrap's neither):
         # nothing to test.
         timeout_suite(kind, work)
+    if kind == "nginx-fcgiwrap":
+        # What happens there instead, for the site's wrapped programs.
+        nginx_timeout_suite(kind, work)
 
     @test(f"{label}: server stopped by its own pid")
     def _():
@@ -752,12 +753,120 @@ def wrap_suite(server, alice, bob):
         written = (inst.root / "etc/piggyback-wrap.conf").read_text()
         check(written == block.replace("/srv/piggyback", str(inst.root)), f"{written!r} vs {block!r}")
 
+    wrap_timeout_test(label, port, inst, alice, inst.root / "site", "/app/")
+
     @test(f"{label}: a direct request of the wrapper runs nothing")
     def _():
         for path in ("/cgi-bin/piggyback-wrap/app/hello.sh", "/cgi-bin/piggyback-wrap/site/hello.sh?/etc/passwd",
                      "/cgi-bin/piggyback-wrap"):
             r = request(port, "GET", path, cookie=alice, headers={"Redirect-Status": "200"})
             check(r.status in (403, 404) and b"from" not in r.raw, f"{path}: {r!r}")
+
+
+# PIGGYBACK_WRAP_TIMEOUT in the wrapper's timeout tests, seconds: long enough for a
+# loaded machine to start the program, short enough to wait for.
+WRAP_TIMEOUT = 6
+
+
+def processes_with(needle):
+    """Pids of processes whose command line contains `needle` (bytes)."""
+    found = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit() and int(d.name) != os.getpid():
+            try:
+                if needle in (d / "cmdline").read_bytes():
+                    found.append(int(d.name))
+            except OSError:
+                pass
+    return found
+
+
+def slow_program(folder, first_line=None):
+    """A site program that never answers and starts a process of its own (a shell
+    script's `sleep`): (its path, a function listing the pids of both)."""
+    tag = f"{secrets.randbelow(10**6):06d}"
+    path = folder / f"slow-{tag}.sh"
+    # A duration no other process has: how its `sleep` is found again.
+    body = f"sleep 90.{tag} >/dev/null 2>&1 &\nwait\n"
+    path.write_text((first_line or "#!/bin/sh") + "\n" + body)
+    path.chmod(0o755)
+
+    def running():
+        return sorted(set(processes_with(path.name.encode()) + processes_with(f"90.{tag}".encode())))
+
+    return path, running
+
+
+def with_wrap_timeout(inst, seconds):
+    """etc/piggyback-wrap.conf with PIGGYBACK_WRAP_TIMEOUT added (the wrapper reads it
+    on every request); returns a function that puts the file back."""
+    conf = inst.root / "etc/piggyback-wrap.conf"
+    original = conf.read_text()
+    conf.write_text(original + f"PIGGYBACK_WRAP_TIMEOUT={seconds}\n")
+    return lambda: conf.write_text(original)
+
+
+def wrap_timeout_test(label, port, inst, cookie, folder, url_prefix, first_line=None):
+    """A wrapped program that outlives PIGGYBACK_WRAP_TIMEOUT: the wrapper answers 504
+    and stops it, with the process it started."""
+
+    @test(f"{label}: a wrapped program past PIGGYBACK_WRAP_TIMEOUT is stopped, with what it started, "
+          "and answered 504")
+    def _():
+        path, running = slow_program(folder, first_line)
+        restore = with_wrap_timeout(inst, WRAP_TIMEOUT)
+        try:
+            r = request(port, "GET", url_prefix + path.name, cookie=cookie, timeout=WRAP_TIMEOUT + 60)
+            # Python's http.server has sent 200 already: the wrapper's status is a header there.
+            status = int((r.header("Status") or str(r.status)).split()[0])
+            check(status == 504, f"status {status}: {r!r}")
+            check(isinstance(r.json, dict) and r.json.get("error", {}).get("code") == "timeout",
+                  f"not the wrapper's 504: {r!r}")
+            deadline = time.monotonic() + 10
+            while running() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            check(not running(), f"still running: {running()}")
+        finally:
+            restore()
+            path.unlink()
+
+
+def nginx_timeout_suite(kind, work):
+    """nginx's own timeout shorter than the wrapper's: nginx answers 504, fcgiwrap
+    leaves the program running, and PIGGYBACK_WRAP_TIMEOUT stops it."""
+    inst = Install(work / f"{kind}-wrap-timeout")
+    inst.add_user("alice")
+    alice = inst.token("alice")
+    server = Server(kind, inst, cgi_timeout=1).start()
+    try:
+        @test(f"{kind}: past nginx's timeout the wrapped program runs on (fcgiwrap does not stop it) "
+              "until PIGGYBACK_WRAP_TIMEOUT stops it, with what it started")
+        def _():
+            path, running = slow_program(inst.root / "site")
+            restore = with_wrap_timeout(inst, WRAP_TIMEOUT)
+            try:
+                r = request(server.port, "GET", f"/app/{path.name}", cookie=alice, timeout=60)
+                check(r.status == 504 and not (isinstance(r.json, dict) and "error" in r.json),
+                      f"not nginx's own 504: {r!r}")
+                # Still there after nginx gave up: it had started (or starts now) and runs on.
+                deadline = time.monotonic() + WRAP_TIMEOUT - 2
+                seen = running()
+                while not seen and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                    seen = running()
+                check(seen, "the program was not running after nginx's 504")
+                deadline = time.monotonic() + WRAP_TIMEOUT + 10
+                while running() and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                check(not running(), f"still running after PIGGYBACK_WRAP_TIMEOUT: {running()}")
+                log_text = server.cgi_log.read_text(errors="replace")
+                check(f"{path.name}: stopped after PIGGYBACK_WRAP_TIMEOUT" in log_text,
+                      f"no line in {server.cgi_log}: {log_text[-500:]}")
+            finally:
+                restore()
+                path.unlink()
+    finally:
+        server.stop()
 
 
 class PlainServer:
@@ -768,6 +877,7 @@ class PlainServer:
 
     def __init__(self, kind, inst):
         self.kind, self.inst, self.port, self.proc = kind, inst, free_port(), None
+        self.cwd = str(inst.root)
         www = inst.root / "site"
         (www / "cgi-bin").mkdir(parents=True, exist_ok=True)
         for prog in PROGRAMS:
@@ -779,8 +889,13 @@ class PlainServer:
             conf.write_text(f"*.pl:{inst.root}/bin/piggyback-wrap\n")
             self.cmd = [which("busybox"), "httpd", "-f", "-p", f"127.0.0.1:{self.port}", "-h", str(www), "-c", str(conf)]
         else:
-            self.cmd = ["/usr/bin/python3", "-m", "http.server", "--cgi", "--bind", "127.0.0.1", str(self.port),
-                        "--directory", str(www)]
+            # The command docs/INTEGRATE.md shows: `cd FOLDER && python3 -m http.server …`.
+            line = integrate_block("python-server").strip().replace("/srv/piggyback", str(inst.root))
+            cd, _, command = line.partition(" && ")
+            words = shlex.split(command)
+            check(cd.startswith("cd ") and words[-1] == "8000", f"INTEGRATE.md's command changed: {line}")
+            self.cwd = shlex.split(cd)[1]
+            self.cmd = [*words[:-1], str(self.port)]
 
     def start(self):
         env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PIGGYBACK_ROOT": str(self.inst.root),
@@ -792,7 +907,7 @@ class PlainServer:
             kw = {"user": RUN_USER, "group": group, "extra_groups": []}
         out = open(self.inst.root / f"log/{self.kind}.log", "ab")
         self.proc = subprocess.Popen(self.cmd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                     cwd=str(self.inst.root), start_new_session=True, **kw)
+                                     cwd=self.cwd, start_new_session=True, **kw)
         STARTED.append(self)
         if not wait_port(self.port, self.proc):
             raise RuntimeError(f"{self.kind} did not start: {(self.inst.root / f'log/{self.kind}.log').read_text()[-1000:]}")
@@ -809,9 +924,78 @@ class PlainServer:
         return True
 
 
+def integrate_block(marker):
+    """The code block after `<!-- test: MARKER -->` in docs/INTEGRATE.md."""
+    doc = (REPO / "docs/INTEGRATE.md").read_text()
+    return doc.split(f"<!-- test: {marker} -->", 1)[1].split("```", 2)[1].split("\n", 1)[1]
+
+
+# Python's http.server maps no interpreter: each wrapped program's own first line
+# names the wrapper and its interpreter (docs/INTEGRATE.md).
+SHEBANG_INTERPRETERS = {".pl": "/usr/bin/perl", ".php": "/usr/bin/php-cgi", ".sh": "/bin/sh"}
+
+
+def shebang_line(inst, interpreter):
+    """docs/INTEGRATE.md's first line for `interpreter`, in this install."""
+    line = integrate_block("shebang").strip()
+    check(line.endswith(" /usr/bin/perl"), f"INTEGRATE.md's first line changed: {line}")
+    return line.replace("/srv/piggyback", str(inst.root))[:-len("/usr/bin/perl")] + interpreter
+
+
+def python_wrap_suite(server, inst, alice):
+    """The site's own programs under Python's http.server --cgi, wrapped by their own
+    first line."""
+    kind, port = server.kind, server.port
+    folder = inst.root / "site/cgi-bin"
+    programs = {}
+    for name in ("hello.pl", "hello.php", "hello.sh", "page.sh", "download.pl"):
+        text = SITE_PROGRAMS[name]
+        body = text.split("\n", 1)[1] if text.startswith("#!") else text
+        wrapped = f"wrapped-{name}"
+        (folder / wrapped).write_text(shebang_line(inst, SHEBANG_INTERPRETERS[Path(name).suffix]) + "\n" + body)
+        (folder / wrapped).chmod(0o755)
+        programs[name] = wrapped
+    args = folder / "wrapped-args.sh"
+    args.write_text(shebang_line(inst, "/bin/sh") + "\nprintf 'Content-Type: application/json\\n\\n{\"argc\": %d}' $#\n")
+    args.chmod(0o755)
+
+    for name in ("hello.pl", "hello.php", "hello.sh"):
+        @test(f"{kind}: the site's own {name}, its first line naming the wrapper, answers with site_messages "
+              "and announces once")
+        def _(name=name):
+            subject = f"wrapped {name} {secrets.token_hex(3)}"
+            inst.pb("send", "--from", "bob", "--to", "alice", "--subject", subject, "--body", "for Python")
+            inst.pb("drain", check=False)
+            r = request(port, "GET", f"/cgi-bin/{programs[name]}", cookie=alice)
+            want = {"hello.pl": "perl", "hello.php": "php", "hello.sh": "sh"}[name]
+            check(r.status == 200 and isinstance(r.json, dict) and r.json.get("from") == want, f"{r!r}")
+            sm = check_site_messages(r, name)
+            check(subject in [it["subject"] for it in sm["items"]], f"{subject!r} not announced: {sm}")
+            again = check_site_messages(request(port, "GET", f"/cgi-bin/{programs[name]}", cookie=alice), "again")
+            check(subject not in [it["subject"] for it in again["items"]], f"announced twice: {again}")
+
+    @test(f"{kind}: query words Python passes as arguments never reach a wrapped program")
+    def _():
+        for query in ("-s", "foo+bar", ""):
+            r = request(port, "GET", f"/cgi-bin/{args.name}?{query}", cookie=alice)
+            check(isinstance(r.json, dict) and r.json.get("argc") == 0, f"?{query}: {r!r}")
+
+    @test(f"{kind}: HTML and a 1 MB download pass through the wrapper unchanged")
+    def _():
+        r = request(port, "GET", f"/cgi-bin/{programs['page.sh']}", cookie=alice)
+        check(r.raw == b'<!doctype html><p>{"not": 1}</p>', f"page: {r!r}")
+        r = request(port, "GET", f"/cgi-bin/{programs['download.pl']}", cookie=alice)
+        check(r.raw == DOWNLOAD, f"download: {r.status}, {len(r.raw)} bytes")
+
+    wrap_timeout_test(kind, port, inst, alice, folder, "/cgi-bin/", shebang_line(inst, "/bin/sh"))
+
+
 def plain_server_suite(kind, work):
     """What works under busybox httpd and Python's http.server (docs/DEPLOY.md)."""
     inst = Install(work / kind)
+    if not ALL_PROGRAMS:  # run without a server suite before it
+        ALL_PROGRAMS[:] = subprocess.run([inst.cli, "programs"], capture_output=True, text=True,
+                                         check=True).stdout.split()
     PROGRAMS[:] = [p for p in ALL_PROGRAMS if (inst.root / "cgi-bin" / p).exists()]
     for u in ("alice", "bob"):
         inst.add_user(u)
@@ -859,6 +1043,8 @@ def plain_server_suite(kind, work):
             def _():
                 r = request(port, "GET", "/cgi-bin/messages/987654321", cookie=alice)
                 check(r.status == 200 and r.json["error"]["code"] == "not_found", f"{r!r}")
+
+            python_wrap_suite(server, inst, alice)
     finally:
         server.stop()
 def fastcgi_suite(server, inst, alice):
@@ -902,10 +1088,13 @@ def msqd_suite(server, inst, alice, bob):
             check(proc.poll() is None, f"msqd exited {proc.returncode}: {(inst.root / 'log/msqd.log').read_text()[-500:]}")
             request(server.port, "GET", "/cgi-bin/profile", cookie=alice)  # take what is waiting
             tag = secrets.token_hex(3)
-            # A sender of its own: bob's earlier sends (the browser tests') count against
-            # the same per-minute limit, and 20 more could pass it.
-            inst.add_user("ivan")
-            ivan = inst.token("ivan")
+            # A sender made here, with a name no other test uses: the send limits count
+            # per sender (PIGGYBACK_SEND_RATE a minute) and per sender and recipient (a
+            # day), so no earlier test's sends (bob's, the browser tests') count against
+            # these 20.
+            sender = f"ivan_{tag}"
+            inst.add_user(sender)
+            ivan = inst.token(sender)
             with concurrent.futures.ThreadPoolExecutor(max_workers=20) as pool:
                 sends = list(pool.map(lambda i: request(server.port, "POST", "/cgi-bin/messages", {
                     "to": "alice", "subject": f"msqd {tag} {i}", "body": "through the keeper",

@@ -473,3 +473,75 @@ fn a_panicking_handler_answers_500_and_the_connection_serves_on() {
     drop(ours);
     assert_eq!(server.join().unwrap(), piggyback::gateway::fcgi::Wake::Ready);
 }
+
+#[test]
+fn a_client_that_stalls_is_dropped_and_the_process_then_serves_the_next_one() {
+    let site = site();
+    let db: OsString = site.db.clone().into();
+    let one_second: OsString = "1".into();
+    let fcgi = Responder::start(Program::Profile, &[("PIGGYBACK_DB", &db), ("PIGGYBACK_FCGI_IO_TIMEOUT", &one_second)]);
+    let alice = site.cgi(Program::Profile).user("alice");
+    // Without the bound a stalled connection holds the only process for ever: this
+    // client would then wait for ever too, so it gives up (and fails) after a minute.
+    let patient = |conn: &UnixStream| conn.set_read_timeout(Some(std::time::Duration::from_secs(60))).unwrap();
+
+    // A request without its body's records (an empty body's stream is one 8-byte
+    // record), then silence.
+    let mut stalled = fcgi.connect();
+    patient(&stalled);
+    let whole = request_bytes(1, false, &fastcgi_params(&alice), b"");
+    stalled.write_all(&whole[..whole.len() - 8]).unwrap();
+    // A management record answered: the process is on this connection, mid-request.
+    let mut asked = Vec::new();
+    pair(&mut asked, b"FCGI_MAX_REQS", b"");
+    stalled.write_all(&record(GET_VALUES, 0, &asked, true)).unwrap();
+    assert_eq!(read_record(&mut stalled).unwrap().0, GET_VALUES_RESULT);
+    let mut next = fcgi.connect();
+    patient(&next);
+    ask_on(&mut next, 1, false, &alice).assert_status(200);
+    assert!(read_record(&mut stalled).is_none(), "the stalled connection was closed");
+
+    // A kept connection with nothing more to ask: closed too, and the next one served.
+    let mut kept = fcgi.connect();
+    patient(&kept);
+    ask_on(&mut kept, 1, true, &alice).assert_status(200);
+    let mut after = fcgi.connect();
+    patient(&after);
+    ask_on(&mut after, 1, false, &alice).assert_status(200);
+    assert!(read_record(&mut kept).is_none(), "the idle kept connection was closed");
+
+    let stderr = fcgi.stop();
+    assert!(stderr.contains("in the middle of a request (PIGGYBACK_FCGI_IO_TIMEOUT)"), "{stderr}");
+}
+
+#[test]
+fn a_client_that_reads_no_answer_is_dropped_and_the_process_then_serves_the_next_one() {
+    let site = site();
+    let db: OsString = site.db.clone().into();
+    let one_second: OsString = "1".into();
+    let fcgi = Responder::start(Program::Profile, &[("PIGGYBACK_DB", &db), ("PIGGYBACK_FCGI_IO_TIMEOUT", &one_second)]);
+    let alice = site.cgi(Program::Profile).user("alice");
+    // Requests on a kept connection whose answers are never read: once the socket's
+    // buffers are full the process can write no more. Far more than they hold.
+    let deaf = fcgi.connect();
+    let one = request_bytes(1, true, &fastcgi_params(&alice), b"");
+    let writer = {
+        let mut deaf = deaf.try_clone().unwrap();
+        std::thread::spawn(move || {
+            for _ in 0..5000 {
+                // Fails once the process has closed the connection: that is the point.
+                if deaf.write_all(&one).is_err() {
+                    return true;
+                }
+            }
+            false
+        })
+    };
+    let mut next = fcgi.connect();
+    next.set_read_timeout(Some(std::time::Duration::from_secs(60))).unwrap();
+    ask_on(&mut next, 1, false, &alice).assert_status(200);
+    assert!(writer.join().unwrap(), "the connection that read nothing was closed");
+    let _ = deaf.shutdown(std::net::Shutdown::Both);
+    let stderr = fcgi.stop();
+    assert!(stderr.contains("read nothing of an answer"), "{stderr}");
+}

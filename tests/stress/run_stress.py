@@ -3,8 +3,8 @@
 
 Run by scripts/stress after it has built the release binaries. The suite is installed
 and served exactly as tests/e2e/run_e2e.py does it (its Install and Server are imported,
-not copied), by real lighttpd on 127.0.0.1 (--mode cgi; other modes plug in as another
-`Site` class). During the load:
+not copied), by real lighttpd on 127.0.0.1 (--mode cgi), as FastCGI (--mode fastcgi), or as CGI on PostgreSQL through
+pgbouncer (--mode postgres, a throw-away cluster from scripts/pg-cluster). During the load:
 
 * every user has a clicker: GETs of every program (profile, friends, posts, one post,
   messages, one message, session, the idle check messages/status with If-None-Match)
@@ -40,9 +40,11 @@ import json
 import os
 import random
 import re
+import shlex
 import shutil
 import signal
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import threading
@@ -81,8 +83,8 @@ class CgiSite:
     SERVER_5XX_PER_KILL_AT_MOST_ONE = True
 
     def __init__(self, work):
-        self.inst = run_e2e.Install(work / "site")
-        conf = (run_e2e.CONFIGS / self.CONF).read_text()
+        self.inst = self.make_install(work)
+        conf = self.base_conf()
         for name, value in SETTINGS.items():
             conf, n = re.subn(rf'("{name}"\s*=>\s*)"[^"]*"', rf'\g<1>"{value}"', conf)
             if n == 0:  # a setting the configuration leaves at its default: add it
@@ -93,6 +95,31 @@ class CgiSite:
         self.conf.write_text(conf)
         self.server = run_e2e.Server(self.KIND, self.inst)
         self.server.cmd[self.server.cmd.index("-f") + 1] = str(self.conf)
+
+    def make_install(self, work):
+        return run_e2e.Install(work / "site")
+
+    def base_conf(self):
+        return (run_e2e.CONFIGS / self.CONF).read_text()
+
+    def rows(self, sql, types):
+        """The rows of `sql` on the database, each column converted by its type."""
+        conn = sqlite3.connect(str(self.inst.db))
+        try:
+            return [tuple(t(v) for t, v in zip(types, row)) for row in conn.execute(sql)]
+        finally:
+            conn.close()
+
+    def integrity(self):
+        """SQLite's own check of the file; None where the engine has no such check."""
+        conn = sqlite3.connect(str(self.inst.db))
+        try:
+            return conn.execute("PRAGMA integrity_check").fetchone()[0]
+        finally:
+            conn.close()
+
+    def close(self):
+        """After the checks: nothing to stop beyond the server."""
 
     def start(self):
         self.server.start()
@@ -132,7 +159,45 @@ class FastCgiSite(CgiSite):
     SERVER_5XX_PER_KILL_AT_MOST_ONE = False
 
 
-MODES = {"cgi": CgiSite, "fastcgi": FastCgiSite}
+class PostgresSite(CgiSite):
+    """The suite as CGI programs under lighttpd on a PostgreSQL database reached
+    through a transaction-mode pgbouncer (--mode postgres): a throw-away cluster from
+    scripts/pg-cluster in the work directory, the install's spool its own. A killed
+    program's transaction is rolled back by the server when its connection drops."""
+
+    def make_install(self, work):
+        self.cluster = work / "pg"
+        out = subprocess.run([str(REPO / "scripts/pg-cluster"), "start", str(self.cluster)], capture_output=True,
+                             text=True, check=True).stdout
+        urls = {k: shlex.split(v)[0] for k, v in (line.split("=", 1) for line in out.split())}
+        self.direct_url = urls["PIGGYBACK_PG_URL"]
+        try:
+            inst = run_e2e.PgInstall(work / "site", urls["PIGGYBACK_PGBOUNCER_URL"])
+            inst.pb("init")
+        except BaseException:
+            self.close()
+            raise
+        return inst
+
+    def base_conf(self):
+        return self.inst.lighttpd_conf().read_text()
+
+    def rows(self, sql, types):
+        # Straight to the server (not through pgbouncer), with psql: the standard
+        # library has no PostgreSQL client. Unit and record separators keep any text.
+        p = subprocess.run(["psql", "-X", "-q", "-A", "-t", "-F", "\x1f", "-R", "\x1e", "-v", "ON_ERROR_STOP=1",
+                            "-d", self.direct_url, "-c", sql], capture_output=True, text=True, check=True)
+        out = p.stdout.rstrip("\n")
+        return [tuple(t(v) for t, v in zip(types, rec.split("\x1f"))) for rec in out.split("\x1e") if rec]
+
+    def integrity(self):
+        return None  # no file to check: the server's own WAL and the counters' recount cover it
+
+    def close(self):
+        subprocess.run([str(REPO / "scripts/pg-cluster"), "stop", str(self.cluster)], capture_output=True)
+
+
+MODES = {"cgi": CgiSite, "fastcgi": FastCgiSite, "postgres": PostgresSite}
 
 
 # --- the ledger and the simulated clients ----------------------------------------
@@ -370,11 +435,10 @@ class Checker:
 def check_invariants(load, site, ledger, kills, settled):
     c = Checker()
     entries = ledger.entries
-    db = str(site.inst.db)
-    conn = sqlite3.connect(db)
-    ids = {name: uid for uid, name in conn.execute("SELECT id, name FROM users")}
+    ids = {name: uid for uid, name in site.rows("SELECT id, name FROM users", (int, str))}
     messages = {mid: (subject, body, kind, state, recipient, sender) for mid, subject, body, kind, state, recipient, sender
-                in conn.execute("SELECT id, subject, body, kind, state, recipient_id, sender_id FROM messages")}
+                in site.rows("SELECT id, subject, body, kind, state, recipient_id, sender_id FROM messages",
+                             (int, str, str, str, str, int, int))}
     by_subject = Counter(m[0] for m in messages.values())
     figures = Counter()
     figures["requests"] = len(entries)
@@ -395,7 +459,7 @@ def check_invariants(load, site, ledger, kills, settled):
     figures["notes stored"] = sum(1 for s in by_subject if s.startswith("note-"))
     c.check(not lost, f"accepted sends not stored exactly once: {lost[:10]}")
     c.check(not twice, f"notes stored twice: {twice[:10]}")
-    comments = Counter(b for (b,) in conn.execute("SELECT body FROM comments"))
+    comments = Counter(b for (b,) in site.rows("SELECT body FROM comments", (str,)))
     notices = Counter(m[1] for m in messages.values() if m[2] == "comment")
     for e in entries:
         if e["kind"] == "comment" and e["status"] == 201 and e.get("json"):
@@ -438,9 +502,11 @@ def check_invariants(load, site, ledger, kills, settled):
     # 4. counters and integrity
     chk = site.inst.pb("check", check=False)
     c.check(chk.returncode == 0, f"piggyback check: {chk.stdout.strip()} {chk.stderr.strip()}")
-    integrity = conn.execute("PRAGMA integrity_check").fetchone()[0]
-    c.check(integrity == "ok", f"integrity_check: {integrity}")
-    conn.close()
+    integrity = site.integrity()
+    if integrity is None:
+        figures["integrity_check"] = "not applicable (PostgreSQL)"
+    else:
+        c.check(integrity == "ok", f"integrity_check: {integrity}")
 
     # 5. every 5xx a program wrote is a 503 with Retry-After
     statuses = Counter(e["status"] for e in entries)
@@ -524,6 +590,7 @@ def main():
               f"{figures['unseen announcements']} unseen announcements", flush=True)
     finally:
         site.stop()
+        site.close()
         ledger.close()
         if ok and not args.keep:
             shutil.rmtree(work, ignore_errors=True)
