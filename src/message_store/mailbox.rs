@@ -406,13 +406,7 @@ fn find_stored(conn: &Connection, request_id: &str, from: UserId, key: Option<&s
 /// Sets the counters of every user from `first` on from a count of their messages
 /// (`piggyback check --repair`, and `seed` after a bulk load); returns how many rows.
 pub(super) fn recount_counters(conn: &Connection, first: UserId) -> Result<usize> {
-    Ok(conn.execute(
-        "UPDATE mailbox SET
-            new = (SELECT count(*) FROM messages WHERE recipient_id = mailbox.user_id AND state = 'new'),
-            delivered = (SELECT count(*) FROM messages WHERE recipient_id = mailbox.user_id AND state = 'delivered')
-         WHERE user_id >= ?1",
-        [first.0],
-    )?)
+    Ok(conn.execute(&format!("{} WHERE user_id >= ?1", super::RECOUNT_COUNTERS), [first.0])?)
 }
 
 /// A user's `mailbox` row (counters and batches); all zero when there is none.

@@ -48,6 +48,13 @@ pub use sessions::{MAX_ENDED_SESSIONS, SessionUser};
 pub use social::{Friend, FriendRequestOutcome};
 pub use users::{Account, NameTaken, Profile, Removal, tombstone_label};
 
+/// Recounts `mailbox` counters from the messages themselves, for the rows a `WHERE`
+/// appended to it selects: the one statement both engines' repairs, seeds and
+/// removals share (the same SQL on SQLite and PostgreSQL).
+pub(crate) const RECOUNT_COUNTERS: &str = "UPDATE mailbox SET
+    new = (SELECT count(*) FROM messages WHERE recipient_id = mailbox.user_id AND state = 'new'),
+    delivered = (SELECT count(*) FROM messages WHERE recipient_id = mailbox.user_id AND state = 'delivered')";
+
 /// How long a request waits for another writer before answering 503.
 /// Below both servers' CGI timeouts (3 s and more in `cgi-bin-config/`).
 pub const BUSY_TIMEOUT: Duration = Duration::from_millis(2000);

@@ -217,15 +217,11 @@ impl SqliteStore {
         removal.received = tx.execute("DELETE FROM messages WHERE recipient_id = ?1", [id])? as i64;
         removal.withdrawn = tx.execute("DELETE FROM messages WHERE sender_id = ?1 AND state = 'new'", [id])? as i64;
         removal.kept = count("SELECT count(*) FROM messages WHERE sender_id = ?1 AND state <> 'deleted'")?;
+        let mut recount = tx.prepare(&format!("{} WHERE user_id = ?1", super::RECOUNT_COUNTERS))?;
         for recipient in recipients {
-            tx.execute(
-                "UPDATE mailbox SET
-                    new = (SELECT count(*) FROM messages WHERE recipient_id = ?1 AND state = 'new'),
-                    delivered = (SELECT count(*) FROM messages WHERE recipient_id = ?1 AND state = 'delivered')
-                 WHERE user_id = ?1",
-                [recipient],
-            )?;
+            recount.execute([recipient])?;
         }
+        drop(recount);
         // The mailbox row stays, empty: `check` finds every user with one.
         tx.execute("UPDATE mailbox SET new = 0, delivered = 0 WHERE user_id = ?1", [id])?;
         tx.execute("DELETE FROM friendships WHERE user_id = ?1 OR friend_id = ?1", [id])?;

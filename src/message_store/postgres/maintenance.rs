@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use super::{PgStore, int};
-use crate::message_store::{Counters, Result, SeedPlan, SeedReport};
+use crate::message_store::{Counters, RECOUNT_COUNTERS, Result, SeedPlan, SeedReport};
 use crate::model::UserId;
 
 impl PgStore {
@@ -54,12 +54,7 @@ impl PgStore {
                 "INSERT INTO mailbox (user_id) SELECT id FROM users WHERE id NOT IN (SELECT user_id FROM mailbox)",
                 &[],
             )?;
-            Ok(tx.execute_typed(
-                "UPDATE mailbox SET
-                    new = (SELECT count(*) FROM messages WHERE recipient_id = mailbox.user_id AND state = 'new'),
-                    delivered = (SELECT count(*) FROM messages WHERE recipient_id = mailbox.user_id AND state = 'delivered')",
-                &[],
-            )? as usize)
+            Ok(tx.execute_typed(RECOUNT_COUNTERS, &[])? as usize)
         })
     }
 
@@ -122,13 +117,7 @@ impl PgStore {
                     &[int(&first), int(&users), int(&messages), int(&seed), int(&tag), int(&now)],
                 )?;
             }
-            tx.query_typed(
-                "UPDATE mailbox SET
-                    new = (SELECT count(*) FROM messages WHERE recipient_id = mailbox.user_id AND state = 'new'),
-                    delivered = (SELECT count(*) FROM messages WHERE recipient_id = mailbox.user_id AND state = 'delivered')
-                 WHERE user_id >= $1",
-                &[int(&first)],
-            )?;
+            tx.query_typed(&format!("{RECOUNT_COUNTERS} WHERE user_id >= $1"), &[int(&first)])?;
             // Ids given explicitly above: move the generator past them.
             tx.batch_execute("SELECT setval(pg_get_serial_sequence('users', 'id'), (SELECT max(id) FROM users))")?;
             let written = if users > 0 { plan.messages } else { 0 };

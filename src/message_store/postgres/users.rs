@@ -1,7 +1,7 @@
 //! Users on PostgreSQL: accounts, passwords' hashes, profiles (as `../users.rs`).
 
 use super::{PgStore, int, text};
-use crate::message_store::{Account, NameTaken, Profile, Removal, Result};
+use crate::message_store::{Account, NameTaken, Profile, RECOUNT_COUNTERS, Removal, Result};
 use crate::model::{Preview, User, UserId};
 use crate::names::UserName;
 use postgres::Row;
@@ -131,14 +131,9 @@ impl PgStore {
                     &[int(&id)],
                 )?
                 .get(0);
+            let recount = format!("{RECOUNT_COUNTERS} WHERE user_id = $1");
             for recipient in &recipients {
-                tx.query_typed(
-                    "UPDATE mailbox SET
-                        new = (SELECT count(*) FROM messages WHERE recipient_id = $1 AND state = 'new'),
-                        delivered = (SELECT count(*) FROM messages WHERE recipient_id = $1 AND state = 'delivered')
-                     WHERE user_id = $1",
-                    &[int(recipient)],
-                )?;
+                tx.query_typed(&recount, &[int(recipient)])?;
             }
             // The mailbox row stays, empty: `check` finds every user with one.
             tx.query_typed("UPDATE mailbox SET new = 0, delivered = 0 WHERE user_id = $1", &[int(&id)])?;
