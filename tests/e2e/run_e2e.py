@@ -1456,6 +1456,10 @@ def main():
     args = ap.parse_args()
     VERBOSE = args.verbose
     KEEP = args.keep
+    known = set(DEFAULT_SERVERS.split(","))
+    unknown = [kind for kind in args.servers.split(",") if kind not in known]
+    if unknown:
+        ap.error(f"unknown server kind {', '.join(unknown)}: choose from {', '.join(sorted(known))}")
 
     def on_signal(signum, _frame):
         raise SystemExit(128 + signum)
