@@ -146,6 +146,67 @@ fn bound_socket_io(fd: RawFd, timeout: Duration) {
     }
 }
 
+/// A connection's socket, bounded only when it has to wait: each read and write is first
+/// tried without waiting (`MSG_DONTWAIT`), and only one that would wait sets the bounds
+/// ([`bound_socket_io`]) and waits, at most that long. A web server on the same machine
+/// rarely makes a responder wait, so most connections skip the two `setsockopt` calls.
+struct Socket<'a, S> {
+    stream: &'a mut S,
+    timeout: Duration,
+    bounded: bool,
+}
+
+impl<S: Read + Write + AsRawFd> Socket<'_, S> {
+    fn bound(&mut self) {
+        if !self.bounded {
+            bound_socket_io(self.stream.as_raw_fd(), self.timeout);
+            self.bounded = true;
+        }
+    }
+
+    /// Reads what has arrived, or waits for something, at most the bound.
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        // SAFETY: `buf` is valid for writes of its length; the descriptor is the
+        // connection's, open for as long as `stream` is.
+        let n = unsafe { libc::recv(self.stream.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+        match usize::try_from(n) {
+            Ok(n) => Ok(n),
+            Err(_) => match std::io::Error::last_os_error() {
+                e if e.kind() == ErrorKind::WouldBlock => {
+                    self.bound();
+                    self.stream.read(buf)
+                }
+                e => Err(e),
+            },
+        }
+    }
+
+    /// Writes all of `out`, waiting at most the bound each time the peer reads nothing.
+    fn write_all(&mut self, mut out: &[u8]) -> std::io::Result<()> {
+        while !out.is_empty() && !self.bounded {
+            // SAFETY: `out` is valid for reads of its length; the descriptor is the
+            // connection's. MSG_NOSIGNAL: a peer that is gone is an error, not a SIGPIPE.
+            let n = unsafe {
+                libc::send(
+                    self.stream.as_raw_fd(),
+                    out.as_ptr().cast(),
+                    out.len(),
+                    libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                )
+            };
+            match usize::try_from(n) {
+                Ok(n) => out = &out[n..],
+                Err(_) => match std::io::Error::last_os_error() {
+                    e if e.kind() == ErrorKind::Interrupted => {}
+                    e if e.kind() == ErrorKind::WouldBlock => self.bound(),
+                    e => return Err(e),
+                },
+            }
+        }
+        self.stream.write_all(out)
+    }
+}
+
 /// Whether an I/O error is a bound set by [`bound_socket_io`] running out.
 fn timed_out(e: &std::io::Error) -> bool {
     matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
@@ -264,8 +325,8 @@ impl Responder {
     /// Serves one connection until the peer closes it, asks for it to be closed, breaks
     /// the protocol, or a stop signal arrives between requests.
     pub fn connection<S: Read + Write + AsRawFd>(&mut self, stream: &mut S, waiter: &Waiter) -> Wake {
-        bound_socket_io(stream.as_raw_fd(), self.io_timeout);
-        let served = catch_unwind(AssertUnwindSafe(|| self.records(stream, waiter)));
+        let mut socket = Socket { stream, timeout: self.io_timeout, bounded: false };
+        let served = catch_unwind(AssertUnwindSafe(|| self.records(&mut socket, waiter)));
         served.unwrap_or_else(|_| {
             // The record layer is fuzzed not to panic; should it, only this connection ends.
             self.kept = Kept::across_requests();
@@ -274,7 +335,7 @@ impl Responder {
         })
     }
 
-    fn records<S: Read + Write + AsRawFd>(&mut self, stream: &mut S, waiter: &Waiter) -> Wake {
+    fn records<S: Read + Write + AsRawFd>(&mut self, stream: &mut Socket<'_, S>, waiter: &Waiter) -> Wake {
         let mut conn = Connection::new(MAX_BODY_BYTES);
         let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
         let mut start = 0;
@@ -333,7 +394,7 @@ impl Responder {
             // A kept connection with nothing more to ask is closed after the timeout too:
             // while it is open this process serves no other.
             if idle {
-                match waiter.wait_readable(stream.as_raw_fd(), Some(self.io_timeout)) {
+                match waiter.wait_readable(stream.stream.as_raw_fd(), Some(self.io_timeout)) {
                     Wake::Stop => return Wake::Stop,
                     Wake::TimedOut => return Wake::Ready,
                     Wake::Ready => {}
