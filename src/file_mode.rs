@@ -7,6 +7,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -79,6 +80,20 @@ pub fn create_new(path: &Path, mode: FileMode) -> io::Result<File> {
     let file = OpenOptions::new().write(true).create_new(true).mode(mode.file()).open(path)?;
     file.set_permissions(fs::Permissions::from_mode(mode.file()))?;
     Ok(file)
+}
+
+/// Sets `path`'s modification time to now, creating it with the mode's file bits when
+/// missing. Needs only write permission on an existing file, not its ownership (the
+/// time is the kernel's "now", `futimens` with no times).
+pub fn touch(path: &Path, mode: FileMode) -> io::Result<()> {
+    let file = OpenOptions::new().write(true).create(true).mode(mode.file()).open(path)?;
+    // Past the umask, as create_new does; refused (and harmless) when another user owns it.
+    let _ = file.set_permissions(fs::Permissions::from_mode(mode.file()));
+    // SAFETY: a valid descriptor owned by `file`; a null `times` means "now" for both.
+    if unsafe { libc::futimens(file.as_raw_fd(), std::ptr::null()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Creates `path` and any missing parents with the mode's folder bits.

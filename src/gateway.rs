@@ -17,6 +17,7 @@ use serde_json::Value;
 
 use crate::config::{Config, MAX_BODY_BYTES, RemoteUser};
 use crate::csrf;
+use crate::file_mode::FileMode;
 use crate::handlers::{Caller, Context, Handler};
 use crate::http::{Ack, ApiError, BodyError, Meta, Method, Reply, Request, SessionChange, reason_phrase};
 use crate::identity::{self, Verdict};
@@ -26,10 +27,12 @@ use crate::model::{User, now};
 use crate::msq::{self, Queue, QueueError};
 use crate::names::UserName;
 use crate::proxy::{self, ForwardingHeaders};
-use crate::spool::Spool;
+use crate::spool::{NewDirMemory, Spool};
 
-/// The CGI environment as the server passed it.
-pub type Env = HashMap<String, OsString>;
+/// The CGI environment as the server passed it. Hashed with foldhash, seeded per
+/// process: SipHash cost 12 % of a FastCGI request (header names come from the client,
+/// so the hasher stays seeded).
+pub type Env = HashMap<String, OsString, foldhash::fast::RandomState>;
 
 pub mod fcgi;
 pub mod start;
@@ -56,12 +59,12 @@ pub fn run(handler: Handler) -> ExitCode {
         return fcgi::serve(handler);
     }
     let env: Env = std::env::vars_os().filter_map(|(k, v)| k.into_string().ok().map(|k| (k, v))).collect();
-    let mut kept = KeptStore::default();
+    let mut kept = Kept::default();
     let output = respond_keeping(handler, &env, std::io::stdin().lock(), &mut kept);
     // A connection that wrote closes before the answer, as it always did: its close
     // may checkpoint (ARCHITECTURE.md, the close-checkpoint rule).
-    if kept.0.as_ref().is_some_and(|(_, store)| store.wrote()) {
-        kept.0 = None;
+    if kept.store.as_ref().is_some_and(|(_, store)| store.wrote()) {
+        kept.store = None;
     }
     let mut stdout = std::io::stdout().lock();
     // The client may be gone (lighttpd then sends SIGTERM); nothing is left to do.
@@ -76,17 +79,17 @@ pub fn run(handler: Handler) -> ExitCode {
 
 /// The complete CGI response (header block and body) to one request.
 pub fn respond(handler: Handler, env: &Env, stdin: impl Read) -> Vec<u8> {
-    respond_keeping(handler, env, stdin, &mut KeptStore::default())
+    respond_keeping(handler, env, stdin, &mut Kept::default())
 }
 
 /// [`respond`] with the database connection of earlier requests, if it is to the same
 /// file: a FastCGI process keeps it, and with it SQLite's parsed schema and prepared
 /// statements. Nothing else survives a request.
-pub fn respond_keeping(handler: Handler, env: &Env, stdin: impl Read, kept: &mut KeptStore) -> Vec<u8> {
+pub fn respond_keeping(handler: Handler, env: &Env, stdin: impl Read, kept: &mut Kept) -> Vec<u8> {
     let head = env.get("REQUEST_METHOD").and_then(|m| m.to_str()) == Some("HEAD");
     let mut reply = catch_unwind(AssertUnwindSafe(|| serve(handler, env, stdin, now(), kept))).unwrap_or_else(|_| {
         // The connection may be mid-transaction: the next request opens a fresh one.
-        kept.0 = None;
+        kept.store = None;
         ApiError::internal("internal error").log("a handler panicked; answered 500").into_reply()
     });
     // The one place a reply's log line is written.
@@ -96,15 +99,24 @@ pub fn respond_keeping(handler: Handler, env: &Env, stdin: impl Read, kept: &mut
     serialize(reply, head)
 }
 
-/// The open database a process keeps between requests, and the path it was opened as.
+/// What a process keeps between requests: the open database and the path it was opened
+/// as, and, in a process that serves many (FastCGI), what it last saw of the spool.
 #[derive(Default)]
-pub struct KeptStore(Option<(PathBuf, Store)>);
+pub struct Kept {
+    store: Option<(PathBuf, Store)>,
+    new_dir: Option<NewDirMemory>,
+}
 
-impl KeptStore {
+impl Kept {
+    /// For a process that serves request after request: it remembers an empty `new/`.
+    pub fn across_requests() -> Kept {
+        Kept { store: None, new_dir: Some(NewDirMemory::default()) }
+    }
+
     /// The kept connection when it is to `path` and its schema is still this build's
     /// (`piggyback init` may have migrated it since); else a newly opened one, kept.
     fn open(&mut self, path: &Path) -> Result<&Store, StoreError> {
-        let kept = match self.0.take() {
+        let kept = match self.store.take() {
             // A connection opened while the database could not be written stays
             // read-only: open again, so a fault that has cleared is not remembered.
             Some((kept, store)) if kept == path && store.can_write() => {
@@ -113,12 +125,21 @@ impl KeptStore {
             }
             _ => (path.to_owned(), Store::open(path)?),
         };
-        Ok(&self.0.insert(kept).1)
+        Ok(&self.store.insert(kept).1)
+    }
+
+    /// The spool at `root`, remembering what this process saw of it.
+    fn spool(&self, root: &Path, mode: FileMode) -> Spool {
+        let spool = Spool::new(root).with_mode(mode);
+        match &self.new_dir {
+            Some(memory) => spool.remembering(memory),
+            None => spool,
+        }
     }
 }
 
 /// Serves one request at `now` (unix seconds, read once for the whole request).
-fn serve(handler: Handler, env: &Env, stdin: impl Read, now: i64, kept: &mut KeptStore) -> Reply {
+fn serve(handler: Handler, env: &Env, stdin: impl Read, now: i64, kept: &mut Kept) -> Reply {
     let config = match Config::from_lookup(|name| env.get(name).cloned()) {
         Ok(config) => config,
         Err(e) => return ApiError::misconfigured().log(format!("configuration: {e}")).into_reply(),
@@ -126,6 +147,7 @@ fn serve(handler: Handler, env: &Env, stdin: impl Read, now: i64, kept: &mut Kep
     let mut request = parse_request(env, stdin);
     distrust_remote_user(&mut request.meta, &config);
     believe_proxies(&mut request.meta, &config);
+    let spool = kept.spool(&config.spool, config.file_mode);
     let store = match kept.open(&config.db) {
         Ok(store) => store,
         Err(e) => return ApiError::from(e).into_reply(),
@@ -147,7 +169,7 @@ fn serve(handler: Handler, env: &Env, stdin: impl Read, now: i64, kept: &mut Kep
         }
         Err(e) => return e.into_reply(),
     };
-    let queue = Queue::new(store, Spool::new(&config.spool).with_mode(config.file_mode));
+    let queue = Queue::new(store, spool);
     let ctx = Context { config: &config, store, queue, caller, now };
     // A request that could not be parsed, or a cross-site one, is refused before the
     // handler runs, so it changes nothing.
@@ -251,7 +273,7 @@ pub fn site_messages_for(env: &Env) -> Result<Option<Value>, String> {
             return Err(format!("identity refused ({}): {}{detail}", e.code, e.message));
         }
     };
-    drain(&Queue::new(&store, Spool::new(&config.spool)), now);
+    drain(&Queue::new(&store, Spool::new(&config.spool).with_mode(config.file_mode)), now);
     // As for our programs: a request from another site reports counts, announces nothing.
     let announcing = match csrf::cross_site(&request.meta, &config.allowed_origins) {
         Some(_) => Announcing::CountsOnly,
@@ -264,7 +286,7 @@ pub fn site_messages_for(env: &Env) -> Result<Option<Value>, String> {
 /// ago by another process is in the database before `site_messages` is computed.
 /// A failure here only delays those messages: it is logged, never answered.
 fn drain(queue: &Queue<'_>, now: i64) {
-    match queue.drain(msq::CGI_DRAIN_BATCH, msq::CLAIM_TIMEOUT_SECS, msq::CGI_DRAIN_PATIENCE, now) {
+    match queue.drain_for_request(now) {
         Ok(report) => {
             for line in report.bad.iter().chain(&report.dropped) {
                 log(line);
@@ -289,7 +311,7 @@ pub fn site_messages_of_user(config: &Config, name: &str) -> Result<Option<Value
     let name = UserName::parse(name).map_err(|e| format!("{name:?}: {e}"))?;
     let user = store.user_by_name(&name).map_err(|e| e.to_string())?.ok_or_else(|| format!("no user named {name}"))?;
     let now = now();
-    drain(&Queue::new(&store, Spool::new(&config.spool)), now);
+    drain(&Queue::new(&store, Spool::new(&config.spool).with_mode(config.file_mode)), now);
     site_messages(&store, &user, None, config, now, Announcing::Claim)
 }
 

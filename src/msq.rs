@@ -195,10 +195,24 @@ impl<'a> Queue<'a> {
     /// after taking back claims older than `stale_after` seconds at `now`, waiting at
     /// most `patience` for the write lock. With nothing waiting it touches only the spool.
     pub fn drain(&self, max: usize, stale_after: i64, patience: Duration, now: i64) -> Result<DrainReport, QueueError> {
-        let mut report = DrainReport {
-            reclaimed: self.spool.recover(stale_after, now).map_err(QueueError::Spool)?,
-            ..Default::default()
+        let reclaimed = self.spool.recover(stale_after, now).map_err(QueueError::Spool)?;
+        self.apply_waiting(max, patience, reclaimed)
+    }
+
+    /// A request's drain, before its `site_messages`: a batch of [`CGI_DRAIN_BATCH`],
+    /// waiting at most [`CGI_DRAIN_PATIENCE`] for the write lock; dead drainers' claims
+    /// are taken back only when [`Spool::recovery_due`] says so.
+    pub fn drain_for_request(&self, now: i64) -> Result<DrainReport, QueueError> {
+        let reclaimed = if self.spool.recovery_due(now) {
+            self.spool.recover(CLAIM_TIMEOUT_SECS, now).map_err(QueueError::Spool)?
+        } else {
+            0
         };
+        self.apply_waiting(CGI_DRAIN_BATCH, CGI_DRAIN_PATIENCE, reclaimed)
+    }
+
+    fn apply_waiting(&self, max: usize, patience: Duration, reclaimed: usize) -> Result<DrainReport, QueueError> {
+        let mut report = DrainReport { reclaimed, ..Default::default() };
         let names = self.spool.waiting(max).map_err(QueueError::Spool)?;
         let mut claimed = Vec::with_capacity(names.len());
         for name in names {

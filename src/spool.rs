@@ -17,6 +17,8 @@ use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -32,6 +34,24 @@ const MAX_FILE_BYTES: u64 = 256 * 1024;
 
 /// Files in `tmp/` older than this are left over from a writer that died.
 pub const TMP_GRACE_SECS: i64 = 300;
+
+/// A request's drain looks for dead drainers' claims and for `tmp/` leftovers at most
+/// this often per spool, across all processes: a claim is stale only after
+/// `CLAIM_TIMEOUT_SECS` anyway, and the look lists two folders (10 system calls) that a
+/// request with nothing to do would otherwise pay every time. `piggyback drain` and
+/// `msqd` always look.
+pub const RECOVER_EVERY_SECS: i64 = 5;
+
+/// The file in the spool's root whose modification time says when a request last
+/// looked ([`Spool::recovery_due`]). Its name starts with a dot: never a request.
+const RECOVERED_MARK: &str = ".recovered";
+
+/// How long `new/` must have been unchanged before an empty listing of it is trusted
+/// until it changes again ([`NewDirMemory`]). A file system stamps a change with a
+/// coarse clock (ext3 and some others to the second): a change made during or after the
+/// listing can carry the same stamp as the folder had before it, unless the stamp was
+/// older than the clock's grain when the listing began (git's "racy clean" rule).
+const SETTLED: Duration = Duration::from_secs(3);
 
 /// The request a file carries.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,6 +105,38 @@ pub struct Spool {
     root: PathBuf,
     /// Who may read the folders and files it creates.
     mode: FileMode,
+    /// What a long-lived process remembers of `new/` between its requests.
+    memory: Option<NewDirMemory>,
+}
+
+/// What a process that serves many requests (FastCGI) remembers of `new/`: the folder's
+/// stamp when a listing found it empty. While the stamp is unchanged nothing has been
+/// added, and a request's drain costs one `stat` instead of listing the folder (five
+/// system calls). Sound only for a spool on a local file system, which is what
+/// docs/SCALE.md asks for (a spool per host): the stamps come from this host's clock.
+#[derive(Debug, Clone, Default)]
+pub struct NewDirMemory(Arc<Mutex<Option<DirStamp>>>);
+
+/// A folder's identity and last change, as `stat` gives them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct DirStamp {
+    dev: u64,
+    ino: u64,
+    mtime: i64,
+    mtime_nsec: i64,
+}
+
+impl DirStamp {
+    fn of(m: &fs::Metadata) -> DirStamp {
+        DirStamp { dev: m.dev(), ino: m.ino(), mtime: m.mtime(), mtime_nsec: m.mtime_nsec() }
+    }
+
+    /// Whether the stamp is older than `SETTLED` at `now`: a change after `now` cannot
+    /// carry it again.
+    fn settled_at(&self, now: SystemTime) -> bool {
+        let stamp = Duration::new(self.mtime.max(0) as u64, self.mtime_nsec.clamp(0, 999_999_999) as u32);
+        now.duration_since(SystemTime::UNIX_EPOCH).is_ok_and(|now| now > stamp + SETTLED)
+    }
 }
 
 /// A claimed request file: in `cur/`, owned by this process until applied or released.
@@ -116,7 +168,12 @@ pub struct SpoolState {
 impl Spool {
     /// A spool whose folders and files are the owner's only.
     pub fn new(root: impl Into<PathBuf>) -> Spool {
-        Spool { root: root.into(), mode: FileMode::Owner }
+        Spool { root: root.into(), mode: FileMode::Owner, memory: None }
+    }
+
+    /// The same spool, remembering an empty `new/` in `memory` between requests.
+    pub fn remembering(self, memory: &NewDirMemory) -> Spool {
+        Spool { memory: Some(memory.clone()), ..self }
     }
 
     /// The same spool, creating folders and files with `mode`'s permissions.
@@ -176,13 +233,33 @@ impl Spool {
 
     /// Names in `new/`, oldest first (names start with the send time), at most `max`.
     pub fn waiting(&self, max: usize) -> io::Result<Vec<String>> {
-        let mut names = match list(&self.dir("new")) {
+        let names = match &self.memory {
+            None => list(&self.dir("new")),
+            Some(memory) => self.list_new_unless_unchanged(memory),
+        };
+        let mut names = match names {
             Ok(names) => names,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(e),
         };
         names.sort_unstable();
         names.truncate(max);
+        Ok(names)
+    }
+
+    /// Lists `new/`, or answers empty at the cost of one `stat` when the folder is as it
+    /// was when a listing last found it empty. The stamp is read before the listing, so
+    /// a file added during the listing changes it after.
+    fn list_new_unless_unchanged(&self, memory: &NewDirMemory) -> io::Result<Vec<String>> {
+        let dir = self.dir("new");
+        let stamp = DirStamp::of(&fs::metadata(&dir)?);
+        let mut remembered = memory.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if *remembered == Some(stamp) {
+            return Ok(Vec::new());
+        }
+        let listed_at = SystemTime::now();
+        let names = list(&dir)?;
+        *remembered = (names.is_empty() && stamp.settled_at(listed_at)).then_some(stamp);
         Ok(names)
     }
 
@@ -235,6 +312,21 @@ impl Spool {
     pub fn release(&self, name: &str) -> io::Result<()> {
         let name = file_name(name)?;
         fs::rename(self.dir("cur").join(name), self.dir("new").join(name))
+    }
+
+    /// Whether a request's drain should [`Spool::recover`] now: at most once per
+    /// [`RECOVER_EVERY_SECS`] across the processes that share the spool, told by the
+    /// mark file's modification time, which this sets when it says yes. When the mark
+    /// cannot be read or set (a spool this user may not write), always yes.
+    pub fn recovery_due(&self, now: i64) -> bool {
+        let mark = self.root.join(RECOVERED_MARK);
+        if let Ok(m) = fs::metadata(&mark)
+            && (0..RECOVER_EVERY_SECS).contains(&(now - m.mtime()))
+        {
+            return false;
+        }
+        let _ = file_mode::touch(&mark, self.mode);
+        true
     }
 
     /// Moves claims older than `stale_after` seconds back to `new/` (their drainer died)
@@ -412,5 +504,81 @@ mod tests {
         assert_eq!(spool.recover(60, now).unwrap(), 0, "a fresh claim stays");
         assert_eq!(spool.recover(60, now + 61).unwrap(), 1);
         assert_eq!(spool.waiting(10).unwrap(), vec!["c.1.1".to_string()]);
+    }
+
+    /// Sets a folder's modification time, as a clock that went on would have left it.
+    fn set_mtime(dir: &Path, when: SystemTime) {
+        File::open(dir).unwrap().set_times(fs::FileTimes::new().set_modified(when)).unwrap();
+    }
+
+    #[test]
+    fn a_request_recovers_at_most_once_per_period_across_processes() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::new(dir.path());
+        spool.create().unwrap();
+        let now = crate::model::now();
+        assert!(spool.recovery_due(now), "no mark yet: due");
+        assert!(!spool.recovery_due(now), "just recovered");
+        // Another process's view of the same spool: the mark is in the folder, not here.
+        assert!(!Spool::new(dir.path()).recovery_due(now + RECOVER_EVERY_SECS - 1));
+        assert!(spool.recovery_due(now + RECOVER_EVERY_SECS), "the period is over");
+        // A mark from the future (the clock was set back) does not stop recovery for long.
+        File::options()
+            .write(true)
+            .open(dir.path().join(RECOVERED_MARK))
+            .unwrap()
+            .set_modified(SystemTime::now() + Duration::from_secs(3600))
+            .unwrap();
+        assert!(spool.recovery_due(crate::model::now()));
+    }
+
+    #[test]
+    fn an_unreadable_mark_means_recovery_is_due_every_time() {
+        let dir = tempfile::tempdir().unwrap();
+        // The mark's place is taken by a folder: it cannot be opened for writing.
+        fs::create_dir_all(dir.path().join(RECOVERED_MARK)).unwrap();
+        set_mtime(&dir.path().join(RECOVERED_MARK), SystemTime::now());
+        let spool = Spool::new(dir.path());
+        let now = crate::model::now();
+        assert!(spool.recovery_due(now + RECOVER_EVERY_SECS));
+        assert!(spool.recovery_due(now + RECOVER_EVERY_SECS));
+    }
+
+    #[test]
+    fn a_remembered_empty_new_folder_is_not_listed_again_until_it_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let memory = NewDirMemory::default();
+        let spool = Spool::new(dir.path()).remembering(&memory);
+        spool.create().unwrap();
+        let before = SystemTime::now() - Duration::from_secs(10);
+        set_mtime(&spool.dir("new"), before);
+        assert!(spool.waiting(10).unwrap().is_empty());
+        // A file slipped in with the folder's stamp put back as it was: only a process
+        // that trusts its memory misses it, which shows the memory is used.
+        fs::write(spool.dir("new").join("x.1.1"), b"").unwrap();
+        set_mtime(&spool.dir("new"), before);
+        let stamp = DirStamp::of(&fs::metadata(spool.dir("new")).unwrap());
+        assert_eq!(*memory.0.lock().unwrap(), Some(stamp));
+        assert!(spool.waiting(10).unwrap().is_empty(), "remembered empty");
+        assert_eq!(Spool::new(dir.path()).waiting(10).unwrap(), vec!["x.1.1".to_string()], "no memory: listed");
+        fs::remove_file(spool.dir("new").join("x.1.1")).unwrap();
+        // A real send changes the stamp, and the next look lists the folder.
+        spool.enqueue(&request("c.1.1")).unwrap();
+        assert_eq!(spool.waiting(10).unwrap(), vec!["c.1.1".to_string()]);
+    }
+
+    #[test]
+    fn an_empty_listing_of_a_folder_changed_a_moment_ago_is_not_remembered() {
+        let dir = tempfile::tempdir().unwrap();
+        let memory = NewDirMemory::default();
+        let spool = Spool::new(dir.path()).remembering(&memory);
+        spool.create().unwrap();
+        // new/ was just made: a send landing within the clock's grain could keep its stamp.
+        assert!(spool.waiting(10).unwrap().is_empty());
+        assert_eq!(*memory.0.lock().unwrap(), None);
+        spool.enqueue(&request("c.1.1")).unwrap();
+        assert_eq!(spool.waiting(10).unwrap(), vec!["c.1.1".to_string()]);
+        // A listing that found files is not remembered either.
+        assert_eq!(*memory.0.lock().unwrap(), None);
     }
 }

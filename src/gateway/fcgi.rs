@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::{Env, Handler, KeptStore, log, respond_keeping};
+use super::{Env, Handler, Kept, log, respond_keeping};
 use crate::config::{MAX_BODY_BYTES, parse_duration};
 use crate::fastcgi::{self, Connection, Step};
 
@@ -229,7 +229,7 @@ pub struct Responder {
     /// passes its whole environment on, and a stray `REMOTE_USER` or `HTTPS` there must
     /// never reach a request.
     settings: Env,
-    kept: KeptStore,
+    kept: Kept,
     /// `PIGGYBACK_FCGI_IO_TIMEOUT`: how long one read, one write or the wait for the
     /// next request on a kept connection may take.
     io_timeout: Duration,
@@ -246,7 +246,7 @@ impl Responder {
             .filter(|(k, _)| k.starts_with("PIGGYBACK_"))
             .collect();
         let io_timeout = io_timeout(&settings);
-        Responder { handler, settings, kept: KeptStore::default(), io_timeout, chunk: vec![0; READ_CHUNK].into() }
+        Responder { handler, settings, kept: Kept::across_requests(), io_timeout, chunk: vec![0; READ_CHUNK].into() }
     }
 
     /// The environment of one request: its parameters over the process's settings.
@@ -268,7 +268,7 @@ impl Responder {
         let served = catch_unwind(AssertUnwindSafe(|| self.records(stream, waiter)));
         served.unwrap_or_else(|_| {
             // The record layer is fuzzed not to panic; should it, only this connection ends.
-            self.kept = KeptStore::default();
+            self.kept = Kept::across_requests();
             log("FastCGI: the connection's handling panicked; closed it");
             Wake::Ready
         })

@@ -14,14 +14,13 @@ use super::Context;
 use crate::http::{ApiError, Reply, Request};
 use crate::message_store::{CLAIM_BATCH, Counters, Mailbox};
 use crate::model::UserId;
-use crate::msq;
 
 pub fn status(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
     let me = ctx.require_user()?;
     // A message sent a moment ago by another process must count as new here, before
     // the decision; the gateway's own drain comes after the handler. A failure only
     // delays those messages, and the gateway's drain logs it.
-    let _ = ctx.queue.drain(msq::CGI_DRAIN_BATCH, msq::CLAIM_TIMEOUT_SECS, msq::CGI_DRAIN_PATIENCE, ctx.now);
+    let _ = ctx.queue.drain_for_request(ctx.now);
     let mailbox = ctx.store.mailbox(me.id)?;
     // The client's acknowledgement, as the announcement would record it.
     let acked = req.meta.ack.as_ref().map_or(mailbox.acked, |ack| ack.watermark(mailbox.acked, mailbox.batch));

@@ -54,7 +54,8 @@ pub enum Older {
 /// Brings the database to [`SCHEMA_VERSION`] or refuses it: the one place that reads
 /// `user_version`. A newer schema than this build knows is always refused.
 pub(super) fn apply_or_refuse(conn: &Connection, older: Older) -> Result<()> {
-    let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    // Cached: a FastCGI process asks before every request.
+    let found: i64 = conn.prepare_cached("PRAGMA user_version")?.query_row([], |r| r.get(0))?;
     if found == SCHEMA_VERSION {
         return Ok(());
     }

@@ -198,7 +198,7 @@ mod tests {
         assert_eq!(env["PIGGYBACK_WRAP_ROOT"], "/srv");
         assert!(!env.contains_key("PATH"), "only PIGGYBACK_ settings come from the file");
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
-        let mut env = Env::new();
+        let mut env = Env::default();
         assert!(merge_file(&mut env, &path).is_some());
         assert!(env.is_empty());
     }

@@ -13,6 +13,9 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 
+use piggyback::model::{MessageKind, NewMessage, UserId, now};
+use piggyback::msq;
+use piggyback::spool::{FileRequest, Spool};
 use serde_json::json;
 
 use crate::support::{Cgi, Program, Response, Site, parse_response};
@@ -269,6 +272,41 @@ fn announcements_are_made_once_across_fastcgi_and_cgi_processes() {
     drop(keep);
     profile.stop();
     messages.stop();
+}
+
+/// A kept process remembers an empty `new/` and then costs one `stat` per drain (the
+/// spool's `NewDirMemory`); a send that waits in the spool (a 202, a send from another
+/// host's program) changes the folder, and the next request applies and announces it.
+#[test]
+fn a_send_waiting_in_the_spool_reaches_a_process_that_saw_the_spool_empty() {
+    let site = site();
+    let spool = Spool::new(site.spool());
+    spool.create().unwrap();
+    // Settled long ago, so the first empty listing is remembered.
+    let long_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+    std::fs::File::open(site.spool().join("new")).unwrap().set_modified(long_ago).unwrap();
+    let profile = Responder::for_site(Program::Profile, &site);
+    assert!(profile.ask(&site.cgi(Program::Profile).user("alice")).announced().is_empty());
+    assert!(profile.ask(&site.cgi(Program::Profile).user("alice")).announced().is_empty());
+
+    let request_id = msq::new_request_id();
+    spool
+        .enqueue(&FileRequest::Send(NewMessage {
+            request_id: request_id.clone(),
+            from: UserId(site.id_of("bob")),
+            to: UserId(site.id_of("alice")),
+            subject: "queued".into(),
+            body: "waited in new/".into(),
+            kind: MessageKind::Note,
+            idempotency_key: None,
+            sent_at: now(),
+        }))
+        .unwrap();
+    let r = profile.ask(&site.cgi(Program::Profile).user("alice"));
+    assert_eq!(r.site()["items"].as_array().map(Vec::len), Some(1), "{}", r.json);
+    assert_eq!(r.site()["items"][0]["subject"], "queued");
+    assert!(std::fs::read_dir(site.spool().join("new")).unwrap().next().is_none(), "applied");
+    profile.stop();
 }
 
 #[test]

@@ -3,7 +3,6 @@
 //! random bodies through `gateway::respond` for every program, against a real temporary
 //! database. Every answer must be a well-formed CGI response with a status below 500.
 
-use std::collections::HashMap;
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
@@ -252,7 +251,7 @@ fn case() -> impl Strategy<Value = Case> {
 }
 
 fn env_of(fx: &Fixture, case: &Case) -> Env {
-    let mut env: Env = HashMap::new();
+    let mut env = Env::default();
     env.insert("PIGGYBACK_DB".into(), fx.db.clone().into_os_string());
     env.insert("PIGGYBACK_SPOOL".into(), fx.dir.path().join("spool").into_os_string());
     env.insert("PIGGYBACK_SECRET_FILE".into(), fx.secret.clone().into_os_string());
