@@ -17,9 +17,13 @@
 //!   them: otherwise the database or a spool file could be opened as fd 1 and the
 //!   answer written into it.
 //!
-//! Left out: the stack-overflow handler. An overflow still kills the process with
-//! SIGSEGV (the guard page is the kernel's), only without std's one-line message; the
-//! server logs the signal.
+//! Left out:
+//! - the stack-overflow handler. An overflow still kills the process with SIGSEGV (the
+//!   guard page is the kernel's), only without std's one-line message; the server logs
+//!   the signal.
+//! - the flush of stdout at exit: the gateway flushes every answer itself.
+//! - the catch of a panic that escapes `main` (exit status 101): one outside the
+//!   handler's `catch_unwind` now aborts the process instead. Neither answers.
 
 use std::ffi::c_int;
 use std::process::ExitCode;
