@@ -8,8 +8,10 @@
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 /// The setting `PIGGYBACK_FILE_MODE`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -172,5 +174,46 @@ mod tests {
         fs::set_permissions(&file, fs::Permissions::from_mode(0o660)).unwrap();
         assert!(looser(&[(file.clone(), Kind::File)], FileMode::Group).is_empty());
         assert_eq!(looser(&[(file, Kind::Secret)], FileMode::Group).len(), 1, "the key is never group-writable");
+    }
+}
+
+/// A file's identity and last change, as `stat` gives them: while a file's stamp is
+/// unchanged, so is the file, for a process that keeps what it read of it between
+/// requests (FastCGI). Sound only for a local file system, where the stamps come from
+/// this host's clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+/// How old a stamp must be before what was read under it is trusted until it changes.
+/// A file system stamps a change with a coarse clock (ext3 and some others to the
+/// second): a change made during or after the read can carry the stamp the file had
+/// before it, unless that stamp was older than the clock's grain when the read began
+/// (git's "racy clean" rule).
+pub const SETTLED: Duration = Duration::from_secs(3);
+
+impl Stamp {
+    pub fn of(m: &fs::Metadata) -> Stamp {
+        Stamp {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.size(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+        }
+    }
+
+    /// Whether what is read at `now` under this stamp may be trusted while it lasts:
+    /// its content last changed more than [`SETTLED`] before, so a change of content
+    /// (a write, an entry added to a folder) after `now` gives another modification
+    /// time. A replaced file is another inode; the change time is compared, not aged.
+    pub fn settled_at(&self, now: SystemTime) -> bool {
+        let last = Duration::new(self.mtime.0.max(0) as u64, self.mtime.1.clamp(0, 999_999_999) as u32);
+        now.duration_since(SystemTime::UNIX_EPOCH).is_ok_and(|now| now > last + SETTLED)
     }
 }

@@ -20,7 +20,7 @@ use crate::csrf;
 use crate::file_mode::FileMode;
 use crate::handlers::{Caller, Context, Handler};
 use crate::http::{Ack, ApiError, BodyError, Meta, Method, Reply, Request, SessionChange, reason_phrase};
-use crate::identity::{self, Verdict};
+use crate::identity::{self, KeyMemory, Verdict};
 use crate::message_status::{self, Announcing};
 use crate::message_store::{BUSY_TIMEOUT, Store, StoreError};
 use crate::model::{User, now};
@@ -105,17 +105,20 @@ pub fn respond_keeping(handler: Handler, env: &Env, stdin: impl Read, kept: &mut
 pub struct Kept {
     store: Option<(PathBuf, Store)>,
     new_dir: Option<NewDirMemory>,
+    key: Option<KeyMemory>,
 }
 
 impl Kept {
-    /// For a process that serves request after request: it remembers an empty `new/`.
+    /// For a process that serves request after request: it remembers an empty `new/`
+    /// and the session key.
     pub fn across_requests() -> Kept {
-        Kept { store: None, new_dir: Some(NewDirMemory::default()) }
+        Kept { store: None, new_dir: Some(NewDirMemory::default()), key: Some(KeyMemory::default()) }
     }
 
     /// The kept connection when it is to `path` and its schema is still this build's
     /// (`piggyback init` may have migrated it since); else a newly opened one, kept.
-    fn open(&mut self, path: &Path) -> Result<&Store, StoreError> {
+    /// With it, the kept session key, if this process keeps one.
+    fn open(&mut self, path: &Path) -> Result<(&Store, Option<&KeyMemory>), StoreError> {
         let kept = match self.store.take() {
             // A connection opened while the database could not be written stays
             // read-only: open again, so a fault that has cleared is not remembered.
@@ -125,7 +128,7 @@ impl Kept {
             }
             _ => (path.to_owned(), Store::open(path)?),
         };
-        Ok(&self.store.insert(kept).1)
+        Ok((&self.store.insert(kept).1, self.key.as_ref()))
     }
 
     /// The spool at `root`, remembering what this process saw of it.
@@ -148,8 +151,8 @@ fn serve(handler: Handler, env: &Env, stdin: impl Read, now: i64, kept: &mut Kep
     distrust_remote_user(&mut request.meta, &config);
     believe_proxies(&mut request.meta, &config);
     let spool = kept.spool(&config.spool, config.file_mode);
-    let store = match kept.open(&config.db) {
-        Ok(store) => store,
+    let (store, key_memory) = match kept.open(&config.db) {
+        Ok(opened) => opened,
         Err(e) => return ApiError::from(e).into_reply(),
     };
     if store.is_degraded() {
@@ -157,7 +160,7 @@ fn serve(handler: Handler, env: &Env, stdin: impl Read, now: i64, kept: &mut Kep
             "PIGGYBACK_DB: no disk space for the -wal and -shm files: answering reads only; free space on its filesystem",
         );
     }
-    let caller = match identify(&request.meta, store, &config, now) {
+    let caller = match identify(&request.meta, store, &config, now, key_memory) {
         Ok(Some(user)) => Caller::Identified(user),
         Ok(None) => Caller::Anonymous,
         Err(mut e) if e.status < 500 => {
@@ -265,7 +268,7 @@ pub fn site_messages_for(env: &Env) -> Result<Option<Value>, String> {
     }
     let store = Store::open(&config.db).map_err(|e| format!("PIGGYBACK_DB: {e}"))?;
     let now = now();
-    let user = match identify(&request.meta, &store, &config, now) {
+    let user = match identify(&request.meta, &store, &config, now, None) {
         Ok(Some(user)) => user,
         Ok(None) => return Ok(None),
         Err(e) => {
@@ -326,7 +329,13 @@ fn distrust_remote_user(meta: &mut Meta, config: &Config) {
     }
 }
 
-fn identify(meta: &Meta, store: &Store, config: &Config, now: i64) -> Result<Option<User>, ApiError> {
+fn identify(
+    meta: &Meta,
+    store: &Store,
+    config: &Config,
+    now: i64,
+    key_memory: Option<&KeyMemory>,
+) -> Result<Option<User>, ApiError> {
     // The web server's own authentication wins: it is the site's primary login, and a
     // stale cookie must not override it.
     if let Some(raw) = &meta.remote_user {
@@ -348,7 +357,7 @@ fn identify(meta: &Meta, store: &Store, config: &Config, now: i64) -> Result<Opt
             ApiError::unauthorized().log("PIGGYBACK_SECRET_FILE: not set, so session cookies cannot be checked")
         );
     }
-    let key = identity::session_key(config)?;
+    let key = identity::session_key_remembered(config, key_memory)?;
     // Several cookies: a stale one must not hide a valid one, and two valid ones naming
     // different users mean one was planted (by a sibling subdomain): trust neither.
     let claims = match identity::judge(cookies, &key, now) {

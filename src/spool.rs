@@ -18,12 +18,12 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::file_mode::{self, FileMode, Kind};
+use crate::file_mode::{self, FileMode, Kind, Stamp};
 use crate::model::NewMessage;
 
 /// Version tag at the start of every request file.
@@ -45,13 +45,6 @@ pub const RECOVER_EVERY_SECS: i64 = 5;
 /// The file in the spool's root whose modification time says when a request last
 /// looked ([`Spool::recovery_due`]). Its name starts with a dot: never a request.
 const RECOVERED_MARK: &str = ".recovered";
-
-/// How long `new/` must have been unchanged before an empty listing of it is trusted
-/// until it changes again ([`NewDirMemory`]). A file system stamps a change with a
-/// coarse clock (ext3 and some others to the second): a change made during or after the
-/// listing can carry the same stamp as the folder had before it, unless the stamp was
-/// older than the clock's grain when the listing began (git's "racy clean" rule).
-const SETTLED: Duration = Duration::from_secs(3);
 
 /// The request a file carries.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -110,34 +103,12 @@ pub struct Spool {
 }
 
 /// What a process that serves many requests (FastCGI) remembers of `new/`: the folder's
-/// stamp when a listing found it empty. While the stamp is unchanged nothing has been
+/// [`Stamp`] when a listing found it empty. While the stamp is unchanged nothing has been
 /// added, and a request's drain costs one `stat` instead of listing the folder (five
 /// system calls). Sound only for a spool on a local file system, which is what
 /// docs/SCALE.md asks for (a spool per host): the stamps come from this host's clock.
 #[derive(Debug, Clone, Default)]
-pub struct NewDirMemory(Arc<Mutex<Option<DirStamp>>>);
-
-/// A folder's identity and last change, as `stat` gives them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct DirStamp {
-    dev: u64,
-    ino: u64,
-    mtime: i64,
-    mtime_nsec: i64,
-}
-
-impl DirStamp {
-    fn of(m: &fs::Metadata) -> DirStamp {
-        DirStamp { dev: m.dev(), ino: m.ino(), mtime: m.mtime(), mtime_nsec: m.mtime_nsec() }
-    }
-
-    /// Whether the stamp is older than `SETTLED` at `now`: a change after `now` cannot
-    /// carry it again.
-    fn settled_at(&self, now: SystemTime) -> bool {
-        let stamp = Duration::new(self.mtime.max(0) as u64, self.mtime_nsec.clamp(0, 999_999_999) as u32);
-        now.duration_since(SystemTime::UNIX_EPOCH).is_ok_and(|now| now > stamp + SETTLED)
-    }
-}
+pub struct NewDirMemory(Arc<Mutex<Option<Stamp>>>);
 
 /// A claimed request file: in `cur/`, owned by this process until applied or released.
 #[derive(Debug)]
@@ -252,7 +223,7 @@ impl Spool {
     /// a file added during the listing changes it after.
     fn list_new_unless_unchanged(&self, memory: &NewDirMemory) -> io::Result<Vec<String>> {
         let dir = self.dir("new");
-        let stamp = DirStamp::of(&fs::metadata(&dir)?);
+        let stamp = Stamp::of(&fs::metadata(&dir)?);
         let mut remembered = memory.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if *remembered == Some(stamp) {
             return Ok(Vec::new());
@@ -393,6 +364,8 @@ fn list_or_empty(dir: &Path) -> io::Result<Vec<String>> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use crate::model::{MessageKind, UserId};
 
@@ -553,12 +526,12 @@ mod tests {
         let before = SystemTime::now() - Duration::from_secs(10);
         set_mtime(&spool.dir("new"), before);
         assert!(spool.waiting(10).unwrap().is_empty());
-        // A file slipped in with the folder's stamp put back as it was: only a process
-        // that trusts its memory misses it, which shows the memory is used.
-        fs::write(spool.dir("new").join("x.1.1"), b"").unwrap();
-        set_mtime(&spool.dir("new"), before);
-        let stamp = DirStamp::of(&fs::metadata(spool.dir("new")).unwrap());
+        let stamp = Stamp::of(&fs::metadata(spool.dir("new")).unwrap());
         assert_eq!(*memory.0.lock().unwrap(), Some(stamp));
+        // A file slipped in, and the memory told it saw the folder so: only a process
+        // that trusts its memory misses the file, which shows the memory is used.
+        fs::write(spool.dir("new").join("x.1.1"), b"").unwrap();
+        *memory.0.lock().unwrap() = Some(Stamp::of(&fs::metadata(spool.dir("new")).unwrap()));
         assert!(spool.waiting(10).unwrap().is_empty(), "remembered empty");
         assert_eq!(Spool::new(dir.path()).waiting(10).unwrap(), vec!["x.1.1".to_string()], "no memory: listed");
         fs::remove_file(spool.dir("new").join("x.1.1")).unwrap();

@@ -309,6 +309,30 @@ fn a_send_waiting_in_the_spool_reaches_a_process_that_saw_the_spool_empty() {
     profile.stop();
 }
 
+/// A kept process keeps the session key while its file is unchanged; a rotated key file
+/// (a new file renamed over the old one, as SECURITY.md says) takes effect at
+/// the next request: cookies of the old key are refused, the new key's accepted.
+#[test]
+fn a_rotated_session_key_takes_effect_at_the_next_request() {
+    let site = Site::keyed(&["alice"]);
+    let long_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+    std::fs::File::options().write(true).open(site.secret()).unwrap().set_modified(long_ago).unwrap();
+    let profile = Responder::for_site(Program::Profile, &site);
+    let old = site.token("alice");
+    for _ in 0..2 {
+        profile.ask(&site.cgi(Program::Profile).cookie(&old)).assert_status(200);
+    }
+    let rotated = site.secret().with_extension("new");
+    std::fs::write(&rotated, [b'k'; 32]).unwrap();
+    std::fs::rename(&rotated, site.secret()).unwrap();
+    let r = profile.ask(&site.cgi(Program::Profile).cookie(&old));
+    r.assert_status(401);
+    assert_eq!(r.json["error"]["code"], "invalid_session", "{}", r.json);
+    let new = site.token("alice");
+    profile.ask(&site.cgi(Program::Profile).cookie(&new)).assert_status(200);
+    profile.stop();
+}
+
 #[test]
 fn nothing_of_one_request_survives_into_the_next() {
     let site = site();
