@@ -35,6 +35,7 @@ use crate::spool::{NewDirMemory, Spool};
 pub type Env = HashMap<String, OsString, foldhash::fast::RandomState>;
 
 pub mod fcgi;
+pub mod start;
 
 /// The whole `main` of every CGI program: runs the handler [`crate::handlers::PROGRAMS`]
 /// pairs with the executable's name (`CARGO_BIN_NAME`).

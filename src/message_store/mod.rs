@@ -243,7 +243,11 @@ impl SqliteStore {
 
     fn configure(conn: Connection) -> Result<SqliteStore> {
         conn.busy_timeout(BUSY_TIMEOUT)?;
-        conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")?;
+        // Foreign keys through the C interface: one statement fewer to prepare on every
+        // open (4 k instructions of a CGI request). The pragma stays the statement that
+        // parses the schema, here in `open` rather than in the first request's query.
+        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_FKEY, true)?;
+        conn.execute_batch("PRAGMA synchronous = NORMAL")?;
         Ok(SqliteStore { conn, wrote: Cell::new(false), degraded: Cell::new(false) })
     }
 
@@ -258,5 +262,26 @@ impl SqliteStore {
     /// Sets how long the next statements wait for another writer.
     pub fn set_busy_timeout(&self, timeout: Duration) -> Result<()> {
         Ok(self.conn.busy_timeout(timeout)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `configure` sets foreign keys through the C interface, not a pragma: every
+    /// connection a request opens must still enforce them, and sync the WAL as
+    /// docs/RELIABILITY.md says (`synchronous = NORMAL`).
+    #[test]
+    fn a_request_connection_enforces_foreign_keys_and_syncs_normally() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("pb.db");
+        drop(SqliteStore::init(&db).unwrap());
+        let store = SqliteStore::open(&db).unwrap();
+        let pragma = |name: &str| -> i64 { store.conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get(0)).unwrap() };
+        assert_eq!(pragma("foreign_keys"), 1);
+        assert_eq!(pragma("synchronous"), 1, "NORMAL");
+        let orphan = store.conn.execute("INSERT INTO mailbox (user_id) VALUES (12345)", []);
+        assert!(orphan.is_err(), "a mailbox of no user is refused: {orphan:?}");
     }
 }

@@ -16,6 +16,7 @@ mod process;
 mod programs;
 mod remove_race;
 mod security;
+mod start;
 mod store;
 mod trust;
 mod users;

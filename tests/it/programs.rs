@@ -51,7 +51,7 @@ fn every_program_has_its_bin_and_every_bin_is_a_program_or_the_command_or_the_wr
     assert!(bins.iter().any(|(n, p)| n == "piggyback" && p == "bin/piggyback/main.rs"), "{bins:?}");
     assert!(bins.iter().any(|(n, p)| n == "piggyback-wrap" && p == "bin/piggyback-wrap.rs"), "{bins:?}");
     let one_line = std::fs::read_to_string(Path::new(ROOT).join("bin/profile.rs")).unwrap();
-    assert!(one_line.contains("run_program(env!(\"CARGO_BIN_NAME\"))"), "{one_line}");
+    assert!(one_line.contains("piggyback::cgi_main!();"), "{one_line}");
     for program in PROGRAMS {
         let (_, path) = bins.iter().find(|(n, _)| n == program.name).unwrap();
         assert_eq!(path, &format!("bin/{}.rs", program.name));
