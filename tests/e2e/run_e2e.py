@@ -1123,7 +1123,8 @@ def msqd_suite(server, inst, alice, bob):
             p = inst.pb("check", check=False)
             check(p.returncode == 0, f"piggyback check exit {p.returncode}: {p.stdout.strip()} {p.stderr.strip()}")
             spool = inst.db.parent / "spool"
-            left = [str(f.relative_to(spool)) for f in spool.rglob("*") if f.is_file()]
+            # The mark whose time says when a request last recovered claims is no request.
+            left = [str(f.relative_to(spool)) for f in spool.rglob("*") if f.is_file() and f != spool / ".recovered"]
             check(not left, f"request files left in the spool: {left[:5]}")
     finally:
         if proc.poll() is None:
