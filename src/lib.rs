@@ -7,6 +7,7 @@
 //! SQL), and [`msq`] is the message queue: the spool's front door, through which every
 //! send is made durable before it is stored. [`model`] holds the values they share.
 
+pub mod alloc;
 pub mod config;
 pub mod csrf;
 pub mod fastcgi;
@@ -26,3 +27,6 @@ pub mod sidecars;
 pub mod spool;
 pub mod text;
 pub mod wrap;
+
+#[global_allocator]
+static ALLOCATOR: alloc::Allocator = alloc::Allocator;
