@@ -27,7 +27,7 @@ use crate::model::{User, now};
 use crate::msq::{self, Queue, QueueError};
 use crate::names::UserName;
 use crate::proxy::{self, ForwardingHeaders};
-use crate::spool::{NewDirMemory, Spool};
+use crate::spool::{Spool, SpoolMemory};
 
 /// The CGI environment as the server passed it. Hashed with foldhash, seeded per
 /// process: SipHash cost 12 % of a FastCGI request (header names come from the client,
@@ -105,7 +105,7 @@ pub fn respond_keeping(handler: Handler, env: &Env, stdin: impl Read, kept: &mut
 #[derive(Default)]
 pub struct Kept {
     store: Option<(PathBuf, Store)>,
-    new_dir: Option<NewDirMemory>,
+    new_dir: Option<SpoolMemory>,
     key: Option<KeyMemory>,
 }
 
@@ -113,7 +113,7 @@ impl Kept {
     /// For a process that serves request after request: it remembers an empty `new/`
     /// and the session key.
     pub fn across_requests() -> Kept {
-        Kept { store: None, new_dir: Some(NewDirMemory::default()), key: Some(KeyMemory::default()) }
+        Kept { store: None, new_dir: Some(SpoolMemory::default()), key: Some(KeyMemory::default()) }
     }
 
     /// The kept connection when it is to `path` and its schema is still this build's

@@ -99,16 +99,32 @@ pub struct Spool {
     /// Who may read the folders and files it creates.
     mode: FileMode,
     /// What a long-lived process remembers of `new/` between its requests.
-    memory: Option<NewDirMemory>,
+    memory: Option<SpoolMemory>,
 }
 
-/// What a process that serves many requests (FastCGI) remembers of `new/`: the folder's
-/// [`Stamp`] when a listing found it empty. While the stamp is unchanged nothing has been
-/// added, and a request's drain costs one `stat` instead of listing the folder (five
-/// system calls). Sound only for a spool on a local file system, which is what
-/// docs/SCALE.md asks for (a spool per host): the stamps come from this host's clock.
+/// What a process that serves many requests (FastCGI) remembers of the spool:
+/// - `new/`'s [`Stamp`] when a listing found it empty. While the stamp is unchanged
+///   nothing has been added, and a request's drain costs one `stat` instead of listing
+///   the folder (five system calls). Sound only for a spool on a local file system,
+///   which is what docs/SCALE.md asks for (a spool per host): the stamps come from this
+///   host's clock.
+/// - when the next look for dead drainers' claims is due, as the `.recovered` mark last
+///   said: until then the mark is not read again.
 #[derive(Debug, Clone, Default)]
-pub struct NewDirMemory(Arc<Mutex<Option<Stamp>>>);
+pub struct SpoolMemory(Arc<Mutex<Remembered>>);
+
+#[derive(Debug, Default)]
+struct Remembered {
+    empty_new: Option<Stamp>,
+    /// Unix seconds; 0 before the first look.
+    next_recovery: i64,
+}
+
+impl SpoolMemory {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Remembered> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
 
 /// A claimed request file: in `cur/`, owned by this process until applied or released.
 #[derive(Debug)]
@@ -143,7 +159,7 @@ impl Spool {
     }
 
     /// The same spool, remembering an empty `new/` in `memory` between requests.
-    pub fn remembering(self, memory: &NewDirMemory) -> Spool {
+    pub fn remembering(self, memory: &SpoolMemory) -> Spool {
         Spool { memory: Some(memory.clone()), ..self }
     }
 
@@ -221,16 +237,16 @@ impl Spool {
     /// Lists `new/`, or answers empty at the cost of one `stat` when the folder is as it
     /// was when a listing last found it empty. The stamp is read before the listing, so
     /// a file added during the listing changes it after.
-    fn list_new_unless_unchanged(&self, memory: &NewDirMemory) -> io::Result<Vec<String>> {
+    fn list_new_unless_unchanged(&self, memory: &SpoolMemory) -> io::Result<Vec<String>> {
         let dir = self.dir("new");
         let stamp = Stamp::of(&fs::metadata(&dir)?);
-        let mut remembered = memory.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if *remembered == Some(stamp) {
+        let mut remembered = memory.lock();
+        if remembered.empty_new == Some(stamp) {
             return Ok(Vec::new());
         }
         let listed_at = SystemTime::now();
         let names = list(&dir)?;
-        *remembered = (names.is_empty() && stamp.settled_at(listed_at)).then_some(stamp);
+        remembered.empty_new = (names.is_empty() && stamp.settled_at(listed_at)).then_some(stamp);
         Ok(names)
     }
 
@@ -289,15 +305,25 @@ impl Spool {
     /// [`RECOVER_EVERY_SECS`] across the processes that share the spool, told by the
     /// mark file's modification time, which this sets when it says yes. When the mark
     /// cannot be read or set (a spool this user may not write), always yes.
+    /// A process that remembers ([`SpoolMemory`]) reads the mark only when the period
+    /// it last saw there is over.
     pub fn recovery_due(&self, now: i64) -> bool {
-        let mark = self.root.join(RECOVERED_MARK);
-        if let Ok(m) = fs::metadata(&mark)
-            && (0..RECOVER_EVERY_SECS).contains(&(now - m.mtime()))
-        {
+        let memory = self.memory.as_ref().map(SpoolMemory::lock);
+        if memory.as_ref().is_some_and(|m| (1..=RECOVER_EVERY_SECS).contains(&(m.next_recovery - now))) {
             return false;
         }
-        let _ = file_mode::touch(&mark, self.mode);
-        true
+        let mark = self.root.join(RECOVERED_MARK);
+        let (due, next) = match fs::metadata(&mark) {
+            Ok(m) if (0..RECOVER_EVERY_SECS).contains(&(now - m.mtime())) => (false, m.mtime() + RECOVER_EVERY_SECS),
+            _ => {
+                let _ = file_mode::touch(&mark, self.mode);
+                (true, now + RECOVER_EVERY_SECS)
+            }
+        };
+        if let Some(mut memory) = memory {
+            memory.next_recovery = next;
+        }
+        due
     }
 
     /// Moves claims older than `stale_after` seconds back to `new/` (their drainer died)
@@ -506,6 +532,23 @@ mod tests {
     }
 
     #[test]
+    fn a_remembering_process_reads_the_mark_only_when_its_period_is_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let memory = SpoolMemory::default();
+        let spool = Spool::new(dir.path()).remembering(&memory);
+        spool.create().unwrap();
+        let now = crate::model::now();
+        assert!(spool.recovery_due(now));
+        // The mark is gone: only a process that trusts its memory does not notice.
+        fs::remove_file(dir.path().join(RECOVERED_MARK)).unwrap();
+        assert!(!spool.recovery_due(now + 1), "remembered: the mark is not read");
+        assert!(Spool::new(dir.path()).recovery_due(now + 1), "no memory: no mark, so due");
+        assert!(spool.recovery_due(now + RECOVER_EVERY_SECS + 1), "the period is over");
+        assert!(!spool.recovery_due(now + RECOVER_EVERY_SECS + 2));
+        assert!(spool.recovery_due(now - 3600), "a clock set back does not put recovery off");
+    }
+
+    #[test]
     fn an_unreadable_mark_means_recovery_is_due_every_time() {
         let dir = tempfile::tempdir().unwrap();
         // The mark's place is taken by a folder: it cannot be opened for writing.
@@ -520,18 +563,18 @@ mod tests {
     #[test]
     fn a_remembered_empty_new_folder_is_not_listed_again_until_it_changes() {
         let dir = tempfile::tempdir().unwrap();
-        let memory = NewDirMemory::default();
+        let memory = SpoolMemory::default();
         let spool = Spool::new(dir.path()).remembering(&memory);
         spool.create().unwrap();
         let before = SystemTime::now() - Duration::from_secs(10);
         set_mtime(&spool.dir("new"), before);
         assert!(spool.waiting(10).unwrap().is_empty());
         let stamp = Stamp::of(&fs::metadata(spool.dir("new")).unwrap());
-        assert_eq!(*memory.0.lock().unwrap(), Some(stamp));
+        assert_eq!(memory.lock().empty_new, Some(stamp));
         // A file slipped in, and the memory told it saw the folder so: only a process
         // that trusts its memory misses the file, which shows the memory is used.
         fs::write(spool.dir("new").join("x.1.1"), b"").unwrap();
-        *memory.0.lock().unwrap() = Some(Stamp::of(&fs::metadata(spool.dir("new")).unwrap()));
+        memory.lock().empty_new = Some(Stamp::of(&fs::metadata(spool.dir("new")).unwrap()));
         assert!(spool.waiting(10).unwrap().is_empty(), "remembered empty");
         assert_eq!(Spool::new(dir.path()).waiting(10).unwrap(), vec!["x.1.1".to_string()], "no memory: listed");
         fs::remove_file(spool.dir("new").join("x.1.1")).unwrap();
@@ -543,15 +586,15 @@ mod tests {
     #[test]
     fn an_empty_listing_of_a_folder_changed_a_moment_ago_is_not_remembered() {
         let dir = tempfile::tempdir().unwrap();
-        let memory = NewDirMemory::default();
+        let memory = SpoolMemory::default();
         let spool = Spool::new(dir.path()).remembering(&memory);
         spool.create().unwrap();
         // new/ was just made: a send landing within the clock's grain could keep its stamp.
         assert!(spool.waiting(10).unwrap().is_empty());
-        assert_eq!(*memory.0.lock().unwrap(), None);
+        assert_eq!(memory.lock().empty_new, None);
         spool.enqueue(&request("c.1.1")).unwrap();
         assert_eq!(spool.waiting(10).unwrap(), vec!["c.1.1".to_string()]);
         // A listing that found files is not remembered either.
-        assert_eq!(*memory.0.lock().unwrap(), None);
+        assert_eq!(memory.lock().empty_new, None);
     }
 }

@@ -164,21 +164,26 @@ impl<S: Read + Write + AsRawFd> Socket<'_, S> {
         }
     }
 
-    /// Reads what has arrived, or waits for something, at most the bound.
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+    /// Reads what has arrived; `None` when nothing has.
+    fn read_arrived(&mut self, buf: &mut [u8]) -> Option<std::io::Result<usize>> {
         // SAFETY: `buf` is valid for writes of its length; the descriptor is the
         // connection's, open for as long as `stream` is.
         let n = unsafe { libc::recv(self.stream.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
         match usize::try_from(n) {
-            Ok(n) => Ok(n),
+            Ok(n) => Some(Ok(n)),
             Err(_) => match std::io::Error::last_os_error() {
-                e if e.kind() == ErrorKind::WouldBlock => {
-                    self.bound();
-                    self.stream.read(buf)
-                }
-                e => Err(e),
+                e if e.kind() == ErrorKind::WouldBlock => None,
+                e => Some(Err(e)),
             },
         }
+    }
+
+    /// Reads what has arrived, or waits for something, at most the bound.
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.read_arrived(buf).unwrap_or_else(|| {
+            self.bound();
+            self.stream.read(buf)
+        })
     }
 
     /// Writes all of `out`, waiting at most the bound each time the peer reads nothing.
@@ -339,6 +344,10 @@ impl Responder {
         let mut conn = Connection::new(MAX_BODY_BYTES);
         let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
         let mut start = 0;
+        // A new connection's request has usually arrived by the time it is accepted: read
+        // it without the wait (one `ppoll` fewer). A stop signal is seen at the next
+        // accept; only a kept connection's later requests are waited for with it allowed.
+        let mut fresh = true;
         loop {
             loop {
                 let step = match fastcgi::parse_record(&buf[start..]) {
@@ -393,14 +402,15 @@ impl Responder {
             // Mid-request a stop signal waits for the request to arrive and be answered.
             // A kept connection with nothing more to ask is closed after the timeout too:
             // while it is open this process serves no other.
-            if idle {
+            let arrived = if std::mem::take(&mut fresh) { stream.read_arrived(&mut self.chunk) } else { None };
+            if idle && arrived.is_none() {
                 match waiter.wait_readable(stream.stream.as_raw_fd(), Some(self.io_timeout)) {
                     Wake::Stop => return Wake::Stop,
                     Wake::TimedOut => return Wake::Ready,
                     Wake::Ready => {}
                 }
             }
-            match stream.read(&mut self.chunk) {
+            match arrived.unwrap_or_else(|| stream.read(&mut self.chunk)) {
                 Ok(0) => return Wake::Ready,
                 Ok(n) => buf.extend_from_slice(&self.chunk[..n]),
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}

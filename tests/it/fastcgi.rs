@@ -275,7 +275,7 @@ fn announcements_are_made_once_across_fastcgi_and_cgi_processes() {
 }
 
 /// A kept process remembers an empty `new/` and then costs one `stat` per drain (the
-/// spool's `NewDirMemory`); a send that waits in the spool (a 202, a send from another
+/// spool's `SpoolMemory`); a send that waits in the spool (a 202, a send from another
 /// host's program) changes the folder, and the next request applies and announces it.
 #[test]
 fn a_send_waiting_in_the_spool_reaches_a_process_that_saw_the_spool_empty() {
