@@ -17,7 +17,6 @@ use serde_json::Value;
 
 use crate::config::{Config, MAX_BODY_BYTES, RemoteUser};
 use crate::csrf;
-use crate::file_mode::FileMode;
 use crate::handlers::{Caller, Context, Handler};
 use crate::http::{Ack, ApiError, BodyError, Meta, Method, Reply, Request, SessionChange, reason_phrase};
 use crate::identity::{self, KeyMemory, Verdict};
@@ -132,14 +131,18 @@ impl Kept {
         Ok((&self.store.insert(kept).1, self.key.as_ref()))
     }
 
-    /// The spool at `root`, remembering what this process saw of it.
-    fn spool(&self, root: &Path, mode: FileMode) -> Spool {
-        let spool = Spool::new(root).with_mode(mode);
+    /// The site's spool, remembering what this process saw of it.
+    fn spool(&self, config: &Config) -> Spool {
         match &self.new_dir {
-            Some(memory) => spool.remembering(memory),
-            None => spool,
+            Some(memory) => spool_of(config).remembering(memory),
+            None => spool_of(config),
         }
     }
+}
+
+/// The spool `config` names, creating what it creates with the configured mode.
+fn spool_of(config: &Config) -> Spool {
+    Spool::new(&config.spool).with_mode(config.file_mode)
 }
 
 /// Serves one request at `now` (unix seconds, read once for the whole request).
@@ -151,7 +154,7 @@ fn serve(handler: Handler, env: &Env, stdin: impl Read, now: i64, kept: &mut Kep
     let mut request = parse_request(env, stdin);
     distrust_remote_user(&mut request.meta, &config);
     believe_proxies(&mut request.meta, &config);
-    let spool = kept.spool(&config.spool, config.file_mode);
+    let spool = kept.spool(&config);
     let (store, key_memory) = match kept.open(&config.db) {
         Ok(opened) => opened,
         Err(e) => return ApiError::from(e).into_reply(),
@@ -277,7 +280,7 @@ pub fn site_messages_for(env: &Env) -> Result<Option<Value>, String> {
             return Err(format!("identity refused ({}): {}{detail}", e.code, e.message));
         }
     };
-    drain(&Queue::new(&store, Spool::new(&config.spool).with_mode(config.file_mode)), now);
+    drain(&Queue::new(&store, spool_of(&config)), now);
     // As for our programs: a request from another site reports counts, announces nothing.
     let announcing = match csrf::cross_site(&request.meta, &config.allowed_origins) {
         Some(_) => Announcing::CountsOnly,
@@ -315,7 +318,7 @@ pub fn site_messages_of_user(config: &Config, name: &str) -> Result<Option<Value
     let name = UserName::parse(name).map_err(|e| format!("{name:?}: {e}"))?;
     let user = store.user_by_name(&name).map_err(|e| e.to_string())?.ok_or_else(|| format!("no user named {name}"))?;
     let now = now();
-    drain(&Queue::new(&store, Spool::new(&config.spool).with_mode(config.file_mode)), now);
+    drain(&Queue::new(&store, spool_of(config)), now);
     site_messages(&store, &user, None, config, now, Announcing::Claim)
 }
 

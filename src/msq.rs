@@ -9,6 +9,7 @@
 //! `piggyback msqd`. Applying is idempotent: the request id is UNIQUE in the database,
 //! so a replay after a crash stores nothing twice.
 
+use std::cell::Cell;
 use std::io;
 use std::time::Duration;
 
@@ -123,11 +124,13 @@ impl DrainReport {
 pub struct Queue<'a> {
     store: &'a Store,
     spool: Spool,
+    /// Whether [`Queue::drain_for_request`] has drained already: a request drains once.
+    drained: Cell<bool>,
 }
 
 impl<'a> Queue<'a> {
     pub fn new(store: &'a Store, spool: Spool) -> Queue<'a> {
-        Queue { store, spool }
+        Queue { store, spool, drained: Cell::new(false) }
     }
 
     pub fn store(&self) -> &'a Store {
@@ -201,14 +204,21 @@ impl<'a> Queue<'a> {
 
     /// A request's drain, before its `site_messages`: a batch of [`CGI_DRAIN_BATCH`],
     /// waiting at most [`CGI_DRAIN_PATIENCE`] for the write lock; dead drainers' claims
-    /// are taken back only when [`Spool::recovery_due`] says so.
+    /// are taken back only when [`Spool::recovery_due`] says so. Once per request: after
+    /// a drain that succeeded (a handler's, as `messages/status` drains before it
+    /// decides), the gateway's own is a no-op instead of looking at the spool again.
     pub fn drain_for_request(&self, now: i64) -> Result<DrainReport, QueueError> {
+        if self.drained.get() {
+            return Ok(DrainReport::default());
+        }
         let reclaimed = if self.spool.recovery_due(now) {
             self.spool.recover(CLAIM_TIMEOUT_SECS, now).map_err(QueueError::Spool)?
         } else {
             0
         };
-        self.apply_waiting(CGI_DRAIN_BATCH, CGI_DRAIN_PATIENCE, reclaimed)
+        let report = self.apply_waiting(CGI_DRAIN_BATCH, CGI_DRAIN_PATIENCE, reclaimed)?;
+        self.drained.set(true);
+        Ok(report)
     }
 
     fn apply_waiting(&self, max: usize, patience: Duration, reclaimed: usize) -> Result<DrainReport, QueueError> {
@@ -455,6 +465,20 @@ mod tests {
         assert_eq!(f.spool.state().unwrap(), SpoolState { waiting: 2, ..Default::default() });
         let report = Queue::new(&f.store, f.spool.clone()).drain_all(0, now()).unwrap();
         assert_eq!((report.applied, report.bad.len()), (1, 1), "writable again: one lands, one is bad");
+    }
+
+    /// A request drains once: the gateway's drain after a handler's is a no-op, and the
+    /// next request (its own queue) applies what came meanwhile.
+    #[test]
+    fn a_request_drains_once() {
+        let f = fixture();
+        let queue = Queue::new(&f.store, f.spool.clone());
+        assert_eq!(queue.drain_for_request(now()).unwrap().applied, 0);
+        f.spool.enqueue(&FileRequest::Send(message(&f, "00000000000000000009.1.1"))).unwrap();
+        assert_eq!(queue.drain_for_request(now()).unwrap().applied, 0, "drained already");
+        assert_eq!(stored(&f), 0);
+        assert_eq!(Queue::new(&f.store, f.spool.clone()).drain_for_request(now()).unwrap().applied, 1);
+        assert_eq!(stored(&f), 1);
     }
 
     #[test]

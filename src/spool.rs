@@ -505,6 +505,15 @@ mod tests {
         assert_eq!(spool.waiting(10).unwrap(), vec!["c.1.1".to_string()]);
     }
 
+    /// A made spool in a new folder, as a FastCGI process sees it, and its memory.
+    fn remembering_spool() -> (tempfile::TempDir, SpoolMemory, Spool) {
+        let dir = tempfile::tempdir().unwrap();
+        let memory = SpoolMemory::default();
+        let spool = Spool::new(dir.path()).remembering(&memory);
+        spool.create().unwrap();
+        (dir, memory, spool)
+    }
+
     /// Sets a folder's modification time, as a clock that went on would have left it.
     fn set_mtime(dir: &Path, when: SystemTime) {
         File::open(dir).unwrap().set_times(fs::FileTimes::new().set_modified(when)).unwrap();
@@ -533,10 +542,7 @@ mod tests {
 
     #[test]
     fn a_remembering_process_reads_the_mark_only_when_its_period_is_over() {
-        let dir = tempfile::tempdir().unwrap();
-        let memory = SpoolMemory::default();
-        let spool = Spool::new(dir.path()).remembering(&memory);
-        spool.create().unwrap();
+        let (dir, _memory, spool) = remembering_spool();
         let now = crate::model::now();
         assert!(spool.recovery_due(now));
         // The mark is gone: only a process that trusts its memory does not notice.
@@ -562,10 +568,7 @@ mod tests {
 
     #[test]
     fn a_remembered_empty_new_folder_is_not_listed_again_until_it_changes() {
-        let dir = tempfile::tempdir().unwrap();
-        let memory = SpoolMemory::default();
-        let spool = Spool::new(dir.path()).remembering(&memory);
-        spool.create().unwrap();
+        let (dir, memory, spool) = remembering_spool();
         let before = SystemTime::now() - Duration::from_secs(10);
         set_mtime(&spool.dir("new"), before);
         assert!(spool.waiting(10).unwrap().is_empty());
@@ -585,10 +588,7 @@ mod tests {
 
     #[test]
     fn an_empty_listing_of_a_folder_changed_a_moment_ago_is_not_remembered() {
-        let dir = tempfile::tempdir().unwrap();
-        let memory = SpoolMemory::default();
-        let spool = Spool::new(dir.path()).remembering(&memory);
-        spool.create().unwrap();
+        let (_dir, memory, spool) = remembering_spool();
         // new/ was just made: a send landing within the clock's grain could keep its stamp.
         assert!(spool.waiting(10).unwrap().is_empty());
         assert_eq!(memory.lock().empty_new, None);
