@@ -25,6 +25,11 @@ repo_root() {
 ensure_packages() {
     local missing=() pkg
     for pkg in "$@"; do
+        # One list for every script (scripts/packages): scripts/test installs it first,
+        # so a package missing from it would be a step a fresh machine fails.
+        if ! grep -qx "$pkg" "$(repo_root)/scripts/packages" && [ "$pkg" != nodejs ] && [ "$pkg" != npm ]; then
+            die "package $pkg is not in scripts/packages: add it there"
+        fi
         if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then
             missing+=("$pkg")
         fi
