@@ -295,11 +295,12 @@ pub fn site_messages_for(env: &Env) -> Result<Option<Value>, String> {
 fn drain(queue: &Queue<'_>, now: i64) {
     match queue.drain_for_request(now) {
         Ok(report) => {
-            for line in report.bad.iter().chain(&report.dropped) {
+            for line in report.bad.iter().chain(&report.dropped).chain(&report.stopped) {
                 log(line);
             }
         }
         Err(QueueError::Store(StoreError::Busy)) => {}
+        Err(QueueError::Store(e)) => log(&crate::msq::stopped_line(&e)),
         Err(e) => log(&format!("drain: {e}")),
     }
 }

@@ -96,6 +96,9 @@ pub struct DrainReport {
     /// One line for each request dropped because its sender or recipient was removed
     /// (`piggyback user remove`): deleted from the spool, not an error.
     pub dropped: Vec<String>,
+    /// Why the drain stopped early, leaving files waiting: an error of the environment
+    /// met after a file was set aside, with what the operator should do.
+    pub stopped: Option<String>,
 }
 
 impl DrainReport {
@@ -117,7 +120,16 @@ impl DrainReport {
         self.reclaimed += other.reclaimed;
         self.bad.extend(other.bad);
         self.dropped.extend(other.dropped);
+        self.stopped = self.stopped.take().or(other.stopped);
     }
+}
+
+/// The log line of a drain an error of the environment stopped: the files wait.
+pub fn stopped_line(e: &StoreError) -> String {
+    format!(
+        "drain stopped, request files left waiting in the spool: {e}; once the cause is removed, \
+         the next drain (any request, `piggyback drain` or msqd) applies them"
+    )
 }
 
 /// The queue in front of one open store.
@@ -246,7 +258,8 @@ impl<'a> Queue<'a> {
                     report.count(&c.name, m, s);
                 }
             }
-            Err(StoreError::Failed(_)) => report.add(self.apply_one_by_one(claimed)),
+            // Only a refusal of some file's content is worth looking for that file.
+            Err(e) if e.is_refusal() => report.add(self.apply_one_by_one(claimed)),
             Err(e) => {
                 for c in &claimed {
                     let _ = self.spool.release(&c.name);
@@ -263,18 +276,21 @@ impl<'a> Queue<'a> {
         loop {
             let report = self.drain(256, stale_after, BUSY_TIMEOUT, now)?;
             let progress = report.applied + report.duplicates + report.bad.len() + report.dropped.len();
+            let stopped = report.stopped.is_some();
             total.add(report);
-            if progress == 0 {
+            if progress == 0 || stopped {
                 return Ok(total);
             }
         }
     }
 
-    /// A batch failed because of one of its files: find the file that cannot be
-    /// applied, and set it aside so it cannot block the queue. Only a file the database
-    /// refuses for its content (a constraint, a size) goes to `bad/`; an error of the
-    /// environment (full disk, I/O, read-only, busy) stops here and leaves this file and
-    /// the rest in the spool for the next drain.
+    /// A batch the database refused for some file's content: find that file, and set it
+    /// aside so it cannot block the queue. Only a file the database refuses for its
+    /// content ([`StoreError::is_refusal`]: a constraint, a size, an encoding) goes to
+    /// `bad/`; any other error (full disk, I/O, corruption, out of memory, a lost
+    /// connection, read-only, busy, and any kind not known yet) stops here and leaves
+    /// this file and the rest in the spool for the next drain (`stopped` says why,
+    /// except for a busy database, which is only a wait).
     fn apply_one_by_one(&self, claimed: Vec<Claimed>) -> DrainReport {
         let mut report = DrainReport::default();
         let mut claimed = claimed.into_iter();
@@ -284,14 +300,17 @@ impl<'a> Queue<'a> {
                     let _ = self.spool.done(&c.name);
                     report.count(&c.name, message_of(&c.request), &stored);
                 }
-                Err(StoreError::Failed(e)) => match self.spool.set_aside(&c.name) {
+                Err(e) if e.is_refusal() => match self.spool.set_aside(&c.name) {
                     Ok(()) => report.bad.push(format!("request file {} moved to bad/: {e}", c.name)),
                     Err(_) => {
                         let _ = self.spool.release(&c.name);
                     }
                 },
-                Err(_) => {
+                Err(e) => {
                     let _ = self.spool.release(&c.name);
+                    if !matches!(e, StoreError::Busy) {
+                        report.stopped = Some(stopped_line(&e));
+                    }
                     break;
                 }
             }

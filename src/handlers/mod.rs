@@ -246,7 +246,7 @@ impl From<StoreError> for ApiError {
                      writable by the user the programs run as"
                 ))
             }
-            StoreError::Full | StoreError::Io(_) => {
+            StoreError::Full | StoreError::Io(_) | StoreError::Corrupt(_) => {
                 ApiError::unavailable("the message database cannot be written now; try again")
                     .log(format!("PIGGYBACK_DB: {e}"))
             }
@@ -256,7 +256,7 @@ impl From<StoreError> for ApiError {
             StoreError::Unopenable(_) => ApiError::misconfigured().log(format!("PIGGYBACK_DB: {e}")),
             StoreError::Unreachable(_) => ApiError::unavailable("the message database cannot be reached; try again")
                 .log(format!("PIGGYBACK_DB: {e}")),
-            StoreError::Failed(_) => ApiError::internal("internal error").log(e.to_string()),
+            StoreError::Refused(_) | StoreError::Failed(_) => ApiError::internal("internal error").log(e.to_string()),
         }
     }
 }

@@ -78,9 +78,27 @@ pub enum StoreError {
     Unopenable(String),
     /// The database server cannot be reached now (down, restarting, too many clients).
     Unreachable(String),
-    /// The engine refused the statement for another reason (a constraint, a bug): not
-    /// a reason to wait, and not the engine's type, so that another engine fits.
+    /// The database file or an index in it is damaged (`SQLITE_CORRUPT`, PostgreSQL's
+    /// `data_corrupted`/`index_corrupted`).
+    Corrupt(String),
+    /// The database refused the content it was given: a constraint (an unknown user,
+    /// a duplicate), a value too large, a value it cannot decode or store. The only
+    /// error that says something is wrong with the data rather than the environment:
+    /// the queue sets a request file aside only for this one.
+    Refused(Box<dyn std::error::Error + Send + Sync>),
+    /// Any other failure of the engine (out of memory, an internal error, a bug). Like
+    /// every error but [`StoreError::Refused`], a fault of the environment until shown
+    /// otherwise: what is waiting keeps waiting.
     Failed(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl StoreError {
+    /// Does the database refuse the content it was given (and would refuse it again,
+    /// whatever the environment)? Positively classified: every new kind of error is
+    /// an error of the environment.
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, StoreError::Refused(_))
+    }
 }
 
 impl std::fmt::Display for StoreError {
@@ -103,6 +121,12 @@ impl std::fmt::Display for StoreError {
             ),
             StoreError::Unopenable(why) => write!(f, "cannot open the message database: {why}"),
             StoreError::Unreachable(why) => write!(f, "the message database server is unreachable: {why}"),
+            StoreError::Corrupt(why) => write!(
+                f,
+                "the message database is damaged ({why}): stop the programs, run `piggyback check`, \
+                 and restore the database from a backup"
+            ),
+            StoreError::Refused(e) => write!(f, "the message database refused the data: {e}"),
             StoreError::Failed(e) => write!(f, "message database error: {e}"),
         }
     }
@@ -118,6 +142,13 @@ impl From<rusqlite::Error> for StoreError {
             Some(ErrorCode::DiskFull) => StoreError::Full,
             Some(ErrorCode::SystemIoFailure) => StoreError::Io(e.to_string()),
             Some(ErrorCode::CannotOpen) | Some(ErrorCode::NotADatabase) => StoreError::Unopenable(e.to_string()),
+            Some(ErrorCode::DatabaseCorrupt) => StoreError::Corrupt(e.to_string()),
+            // The content: a constraint (a foreign key to an unknown user, a CHECK, a
+            // UNIQUE), a string or blob over SQLite's size limit, a datatype mismatch.
+            Some(ErrorCode::ConstraintViolation) | Some(ErrorCode::TooBig) | Some(ErrorCode::TypeMismatch) => {
+                StoreError::Refused(Box::new(e))
+            }
+            // Everything else (NOMEM, an internal error, a new code) is the environment's.
             _ => StoreError::Failed(Box::new(e)),
         }
     }

@@ -7,6 +7,7 @@ mod attacks;
 mod authz;
 mod concurrency;
 mod docs;
+mod drain_faults;
 mod fastcgi;
 mod gateway;
 mod hostile_input;
