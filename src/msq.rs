@@ -13,7 +13,7 @@ use std::cell::Cell;
 use std::io;
 use std::time::Duration;
 
-use crate::message_store::{BUSY_TIMEOUT, Store, StoreError, Stored};
+use crate::message_store::{BUSY_TIMEOUT, Limit, Refusal, SEND_LIMITS_FILE, Store, StoreError, Stored};
 use crate::model::{MessageId, NewMessage};
 use crate::spool::{ClaimResult, Claimed, FileRequest, Spool};
 
@@ -151,6 +151,30 @@ impl<'a> Queue<'a> {
 
     pub fn spool(&self) -> &Spool {
         &self.spool
+    }
+
+    /// Checks and counts a send's `limits` before its request file is written, where a
+    /// held write lock of the database does not stop them (on SQLite the spool's own
+    /// limits file; see `message_store::send_limits`). A failure to count is the
+    /// spool's: nothing was accepted.
+    pub fn admit_send(&self, limits: &[Limit], now: i64) -> Result<Result<(), Refusal>, QueueError> {
+        let counter = self.spool.root().join(SEND_LIMITS_FILE);
+        let mode = self.spool.mode();
+        match self.store.take_send_limits(&counter, mode, limits, now) {
+            // A spool removed since: made again, as the next request file would make it.
+            Err(_) if !self.spool.root().is_dir() => {
+                self.spool.create().map_err(QueueError::Spool)?;
+                self.store.take_send_limits(&counter, mode, limits, now)
+            }
+            taken => taken,
+        }
+        .map_err(|e| limits_error(self.store, e))
+    }
+
+    /// Gives back what [`Queue::admit_send`] counted, for a send that was not accepted.
+    pub fn refund_send(&self, limits: &[Limit]) -> Result<(), QueueError> {
+        let counter = self.spool.root().join(SEND_LIMITS_FILE);
+        self.store.refund_send_limits(&counter, self.spool.mode(), limits).map_err(|e| limits_error(self.store, e))
     }
 
     /// Sends one message: durable request file first, then applied at once when the
@@ -325,6 +349,18 @@ impl<'a> Queue<'a> {
 fn message_of(request: &FileRequest) -> &NewMessage {
     match request {
         FileRequest::Send(m) => m,
+    }
+}
+
+/// A failure of the limits' count: on SQLite the spool's limits file could not be
+/// written (an unwritable or full spool), so nothing can be accepted; on PostgreSQL the
+/// database's own error.
+fn limits_error(store: &Store, e: StoreError) -> QueueError {
+    match (store, e) {
+        (Store::Sqlite(_), e) if !matches!(e, StoreError::Busy) => {
+            QueueError::Spool(io::Error::other(format!("the send limits cannot be counted: {e}")))
+        }
+        (_, e) => QueueError::Store(e),
     }
 }
 

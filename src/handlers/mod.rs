@@ -207,12 +207,30 @@ fn send_limits(ctx: &Context<'_>, from: UserId, to: UserId) -> Vec<Limit> {
     ]
 }
 
-/// Admits one send from `from` to `to`, or refuses it with 429: counted in one
-/// IMMEDIATE transaction before the request file is written, so a send waiting in the
-/// spool has already counted, and parallel sends cannot get past the limit together.
+/// Admits one send from `from` to `to`, or refuses it with 429: counted before the
+/// request file is written (so a send waiting in the spool has already counted, and
+/// parallel sends cannot get past the limit together), where a held write lock of the
+/// database does not stop it ([`crate::msq::Queue::admit_send`]).
 fn admit_send(ctx: &Context<'_>, from: UserId, to: UserId) -> Result<(), ApiError> {
     let limits = send_limits(ctx, from, to);
-    ctx.store.take_limits(&limits, ctx.now)?.map_err(|r| refused(r, "messages"))
+    ctx.queue.admit_send(&limits, ctx.now)?.map_err(|r| refused(r, "messages"))
+}
+
+/// Runs `action`, which sends one message from `from` to `to`, once that send is
+/// admitted; when the action fails, nothing was sent and the admission is given back
+/// (if even that fails, the sender has spent one send: never more than the limit).
+fn with_send_admitted<T>(
+    ctx: &Context<'_>,
+    from: UserId,
+    to: UserId,
+    action: impl FnOnce() -> Result<T, ApiError>,
+) -> Result<T, ApiError> {
+    admit_send(ctx, from, to)?;
+    let out = action();
+    if out.is_err() {
+        let _ = ctx.queue.refund_send(&send_limits(ctx, from, to));
+    }
+    out
 }
 
 /// The answer to an action a limit refused.

@@ -33,6 +33,7 @@ mod maintenance;
 pub mod migrations;
 pub mod postgres;
 mod posts;
+mod send_limits;
 mod sessions;
 mod social;
 mod users;
@@ -44,6 +45,7 @@ pub use mailbox::{Announce, CLAIM_BATCH, Claim, Counters, Mailbox, Message, Stat
 pub use maintenance::{SeedPlan, SeedReport};
 pub use migrations::SCHEMA_VERSION;
 pub use posts::{Comment, Post};
+pub use send_limits::SEND_LIMITS_FILE;
 pub use sessions::{MAX_ENDED_SESSIONS, SessionUser};
 pub use social::{Friend, FriendRequestOutcome};
 pub use users::{Account, NameTaken, Profile, Removal, tombstone_label};
