@@ -38,6 +38,8 @@ pub fn friends(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
                             FriendRequestOutcome::Requested => tell(ctx, me, &other, MessageKind::FriendRequest),
                             FriendRequestOutcome::Accepted => tell(ctx, me, &other, MessageKind::FriendAccept),
                             FriendRequestOutcome::AlreadyRequested | FriendRequestOutcome::AlreadyFriends => Ok(()),
+                            // One of the two was removed since the lookup: nothing was asked.
+                            FriendRequestOutcome::Removed => Err(super::removed_user()),
                         }
                     })?;
                 }

@@ -233,11 +233,18 @@ fn with_send_admitted<T>(
     out
 }
 
+/// The answer to an action for or by a user removed after the request was checked.
+fn removed_user() -> ApiError {
+    ApiError::new(404, "user_not_found", "no such user")
+}
+
 /// The answer to an action a limit refused.
 fn refused(refusal: Refusal, what: &str) -> ApiError {
     match refusal {
         Refusal::Wait(wait) => ApiError::new(429, "rate_limited", format!("too many {what} for now; wait a little"))
             .header("Retry-After", wait.to_string()),
+        // Removed since identification: as a session of a removed user is answered.
+        Refusal::Removed => removed_user(),
         Refusal::OverQuota => ApiError::new(
             403,
             "quota_exceeded",

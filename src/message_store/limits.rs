@@ -30,6 +30,8 @@ pub enum Refusal {
     Wait(i64),
     /// The author's posts and comments would exceed the quota.
     OverQuota,
+    /// The author was removed (`piggyback user remove`) after the request was checked.
+    Removed,
 }
 
 impl SqliteStore {

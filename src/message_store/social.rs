@@ -1,6 +1,6 @@
 //! The social graph: friendships (one row per direction) and friend requests.
 
-use rusqlite::{Transaction, params};
+use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::{RFC3339, Result, SqliteStore};
 use crate::model::UserId;
@@ -20,6 +20,9 @@ pub enum FriendRequestOutcome {
     Accepted,
     AlreadyRequested,
     AlreadyFriends,
+    /// One of the two was removed (`piggyback user remove`) after the request was
+    /// checked: nothing was asked.
+    Removed,
 }
 
 impl SqliteStore {
@@ -67,6 +70,10 @@ impl SqliteStore {
     /// `from` asks `to` to be friends; when `to` had asked first, they become friends.
     pub fn request_friend(&self, from: UserId, to: UserId, now: i64) -> Result<FriendRequestOutcome> {
         let tx = self.immediate()?;
+        // Inside the write transaction: a removal committed before it is seen here.
+        if !present(&tx, &[from, to])? {
+            return Ok(FriendRequestOutcome::Removed);
+        }
         let exists = |sql: &str, a: UserId, b: UserId| -> Result<bool> {
             Ok(tx.prepare_cached(sql)?.exists(params![a.0, b.0])?)
         };
@@ -89,6 +96,9 @@ impl SqliteStore {
     /// `user` accepts `from`'s request; false when there was none.
     pub fn accept_friend(&self, user: UserId, from: UserId, now: i64) -> Result<bool> {
         let tx = self.immediate()?;
+        if !present(&tx, &[user, from])? {
+            return Ok(false);
+        }
         let had = tx
             .prepare_cached("SELECT 1 FROM friend_requests WHERE from_id = ?1 AND to_id = ?2")?
             .exists(params![from.0, user.0])?;
@@ -122,6 +132,19 @@ impl SqliteStore {
         tx.commit()?;
         Ok(n > 0)
     }
+}
+
+/// Are all of `users` present (none removed)? Asked inside the write transaction that
+/// acts for them: SQLite has one writer, so a removal either committed before (seen
+/// here) or waits for this transaction (and then removes what it made).
+pub(super) fn present(tx: &Transaction<'_>, users: &[UserId]) -> Result<bool> {
+    let mut stmt = tx.prepare_cached("SELECT removed_at IS NULL FROM users WHERE id = ?1")?;
+    for user in users {
+        if !stmt.query_row([user.0], |r| r.get::<_, bool>(0)).optional()?.unwrap_or(false) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 fn befriend(tx: &Transaction<'_>, a: UserId, b: UserId, now: i64) -> Result<()> {
