@@ -25,8 +25,8 @@ use std::path::Path;
 
 use rusqlite::{Connection, OpenFlags};
 
-use super::limits::take_limits_in;
-use super::{BUSY_TIMEOUT, Limit, Refusal, Result, Store};
+use super::sqlite::limits::take_limits_in;
+use super::{BUSY_TIMEOUT, Limit, Limits, Refusal, Result, Store};
 use crate::file_mode::{self, FileMode};
 
 /// The send limits' own database, in the spool's root.
