@@ -19,6 +19,7 @@ mod remove_race;
 mod security;
 mod start;
 mod store;
+mod tooling;
 mod trust;
 mod users;
 mod wrap;
