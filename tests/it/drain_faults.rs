@@ -204,41 +204,53 @@ struct Tablespace {
     superuser: String,
     name: String,
     tmpfs: Tmpfs,
+    /// The database whose `messages` it holds, moved back out
+    /// before the tablespace is dropped, whether or not that database is dropped.
+    holds: std::cell::RefCell<Option<String>>,
 }
 
 impl Tablespace {
     fn new(base: &str, at: &Path) -> Tablespace {
-        let superuser = as_superuser(base, None);
+        let superuser = as_superuser(base);
         let mut admin = postgres::Client::connect(&superuser, postgres::NoTls).unwrap();
         let pid: i32 = admin.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
         let uid = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(format!("/proc/{pid}")).unwrap());
         let tmpfs = Tmpfs::mount(at, "1m", uid);
         let name = format!("pbt_small_{}_{}", std::process::id(), now());
         admin.batch_execute(&format!("CREATE TABLESPACE {name} LOCATION '{}'", at.display())).unwrap();
-        Tablespace { superuser, name, tmpfs }
+        // The site's own role moves its table: no superuser session on its database,
+        // which the database's owner could not end when it drops it.
+        admin.batch_execute(&format!("GRANT CREATE ON TABLESPACE {name} TO piggyback")).unwrap();
+        Tablespace { superuser, name, tmpfs, holds: Default::default() }
     }
 
     /// Moves the (empty) `messages` table of `db` into the tablespace: its first insert
     /// must extend a file there.
     fn take_messages(&self, db: &Path) {
-        let url = as_superuser(&self.superuser, db.to_str());
-        let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
-        admin.batch_execute(&format!("ALTER TABLE messages SET TABLESPACE {}", self.name)).unwrap();
+        let url = db.to_str().unwrap().to_owned();
+        let mut owner = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        owner.batch_execute(&format!("ALTER TABLE messages SET TABLESPACE {}", self.name)).unwrap();
+        *self.holds.borrow_mut() = Some(url);
     }
 }
 
 impl Drop for Tablespace {
     fn drop(&mut self) {
+        if let Some(db) = self.holds.borrow().as_deref()
+            && let Ok(mut admin) = postgres::Client::connect(db, postgres::NoTls)
+        {
+            let _ = admin.batch_execute("ALTER TABLE messages SET TABLESPACE pg_default");
+        }
         if let Ok(mut admin) = postgres::Client::connect(&self.superuser, postgres::NoTls) {
             let _ = admin.batch_execute(&format!("DROP TABLESPACE IF EXISTS {}", self.name));
         }
     }
 }
 
-/// `url` (or the database of `db`, a URL too) for the cluster's superuser, `postgres`,
+/// `url` for the cluster's superuser, `postgres`,
 /// whom the test cluster trusts over its socket as it trusts `piggyback`.
-fn as_superuser(url: &str, db: Option<&str>) -> String {
-    let mut url = url::Url::parse(db.unwrap_or(url)).unwrap();
+fn as_superuser(url: &str) -> String {
+    let mut url = url::Url::parse(url).unwrap();
     let pairs: Vec<(String, String)> =
         url.query_pairs().filter(|(k, _)| k != "user").map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
     url.query_pairs_mut().clear().extend_pairs(pairs).append_pair("user", "postgres");
