@@ -8,6 +8,7 @@ use rusqlite::params;
 use super::SqliteStore;
 use super::mailbox::recount_counters;
 use super::migrations::{DROP_MESSAGE_INDEXES, MESSAGE_INDEXES};
+use crate::message_store::sql;
 use crate::message_store::{Counters, Maintenance, Result, SeedPlan, SeedReport};
 use crate::model::UserId;
 
@@ -44,9 +45,7 @@ impl Maintenance for SqliteStore {
                 actual.insert(user, counters);
             }
         }
-        let mut stmt = self.conn.prepare(
-            "SELECT u.id, u.name, m.new, m.delivered FROM users u LEFT JOIN mailbox m ON m.user_id = u.id ORDER BY u.id",
-        )?;
+        let mut stmt = self.conn.prepare(sql::STORED_COUNTERS)?;
         let rows = stmt.query_map([], |r| {
             Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, Option<i64>>(2)?, r.get::<_, Option<i64>>(3)?))
         })?;
@@ -73,10 +72,7 @@ impl Maintenance for SqliteStore {
 
     fn repair_counters(&self) -> Result<usize> {
         let tx = self.immediate()?;
-        tx.execute(
-            "INSERT INTO mailbox (user_id) SELECT id FROM users WHERE id NOT IN (SELECT user_id FROM mailbox)",
-            [],
-        )?;
+        tx.execute(sql::ADD_MISSING_MAILBOXES, [])?;
         let n = recount_counters(&tx, UserId(i64::MIN))?;
         tx.commit()?;
         Ok(n)

@@ -34,9 +34,6 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
-/// How SQLite formats unix seconds as the contract's timestamps.
-const RFC3339: &str = "'%Y-%m-%dT%H:%M:%SZ'";
-
 /// An open SQLite message database (the embedded engine; [`Store`](super::Store) chooses).
 pub struct SqliteStore {
     pub(in crate::message_store) conn: Connection,
