@@ -57,23 +57,27 @@ fn send_racing_a_removal(which: Removed) {
         idempotency_key: None,
         sent_at: piggyback::model::now(),
     };
-    let opened = || {
-        let store = Store::open(&db.path).unwrap();
-        store.set_busy_timeout(PATIENCE).unwrap();
-        store
-    };
+    // Each side opens its own store and waits up to PATIENCE for the other's locks.
 
     let holder = Raw::open(&db.path);
     if db.is_postgres() {
         holder.exec(&format!("BEGIN; SELECT 1 FROM mailbox WHERE user_id = {} FOR UPDATE", gone.0));
     }
     let stored = std::thread::scope(|s| {
-        let removal = s.spawn(|| opened().remove_user(&uname(gone_name), piggyback::model::now()).unwrap());
+        let removal = s.spawn(|| {
+            let store = Store::open(&db.path).unwrap();
+            let _patience = store.patience(PATIENCE);
+            store.remove_user(&uname(gone_name), piggyback::model::now()).unwrap()
+        });
         if db.is_postgres() {
             // The removal holds the user's row and waits for the mailbox row.
             wait_for_lock_waiters(&db, 1);
         }
-        let send = s.spawn(|| opened().store_message(&message).unwrap());
+        let send = s.spawn(|| {
+            let store = Store::open(&db.path).unwrap();
+            let _patience = store.patience(PATIENCE);
+            store.store_message(&message).unwrap()
+        });
         if db.is_postgres() {
             // The send waits too: for the removal, holding the user's row.
             wait_for_lock_waiters(&db, 2);

@@ -222,9 +222,8 @@ impl Engine for PgStore {
         Ok(())
     }
 
-    // How long the next write transactions wait for a row lock.
-    fn set_busy_timeout(&self, timeout: Duration) -> Result<()> {
-        self.patience.set(timeout);
-        Ok(())
+    // How long the next write transactions wait for a row lock (`write`).
+    fn patience_cell(&self) -> &Cell<Duration> {
+        &self.patience
     }
 }

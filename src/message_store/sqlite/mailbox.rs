@@ -19,7 +19,7 @@ impl Mailboxes for SqliteStore {
     }
 
     fn mailbox(&self, user: UserId) -> Result<Mailbox> {
-        read_mailbox(&self.conn, user)
+        read_mailbox(self.conn()?, user)
     }
 
     fn keyed_message(&self, sender: UserId, key: &str) -> Result<Option<(MessageId, UserId)>> {
@@ -118,7 +118,7 @@ impl Mailboxes for SqliteStore {
         limit: usize,
         prefix_chars: usize,
     ) -> Result<Vec<Summary>> {
-        let mut stmt = self.conn.prepare_cached(sql::LIST_MESSAGES)?;
+        let mut stmt = self.conn()?.prepare_cached(sql::LIST_MESSAGES)?;
         let [a, b, c] = filter.states();
         let rows = stmt.query_map(
             params![limit as i64, prefix_chars as i64, user.0, a, b, c, before.unwrap_or(i64::MAX)],
@@ -192,7 +192,7 @@ impl Mailboxes for SqliteStore {
     }
 
     fn stored_for(&self, request_id: &str, from: UserId, key: Option<&str>) -> Result<Option<MessageId>> {
-        find_stored(&self.conn, request_id, from, key)
+        find_stored(self.conn()?, request_id, from, key)
     }
 }
 

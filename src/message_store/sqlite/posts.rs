@@ -47,17 +47,17 @@ impl Posts for SqliteStore {
     }
 
     fn feed(&self, user: UserId, before: Option<i64>, limit: usize) -> Result<Vec<Post>> {
-        let mut stmt = self.conn.prepare_cached(sql::FEED)?;
+        let mut stmt = self.conn()?.prepare_cached(sql::FEED)?;
         let rows = stmt.query_map(params![user.0, before.unwrap_or(i64::MAX), limit as i64], post_row)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     fn post(&self, id: PostId) -> Result<Option<Post>> {
-        Ok(self.conn.prepare_cached(sql::POST)?.query_row([id.0], post_row).optional()?)
+        Ok(self.conn()?.prepare_cached(sql::POST)?.query_row([id.0], post_row).optional()?)
     }
 
     fn comments(&self, post: PostId) -> Result<Vec<Comment>> {
-        let mut stmt = self.conn.prepare_cached(sql::COMMENTS)?;
+        let mut stmt = self.conn()?.prepare_cached(sql::COMMENTS)?;
         let rows = stmt.query_map([post.0], comment_row)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }

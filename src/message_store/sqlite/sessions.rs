@@ -12,7 +12,7 @@ use crate::names::UserName;
 
 impl Sessions for SqliteStore {
     fn known_login_address(&self, name: &UserName, addr: &str) -> Result<bool> {
-        Ok(self.conn.prepare_cached(sql::KNOWN_LOGIN_ADDRESS)?.exists(params![name.as_str(), addr])?)
+        Ok(self.conn()?.prepare_cached(sql::KNOWN_LOGIN_ADDRESS)?.exists(params![name.as_str(), addr])?)
     }
 
     fn remember_login_address(&self, name: &UserName, addr: &str, now: i64) -> Result<()> {

@@ -11,7 +11,7 @@ use crate::text::rfc3339;
 impl Social for SqliteStore {
     fn friends(&self, user: UserId) -> Result<Vec<Friend>> {
         // Names in byte order: SQLite's BINARY collation.
-        let mut stmt = self.conn.prepare_cached(
+        let mut stmt = self.conn()?.prepare_cached(
             "SELECT u.name, u.display_name, f.since FROM friendships f JOIN users u ON u.id = f.friend_id
              WHERE f.user_id = ?1 ORDER BY u.name",
         )?;
@@ -23,7 +23,7 @@ impl Social for SqliteStore {
 
     fn incoming_requests(&self, user: UserId) -> Result<Vec<String>> {
         names(
-            &self.conn,
+            self.conn()?,
             "SELECT u.name FROM friend_requests r JOIN users u ON u.id = r.from_id WHERE r.to_id = ?1 ORDER BY u.name",
             user,
         )
@@ -31,14 +31,14 @@ impl Social for SqliteStore {
 
     fn outgoing_requests(&self, user: UserId) -> Result<Vec<String>> {
         names(
-            &self.conn,
+            self.conn()?,
             "SELECT u.name FROM friend_requests r JOIN users u ON u.id = r.to_id WHERE r.from_id = ?1 ORDER BY u.name",
             user,
         )
     }
 
     fn are_friends(&self, a: UserId, b: UserId) -> Result<bool> {
-        Ok(self.conn.prepare_cached(sql::ARE_FRIENDS)?.exists(params![a.0, b.0])?)
+        Ok(self.conn()?.prepare_cached(sql::ARE_FRIENDS)?.exists(params![a.0, b.0])?)
     }
 
     fn request_friend(&self, from: UserId, to: UserId, now: i64) -> Result<FriendRequestOutcome> {

@@ -11,21 +11,21 @@ use crate::text::rfc3339;
 
 impl Users for SqliteStore {
     fn accounts(&self) -> Result<Vec<Account>> {
-        let mut stmt = self.conn.prepare_cached(sql::ACCOUNTS)?;
+        let mut stmt = self.conn()?.prepare_cached(sql::ACCOUNTS)?;
         let rows = stmt.query_map([], account_row)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     fn account(&self, name: &UserName) -> Result<Option<Account>> {
-        Ok(self.conn.prepare_cached(sql::ACCOUNT)?.query_row([name.as_str()], account_row).optional()?)
+        Ok(self.conn()?.prepare_cached(sql::ACCOUNT)?.query_row([name.as_str()], account_row).optional()?)
     }
 
     fn user_by_name(&self, name: &UserName) -> Result<Option<User>> {
-        Ok(self.conn.prepare_cached(sql::USER_BY_NAME)?.query_row([name.as_str()], user_row).optional()?)
+        Ok(self.conn()?.prepare_cached(sql::USER_BY_NAME)?.query_row([name.as_str()], user_row).optional()?)
     }
 
     fn user_by_id(&self, id: UserId) -> Result<Option<User>> {
-        Ok(self.conn.prepare_cached(sql::USER_BY_ID)?.query_row([id.0], user_row).optional()?)
+        Ok(self.conn()?.prepare_cached(sql::USER_BY_ID)?.query_row([id.0], user_row).optional()?)
     }
 
     fn add_user(
@@ -117,7 +117,7 @@ impl Users for SqliteStore {
     }
 
     fn set_password_hash(&self, user: UserId, hash: &str) -> Result<bool> {
-        Ok(self.conn.prepare_cached(sql::SET_PASSWORD_HASH)?.execute(params![user.0, hash])? == 1)
+        Ok(self.conn()?.prepare_cached(sql::SET_PASSWORD_HASH)?.execute(params![user.0, hash])? == 1)
     }
 
     fn profile(&self, user: UserId) -> Result<Option<Profile>> {
