@@ -50,7 +50,7 @@ pub struct SqliteStore {
 impl Drop for SqliteStore {
     /// A connection that wrote checkpoints on close when it is the last one, so the
     /// next process finds no WAL to recover; one that only read leaves the WAL alone.
-    /// Measured (docs/PERFORMANCE.md): skipping the close checkpoint everywhere made
+    /// Measured (CHANGELOG.md, 2026-11-27, "A checkpoint on close"): skipping the close checkpoint everywhere made
     /// every reader after a writer rebuild the WAL index from a WAL of up to 4 MB, and
     /// the common request on a 10-million-message database cost 2.4 times as much.
     /// With `msqd` holding a connection open, no CGI process is ever the last one.
