@@ -10,7 +10,7 @@
 //!
 //! Every operation takes values and returns the values of [`super::values`] and
 //! [`crate::model`]; no engine type crosses it. Times are unix seconds in and RFC 3339
-//! UTC text out.
+//! UTC text out, formatted in Rust (`crate::text::rfc3339`), never by the database.
 
 use std::cell::Cell;
 use std::time::Duration;
