@@ -177,7 +177,7 @@ impl Config {
         let trusted_proxies = match text("PIGGYBACK_TRUSTED_PROXIES")? {
             None => Vec::new(),
             Some(v) => proxy::parse_list(&v)
-                .map_err(|problem| ConfigError { variable: "PIGGYBACK_TRUSTED_PROXIES", problem })?,
+                .map_err(|e| ConfigError { variable: "PIGGYBACK_TRUSTED_PROXIES", problem: e.to_string() })?,
         };
         let file_mode = match text("PIGGYBACK_FILE_MODE")? {
             None => FileMode::Owner,

@@ -15,16 +15,16 @@ use std::process::ExitCode;
 
 use serde_json::Value;
 
-use crate::config::{Config, MAX_BODY_BYTES, RemoteUser};
+use crate::config::{Config, ConfigError, MAX_BODY_BYTES, RemoteUser};
 use crate::csrf;
 use crate::handlers::{Caller, Context, Handler};
 use crate::http::{Ack, ApiError, BodyError, Meta, Method, Reply, Request, SessionChange, reason_phrase};
 use crate::identity::{self, KeyMemory, Verdict};
 use crate::message_status::{self, Announcing};
-use crate::message_store::{BUSY_TIMEOUT, Store, StoreError};
+use crate::message_store::{Store, StoreError};
 use crate::model::{User, now};
 use crate::msq::{self, Queue, QueueError};
-use crate::names::UserName;
+use crate::names::{NameError, UserName};
 use crate::proxy::{self, ForwardingHeaders};
 use crate::spool::{Spool, SpoolMemory};
 
@@ -71,7 +71,7 @@ pub fn run(handler: Handler) -> ExitCode {
     let _ = stdout.write_all(&output).and_then(|()| stdout.flush());
     // One that only read would not checkpoint on close anyway: the process is about to
     // exit, and freeing SQLite's schema and statements is work nobody needs (about
-    // 100 k instructions, docs/PERFORMANCE.md). The exit releases its locks as a
+    // 100 k instructions, CHANGELOG.md, 2026-11-30). The exit releases its locks as a
     // crash would, which SQLite is built for.
     std::mem::forget(kept);
     ExitCode::SUCCESS
@@ -211,7 +211,7 @@ fn serve(handler: Handler, env: &Env, stdin: impl Read, now: i64, kept: &mut Kep
                 }
                 Ok(None) => {}
                 // The endpoint's own work has committed: report it, leave the member out.
-                Err(why) => log(&why),
+                Err(why) => log(&why.to_string()),
             }
         }
     }
@@ -230,9 +230,50 @@ fn believe_proxies(meta: &mut Meta, config: &Config) {
 /// The member every JSON answer to an identified user carries.
 pub const SITE_MESSAGES: &str = "site_messages";
 
+/// Why `site_messages` was left out of an answer (the caller logs it; the answer
+/// itself stands).
+#[derive(Debug)]
+pub enum SiteMessagesError {
+    /// The configuration in the environment is invalid.
+    Config(ConfigError),
+    /// The message database could not be opened.
+    Open(StoreError),
+    /// The message database failed while announcing (not for being busy, read-only or
+    /// full: then the member is left out silently and the next answer announces).
+    Store(StoreError),
+    /// The request's identity was refused (a bad cookie, an unknown `REMOTE_USER`).
+    Identity(ApiError),
+    /// `piggyback status --user NAME`: not a user name this site accepts.
+    Name { name: String, why: NameError },
+    /// `piggyback status --user NAME`: nobody has this name.
+    NoUser(UserName),
+    /// The member could not be made into JSON.
+    Json(serde_json::Error),
+}
+
+impl std::fmt::Display for SiteMessagesError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SiteMessagesError::Config(e) => write!(f, "configuration: {e}"),
+            SiteMessagesError::Open(e) => write!(f, "PIGGYBACK_DB: {e}"),
+            SiteMessagesError::Store(e) => write!(f, "site_messages left out: {e}"),
+            SiteMessagesError::Identity(e) => {
+                let detail = e.log.as_deref().map(|l| format!(" ({l})")).unwrap_or_default();
+                write!(f, "identity refused ({}): {}{detail}", e.code, e.message)
+            }
+            SiteMessagesError::Name { name, why } => write!(f, "{name:?}: {why}"),
+            SiteMessagesError::NoUser(name) => write!(f, "no user named {name}"),
+            SiteMessagesError::Json(e) => write!(f, "site_messages left out: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for SiteMessagesError {}
+
 /// The one place `site_messages` is computed, for every program: ours (through
 /// [`serve`]) and the site's own (through [`site_messages_for`]). `None` when the
-/// configuration omits an empty member; `Err` says why it was left out.
+/// configuration omits an empty member, or when the database is busy, read-only or
+/// full now (the next answer announces); `Err` says why else it was left out.
 fn site_messages(
     store: &Store,
     user: &User,
@@ -240,19 +281,19 @@ fn site_messages(
     config: &Config,
     now: i64,
     announcing: Announcing,
-) -> Result<Option<Value>, String> {
-    // A page must not wait seconds for another writer just to announce: past the
-    // patience the member is left out and the next answer announces.
-    let _ = store.set_busy_timeout(msq::ANNOUNCE_PATIENCE);
-    let claimed = message_status::claim(store, user, ack, config, now, announcing);
-    let _ = store.set_busy_timeout(BUSY_TIMEOUT);
+) -> Result<Option<Value>, SiteMessagesError> {
+    let claimed = {
+        // A page must not wait seconds for another writer just to announce: past the
+        // patience the member is left out and the next answer announces.
+        let _patience = store.patience(msq::ANNOUNCE_PATIENCE);
+        message_status::claim(store, user, ack, config, now, announcing)
+    };
     match claimed {
-        Ok(Some(site)) => serde_json::to_value(site).map(Some).map_err(|e| format!("site_messages left out: {e}")),
+        Ok(Some(site)) => serde_json::to_value(site).map(Some).map_err(SiteMessagesError::Json),
         Ok(None) => Ok(None),
-        // Another writer, or a database that cannot be written now: left out, and the
-        // next answer announces. Not worth a log line each time.
+        // Not worth a log line each time.
         Err(StoreError::Busy | StoreError::ReadOnly | StoreError::Full) => Ok(None),
-        Err(e) => Err(format!("site_messages left out: {e}")),
+        Err(e) => Err(SiteMessagesError::Store(e)),
     }
 }
 
@@ -262,23 +303,18 @@ fn site_messages(
 /// left out (a misconfiguration, a busy or missing database, a refused identity); the
 /// caller logs it and passes the program's answer through unchanged.
 /// Never reads stdin: the program has consumed the body.
-pub fn site_messages_for(env: &Env) -> Result<Option<Value>, String> {
-    let config = Config::from_lookup(|name| env.get(name).cloned()).map_err(|e| format!("configuration: {e}"))?;
+pub fn site_messages_for(env: &Env) -> Result<Option<Value>, SiteMessagesError> {
+    let config = Config::from_lookup(|name| env.get(name).cloned()).map_err(SiteMessagesError::Config)?;
     let mut request = parse_request(env, std::io::empty());
     distrust_remote_user(&mut request.meta, &config);
     believe_proxies(&mut request.meta, &config);
     if request.method == Method::Head {
         return Ok(None);
     }
-    let store = Store::open(&config.db).map_err(|e| format!("PIGGYBACK_DB: {e}"))?;
+    let store = Store::open(&config.db).map_err(SiteMessagesError::Open)?;
     let now = now();
-    let user = match identify(&request.meta, &store, &config, now, None) {
-        Ok(Some(user)) => user,
-        Ok(None) => return Ok(None),
-        Err(e) => {
-            let detail = e.log.as_deref().map(|l| format!(" ({l})")).unwrap_or_default();
-            return Err(format!("identity refused ({}): {}{detail}", e.code, e.message));
-        }
+    let Some(user) = identify(&request.meta, &store, &config, now, None).map_err(SiteMessagesError::Identity)? else {
+        return Ok(None);
     };
     drain(&Queue::new(&store, spool_of(&config)), now);
     // As for our programs: a request from another site reports counts, announces nothing.
@@ -314,10 +350,10 @@ pub fn log(line: &str) {
 /// `site_messages` for the user named `name`, with the same effect as a request of
 /// theirs (the drain, the announcement): for a program that is not a CGI child
 /// (`piggyback status --user NAME`). `Err` names what went wrong.
-pub fn site_messages_of_user(config: &Config, name: &str) -> Result<Option<Value>, String> {
-    let store = Store::open(&config.db).map_err(|e| format!("{}: {e}", config.db.display()))?;
-    let name = UserName::parse(name).map_err(|e| format!("{name:?}: {e}"))?;
-    let user = store.user_by_name(&name).map_err(|e| e.to_string())?.ok_or_else(|| format!("no user named {name}"))?;
+pub fn site_messages_of_user(config: &Config, name: &str) -> Result<Option<Value>, SiteMessagesError> {
+    let store = Store::open(&config.db).map_err(SiteMessagesError::Open)?;
+    let name = UserName::parse(name).map_err(|why| SiteMessagesError::Name { name: name.to_owned(), why })?;
+    let user = store.user_by_name(&name).map_err(SiteMessagesError::Store)?.ok_or(SiteMessagesError::NoUser(name))?;
     let now = now();
     drain(&Queue::new(&store, spool_of(config)), now);
     site_messages(&store, &user, None, config, now, Announcing::Claim)

@@ -192,13 +192,14 @@ impl<'a> Queue<'a> {
             // A concurrent drain (msqd, another request) took it and is storing it now:
             // wait a moment for its commit, so the usual answer is still 201.
             Ok(ClaimResult::Gone) => return Ok(self.stored_soon(&message).unwrap_or_else(queued)),
-            Ok(ClaimResult::Bad(line)) => return Err(QueueError::Spool(io::Error::other(line))),
+            Ok(ClaimResult::Bad(bad)) => return Err(QueueError::Spool(io::Error::other(bad))),
             Err(_) => return Ok(queued()),
         };
-        // The file is durable: waiting long for the lock would only delay the answer.
-        let _ = self.store.set_busy_timeout(SEND_PATIENCE);
-        let applied = self.store.store_message(&message);
-        let _ = self.store.set_busy_timeout(BUSY_TIMEOUT);
+        let applied = {
+            // The file is durable: waiting long for the lock would only delay the answer.
+            let _patience = self.store.patience(SEND_PATIENCE);
+            self.store.store_message(&message)
+        };
         match applied {
             Ok(stored) => {
                 // Committed; if the unlink fails, the replay is a no-op.
@@ -265,16 +266,17 @@ impl<'a> Queue<'a> {
             match self.spool.claim(&name).map_err(QueueError::Spool)? {
                 ClaimResult::Claimed(c) => claimed.push(c),
                 ClaimResult::Gone => {}
-                ClaimResult::Bad(line) => report.bad.push(line),
+                ClaimResult::Bad(bad) => report.bad.push(bad.to_string()),
             }
         }
         if claimed.is_empty() {
             return Ok(report);
         }
         let messages: Vec<NewMessage> = claimed.iter().map(|c| message_of(&c.request).clone()).collect();
-        let _ = self.store.set_busy_timeout(patience);
-        let applied = self.store.store_messages(&messages);
-        let _ = self.store.set_busy_timeout(BUSY_TIMEOUT);
+        let applied = {
+            let _patience = self.store.patience(patience);
+            self.store.store_messages(&messages)
+        };
         match applied {
             Ok(stored) => {
                 for ((c, m), s) in claimed.iter().zip(&messages).zip(&stored) {

@@ -15,13 +15,14 @@
 mod engine;
 pub mod postgres;
 mod send_limits;
+mod sql;
 pub mod sqlite;
 mod store;
 mod values;
 
 use std::time::Duration;
 
-pub use engine::{Engine, Limits, Mailboxes, Maintenance, Posts, Sessions, Social, Users};
+pub use engine::{Engine, Limits, Mailboxes, Maintenance, Patience, Posts, Sessions, Social, Users};
 pub use send_limits::SEND_LIMITS_FILE;
 pub use sqlite::migrations::SCHEMA_VERSION;
 pub use store::{Store, display_db, postgres_url};
@@ -33,13 +34,6 @@ pub use values::{
 
 // Each engine's list of migrations takes its schema through the same versions.
 const _: () = assert!(postgres::MIGRATIONS.len() as i64 == SCHEMA_VERSION, "one PostgreSQL migration per version");
-
-/// Recounts `mailbox` counters from the messages themselves, for the rows a `WHERE`
-/// appended to it selects: the one statement both engines' repairs, seeds and
-/// removals share (the same SQL on SQLite and PostgreSQL).
-pub(crate) const RECOUNT_COUNTERS: &str = "UPDATE mailbox SET
-    new = (SELECT count(*) FROM messages WHERE recipient_id = mailbox.user_id AND state = 'new'),
-    delivered = (SELECT count(*) FROM messages WHERE recipient_id = mailbox.user_id AND state = 'delivered')";
 
 /// How long a request waits for another writer before answering 503.
 /// Below both servers' CGI timeouts (3 s and more in `cgi-bin-config/`).

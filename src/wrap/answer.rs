@@ -6,7 +6,7 @@ use std::io::{self, Read, Write};
 
 use serde_json::Value;
 
-use crate::gateway::SITE_MESSAGES;
+use crate::gateway::{SITE_MESSAGES, SiteMessagesError};
 
 /// Largest header block looked at; a longer one passes through unread.
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -72,7 +72,7 @@ pub fn relay(
     framing: Framing,
     limits: Limits,
     expired: &dyn Fn() -> bool,
-    piggyback: impl FnOnce() -> Result<Option<Value>, String>,
+    piggyback: impl FnOnce() -> Result<Option<Value>, SiteMessagesError>,
 ) -> io::Result<Outcome> {
     let mut buf = Vec::with_capacity(8192);
     if framing == Framing::Nph {
@@ -120,7 +120,7 @@ pub fn relay(
     let member = match piggyback() {
         Ok(Some(member)) => member,
         Ok(None) => return pass(buf, child, out, Why::Nobody),
-        Err(why) => return pass(buf, child, out, Why::Failed(why)),
+        Err(why) => return pass(buf, child, out, Why::Failed(why.to_string())),
     };
     let Some(new_body) = splice(body, &member) else {
         return pass(buf, child, out, Why::NotAnObject);
@@ -268,6 +268,7 @@ fn timeout_answer() -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::message_store::StoreError;
     use serde_json::json;
 
     fn run(child: &[u8], framing: Framing, buffer: usize, member: Option<Value>) -> (Vec<u8>, Outcome) {
@@ -352,11 +353,16 @@ mod tests {
         let child = b"Content-Type: application/json\n\n{\"a\":1}";
         let mut out = Vec::new();
         let outcome = relay(&child[..], &mut out, Framing::Cgi, Limits { buffer_bytes: 99 }, &|| false, || {
-            Err("database is locked".into())
+            Err(SiteMessagesError::Store(StoreError::Unreachable("connection refused".into())))
         })
         .unwrap();
         assert_eq!(out, child);
-        assert_eq!(outcome, Outcome::PassedThrough(Why::Failed("database is locked".into())));
+        assert_eq!(
+            outcome,
+            Outcome::PassedThrough(Why::Failed(
+                "site_messages left out: the message database server is unreachable: connection refused".into()
+            ))
+        );
     }
 
     #[test]

@@ -316,7 +316,7 @@ fn a_drainer_whose_connection_is_cut_leaves_every_file_waiting() {
     let got = std::thread::scope(|s| {
         let drain = s.spawn(|| {
             let store = Store::open(&db.path).unwrap();
-            store.set_busy_timeout(patience).unwrap();
+            let _patience = store.patience(patience);
             Queue::new(&store, spool.clone()).drain(256, 0, patience, now())
         });
         if db.is_postgres() {

@@ -41,9 +41,6 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
-/// How SQLite formats unix seconds as the contract's timestamps.
-const RFC3339: &str = "'%Y-%m-%dT%H:%M:%SZ'";
-
 /// An open SQLite message database (the embedded engine; [`Store`](super::Store) chooses).
 pub struct SqliteStore {
     pub(in crate::message_store) conn: Connection,
@@ -51,12 +48,16 @@ pub struct SqliteStore {
     wrote: Cell<bool>,
     /// Opened read-only for want of disk space.
     degraded: Cell<bool>,
+    /// How long statements wait for another writer ([`Patience`](super::Patience)).
+    patience: Cell<Duration>,
+    /// The busy timeout the connection has now.
+    applied: Cell<Duration>,
 }
 
 impl Drop for SqliteStore {
     /// A connection that wrote checkpoints on close when it is the last one, so the
     /// next process finds no WAL to recover; one that only read leaves the WAL alone.
-    /// Measured (docs/PERFORMANCE.md): skipping the close checkpoint everywhere made
+    /// Measured (CHANGELOG.md, 2026-11-27, "A checkpoint on close"): skipping the close checkpoint everywhere made
     /// every reader after a writer rebuild the WAL index from a WAL of up to 4 MB, and
     /// the common request on a 10-million-message database cost 2.4 times as much.
     /// With `msqd` holding a connection open, no CGI process is ever the last one.
@@ -141,15 +142,32 @@ impl SqliteStore {
         // parses the schema, here in `open` rather than in the first request's query.
         conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_FKEY, true)?;
         conn.execute_batch("PRAGMA synchronous = NORMAL")?;
-        Ok(SqliteStore { conn, wrote: Cell::new(false), degraded: Cell::new(false) })
+        Ok(SqliteStore {
+            conn,
+            wrote: Cell::new(false),
+            degraded: Cell::new(false),
+            patience: Cell::new(BUSY_TIMEOUT),
+            applied: Cell::new(BUSY_TIMEOUT),
+        })
     }
 
     fn immediate(&self) -> Result<Transaction<'_>> {
         if self.degraded.get() {
             return Err(StoreError::Full);
         }
+        let conn = self.conn()?;
         self.wrote.set(true);
-        Ok(Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?)
+        Ok(Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?)
+    }
+
+    /// The connection, waiting for other writers as long as the patience says now.
+    fn conn(&self) -> Result<&Connection> {
+        let patience = self.patience.get();
+        if patience != self.applied.get() {
+            self.conn.busy_timeout(patience)?;
+            self.applied.set(patience);
+        }
+        Ok(&self.conn)
     }
 }
 
@@ -171,8 +189,8 @@ impl Engine for SqliteStore {
         migrations::apply_or_refuse(&self.conn, migrations::Older::Refuse)
     }
 
-    fn set_busy_timeout(&self, timeout: Duration) -> Result<()> {
-        Ok(self.conn.busy_timeout(timeout)?)
+    fn patience_cell(&self) -> &Cell<Duration> {
+        &self.patience
     }
 }
 
@@ -194,5 +212,29 @@ mod tests {
         assert_eq!(pragma("synchronous"), 1, "NORMAL");
         let orphan = store.conn.execute("INSERT INTO mailbox (user_id) VALUES (12345)", []);
         assert!(orphan.is_err(), "a mailbox of no user is refused: {orphan:?}");
+    }
+
+    /// A [`Patience`](crate::message_store::Patience) guard sets how long the
+    /// connection's statements wait for another writer while it lives, and the
+    /// connection waits as before once it is dropped.
+    #[test]
+    fn patience_holds_while_its_guard_lives() {
+        use crate::message_store::{Mailboxes, Patience};
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("pb.db");
+        drop(SqliteStore::init(&db).unwrap());
+        let store = SqliteStore::open(&db).unwrap();
+        let busy_timeout = || -> i64 { store.conn.query_row("PRAGMA busy_timeout", [], |r| r.get(0)).unwrap() };
+        {
+            let _patience = Patience::new(&store, Duration::from_millis(30));
+            store.mailbox(crate::model::UserId(1)).unwrap();
+            assert_eq!(busy_timeout(), 30);
+            let holder = Connection::open(&db).unwrap();
+            holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+            let refused = store.acknowledge(crate::model::UserId(1), 1);
+            assert!(matches!(refused, Err(StoreError::Busy)), "{refused:?}");
+        }
+        store.mailbox(crate::model::UserId(1)).unwrap();
+        assert_eq!(busy_timeout(), BUSY_TIMEOUT.as_millis() as i64);
     }
 }
