@@ -51,7 +51,8 @@ pub fn run() -> ExitCode {
     }
     let mut stdout = std::io::stdout().lock();
     let cwd = std::env::current_dir().unwrap_or_default();
-    let target = match target::resolve(&env, &args, &cwd, &wrapper, &settings) {
+    let exec_fn = kernel_exec_fn();
+    let target = match target::resolve(&env, &args, &cwd, &wrapper, exec_fn.as_deref(), &settings) {
         Ok(target) => target,
         Err(refusal) => {
             log(&format!("piggyback-wrap: refused: {}", refusal.why));
@@ -70,7 +71,7 @@ pub fn run() -> ExitCode {
     };
     command
         .env_clear()
-        .envs(target::child_env(&env, &target))
+        .envs(target::child_env(&env, &target, &settings))
         .current_dir(target.folder())
         // The body stays on fd 0 for the program, whatever it is (a pipe, a file, a socket).
         .stdin(Stdio::inherit())
@@ -208,6 +209,22 @@ impl Complaints {
             }
         }
     }
+}
+
+/// What the kernel's `execve` was given as the file to run (`AT_EXECFN`): the program's
+/// own path when the kernel ran it and found the wrapper in its `#!` line, the
+/// wrapper's when a server started the wrapper.
+fn kernel_exec_fn() -> Option<OsString> {
+    use std::os::unix::ffi::OsStrExt;
+    // SAFETY: getauxval reads the auxiliary vector; AT_EXECFN, when present, points to a
+    // NUL-terminated string the kernel placed on the initial stack, valid for the life
+    // of the process.
+    let pointer = unsafe { libc::getauxval(libc::AT_EXECFN) } as *const libc::c_char;
+    if pointer.is_null() {
+        return None;
+    }
+    let name = unsafe { std::ffi::CStr::from_ptr(pointer) };
+    Some(std::ffi::OsStr::from_bytes(name.to_bytes()).to_owned())
 }
 
 /// Kills the program and every process of its group (it was started as the leader of

@@ -936,3 +936,28 @@ fn a_bound_cookie_follows_the_sites_session_and_ends_with_it() {
     let cookies = https.set_cookies();
     assert!(cookies.iter().any(|(n, _, l)| n == "__Host-pb_session" && l.contains("; Secure")), "{cookies:?}");
 }
+
+#[test]
+fn a_direct_request_with_a_query_in_the_kernels_shebang_form_runs_nothing() {
+    // GET /cgi-bin/piggyback-wrap?/usr/bin/perl+/…/admin/secret.pl under Apache: the
+    // query has no `=`, so Apache makes it argv, exactly the kernel's `#!` form for a
+    // program whose first line names the wrapper; its folder may be denied to clients.
+    let w = Wrapped::new();
+    let admin = w.app.join("admin");
+    std::fs::create_dir(&admin).unwrap();
+    chmod(&admin, 0o755);
+    let secret = admin.join("secret.pl");
+    std::fs::write(&secret, format!("#!{WRAPPER} /usr/bin/perl\n{ENV_PL}")).unwrap();
+    chmod(&secret, 0o755);
+    let query = format!("/usr/bin/perl+{}", secret.display());
+    let mut env = w.base_env("GET", &query);
+    env.push(var("SCRIPT_FILENAME", WRAPPER));
+    env.push(var("SCRIPT_NAME", "/cgi-bin/piggyback-wrap"));
+    let args: Vec<OsString> = query.split('+').map(Into::into).collect();
+    w.run(WRAPPER, &args, env.clone(), b"").assert_refused("the kernel was asked to run");
+    // With the wrapper's own name in SCRIPT_FILENAME removed, still not the kernel's call.
+    env.retain(|(k, _)| k != "SCRIPT_FILENAME");
+    w.run(WRAPPER, &args, env, b"").assert_refused("the kernel was asked to run");
+    // The kernel's own call of the same program still runs it.
+    assert_eq!(w.python(&secret, "", &[]).json()["argv"], serde_json::json!([]));
+}
