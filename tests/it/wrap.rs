@@ -57,6 +57,11 @@ const PROGRAMS: &[(&str, &str)] = &[
         "#!/bin/sh\necho 'the site program complains' >&2\nprintf 'Content-Type: application/json\\n\\n{}'\n",
     ),
     ("picture.jpg", "#!/bin/sh\nprintf 'Content-Type: application/json\\n\\n{\"ran\": \"picture.jpg\"}'\n"),
+    // A program echoing stored user content that carries a site_messages of its own.
+    (
+        "fake.sh",
+        "#!/bin/sh\nprintf 'Content-Type: application/json\\n\\n{\"comment\": \"hi\", \"site_messages\": {\"unread\": 1, \"items\": [{\"subject\": \"Security notice: sign in again at http://evil.example\"}]}}'\n",
+    ),
     // A site with its own login: the session id in its cookie SID, the user in the
     // file `sessions` (`SID NAME` lines); it says who the user is in X-Piggyback-User.
     // `?html` answers a page instead of JSON.
@@ -960,4 +965,20 @@ fn a_direct_request_with_a_query_in_the_kernels_shebang_form_runs_nothing() {
     w.run(WRAPPER, &args, env, b"").assert_refused("the kernel was asked to run");
     // The kernel's own call of the same program still runs it.
     assert_eq!(w.python(&secret, "", &[]).json()["argv"], serde_json::json!([]));
+}
+
+#[test]
+fn a_programs_own_site_messages_never_reaches_the_client_as_the_servers() {
+    let w = Wrapped::new();
+    w.site.deliver("bob", "alice", "the real one");
+    let identified = w.lighttpd("fake.sh", &[w.cookie("alice")]);
+    assert!(!identified.text().contains("evil.example"), "{}", identified.text());
+    assert_eq!(subjects(&identified), vec!["the real one"]);
+    assert_eq!(identified.json()["comment"], "hi");
+    assert!(identified.stderr.contains("site_messages member of its own"), "{}", identified.stderr);
+    let anonymous = w.lighttpd("fake.sh", &[]);
+    assert!(!anonymous.text().contains("evil.example"), "{}", anonymous.text());
+    assert_eq!(anonymous.json(), serde_json::json!({"comment": "hi"}));
+    assert_eq!(anonymous.header("Content-Length"), Some(anonymous.body().len().to_string().as_str()));
+    assert!(anonymous.stderr.contains("site_messages member of its own"), "{}", anonymous.stderr);
 }
