@@ -62,6 +62,12 @@ const PROGRAMS: &[(&str, &str)] = &[
         "fake.sh",
         "#!/bin/sh\nprintf 'Content-Type: application/json\\n\\n{\"comment\": \"hi\", \"site_messages\": {\"unread\": 1, \"items\": [{\"subject\": \"Security notice: sign in again at http://evil.example\"}]}}'\n",
     ),
+    // JSON a browser may show as a page, and JSON sent as a download.
+    ("twotypes.sh", "#!/bin/sh\nprintf 'Content-Type: application/json\\nContent-Type: text/html\\n\\n{\"a\": 1}'\n"),
+    (
+        "export.sh",
+        "#!/bin/sh\nprintf 'Content-Type: application/json\\nContent-Disposition: attachment; filename=\"export.json\"\\n\\n{\"rows\": []}'\n",
+    ),
     // A site with its own login: the session id in its cookie SID, the user in the
     // file `sessions` (`SID NAME` lines); it says who the user is in X-Piggyback-User.
     // `?html` answers a page instead of JSON.
@@ -981,4 +987,23 @@ fn a_programs_own_site_messages_never_reaches_the_client_as_the_servers() {
     assert_eq!(anonymous.json(), serde_json::json!({"comment": "hi"}));
     assert_eq!(anonymous.header("Content-Length"), Some(anonymous.body().len().to_string().as_str()));
     assert!(anonymous.stderr.contains("site_messages member of its own"), "{}", anonymous.stderr);
+}
+
+#[test]
+fn json_that_is_not_plainly_a_pages_call_passes_byte_for_byte_and_flips_nothing() {
+    let w = Wrapped::new();
+    w.site.deliver("bob", "alice", "not into a download");
+    let alice = w.cookie("alice");
+    for (script, extra) in [
+        ("twotypes.sh", vec![]),
+        ("export.sh", vec![]),
+        ("hello.sh", vec![var("HTTP_SEC_FETCH_MODE", "navigate"), var("HTTP_SEC_FETCH_DEST", "document")]),
+    ] {
+        let mut vars = vec![alice.clone()];
+        vars.extend(extra);
+        let answer = w.lighttpd(script, &vars);
+        assert_eq!(answer.raw, w.direct(script), "{script}: {}", answer.text());
+    }
+    assert_eq!(w.site.counters("alice"), (1, 0), "no claim was made");
+    assert_eq!(w.lighttpd("hello.sh", &[alice]).announced().len(), 1, "a page's own call announces it");
 }
