@@ -1007,3 +1007,23 @@ fn json_that_is_not_plainly_a_pages_call_passes_byte_for_byte_and_flips_nothing(
     assert_eq!(w.site.counters("alice"), (1, 0), "no claim was made");
     assert_eq!(w.lighttpd("hello.sh", &[alice]).announced().len(), 1, "a page's own call announces it");
 }
+
+#[test]
+fn the_member_holds_no_markup_and_every_answer_carrying_it_says_nosniff() {
+    let w = Wrapped::new();
+    let subject = "<img src=x onerror=alert(1)> & </script>";
+    w.site.deliver("bob", "alice", subject);
+    let answer = w.lighttpd("hello.sh", &[w.cookie("alice")]);
+    let body = String::from_utf8(answer.body().to_vec()).unwrap();
+    let member = &body[body.find("\"site_messages\":").unwrap()..];
+    assert!(!member.contains(['<', '>', '&']), "{member}");
+    assert!(member.contains("\\u003cimg src=x onerror=alert(1)\\u003e \\u0026 \\u003c/script\\u003e"), "{member}");
+    assert_eq!(subjects(&answer), vec![subject], "the same text once parsed");
+    assert_eq!(answer.header("X-Content-Type-Options"), Some("nosniff"));
+    // Our own programs write through the same serializer.
+    w.site.deliver("bob", "alice", subject);
+    let ours = w.site.cgi(crate::support::Program::Profile).user("alice").run();
+    let raw = String::from_utf8_lossy(&ours.body).into_owned();
+    assert!(!raw.contains(['<', '>', '&']), "{raw}");
+    assert_eq!(ours.site()["items"][0]["subject"], subject);
+}
