@@ -1027,3 +1027,16 @@ fn the_member_holds_no_markup_and_every_answer_carrying_it_says_nosniff() {
     assert!(!raw.contains(['<', '>', '&']), "{raw}");
     assert_eq!(ours.site()["items"][0]["subject"], subject);
 }
+
+#[test]
+fn the_program_sees_no_piggyback_setting_and_the_keys_path_only_when_let() {
+    let w = Wrapped::new().set("PIGGYBACK_EMPTY", "omit").set("PIGGYBACK_TRUST_REMOTE_USER", "0");
+    let env = w.lighttpd("env.pl", &[w.cookie("alice")]).json()["env"].clone();
+    let names: Vec<&String> = env.as_object().unwrap().keys().filter(|k| k.starts_with("PIGGYBACK_")).collect();
+    assert!(names.is_empty(), "the program sees {names:?}");
+    let w = w.set("PIGGYBACK_WRAP_PASS_SECRET_FILE", "1");
+    let env = w.lighttpd("env.pl", &[]).json()["env"].clone();
+    let names: Vec<&String> = env.as_object().unwrap().keys().filter(|k| k.starts_with("PIGGYBACK_")).collect();
+    assert_eq!(names, vec!["PIGGYBACK_SECRET_FILE"], "{env}");
+    assert_eq!(env["PIGGYBACK_SECRET_FILE"], w.site.secret().to_str().unwrap());
+}
