@@ -254,3 +254,18 @@ fn refusal_answer(status: u16) -> Vec<u8> {
     )
     .into_bytes()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cause_is_said_at_most_once_a_minute() {
+        let mut complaints = Complaints::default();
+        let start = Instant::now();
+        assert!(complaints.due("busy", start));
+        assert!(!complaints.due("busy", start + Duration::from_secs(59)));
+        assert!(complaints.due("read-only", start + Duration::from_secs(1)), "another cause is said");
+        assert!(complaints.due("busy", start + Duration::from_secs(60)));
+    }
+}

@@ -1040,3 +1040,46 @@ fn the_program_sees_no_piggyback_setting_and_the_keys_path_only_when_let() {
     assert_eq!(names, vec!["PIGGYBACK_SECRET_FILE"], "{env}");
     assert_eq!(env["PIGGYBACK_SECRET_FILE"], w.site.secret().to_str().unwrap());
 }
+
+#[test]
+fn every_cause_of_a_left_out_member_is_logged() {
+    let w = Wrapped::new();
+    let alice = w.cookie("alice");
+    w.site.deliver("bob", "alice", "waiting");
+    // Busy: another process holds the database.
+    let conn = w.site.conn();
+    conn.begin_exclusive();
+    let busy = w.lighttpd("hello.pl", std::slice::from_ref(&alice));
+    conn.exec("ROLLBACK");
+    assert_eq!(busy.raw, w.direct("hello.pl"));
+    assert!(busy.stderr.contains("site_messages left out") && busy.stderr.contains("busy"), "{}", busy.stderr);
+    // Unopenable, and misconfigured.
+    for (value, says) in [
+        (w.site.dir.path().join("gone/none.db").into_os_string(), "does not exist"),
+        (OsString::from("relative.db"), "PIGGYBACK_DB"),
+    ] {
+        let answer = w.lighttpd("hello.pl", &[alice.clone(), var("PIGGYBACK_DB", value)]);
+        assert_eq!(answer.raw, w.direct("hello.pl"));
+        assert!(answer.stderr.contains("site_messages left out") && answer.stderr.contains(says), "{}", answer.stderr);
+    }
+    // The settings file cannot be read: the log names it and the user, next to the
+    // setting that is then missing.
+    let install = w.site.dir.path().join("install");
+    std::fs::create_dir_all(install.join("cgi-bin")).unwrap();
+    std::fs::create_dir_all(install.join("etc/piggyback-wrap.conf")).unwrap();
+    let copy = install.join("cgi-bin/piggyback-wrap");
+    std::fs::copy(WRAPPER, &copy).unwrap();
+    let path = w.app.join("hello.pl");
+    let mut env = w.base_env("GET", "");
+    env.retain(|(k, _)| !k.starts_with("PIGGYBACK_"));
+    env.push(var("SCRIPT_FILENAME", &path));
+    let answer = w.run(copy.to_str().unwrap(), &[path.into()], env, b"");
+    assert_eq!(answer.status(), 500, "{}", answer.text());
+    let line = answer.stderr.lines().find(|l| l.contains("PIGGYBACK_WRAP_ROOT is not set")).unwrap_or_default();
+    assert!(
+        line.contains("piggyback-wrap.conf") && line.contains("cannot be read by") && line.contains("uid"),
+        "{}",
+        answer.stderr
+    );
+    w.site.assert_check_passes();
+}
