@@ -10,7 +10,7 @@ use serde_json::Value;
 use crate::support::{PIGGYBACK, Program, Site};
 
 /// The code block after `<!-- test: NAME -->` in docs/INTEGRATE.md.
-fn snippet(name: &str) -> String {
+pub(crate) fn snippet(name: &str) -> String {
     let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/INTEGRATE.md")).unwrap();
     let marker = format!("<!-- test: {name} -->");
     let after = &doc[doc.find(&marker).unwrap_or_else(|| panic!("no {marker} in docs/INTEGRATE.md"))..];

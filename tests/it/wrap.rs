@@ -1083,3 +1083,40 @@ fn every_cause_of_a_left_out_member_is_logged() {
     );
     w.site.assert_check_passes();
 }
+
+#[test]
+fn the_php_identity_line_of_the_guide_follows_the_sites_login_and_logout() {
+    let w = Wrapped::new().set("PIGGYBACK_SITE_SESSION_COOKIE", "PHPSESSID");
+    let sessions = w.site.dir.path().join("php-sessions");
+    std::fs::create_dir(&sessions).unwrap();
+    let program = format!(
+        "<?php\nini_set('session.save_path', {:?});\n{}\nsession_start();\n\
+         if (($_GET['do'] ?? '') === 'login') {{ session_regenerate_id(); $_SESSION['user'] = 'alice'; }}\n\
+         if (($_GET['do'] ?? '') === 'logout') {{ session_destroy(); }}\n\
+         header('Content-Type: application/json');\necho json_encode(['ok' => true]);\n",
+        sessions.to_str().unwrap(),
+        crate::docs::snippet("user-header-php")
+    );
+    let path = w.app.join("site.php");
+    std::fs::write(&path, program).unwrap();
+    chmod(&path, 0o644);
+    w.site.deliver("bob", "alice", "hello php");
+    let login = w.lighttpd("site.php", &[var("QUERY_STRING", "do=login")]);
+    assert_eq!(subjects(&login), vec!["hello php"], "{}; {}", login.text(), login.stderr);
+    let cookies = login.set_cookies();
+    let sid = cookies.iter().find(|(n, _, _)| n == "PHPSESSID").expect("PHP's session cookie").1.clone();
+    let pb = cookies.iter().find(|(n, _, _)| n == "pb_session").expect("the bound cookie").1.clone();
+    let both = format!("PHPSESSID={sid}; pb_session={pb}");
+    w.site.deliver("bob", "alice", "while logged in");
+    assert_eq!(w.idle_check(&both.replace("PHPSESSID", "SID")).status, 401, "bound to PHPSESSID, not SID");
+    let page = w.lighttpd("site.php", &[var("HTTP_COOKIE", &both)]);
+    assert_eq!(subjects(&page), vec!["while logged in"], "{}", page.text());
+    // The site's own logout, unchanged: session_destroy() keeps the cookie's value.
+    w.site.deliver("bob", "alice", "after logout");
+    let logout = w.lighttpd("site.php", &[var("HTTP_COOKIE", &both), var("QUERY_STRING", "do=logout")]);
+    assert!(logout.json().get("site_messages").is_none(), "{}", logout.text());
+    assert!(ends_session_cookie(&logout), "{}", logout.head());
+    let after = w.lighttpd("site.php", &[var("HTTP_COOKIE", format!("PHPSESSID={sid}"))]);
+    assert!(after.json().get("site_messages").is_none(), "{}", after.text());
+    assert_eq!(w.site.counters("alice").0, 1, "the message after the logout waits for alice");
+}
