@@ -397,11 +397,12 @@ impl serde_json::ser::Formatter for HtmlSafe {
 pub(crate) fn drain(queue: &Queue<'_>, now: i64) {
     match queue.drain_for_request(now) {
         Ok(report) => {
-            for line in report.bad.iter().chain(&report.dropped) {
+            for line in report.bad.iter().chain(&report.dropped).chain(&report.stopped) {
                 log(line);
             }
         }
         Err(QueueError::Store(StoreError::Busy)) => {}
+        Err(QueueError::Store(e)) => log(&crate::msq::stopped_line(&e)),
         Err(e) => log(&format!("drain: {e}")),
     }
 }

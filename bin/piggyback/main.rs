@@ -338,6 +338,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let store = open(&db)?;
             let report = Queue::new(&store, spool).drain_all(stale_after, now())?;
             print_drain(&report);
+            if report.stopped.is_some() {
+                return Ok(ExitCode::FAILURE);
+            }
         }
         Command::Msqd { poll_ms, checkpoint_secs } => {
             let store = open(&db)?;
@@ -473,7 +476,7 @@ pub(crate) fn print_drain(report: &DrainReport) {
         report.bad.len(),
         report.dropped.len()
     );
-    for line in report.bad.iter().chain(&report.dropped) {
+    for line in report.bad.iter().chain(&report.dropped).chain(&report.stopped) {
         eprintln!("{line}");
     }
 }
