@@ -113,7 +113,7 @@ fn login(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
     let ttl = ctx.config.session_ttl;
     let expires = now + ttl;
     let name = CookieName::for_scheme(req.meta.https);
-    let claims = Claims { user: user.id, generation: Some(found.generation), session: None, expires };
+    let claims = Claims { user: user.id, generation: Some(found.generation), session: None, expires, binding: None };
     let cookie = format!(
         "{}={}; Path=/; Max-Age={ttl}; HttpOnly; SameSite=Lax{}",
         name.as_str(),

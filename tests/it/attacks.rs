@@ -108,7 +108,7 @@ fn on_https_the_cookie_is_host_only_and_a_planted_one_neither_overrides_nor_logs
     // parent domain from a sibling subdomain, under the only name it can set.
     let key = Key::load(site.secret()).unwrap();
     let erin = Store::open(&site.db).unwrap().user_by_name(&crate::support::uname("erin")).unwrap().unwrap();
-    let claims = Claims { user: erin.id, generation: Some(0), session: None, expires: now() + 3600 };
+    let claims = Claims { user: erin.id, generation: Some(0), session: None, expires: now() + 3600, binding: None };
     let erins_host_value = key.mint(&claims, CookieName::Host);
 
     // Beside the victim's own cookie the planted one is ignored: no lasting 401.
