@@ -55,7 +55,11 @@ pub fn run_program(name: &str) -> ExitCode {
 /// with a listening socket on stdin, FastCGI requests until it is told to stop.
 pub fn run(handler: Handler) -> ExitCode {
     if fcgi::listening_on_stdin() {
-        crate::alloc::serve_many();
+        // `PIGGYBACK_FASTCGI_MALLOC=glibc` keeps glibc's malloc: the comparison that
+        // shows what mimalloc gains (scripts/bench-start --fastcgi).
+        if std::env::var_os("PIGGYBACK_FASTCGI_MALLOC").as_deref() != Some(std::ffi::OsStr::new("glibc")) {
+            crate::alloc::serve_many();
+        }
         return fcgi::serve(handler);
     }
     let env: Env = std::env::vars_os().filter_map(|(k, v)| k.into_string().ok().map(|k| (k, v))).collect();
