@@ -5,6 +5,7 @@
 // A command's report on stdout and its errors on stderr are this program's purpose.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod doctor;
 mod msqd;
 
 use std::io::Write;
@@ -113,6 +114,18 @@ enum Command {
     },
     /// Print the names of the CGI programs, one a line (for scripts; needs no database).
     Programs,
+    /// Check the install as the web server's user meets it: the settings and their file,
+    /// the database, the spool, the session key, PIGGYBACK_WRAP_ROOT. One line per
+    /// check, `ok …` or `problem …: what to do`; exit 0 only when every check is ok.
+    Doctor {
+        /// Check as this user (the web server's, e.g. www-data); needs root.
+        #[arg(long = "as", value_name = "USER")]
+        as_user: Option<String>,
+        /// piggyback-wrap's settings file (default: ../etc/piggyback-wrap.conf from the
+        /// folder this program is in, where piggyback-wrap looks).
+        #[arg(long, value_name = "PATH")]
+        settings: Option<PathBuf>,
+    },
     /// Print a `pb_session` cookie value for a user (for host sites, scripts and tests).
     Token {
         name: String,
@@ -181,8 +194,11 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode> {
     let Cli { db, spool, command } = cli;
     // `programs` needs no database.
-    if let Command::Programs = command {
-        return programs();
+    match command {
+        Command::Programs => return programs(),
+        // A missing setting is one of the doctor's findings, not wrong usage.
+        Command::Doctor { as_user, settings } => return doctor::run(db, spool, as_user.as_deref(), settings),
+        _ => {}
     }
     let Some(site) = site(db, spool)? else { return Ok(ExitCode::from(2)) };
     match command {
@@ -202,7 +218,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Passwd { name } => passwd(&site, &name),
         Command::Status { user } => status(&site, &user),
         Command::Token { name, ttl, secret_file } => token(&site, &name, &ttl, secret_file),
-        Command::Programs => programs(),
+        Command::Programs | Command::Doctor { .. } => unreachable!("answered above"),
     }
 }
 

@@ -193,8 +193,10 @@ class Install:
 
     def __init__(self, root):
         self.root = Path(root)
+        # The data goes to the user the servers run as.
+        env = dict(os.environ, PIGGYBACK_USER=RUN_USER) if IS_ROOT else None
         p = subprocess.run([str(REPO / "scripts/install"), "--no-build", str(self.root)],
-                           capture_output=True, text=True)
+                           capture_output=True, text=True, env=env)
         if p.returncode != 0:
             raise RuntimeError(f"scripts/install {self.root} failed: {p.stderr.strip()}")
         self.db = self.root / "data/piggyback.db"

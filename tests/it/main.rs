@@ -7,6 +7,7 @@ mod attacks;
 mod authz;
 mod concurrency;
 mod docs;
+mod doctor;
 mod fastcgi;
 mod gateway;
 mod hostile_input;
