@@ -1286,11 +1286,17 @@ def browser_suite(label, server, inst, work):
         raise RuntimeError("tests/e2e/host.html has no plain piggyback.js script tag")
     (inst.root / "htdocs/host-doc.html").write_text(host.replace(plain, tag.group(1)))
     (inst.root / "htdocs/host-doc.html").chmod(0o644)
+    # A program of the site that redirects to the URL in its query: the origin test's
+    # same-origin request that ends at another origin.
+    redirect = inst.root / "cgi-bin/redirect-away"
+    redirect.write_text("#!/bin/sh\nprintf 'Status: 302 Found\\r\\nLocation: %s\\r\\n"
+                        "Content-Type: text/plain\\r\\n\\r\\nmoved\\n' \"$QUERY_STRING\"\n")
+    redirect.chmod(0o755)
     browser_server = Server("lighttpd", inst)
     browser_server.cmd = [which("lighttpd"), "-D", "-f", str(conf_path)]
     browser_server.start()
     # Users of their own, so the server tests' messages do not interfere.
-    users = ("dave", "erin", "frank", "gina")
+    users = ("dave", "erin", "frank", "gina", "hana")
     for u in users:
         inst.add_user(u)
     shots = REPO / "target/e2e-screenshots" / time.strftime("%Y%m%dT%H%M%S")
@@ -1301,6 +1307,8 @@ def browser_suite(label, server, inst, work):
         "password": inst.passwords.get("dave"),
         "cookies": {u: inst.token(u) for u in users},
         "send": [inst.cli, "--db", str(inst.db), "send"],
+        "show": [inst.cli, "--db", str(inst.db), "user", "show"],
+        "redirect": "/cgi-bin/redirect-away",
         "chromium": os.environ.get("CHROMIUM", "/usr/bin/chromium"),
         "profile_root": str(Path(tempfile.mkdtemp(prefix="chromium-", dir=work))),
         "screenshots": str(shots),
@@ -1314,6 +1322,7 @@ def browser_suite(label, server, inst, work):
                            text=True, env=env, cwd=str(REPO / "tests/e2e"), timeout=300)
     finally:
         browser_server.stop()
+        redirect.unlink()
     lines = [l for l in p.stdout.splitlines() if l.startswith(("ok ", "not ok "))]
     for line in lines:
         if line.startswith("ok "):
