@@ -205,13 +205,14 @@ fn database(report: &mut Report, db: &Path, who: &Who) {
             return;
         }
     };
-    if store.can_write() {
-        report.ok(format_args!("database {} reachable and writable by {user}", display_db(db)));
-    } else {
-        report.problem(
-            format_args!("database {} opens read-only for {user}", display_db(db)),
-            "make it writable by the server's user (a read-only file or filesystem drops site_messages)",
-        );
+    match store.may_write() {
+        Ok(true) => report.ok(format_args!("database {} reachable and writable by {user}", display_db(db))),
+        Ok(false) => report.problem(
+            format_args!("database {} is read-only for {user}", display_db(db)),
+            "make it writable by the server's user (a read-only database drops site_messages): \
+             on PostgreSQL grant it UPDATE on mailbox and INSERT on messages, and use the primary",
+        ),
+        Err(e) => report.problem(format_args!("database {}: {e}", display_db(db)), "see the error"),
     }
 }
 

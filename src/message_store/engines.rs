@@ -103,6 +103,7 @@ forward! {
     fn account(&self, name: &UserName) -> Result<Option<Account>>;
     fn wrote(&self) -> bool;
     fn can_write(&self) -> bool;
+    fn may_write(&self) -> Result<bool>;
     fn is_degraded(&self) -> bool;
     fn check_version(&self) -> Result<()>;
     fn user_by_name(&self, name: &UserName) -> Result<Option<User>>;

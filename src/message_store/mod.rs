@@ -204,6 +204,12 @@ impl SqliteStore {
         !self.degraded.get() && !self.conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(true)
     }
 
+    /// Whether this connection may write, for `piggyback doctor` (the file's and the
+    /// folder's permissions are the doctor's own checks).
+    pub fn may_write(&self) -> Result<bool> {
+        Ok(self.can_write())
+    }
+
     /// Opened read-only because the disk is full (see `open_immutable`).
     pub fn is_degraded(&self) -> bool {
         self.degraded.get()

@@ -198,6 +198,18 @@ impl PgStore {
         true
     }
 
+    /// Whether this connection may write what requests write, asked of the server
+    /// without writing anything (`piggyback doctor`): not a standby, not a read-only
+    /// session, and the rights on the tables an announcement and a send change.
+    pub fn may_write(&self) -> Result<bool> {
+        let row = self.client()?.query_one(
+            "SELECT NOT pg_is_in_recovery() AND current_setting('transaction_read_only') = 'off' \
+             AND has_table_privilege('mailbox', 'UPDATE') AND has_table_privilege('messages', 'INSERT')",
+            &[],
+        )?;
+        Ok(row.get(0))
+    }
+
     /// Never degraded: the read-only fallback is for a SQLite file on a full disk.
     pub fn is_degraded(&self) -> bool {
         false
