@@ -5,7 +5,7 @@
 //! then its uid) before anything is read, so every check is the kernel's answer for
 //! that user, not a guess from permission bits.
 
-use std::ffi::{CStr, CString, OsString};
+use std::ffi::{CString, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -320,10 +320,10 @@ fn euid() -> libc::uid_t {
 
 /// The current user's and group's names.
 fn current_user() -> Who {
-    // SAFETY: as above.
+    // SAFETY: getuid and getgid cannot fail.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
     Who {
-        user: passwd_by_uid(uid).map(|p| p.name).unwrap_or_else(|| uid.to_string()),
+        user: passwd().into_iter().find(|p| p.uid == uid).map(|p| p.name).unwrap_or_else(|| uid.to_string()),
         group: group_name(gid).unwrap_or_else(|| gid.to_string()),
     }
 }
@@ -331,7 +331,8 @@ fn current_user() -> Who {
 /// Turns this process into `name`: its supplementary groups, its group, its uid, in
 /// that order (each later step needs the privilege the earlier ones still had).
 fn become_user(name: &str) -> Result<Who> {
-    let entry = passwd_by_name(name).ok_or_else(|| anyhow!("no user named {name} on this machine"))?;
+    let entry =
+        passwd().into_iter().find(|p| p.name == name).ok_or_else(|| anyhow!("no user named {name} in /etc/passwd"))?;
     if euid() != 0 {
         // SAFETY: getuid cannot fail.
         if unsafe { libc::getuid() } == entry.uid {
@@ -339,15 +340,9 @@ fn become_user(name: &str) -> Result<Who> {
         }
         bail!("--as {name} needs root (or run the doctor as {name} without --as)");
     }
-    let cname = CString::new(name)?;
-    let mut groups: Vec<libc::gid_t> = vec![0; 256];
-    let mut count = groups.len() as libc::c_int;
-    // SAFETY: `groups` holds `count` entries; getgrouplist writes at most that many and
-    // sets `count` to how many it has (or needs, when it returns -1).
-    if unsafe { libc::getgrouplist(cname.as_ptr(), entry.gid, groups.as_mut_ptr(), &mut count) } < 0 {
-        bail!("{name} is in more than {} groups", groups.len());
-    }
-    groups.truncate(count.max(0) as usize);
+    let mut groups: Vec<libc::gid_t> =
+        group_file().into_iter().filter(|g| g.members.iter().any(|m| m == name)).map(|g| g.gid).collect();
+    groups.push(entry.gid);
     // SAFETY: plain system calls on values; `groups` holds `groups.len()` entries.
     let failed = unsafe {
         libc::setgroups(groups.len(), groups.as_ptr()) != 0
@@ -360,51 +355,50 @@ fn become_user(name: &str) -> Result<Who> {
     Ok(Who { user: name.to_owned(), group: group_name(entry.gid).unwrap_or_else(|| entry.gid.to_string()) })
 }
 
+// The installed programs are static (scripts/build-release), and a static glibc cannot
+// load the NSS modules `getpwnam` needs: the user and group files are read directly.
+// Users only a directory service knows (LDAP, sssd) are not found.
+
 struct PasswdEntry {
     name: String,
     uid: libc::uid_t,
     gid: libc::gid_t,
 }
 
-fn passwd_by_name(name: &str) -> Option<PasswdEntry> {
-    let cname = CString::new(name).ok()?;
-    passwd_lookup(|pwd, buf, len, result| {
-        // SAFETY: every pointer is valid for the call; getpwnam_r writes within `len`.
-        unsafe { libc::getpwnam_r(cname.as_ptr(), pwd, buf, len, result) }
-    })
+fn passwd() -> Vec<PasswdEntry> {
+    let text = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    text.lines()
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split(':').collect();
+            Some(PasswdEntry {
+                name: f.first()?.to_string(),
+                uid: f.get(2)?.parse().ok()?,
+                gid: f.get(3)?.parse().ok()?,
+            })
+        })
+        .collect()
 }
 
-fn passwd_by_uid(uid: libc::uid_t) -> Option<PasswdEntry> {
-    passwd_lookup(|pwd, buf, len, result| {
-        // SAFETY: as above.
-        unsafe { libc::getpwuid_r(uid, pwd, buf, len, result) }
-    })
+struct GroupEntry {
+    name: String,
+    gid: libc::gid_t,
+    members: Vec<String>,
 }
 
-fn passwd_lookup(
-    call: impl Fn(*mut libc::passwd, *mut libc::c_char, usize, *mut *mut libc::passwd) -> libc::c_int,
-) -> Option<PasswdEntry> {
-    let mut buf = vec![0 as libc::c_char; 16 * 1024];
-    // SAFETY: a zeroed passwd is a valid value to be overwritten.
-    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut result: *mut libc::passwd = std::ptr::null_mut();
-    if call(&mut pwd, buf.as_mut_ptr(), buf.len(), &mut result) != 0 || result.is_null() {
-        return None;
-    }
-    // SAFETY: on success pw_name points at a NUL-terminated string inside `buf`.
-    let name = unsafe { CStr::from_ptr(pwd.pw_name) }.to_string_lossy().into_owned();
-    Some(PasswdEntry { name, uid: pwd.pw_uid, gid: pwd.pw_gid })
+fn group_file() -> Vec<GroupEntry> {
+    let text = std::fs::read_to_string("/etc/group").unwrap_or_default();
+    text.lines()
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split(':').collect();
+            Some(GroupEntry {
+                name: f.first()?.to_string(),
+                gid: f.get(2)?.parse().ok()?,
+                members: f.get(3).map(|m| m.split(',').filter(|m| !m.is_empty()).map(str::to_owned).collect())?,
+            })
+        })
+        .collect()
 }
 
 fn group_name(gid: libc::gid_t) -> Option<String> {
-    let mut buf = vec![0 as libc::c_char; 16 * 1024];
-    // SAFETY: a zeroed group is a valid value to be overwritten.
-    let mut grp: libc::group = unsafe { std::mem::zeroed() };
-    let mut result: *mut libc::group = std::ptr::null_mut();
-    // SAFETY: every pointer is valid for the call; getgrgid_r writes within the buffer.
-    if unsafe { libc::getgrgid_r(gid, &mut grp, buf.as_mut_ptr(), buf.len(), &mut result) } != 0 || result.is_null() {
-        return None;
-    }
-    // SAFETY: on success gr_name points at a NUL-terminated string inside `buf`.
-    Some(unsafe { CStr::from_ptr(grp.gr_name) }.to_string_lossy().into_owned())
+    group_file().into_iter().find(|g| g.gid == gid).map(|g| g.name)
 }
