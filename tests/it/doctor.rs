@@ -7,11 +7,13 @@ use std::process::{Command, Output};
 
 use tempfile::TempDir;
 
-use crate::support::PIGGYBACK;
+use crate::support::{PIGGYBACK, TestDb, postgres_only};
 
 const SERVER_USER: &str = "nobody";
 
 struct Install {
+    /// Declared before `dir`: a PostgreSQL database is dropped first.
+    test_db: TestDb,
     dir: TempDir,
 }
 
@@ -22,11 +24,18 @@ impl Install {
         // SAFETY: geteuid cannot fail.
         assert_eq!(unsafe { libc::geteuid() }, 0, "the doctor tests become another user: run them as root");
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let install = Install { dir };
+        let test_db = TestDb::new(&dir.path().join("data"));
+        let install = Install { test_db, dir };
         let group = group_of(SERVER_USER);
         sh(&format!("chmod 755 {0} && mkdir -p {0}/data {0}/etc {0}/site", install.root().display()));
         let out = Command::new(PIGGYBACK)
-            .args(["--db", install.db().to_str().unwrap(), "init"])
+            .args([
+                "--db",
+                install.db().to_str().unwrap(),
+                "--spool",
+                install.path("data/spool").to_str().unwrap(),
+                "init",
+            ])
             .env_clear()
             .env("PIGGYBACK_SECRET_FILE", install.path("etc/secret"))
             .output()
@@ -59,8 +68,23 @@ impl Install {
         self.root().join(rel)
     }
 
+    /// The SQLite file in data/, or the test's PostgreSQL database.
     fn db(&self) -> PathBuf {
-        self.path("data/piggyback.db")
+        if self.test_db.is_postgres() { self.test_db.path.clone() } else { self.path("data/piggyback.db") }
+    }
+
+    fn is_postgres(&self) -> bool {
+        self.test_db.is_postgres()
+    }
+
+    /// A test of the SQLite file's permissions on a PostgreSQL install: skipped, and
+    /// said so (the SQLite run of the suite runs it).
+    #[allow(clippy::print_stderr, reason = "the skip is said where the test's output goes")]
+    fn sqlite_file_skipped(&self) -> bool {
+        if self.is_postgres() {
+            eprintln!("skipped on PostgreSQL: a test of the SQLite file's permissions");
+        }
+        self.is_postgres()
     }
 
     fn settings(&self) -> PathBuf {
@@ -172,6 +196,9 @@ fn a_settings_file_others_may_write_is_ignored_and_said_so() {
 #[test]
 fn a_read_only_database_is_a_problem() {
     let install = Install::new();
+    if install.sqlite_file_skipped() {
+        return;
+    }
     install.sh("chmod 400 data/piggyback.db");
     install.doctor_as(SERVER_USER).assert_problem(&["database", "not readable and writable by nobody"]);
 }
@@ -179,6 +206,9 @@ fn a_read_only_database_is_a_problem() {
 #[test]
 fn a_database_folder_the_server_cannot_write_is_a_problem() {
     let install = Install::new();
+    if install.sqlite_file_skipped() {
+        return;
+    }
     install.sh("chown root data && chmod 755 data");
     install.doctor_as(SERVER_USER).assert_problem(&["database folder", "-wal and -shm"]);
 }
@@ -220,4 +250,20 @@ fn an_unknown_user_is_an_error() {
     let r = install.doctor_as("no-such-user-here");
     assert_eq!(r.code, Some(1), "{r:?}");
     assert!(r.stderr.contains("no user named no-such-user-here"), "{r:?}");
+}
+
+#[test]
+fn a_postgresql_install_passes_and_a_read_only_session_is_a_problem() {
+    let install = Install::new();
+    if !postgres_only(install.is_postgres(), "the doctor on PostgreSQL") {
+        return;
+    }
+    let r = install.doctor_as(SERVER_USER);
+    assert_eq!(r.code, Some(0), "{r:?}");
+    assert!(r.lines.iter().any(|l| l.starts_with("ok database") && l.contains("writable")), "{r:?}");
+    let url = install.db();
+    let name = url::Url::parse(url.to_str().unwrap()).unwrap().path().trim_start_matches('/').to_owned();
+    let mut admin = postgres::Client::connect(url.to_str().unwrap(), postgres::NoTls).unwrap();
+    admin.batch_execute(&format!("ALTER DATABASE {name} SET default_transaction_read_only = on")).unwrap();
+    install.doctor_as(SERVER_USER).assert_problem(&["database", "read-only for nobody"]);
 }
