@@ -119,6 +119,20 @@ try {
   const forAnn = `for ann ${run}`;
   let later = null;
 
+  await check("the server block serves /piggyback.js and Piggyback's own /cgi-bin/ beside the application", async () => {
+    phase = "start";
+    await page.goto(cfg.url + "login.php");
+    await page.locator("#login").waitFor({ timeout: 10000 });
+    eq(await page.evaluate(() => typeof window.Piggyback), "object", "piggyback.js on the application's page");
+    const status = await page.evaluate(async () => {
+      const r = await fetch("/cgi-bin/messages/status", { headers: { "Accept": "application/json" } });
+      return { status: r.status, type: r.headers.get("Content-Type"), body: await r.json() };
+    });
+    eq([status.status, status.body.error && status.body.error.code], [401, "unauthorized"],
+      "messages/status to nobody: " + JSON.stringify(status));
+    assert(/application\/json/.test(status.type), `messages/status answered ${status.type}`);
+  });
+
   await check("ann signs in with the application's own form; one note per message, the right counters", async () => {
     phase = "ann";
     await login(page, "ann");
