@@ -1616,7 +1616,7 @@ def site_app_suite(kind, work):
     conf.write_text("\n".join(lines) + "\n" + doc("site-settings"))
     # 3. The identity line in the shared include, the script tag in the footer.
     common = www / "inc/common.php"
-    common.write_text(common.read_text() + "\n" + doc("identity-php"))
+    common.write_text(common.read_text() + "\n" + doc("user-header-php"))
     footer = www / "inc/footer.php"
     footer.write_text(footer.read_text().replace("</body>", doc("script-tag") + "</body>"))
 
