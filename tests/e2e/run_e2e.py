@@ -1614,11 +1614,11 @@ def site_app_suite(kind, work):
     conf = root / "etc/piggyback-wrap.conf"
     lines = [l for l in conf.read_text().splitlines() if not l.startswith("PIGGYBACK_WRAP_ROOT=")]
     conf.write_text("\n".join(lines) + "\n" + doc("site-settings"))
-    # 3. The identity line in the shared include, the script tag in the footer.
+    # 3. The identity line in the shared include, the script tag in the shared header.
     common = www / "inc/common.php"
     common.write_text(common.read_text() + "\n" + doc("user-header-php"))
-    footer = www / "inc/footer.php"
-    footer.write_text(footer.read_text().replace("</body>", doc("script-tag") + "</body>"))
+    header = www / "inc/header.php"
+    header.write_text(header.read_text().replace("</head>", doc("script-tag") + "</head>"))
 
     @test(f"{label}: piggyback doctor, as INTEGRATE.md shows it, passes the install")
     def _():

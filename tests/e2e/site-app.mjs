@@ -202,7 +202,11 @@ try {
   await check("ann sees what came while she was away once, on her return", async () => {
     phase = "ann again";
     await login(page, "ann");
-    await noteFor(page, later).waitFor({ timeout: 10000 });
+    const announced = () => bodies.filter((b) => b.json && b.json.site_messages && b.json.site_messages.items.length)
+      .map((b) => `${b.phase} ${b.url.replace(origin, "")} ${b.status}: ${b.json.site_messages.items.map((i) => i.id)}`);
+    await noteFor(page, later).waitFor({ timeout: 10000 }).catch((e) => {
+      throw new Error(`no note for ${later}; the answers that announced something: ${announced().join("; ")}`);
+    });
     await page.click("#reload");
     await settle(page);
     eq(await noteFor(page, later).count(), 1, "notes for the message sent while away");
