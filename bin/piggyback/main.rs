@@ -27,6 +27,7 @@ use piggyback::msq::{self, DrainReport, Queue, SendOutcome, new_request_id};
 use piggyback::names::UserName;
 use piggyback::password;
 use piggyback::spool::Spool;
+use piggyback::wrap::settings as wrap_settings;
 
 #[derive(Parser)]
 #[command(name = "piggyback", version, about = "Administer a Piggyback message database")]
@@ -126,6 +127,19 @@ enum Command {
         #[arg(long, value_name = "PATH")]
         settings: Option<PathBuf>,
     },
+    /// Print the `Set-Cookie:` header line that logs a user in (for a site's own login:
+    /// the cookie carries the user's session generation, so `piggyback user revoke`
+    /// ends it). `__Host-pb_session` with `Secure` when the CGI environment says https
+    /// (`HTTPS=on`, `REQUEST_SCHEME=https`) or with --https.
+    Cookie {
+        name: String,
+        /// How long it is valid: 90s, 15m, 12h, 7d.
+        #[arg(long, default_value = "7d")]
+        ttl: String,
+        /// Mint the https cookie whatever the environment says.
+        #[arg(long)]
+        https: bool,
+    },
     /// Print a `pb_session` cookie value for a user (for host sites, scripts and tests).
     Token {
         name: String,
@@ -161,7 +175,9 @@ enum UserCommand {
     /// Rename a user; messages, friends, posts and session cookies follow (they refer
     /// to the id), `REMOTE_USER` must then carry the new name.
     Rename { from: String, to: String },
-    /// End every session of a user at once (a stolen cookie stops working).
+    /// End every session of a user at once: every cookie that names the user stops
+    /// working, whatever minted it (a v1 value a site signed itself counts only until
+    /// the user's first revocation).
     Revoke { name: String },
     /// Remove a user, in one transaction: their sessions end at once (their cookies
     /// answer 401); the messages they received are deleted; the messages they sent
@@ -217,6 +233,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Check { repair } => check(&site, repair),
         Command::Passwd { name } => passwd(&site, &name),
         Command::Status { user } => status(&site, &user),
+        Command::Cookie { name, ttl, https } => cookie(&site, &name, &ttl, https),
         Command::Token { name, ttl, secret_file } => token(&site, &name, &ttl, secret_file),
         Command::Programs | Command::Doctor { .. } => unreachable!("answered above"),
     }
@@ -404,6 +421,9 @@ fn drain(site: Site, stale_after: i64) -> Result<ExitCode> {
     let store = open(&site.db)?;
     let report = Queue::new(&store, site.spool).drain_all(stale_after, now())?;
     print_drain(&report);
+    if report.stopped.is_some() {
+        return Ok(ExitCode::FAILURE);
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -509,8 +529,31 @@ fn token(site: &Site, name: &str, ttl: &str, secret_file: Option<PathBuf>) -> Re
     let store = open(&site.db)?;
     let user = store.user_by_name(&name)?.ok_or_else(|| anyhow!("no user named {name}"))?;
     let generation = store.session_user(user.id)?.map(|u| u.generation);
-    let claims = Claims { user: user.id, generation, session: None, expires: now() + ttl };
+    let claims = Claims { user: user.id, generation, session: None, expires: now() + ttl, binding: None };
     println!("{}", key.mint(&claims, CookieName::Plain));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cookie(site: &Site, name: &str, ttl: &str, https: bool) -> Result<ExitCode> {
+    let path = env_path("PIGGYBACK_SECRET_FILE")
+        .ok_or_else(|| anyhow!("no key: set PIGGYBACK_SECRET_FILE (or install etc/piggyback-wrap.conf)"))?;
+    let key = Key::load(&path).map_err(|e| anyhow!(e))?;
+    let ttl = parse_duration(ttl)?;
+    let name = user_name(name)?;
+    let store = open(&site.db)?;
+    let user = store.user_by_name(&name)?.ok_or_else(|| anyhow!("no user named {name}"))?;
+    let generation = store.session_user(user.id)?.map(|u| u.generation);
+    let claims = Claims { user: user.id, generation, session: None, expires: now() + ttl, binding: None };
+    let https = https
+        || std::env::var("HTTPS").is_ok_and(|v| v.eq_ignore_ascii_case("on") || v == "1")
+        || std::env::var("REQUEST_SCHEME").is_ok_and(|v| v.eq_ignore_ascii_case("https"));
+    let cookie = CookieName::for_scheme(https);
+    println!(
+        "Set-Cookie: {}={}; Path=/; Max-Age={ttl}; HttpOnly; SameSite=Lax{}",
+        cookie.as_str(),
+        key.mint(&claims, cookie),
+        if https { "; Secure" } else { "" }
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -523,7 +566,7 @@ pub(crate) fn print_drain(report: &DrainReport) {
         report.bad.len(),
         report.dropped.len()
     );
-    for line in report.bad.iter().chain(&report.dropped) {
+    for line in report.bad.iter().chain(&report.dropped).chain(&report.stopped) {
         eprintln!("{line}");
     }
 }
@@ -561,8 +604,20 @@ fn sensitive_paths(db: &Path, spool: &Spool) -> Vec<(PathBuf, Kind)> {
     paths
 }
 
+/// A setting from the environment, else from the `etc/piggyback-wrap.conf` of the
+/// install this command belongs to: a site's program run by `piggyback-wrap` sees no
+/// Piggyback setting, yet its login may call `piggyback cookie`.
 fn env_path(name: &str) -> Option<PathBuf> {
-    std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from)
+    std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from).or_else(|| install_setting(name))
+}
+
+fn install_setting(name: &str) -> Option<PathBuf> {
+    let exe = std::env::current_exe().and_then(std::fs::canonicalize).ok()?;
+    let mut settings = piggyback::gateway::Env::default();
+    if let Some(problem) = wrap_settings::merge_file(&mut settings, &exe.parent()?.join(wrap_settings::CONFIG_FILE)) {
+        eprintln!("piggyback: {problem}");
+    }
+    settings.get(name).filter(|v| !v.is_empty()).map(PathBuf::from)
 }
 
 /// `90s`, `15m`, `12h`, `7d` (or plain seconds) in seconds.

@@ -10,8 +10,9 @@
 //!
 //! Every operation takes values and returns the values of [`super::values`] and
 //! [`crate::model`]; no engine type crosses it. Times are unix seconds in and RFC 3339
-//! UTC text out.
+//! UTC text out, formatted in Rust (`crate::text::rfc3339`), never by the database.
 
+use std::cell::Cell;
 use std::time::Duration;
 
 use super::Result;
@@ -48,8 +49,37 @@ pub trait Engine: Users + Social + Posts + Mailboxes + Limits + Sessions + Maint
     /// have migrated the database in between.
     fn check_version(&self) -> Result<()>;
 
-    /// Sets how long the next statements wait for another writer.
-    fn set_busy_timeout(&self, timeout: Duration) -> Result<()>;
+    /// How long the connection's statements wait for another writer (a lock held by
+    /// another connection). Changed only by [`Patience`], which puts it back when
+    /// dropped; each engine reads it when it begins a statement or a transaction.
+    fn patience_cell(&self) -> &Cell<Duration>;
+}
+
+/// A shorter (or longer) wait for other writers while it lives: the store's
+/// [`Engine::patience_cell`] holds `wait` until the guard is dropped, then what it held
+/// before. Nothing to reset by hand and no error to ignore: setting it cannot fail;
+/// the engine applies it at its next statement, where a failure is that statement's.
+///
+/// A request that must not wait long for a write lock (a page announcing, a send whose
+/// request file is durable already) holds one around the calls it bounds.
+#[must_use = "the wait lasts only while the guard lives"]
+pub struct Patience<'a> {
+    cell: &'a Cell<Duration>,
+    before: Duration,
+}
+
+impl<'a> Patience<'a> {
+    /// Until the guard is dropped, `store` waits at most `wait` for another writer.
+    pub fn new(store: &'a dyn Engine, wait: Duration) -> Patience<'a> {
+        let cell = store.patience_cell();
+        Patience { cell, before: cell.replace(wait) }
+    }
+}
+
+impl Drop for Patience<'_> {
+    fn drop(&mut self) {
+        self.cell.set(self.before);
+    }
 }
 
 /// Users: accounts, passwords' hashes, profiles, renaming and removal.

@@ -8,10 +8,11 @@
 
 use std::ops::Deref;
 use std::path::Path;
+use std::time::Duration;
 
 use super::postgres::{PgStore, TableCopy, is_url};
 use super::sqlite::SqliteStore;
-use super::{Engine, Result, StoreError};
+use super::{Engine, Patience, Result, StoreError};
 
 /// An open message database on either engine.
 pub enum Store {
@@ -63,6 +64,12 @@ impl Store {
             Store::Sqlite(source) => PgStore::init(url)?.copy_from_sqlite(&source.conn),
             Store::Postgres(_) => Err(StoreError::Unopenable("the source is PostgreSQL already".into())),
         }
+    }
+
+    /// Until the guard is dropped, this store waits at most `wait` for another writer
+    /// (see [`Patience`]).
+    pub fn patience(&self, wait: Duration) -> Patience<'_> {
+        Patience::new(&**self, wait)
     }
 
     /// Which engine this is, for messages and reports.
