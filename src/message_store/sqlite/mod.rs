@@ -10,7 +10,7 @@ use std::time::Duration;
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, ErrorCode, OpenFlags, Transaction, TransactionBehavior};
 
-use super::{BUSY_TIMEOUT, Engine, Result, StoreError};
+use super::{BUSY_TIMEOUT, Database, Result, StoreError};
 
 mod limits;
 mod mailbox;
@@ -164,7 +164,7 @@ impl SqliteStore {
     }
 }
 
-impl Engine for SqliteStore {
+impl Database for SqliteStore {
     fn wrote(&self) -> bool {
         self.wrote.get()
     }
