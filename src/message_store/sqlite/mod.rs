@@ -1,6 +1,6 @@
 //! The SQLite engine: one file in WAL mode, the embedded default. Every transaction
 //! that may write begins IMMEDIATE; one file per concern implements its trait of
-//! [`Engine`]: `users`, `social`, `posts`, `mailbox`, `limits`,
+//! [`Engine`](super::Engine): `users`, `social`, `posts`, `mailbox`, `limits`,
 //! `sessions`, `maintenance`; `migrations` holds the schema.
 
 use std::cell::Cell;
