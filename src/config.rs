@@ -57,6 +57,10 @@ pub struct Config {
     pub file_mode: FileMode,
     /// Seconds an idle page waits between `GET messages/status` checks (`X-Poll-Interval`).
     pub poll_interval_secs: i64,
+    /// `PIGGYBACK_SITE_SESSION_COOKIE`: the site's own session cookie (`PHPSESSID`), to
+    /// which `piggyback-wrap` binds the cookie it sets when a wrapped program names the
+    /// user; a bound cookie counts only with the same value of it.
+    pub site_session_cookie: Option<String>,
 }
 
 /// Default session lifetime: 7 days.
@@ -186,6 +190,16 @@ impl Config {
                 problem: format!("must be `owner` or `group`, not `{v}`"),
             })?,
         };
+        let site_session_cookie = match text("PIGGYBACK_SITE_SESSION_COOKIE")? {
+            None => None,
+            Some(v) if is_cookie_name(&v) => Some(v),
+            Some(v) => {
+                return Err(ConfigError {
+                    variable: "PIGGYBACK_SITE_SESSION_COOKIE",
+                    problem: format!("must be a cookie name (letters, digits, `_`, `-`, `.`), not `{v}`"),
+                });
+            }
+        };
         Ok(Config {
             db,
             spool,
@@ -204,6 +218,7 @@ impl Config {
             trusted_proxies,
             file_mode,
             poll_interval_secs,
+            site_session_cookie,
         })
     }
 
@@ -232,8 +247,19 @@ impl Config {
             trusted_proxies: Vec::new(),
             file_mode: FileMode::Owner,
             poll_interval_secs: 30,
+            site_session_cookie: None,
         }
     }
+}
+
+/// A cookie name a site's session uses: an RFC 6265 token, restricted to what such
+/// names are made of in practice (`PHPSESSID`, `CGISESSID`, `session-id`, `sid.v2`).
+pub fn is_cookie_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+        && !name.eq_ignore_ascii_case(crate::identity::COOKIE_NAME)
+        && !name.eq_ignore_ascii_case(crate::identity::HOST_COOKIE_NAME)
 }
 
 /// `90s`, `15m`, `12h`, `7d` (or plain seconds) in seconds; `None` unless positive.

@@ -15,7 +15,7 @@ use std::process::ExitCode;
 
 use serde_json::Value;
 
-use crate::config::{Config, ConfigError, MAX_BODY_BYTES, RemoteUser};
+use crate::config::{Config, MAX_BODY_BYTES, RemoteUser};
 use crate::csrf;
 use crate::handlers::{Caller, Context, Handler};
 use crate::http::{Ack, ApiError, BodyError, Meta, Method, Reply, Request, SessionChange, reason_phrase};
@@ -141,7 +141,7 @@ impl Kept {
 }
 
 /// The spool `config` names, creating what it creates with the configured mode.
-fn spool_of(config: &Config) -> Spool {
+pub(crate) fn spool_of(config: &Config) -> Spool {
     Spool::new(&config.spool).with_mode(config.file_mode)
 }
 
@@ -210,8 +210,11 @@ fn serve(handler: Handler, env: &Env, stdin: impl Read, now: i64, kept: &mut Kep
                     reply.body.insert(SITE_MESSAGES.into(), value);
                 }
                 Ok(None) => {}
+                // Another writer, or a database that cannot be written now: left out, and
+                // the next answer announces. Not worth a log line on every answer.
+                Err(left) if left.is_passing() => {}
                 // The endpoint's own work has committed: report it, leave the member out.
-                Err(why) => log(&why.to_string()),
+                Err(left) => log(&left.line),
             }
         }
     }
@@ -221,7 +224,7 @@ fn serve(handler: Handler, env: &Env, stdin: impl Read, now: i64, kept: &mut Kep
 /// Replaces the peer's address and scheme with the client's when the peer is a trusted
 /// proxy (`PIGGYBACK_TRUSTED_PROXIES`); from anybody else the forwarding headers are
 /// ignored, so a client cannot pick the address its login failures count against.
-fn believe_proxies(meta: &mut Meta, config: &Config) {
+pub(crate) fn believe_proxies(meta: &mut Meta, config: &Config) {
     let client = proxy::client(meta.remote_addr.as_deref(), meta.https, &meta.forwarding, &config.trusted_proxies);
     meta.remote_addr = client.addr;
     meta.https = client.https;
@@ -230,40 +233,97 @@ fn believe_proxies(meta: &mut Meta, config: &Config) {
 /// The member every JSON answer to an identified user carries.
 pub const SITE_MESSAGES: &str = "site_messages";
 
-/// Why `site_messages` was left out of an answer (the caller logs it; the answer
-/// itself stands).
+/// Why `site_messages` was left out: what the log says once a minute per process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Cause {
+    /// Another writer held the database past the patience.
+    Busy,
+    /// The database (or its folder) cannot be written now.
+    ReadOnly,
+    /// The disk or the database is full.
+    Full,
+    /// The database server cannot be reached.
+    Unreachable,
+    /// The database cannot be opened, or has another schema version.
+    Unopenable,
+    /// The settings are missing or invalid.
+    Misconfigured,
+    /// The request's identity was refused (a bad cookie, an unknown `REMOTE_USER`).
+    Identity,
+    /// A program named a user Piggyback refuses.
+    RefusedName,
+    /// A program named a user Piggyback does not know.
+    UnknownUser,
+    /// Anything else the database or the encoder reported.
+    Failed,
+    /// A wrapped program's answer had a `site_messages` member of its own.
+    OwnMember,
+}
+
+/// Why `site_messages` was left out of an answer: its cause (one log line per cause
+/// and minute is enough) and the line for the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeftOut {
+    pub cause: Cause,
+    pub line: String,
+}
+
+impl LeftOut {
+    pub fn new(cause: Cause, line: impl Into<String>) -> LeftOut {
+        LeftOut { cause, line: line.into() }
+    }
+
+    /// A passing state of the database (another writer, a read-only or full disk):
+    /// the next answer announces.
+    pub fn is_passing(&self) -> bool {
+        matches!(self.cause, Cause::Busy | Cause::ReadOnly | Cause::Full)
+    }
+
+    /// Why a store error leaves the member out.
+    pub fn of_store(e: &StoreError) -> LeftOut {
+        let cause = match e {
+            StoreError::Busy => Cause::Busy,
+            StoreError::ReadOnly => Cause::ReadOnly,
+            StoreError::Full => Cause::Full,
+            StoreError::Unreachable(_) => Cause::Unreachable,
+            StoreError::Unopenable(_) | StoreError::Schema { .. } => Cause::Unopenable,
+            _ => Cause::Failed,
+        };
+        LeftOut::new(cause, format!("site_messages left out: {e}"))
+    }
+}
+
+impl std::fmt::Display for LeftOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.line)
+    }
+}
+
+impl std::error::Error for LeftOut {}
+
+/// Why `piggyback status --user NAME` has no member to print.
 #[derive(Debug)]
 pub enum SiteMessagesError {
-    /// The configuration in the environment is invalid.
-    Config(ConfigError),
     /// The message database could not be opened.
     Open(StoreError),
-    /// The message database failed while announcing (not for being busy, read-only or
-    /// full: then the member is left out silently and the next answer announces).
-    Store(StoreError),
-    /// The request's identity was refused (a bad cookie, an unknown `REMOTE_USER`).
-    Identity(ApiError),
-    /// `piggyback status --user NAME`: not a user name this site accepts.
+    /// Not a user name this site accepts.
     Name { name: String, why: NameError },
-    /// `piggyback status --user NAME`: nobody has this name.
+    /// Nobody has this name.
     NoUser(UserName),
-    /// The member could not be made into JSON.
-    Json(serde_json::Error),
+    /// The database failed while looking the user up.
+    Store(StoreError),
+    /// The member was left out, and why.
+    LeftOut(LeftOut),
 }
 
 impl std::fmt::Display for SiteMessagesError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            SiteMessagesError::Config(e) => write!(f, "configuration: {e}"),
             SiteMessagesError::Open(e) => write!(f, "PIGGYBACK_DB: {e}"),
-            SiteMessagesError::Store(e) => write!(f, "site_messages left out: {e}"),
-            SiteMessagesError::Identity(e) => {
-                let detail = e.log.as_deref().map(|l| format!(" ({l})")).unwrap_or_default();
-                write!(f, "identity refused ({}): {}{detail}", e.code, e.message)
-            }
             SiteMessagesError::Name { name, why } => write!(f, "{name:?}: {why}"),
             SiteMessagesError::NoUser(name) => write!(f, "no user named {name}"),
-            SiteMessagesError::Json(e) => write!(f, "site_messages left out: {e}"),
+            SiteMessagesError::Store(e) => write!(f, "{e}"),
+            SiteMessagesError::LeftOut(left) => write!(f, "{left}"),
         }
     }
 }
@@ -271,71 +331,78 @@ impl std::fmt::Display for SiteMessagesError {
 impl std::error::Error for SiteMessagesError {}
 
 /// The one place `site_messages` is computed, for every program: ours (through
-/// [`serve`]) and the site's own (through [`site_messages_for`]). `None` when the
-/// configuration omits an empty member, or when the database is busy, read-only or
-/// full now (the next answer announces); `Err` says why else it was left out.
-fn site_messages(
+/// [`serve`]) and the site's own (through `wrap::identity`). `None` when the
+/// configuration omits an empty member; `Err` says why it was left out.
+pub(crate) fn site_messages(
     store: &Store,
     user: &User,
     ack: Option<&Ack>,
     config: &Config,
     now: i64,
     announcing: Announcing,
-) -> Result<Option<Value>, SiteMessagesError> {
+) -> Result<Option<Value>, LeftOut> {
+    // A page must not wait seconds for another writer just to announce: past the
+    // patience the member is left out and the next answer announces.
     let claimed = {
-        // A page must not wait seconds for another writer just to announce: past the
-        // patience the member is left out and the next answer announces.
         let _patience = store.patience(msq::ANNOUNCE_PATIENCE);
         message_status::claim(store, user, ack, config, now, announcing)
     };
     match claimed {
-        Ok(Some(site)) => serde_json::to_value(site).map(Some).map_err(SiteMessagesError::Json),
+        Ok(Some(site)) => serde_json::to_value(site)
+            .map(Some)
+            .map_err(|e| LeftOut::new(Cause::Failed, format!("site_messages left out: {e}"))),
         Ok(None) => Ok(None),
-        // Not worth a log line each time.
-        Err(StoreError::Busy | StoreError::ReadOnly | StoreError::Full) => Ok(None),
-        Err(e) => Err(SiteMessagesError::Store(e)),
+        Err(e) => Err(LeftOut::of_store(&e)),
     }
 }
 
-/// `site_messages` for a request another program answered (`piggyback-wrap`'s child):
-/// identifies the request from `env` exactly as our programs do, drains, and announces.
-/// `Ok(None)`: nobody is identified (or the empty member is omitted). `Err`: why it was
-/// left out (a misconfiguration, a busy or missing database, a refused identity); the
-/// caller logs it and passes the program's answer through unchanged.
-/// Never reads stdin: the program has consumed the body.
-pub fn site_messages_for(env: &Env) -> Result<Option<Value>, SiteMessagesError> {
-    let config = Config::from_lookup(|name| env.get(name).cloned()).map_err(SiteMessagesError::Config)?;
-    let mut request = parse_request(env, std::io::empty());
-    distrust_remote_user(&mut request.meta, &config);
-    believe_proxies(&mut request.meta, &config);
-    if request.method == Method::Head {
-        return Ok(None);
+/// JSON text of `value` with `<`, `>` and `&` written as `\u003c`, `\u003e`, `\u0026`:
+/// a body some browser or server mistakes for HTML still holds no markup. The one
+/// serializer of every body we write and of the member the wrapper inserts.
+pub fn json_bytes(value: &Value) -> Vec<u8> {
+    use serde::Serialize;
+    let mut out = Vec::with_capacity(128);
+    let mut serializer = serde_json::Serializer::with_formatter(&mut out, HtmlSafe);
+    if value.serialize(&mut serializer).is_err() {
+        return b"{}".to_vec();
     }
-    let store = Store::open(&config.db).map_err(SiteMessagesError::Open)?;
-    let now = now();
-    let Some(user) = identify(&request.meta, &store, &config, now, None).map_err(SiteMessagesError::Identity)? else {
-        return Ok(None);
-    };
-    drain(&Queue::new(&store, spool_of(&config)), now);
-    // As for our programs: a request from another site reports counts, announces nothing.
-    let announcing = match csrf::cross_site(&request.meta, &config.allowed_origins) {
-        Some(_) => Announcing::CountsOnly,
-        None => Announcing::Claim,
-    };
-    site_messages(&store, &user, request.meta.ack.as_ref(), &config, now, announcing)
+    out
+}
+
+/// serde_json's compact formatter, escaping the three characters markup needs.
+struct HtmlSafe;
+
+impl serde_json::ser::Formatter for HtmlSafe {
+    fn write_string_fragment<W: ?Sized + Write>(&mut self, writer: &mut W, fragment: &str) -> std::io::Result<()> {
+        let bytes = fragment.as_bytes();
+        let mut done = 0;
+        for (i, b) in bytes.iter().enumerate() {
+            let escaped: &[u8] = match b {
+                b'<' => b"\\u003c",
+                b'>' => b"\\u003e",
+                b'&' => b"\\u0026",
+                _ => continue,
+            };
+            writer.write_all(&bytes[done..i])?;
+            writer.write_all(escaped)?;
+            done = i + 1;
+        }
+        writer.write_all(&bytes[done..])
+    }
 }
 
 /// Applies a bounded batch of waiting request files, so that a message sent a moment
 /// ago by another process is in the database before `site_messages` is computed.
 /// A failure here only delays those messages: it is logged, never answered.
-fn drain(queue: &Queue<'_>, now: i64) {
+pub(crate) fn drain(queue: &Queue<'_>, now: i64) {
     match queue.drain_for_request(now) {
         Ok(report) => {
-            for line in report.bad.iter().chain(&report.dropped) {
+            for line in report.bad.iter().chain(&report.dropped).chain(&report.stopped) {
                 log(line);
             }
         }
         Err(QueueError::Store(StoreError::Busy)) => {}
+        Err(QueueError::Store(e)) => log(&crate::msq::stopped_line(&e)),
         Err(e) => log(&format!("drain: {e}")),
     }
 }
@@ -355,12 +422,12 @@ pub fn site_messages_of_user(config: &Config, name: &str) -> Result<Option<Value
     let user = store.user_by_name(&name).map_err(SiteMessagesError::Store)?.ok_or(SiteMessagesError::NoUser(name))?;
     let now = now();
     drain(&Queue::new(&store, spool_of(config)), now);
-    site_messages(&store, &user, None, config, now, Announcing::Claim)
+    site_messages(&store, &user, None, config, now, Announcing::Claim).map_err(SiteMessagesError::LeftOut)
 }
 
 /// Forgets `REMOTE_USER` unless the operator said the server authenticated it; the log
 /// says so once per process.
-fn distrust_remote_user(meta: &mut Meta, config: &Config) {
+pub(crate) fn distrust_remote_user(meta: &mut Meta, config: &Config) {
     static SAID: std::sync::Once = std::sync::Once::new();
     if config.remote_user == RemoteUser::Ignored && meta.remote_user.take().is_some() {
         SAID.call_once(|| {
@@ -369,7 +436,7 @@ fn distrust_remote_user(meta: &mut Meta, config: &Config) {
     }
 }
 
-fn identify(
+pub(crate) fn identify(
     meta: &Meta,
     store: &Store,
     config: &Config,
@@ -424,12 +491,26 @@ fn identify(
     let Some(found) = store.session_user(claims.user)? else {
         return Err(ApiError::new(401, "invalid_session", "the session names no user; log in again"));
     };
-    let ended = claims.generation.is_some_and(|g| g != found.generation)
+    // A v1 value (minted by a host site, no generation) counts only until the user's
+    // first revocation: `piggyback user revoke` ends every cookie, whatever minted it.
+    let ended = claims.generation.map_or(found.generation != 0, |g| g != found.generation)
         || claims.session.as_deref().is_some_and(|id| found.has_ended(id));
     if ended {
         return Err(ApiError::new(401, "invalid_session", "the session has ended; log in again"));
     }
+    if let Some(binding) = &claims.binding
+        && !site_session_matches(cookies, binding, &key, config)
+    {
+        return Err(ApiError::new(401, "invalid_session", "the site's session has ended; log in again"));
+    }
     Ok(Some(found.user))
+}
+
+/// Whether the request carries the site session a bound cookie (v3) was minted for:
+/// a value of the `PIGGYBACK_SITE_SESSION_COOKIE` cookie whose keyed hash is `binding`.
+fn site_session_matches(cookies: Option<&str>, binding: &str, key: &identity::Key, config: &Config) -> bool {
+    let (Some(cookies), Some(site)) = (cookies, config.site_session_cookie.as_deref()) else { return false };
+    identity::cookie_values(cookies, site).any(|value| key.binding(site, value) == binding)
 }
 
 /// Parses the CGI environment and reads the body (RFC 3875, sections 4.1 and 4.2).
@@ -574,7 +655,7 @@ fn serialize(reply: Reply, head: bool) -> Vec<u8> {
     if reply.status == 304 {
         return not_modified(&reply);
     }
-    let body = serde_json::to_vec(&Value::Object(reply.body)).unwrap_or_else(|_| b"{}".to_vec());
+    let body = json_bytes(&Value::Object(reply.body));
     let mut out = Vec::with_capacity(body.len() + 256);
     let _ = write!(
         out,

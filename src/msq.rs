@@ -13,7 +13,7 @@ use std::cell::Cell;
 use std::io;
 use std::time::Duration;
 
-use crate::message_store::{BUSY_TIMEOUT, Store, StoreError, Stored};
+use crate::message_store::{BUSY_TIMEOUT, Limit, Refusal, SEND_LIMITS_FILE, Store, StoreError, Stored};
 use crate::model::{MessageId, NewMessage};
 use crate::spool::{ClaimResult, Claimed, FileRequest, Spool};
 
@@ -96,6 +96,9 @@ pub struct DrainReport {
     /// One line for each request dropped because its sender or recipient was removed
     /// (`piggyback user remove`): deleted from the spool, not an error.
     pub dropped: Vec<String>,
+    /// Why the drain stopped early, leaving files waiting: an error of the environment
+    /// met after a file was set aside, with what the operator should do.
+    pub stopped: Option<String>,
 }
 
 impl DrainReport {
@@ -117,7 +120,16 @@ impl DrainReport {
         self.reclaimed += other.reclaimed;
         self.bad.extend(other.bad);
         self.dropped.extend(other.dropped);
+        self.stopped = self.stopped.take().or(other.stopped);
     }
+}
+
+/// The log line of a drain an error of the environment stopped: the files wait.
+pub fn stopped_line(e: &StoreError) -> String {
+    format!(
+        "drain stopped, request files left waiting in the spool: {e}; once the cause is removed, \
+         the next drain (any request, `piggyback drain` or msqd) applies them"
+    )
 }
 
 /// The queue in front of one open store.
@@ -139,6 +151,30 @@ impl<'a> Queue<'a> {
 
     pub fn spool(&self) -> &Spool {
         &self.spool
+    }
+
+    /// Checks and counts a send's `limits` before its request file is written, where a
+    /// held write lock of the database does not stop them (on SQLite the spool's own
+    /// limits file; see `message_store::send_limits`). A failure to count is the
+    /// spool's: nothing was accepted.
+    pub fn admit_send(&self, limits: &[Limit], now: i64) -> Result<Result<(), Refusal>, QueueError> {
+        let counter = self.spool.root().join(SEND_LIMITS_FILE);
+        let mode = self.spool.mode();
+        match self.store.take_send_limits(&counter, mode, limits, now) {
+            // A spool removed since: made again, as the next request file would make it.
+            Err(_) if !self.spool.root().is_dir() => {
+                self.spool.create().map_err(QueueError::Spool)?;
+                self.store.take_send_limits(&counter, mode, limits, now)
+            }
+            taken => taken,
+        }
+        .map_err(|e| limits_error(self.store, e))
+    }
+
+    /// Gives back what [`Queue::admit_send`] counted, for a send that was not accepted.
+    pub fn refund_send(&self, limits: &[Limit]) -> Result<(), QueueError> {
+        let counter = self.spool.root().join(SEND_LIMITS_FILE);
+        self.store.refund_send_limits(&counter, self.spool.mode(), limits).map_err(|e| limits_error(self.store, e))
     }
 
     /// Sends one message: durable request file first, then applied at once when the
@@ -248,7 +284,8 @@ impl<'a> Queue<'a> {
                     report.count(&c.name, m, s);
                 }
             }
-            Err(StoreError::Failed(_)) => report.add(self.apply_one_by_one(claimed)),
+            // Only a refusal of some file's content is worth looking for that file.
+            Err(e) if e.is_refusal() => report.add(self.apply_one_by_one(claimed)),
             Err(e) => {
                 for c in &claimed {
                     let _ = self.spool.release(&c.name);
@@ -265,18 +302,21 @@ impl<'a> Queue<'a> {
         loop {
             let report = self.drain(256, stale_after, BUSY_TIMEOUT, now)?;
             let progress = report.applied + report.duplicates + report.bad.len() + report.dropped.len();
+            let stopped = report.stopped.is_some();
             total.add(report);
-            if progress == 0 {
+            if progress == 0 || stopped {
                 return Ok(total);
             }
         }
     }
 
-    /// A batch failed because of one of its files: find the file that cannot be
-    /// applied, and set it aside so it cannot block the queue. Only a file the database
-    /// refuses for its content (a constraint, a size) goes to `bad/`; an error of the
-    /// environment (full disk, I/O, read-only, busy) stops here and leaves this file and
-    /// the rest in the spool for the next drain.
+    /// A batch the database refused for some file's content: find that file, and set it
+    /// aside so it cannot block the queue. Only a file the database refuses for its
+    /// content ([`StoreError::is_refusal`]: a constraint, a size, an encoding) goes to
+    /// `bad/`; any other error (full disk, I/O, corruption, out of memory, a lost
+    /// connection, read-only, busy, and any kind not known yet) stops here and leaves
+    /// this file and the rest in the spool for the next drain (`stopped` says why,
+    /// except for a busy database, which is only a wait).
     fn apply_one_by_one(&self, claimed: Vec<Claimed>) -> DrainReport {
         let mut report = DrainReport::default();
         let mut claimed = claimed.into_iter();
@@ -286,14 +326,17 @@ impl<'a> Queue<'a> {
                     let _ = self.spool.done(&c.name);
                     report.count(&c.name, message_of(&c.request), &stored);
                 }
-                Err(StoreError::Failed(e)) => match self.spool.set_aside(&c.name) {
+                Err(e) if e.is_refusal() => match self.spool.set_aside(&c.name) {
                     Ok(()) => report.bad.push(format!("request file {} moved to bad/: {e}", c.name)),
                     Err(_) => {
                         let _ = self.spool.release(&c.name);
                     }
                 },
-                Err(_) => {
+                Err(e) => {
                     let _ = self.spool.release(&c.name);
+                    if !matches!(e, StoreError::Busy) {
+                        report.stopped = Some(stopped_line(&e));
+                    }
                     break;
                 }
             }
@@ -308,6 +351,18 @@ impl<'a> Queue<'a> {
 fn message_of(request: &FileRequest) -> &NewMessage {
     match request {
         FileRequest::Send(m) => m,
+    }
+}
+
+/// A failure of the limits' count: on SQLite the spool's limits file could not be
+/// written (an unwritable or full spool), so nothing can be accepted; on PostgreSQL the
+/// database's own error.
+fn limits_error(store: &Store, e: StoreError) -> QueueError {
+    match (store, e) {
+        (Store::Sqlite(_), e) if !matches!(e, StoreError::Busy) => {
+            QueueError::Spool(io::Error::other(format!("the send limits cannot be counted: {e}")))
+        }
+        (_, e) => QueueError::Store(e),
     }
 }
 

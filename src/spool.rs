@@ -250,6 +250,11 @@ impl Spool {
         &self.root
     }
 
+    /// The mode the spool makes its folders and files with.
+    pub fn mode(&self) -> FileMode {
+        self.mode
+    }
+
     fn dir(&self, name: &str) -> PathBuf {
         self.root.join(name)
     }

@@ -26,6 +26,7 @@ use piggyback::msq::{self, DrainReport, Queue, SendOutcome, new_request_id};
 use piggyback::names::UserName;
 use piggyback::password;
 use piggyback::spool::Spool;
+use piggyback::wrap::settings as wrap_settings;
 
 #[derive(Parser)]
 #[command(name = "piggyback", version, about = "Administer a Piggyback message database")]
@@ -113,6 +114,19 @@ enum Command {
     },
     /// Print the names of the CGI programs, one a line (for scripts; needs no database).
     Programs,
+    /// Print the `Set-Cookie:` header line that logs a user in (for a site's own login:
+    /// the cookie carries the user's session generation, so `piggyback user revoke`
+    /// ends it). `__Host-pb_session` with `Secure` when the CGI environment says https
+    /// (`HTTPS=on`, `REQUEST_SCHEME=https`) or with --https.
+    Cookie {
+        name: String,
+        /// How long it is valid: 90s, 15m, 12h, 7d.
+        #[arg(long, default_value = "7d")]
+        ttl: String,
+        /// Mint the https cookie whatever the environment says.
+        #[arg(long)]
+        https: bool,
+    },
     /// Print a `pb_session` cookie value for a user (for host sites, scripts and tests).
     Token {
         name: String,
@@ -148,7 +162,9 @@ enum UserCommand {
     /// Rename a user; messages, friends, posts and session cookies follow (they refer
     /// to the id), `REMOTE_USER` must then carry the new name.
     Rename { from: String, to: String },
-    /// End every session of a user at once (a stolen cookie stops working).
+    /// End every session of a user at once: every cookie that names the user stops
+    /// working, whatever minted it (a v1 value a site signed itself counts only until
+    /// the user's first revocation).
     Revoke { name: String },
     /// Remove a user, in one transaction: their sessions end at once (their cookies
     /// answer 401); the messages they received are deleted; the messages they sent
@@ -322,6 +338,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let store = open(&db)?;
             let report = Queue::new(&store, spool).drain_all(stale_after, now())?;
             print_drain(&report);
+            if report.stopped.is_some() {
+                return Ok(ExitCode::FAILURE);
+            }
         }
         Command::Msqd { poll_ms, checkpoint_secs } => {
             let store = open(&db)?;
@@ -410,6 +429,27 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             println!("{}", serde_json::Value::Object(answer));
         }
+        Command::Cookie { name, ttl, https } => {
+            let path = env_path("PIGGYBACK_SECRET_FILE")
+                .ok_or_else(|| anyhow!("no key: set PIGGYBACK_SECRET_FILE (or install etc/piggyback-wrap.conf)"))?;
+            let key = Key::load(&path).map_err(|e| anyhow!(e))?;
+            let ttl = parse_duration(&ttl)?;
+            let name = user_name(&name)?;
+            let store = open(&db)?;
+            let user = store.user_by_name(&name)?.ok_or_else(|| anyhow!("no user named {name}"))?;
+            let generation = store.session_user(user.id)?.map(|u| u.generation);
+            let claims = Claims { user: user.id, generation, session: None, expires: now() + ttl, binding: None };
+            let https = https
+                || std::env::var("HTTPS").is_ok_and(|v| v.eq_ignore_ascii_case("on") || v == "1")
+                || std::env::var("REQUEST_SCHEME").is_ok_and(|v| v.eq_ignore_ascii_case("https"));
+            let cookie = CookieName::for_scheme(https);
+            println!(
+                "Set-Cookie: {}={}; Path=/; Max-Age={ttl}; HttpOnly; SameSite=Lax{}",
+                cookie.as_str(),
+                key.mint(&claims, cookie),
+                if https { "; Secure" } else { "" }
+            );
+        }
         Command::Token { name, ttl, secret_file } => {
             let path = secret_file
                 .or_else(|| env_path("PIGGYBACK_SECRET_FILE"))
@@ -420,7 +460,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let store = open(&db)?;
             let user = store.user_by_name(&name)?.ok_or_else(|| anyhow!("no user named {name}"))?;
             let generation = store.session_user(user.id)?.map(|u| u.generation);
-            let claims = Claims { user: user.id, generation, session: None, expires: now() + ttl };
+            let claims = Claims { user: user.id, generation, session: None, expires: now() + ttl, binding: None };
             println!("{}", key.mint(&claims, CookieName::Plain));
         }
     }
@@ -436,7 +476,7 @@ pub(crate) fn print_drain(report: &DrainReport) {
         report.bad.len(),
         report.dropped.len()
     );
-    for line in report.bad.iter().chain(&report.dropped) {
+    for line in report.bad.iter().chain(&report.dropped).chain(&report.stopped) {
         eprintln!("{line}");
     }
 }
@@ -474,8 +514,20 @@ fn sensitive_paths(db: &Path, spool: &Spool) -> Vec<(PathBuf, Kind)> {
     paths
 }
 
+/// A setting from the environment, else from the `etc/piggyback-wrap.conf` of the
+/// install this command belongs to: a site's program run by `piggyback-wrap` sees no
+/// Piggyback setting, yet its login may call `piggyback cookie`.
 fn env_path(name: &str) -> Option<PathBuf> {
-    std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from)
+    std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from).or_else(|| install_setting(name))
+}
+
+fn install_setting(name: &str) -> Option<PathBuf> {
+    let exe = std::env::current_exe().and_then(std::fs::canonicalize).ok()?;
+    let mut settings = piggyback::gateway::Env::default();
+    if let Some(problem) = wrap_settings::merge_file(&mut settings, &exe.parent()?.join(wrap_settings::CONFIG_FILE)) {
+        eprintln!("piggyback: {problem}");
+    }
+    settings.get(name).filter(|v| !v.is_empty()).map(PathBuf::from)
 }
 
 /// `90s`, `15m`, `12h`, `7d` (or plain seconds) in seconds.

@@ -14,6 +14,7 @@
 
 mod engine;
 pub mod postgres;
+mod send_limits;
 mod sql;
 pub mod sqlite;
 mod store;
@@ -22,6 +23,7 @@ mod values;
 use std::time::Duration;
 
 pub use engine::{Database, Engine, Limits, Mailboxes, Maintenance, Patience, Posts, Sessions, Social, Users};
+pub use send_limits::SEND_LIMITS_FILE;
 pub use sqlite::migrations::SCHEMA_VERSION;
 pub use store::{Store, display_db, postgres_url};
 pub use values::{
@@ -56,9 +58,27 @@ pub enum StoreError {
     Unopenable(String),
     /// The database server cannot be reached now (down, restarting, too many clients).
     Unreachable(String),
-    /// The engine refused the statement for another reason (a constraint, a bug): not
-    /// a reason to wait, and not the engine's type, so that another engine fits.
+    /// The database file or an index in it is damaged (`SQLITE_CORRUPT`, PostgreSQL's
+    /// `data_corrupted`/`index_corrupted`).
+    Corrupt(String),
+    /// The database refused the content it was given: a constraint (an unknown user,
+    /// a duplicate), a value too large, a value it cannot decode or store. The only
+    /// error that says something is wrong with the data rather than the environment:
+    /// the queue sets a request file aside only for this one.
+    Refused(Box<dyn std::error::Error + Send + Sync>),
+    /// Any other failure of the engine (out of memory, an internal error, a bug). Like
+    /// every error but [`StoreError::Refused`], a fault of the environment until shown
+    /// otherwise: what is waiting keeps waiting.
     Failed(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl StoreError {
+    /// Does the database refuse the content it was given (and would refuse it again,
+    /// whatever the environment)? Positively classified: every new kind of error is
+    /// an error of the environment.
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, StoreError::Refused(_))
+    }
 }
 
 impl std::fmt::Display for StoreError {
@@ -81,6 +101,12 @@ impl std::fmt::Display for StoreError {
             ),
             StoreError::Unopenable(why) => write!(f, "cannot open the message database: {why}"),
             StoreError::Unreachable(why) => write!(f, "the message database server is unreachable: {why}"),
+            StoreError::Corrupt(why) => write!(
+                f,
+                "the message database is damaged ({why}): stop the programs, run `piggyback check`, \
+                 and restore the database from a backup"
+            ),
+            StoreError::Refused(e) => write!(f, "the message database refused the data: {e}"),
             StoreError::Failed(e) => write!(f, "message database error: {e}"),
         }
     }

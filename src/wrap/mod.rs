@@ -1,12 +1,14 @@
 //! `piggyback-wrap`: the gateway for programs we did not write. Configured as the
 //! interpreter of a site's own CGI programs, it runs the program and adds
-//! `site_messages` (computed by `gateway::site_messages_for`, the same single place as
-//! for our programs) to its JSON answers; any other answer passes byte for byte.
+//! `site_messages` (computed by `gateway::site_messages`, the same single place as for
+//! our programs) to its JSON answers; any other body passes byte for byte.
 //!
 //! [`run`] is the only code here that touches the process; [`target`] decides what may
-//! run, [`answer`] relays what it answers, [`settings`] reads the settings.
+//! run, [`answer`] relays what it answers, [`identity`] decides who it is for,
+//! [`settings`] reads the settings.
 
 pub mod answer;
+pub mod identity;
 pub mod settings;
 pub mod target;
 
@@ -20,10 +22,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::gateway::{self, Env, log};
+use crate::gateway::{Cause, Env, log};
 use crate::http::reason_phrase;
 
-use answer::{Framing, Limits, Outcome, Why};
+use answer::{Call, Framing, Limits, Outcome, Own, Why};
 use settings::Settings;
 use target::Launch;
 
@@ -34,18 +36,23 @@ pub fn run() -> ExitCode {
     let wrapper = std::env::current_exe()
         .and_then(std::fs::canonicalize)
         .unwrap_or_else(|_| PathBuf::from(std::env::args_os().next().unwrap_or_default()));
-    if let Some(folder) = wrapper.parent()
-        && let Some(problem) = settings::merge_file(&mut env, &folder.join(settings::CONFIG_FILE))
-    {
+    let file_problem =
+        wrapper.parent().and_then(|folder| settings::merge_file(&mut env, &folder.join(settings::CONFIG_FILE)));
+    if let Some(problem) = &file_problem {
         log(&format!("piggyback-wrap: {problem}"));
     }
     let (settings, problems) = Settings::from_lookup(|name| env.get(name).cloned());
     for problem in &problems {
-        log(&format!("piggyback-wrap: {problem}"));
+        match &file_problem {
+            // The missing setting is the file's fault: say so on the same line.
+            Some(cause) if problem.ends_with("is not set") => log(&format!("piggyback-wrap: {problem}: {cause}")),
+            _ => log(&format!("piggyback-wrap: {problem}")),
+        }
     }
     let mut stdout = std::io::stdout().lock();
     let cwd = std::env::current_dir().unwrap_or_default();
-    let target = match target::resolve(&env, &args, &cwd, &wrapper, &settings) {
+    let exec_fn = kernel_exec_fn();
+    let target = match target::resolve(&env, &args, &cwd, &wrapper, exec_fn.as_deref(), &settings) {
         Ok(target) => target,
         Err(refusal) => {
             log(&format!("piggyback-wrap: refused: {}", refusal.why));
@@ -64,7 +71,7 @@ pub fn run() -> ExitCode {
     };
     command
         .env_clear()
-        .envs(target::child_env(&env, &target))
+        .envs(target::child_env(&env, &target, &settings))
         .current_dir(target.folder())
         // The body stays on fd 0 for the program, whatever it is (a pipe, a file, a socket).
         .stdin(Stdio::inherit())
@@ -130,15 +137,25 @@ pub fn run() -> ExitCode {
     };
     let framing = if target.is_nph() { Framing::Nph } else { Framing::Cgi };
     let limits = Limits { buffer_bytes: settings.buffer_bytes };
-    let outcome = answer::relay(child_out, &mut stdout, framing, limits, &|| expired.load(Ordering::SeqCst), || {
-        gateway::site_messages_for(&env)
-    });
+    let text = |name: &str| env.get(name).and_then(|v| v.to_str());
+    let call = Call::of(text("HTTP_SEC_FETCH_MODE"), text("HTTP_SEC_FETCH_DEST"));
+    let mut notes = Vec::new();
+    let outcome =
+        answer::relay(child_out, &mut stdout, framing, limits, call, &|| expired.load(Ordering::SeqCst), |answered| {
+            let (attach, said) = identity::decide(&env, &settings, answered, crate::model::now());
+            notes = said;
+            attach
+        });
     let _ = done.send(());
     let _ = watchdog.join();
     let program = target.program.display();
-    match outcome {
-        Ok(Outcome::PassedThrough(Why::Failed(why))) => {
-            log(&format!("piggyback-wrap: {program}: answer passed unchanged: {why}"));
+    let mut complaints = Complaints::default();
+    for note in &notes {
+        complaints.say(note.cause, &format!("piggyback-wrap: {program}: {}", note.line));
+    }
+    match &outcome {
+        Ok(Outcome::PassedThrough(Why::Failed(_)) | Outcome::OwnRemoved(Why::Failed(_))) => {
+            // Said above, with its cause.
         }
         Ok(Outcome::PassedThrough(Why::TooLarge)) => log(&format!(
             "piggyback-wrap: {program}: JSON answer larger than PIGGYBACK_WRAP_BUFFER ({} bytes): \
@@ -148,9 +165,17 @@ pub fn run() -> ExitCode {
         Ok(Outcome::TimedOut) => {
             log(&format!("piggyback-wrap: {program}: stopped after PIGGYBACK_WRAP_TIMEOUT; answered 504"));
         }
-        Ok(_) => {}
-        // The client went away (the server closed our stdout): nothing is left to do.
-        Err(e) => log(&format!("piggyback-wrap: {program}: writing the answer: {e}")),
+        _ => {}
+    }
+    if let Ok(Outcome::Piggybacked(Own::Replaced) | Outcome::OwnRemoved(_)) = &outcome {
+        complaints.say(
+            Cause::OwnMember,
+            &format!("piggyback-wrap: {program}: its answer had a site_messages member of its own; removed"),
+        );
+    }
+    // The client went away (the server closed our stdout): nothing is left to do.
+    if let Err(e) = &outcome {
+        log(&format!("piggyback-wrap: {program}: writing the answer: {e}"));
     }
     if stopped.load(Ordering::SeqCst) {
         log(&format!("piggyback-wrap: {program}: stopped by the server; the program was stopped too"));
@@ -159,6 +184,47 @@ pub fn run() -> ExitCode {
         log(&format!("piggyback-wrap: {program}: stopped after PIGGYBACK_WRAP_TIMEOUT"));
     }
     ExitCode::SUCCESS
+}
+
+/// Which causes were logged when, so that each is said at most once a minute by a
+/// process (a FastCGI responder serves many requests; a CGI process one).
+#[derive(Default)]
+pub struct Complaints(std::collections::HashMap<Cause, Instant>);
+
+impl Complaints {
+    /// Logs `line` unless `cause` was logged less than a minute ago.
+    pub fn say(&mut self, cause: Cause, line: &str) {
+        if self.due(cause, Instant::now()) {
+            log(line);
+        }
+    }
+
+    /// Whether `cause` may be said at `now`; remembers that it is.
+    pub fn due(&mut self, cause: Cause, now: Instant) -> bool {
+        match self.0.get(&cause) {
+            Some(said) if now.duration_since(*said) < Duration::from_secs(60) => false,
+            _ => {
+                self.0.insert(cause, now);
+                true
+            }
+        }
+    }
+}
+
+/// What the kernel's `execve` was given as the file to run (`AT_EXECFN`): the program's
+/// own path when the kernel ran it and found the wrapper in its `#!` line, the
+/// wrapper's when a server started the wrapper.
+fn kernel_exec_fn() -> Option<OsString> {
+    use std::os::unix::ffi::OsStrExt;
+    // SAFETY: getauxval reads the auxiliary vector; AT_EXECFN, when present, points to a
+    // NUL-terminated string the kernel placed on the initial stack, valid for the life
+    // of the process.
+    let pointer = unsafe { libc::getauxval(libc::AT_EXECFN) } as *const libc::c_char;
+    if pointer.is_null() {
+        return None;
+    }
+    let name = unsafe { std::ffi::CStr::from_ptr(pointer) };
+    Some(std::ffi::OsStr::from_bytes(name.to_bytes()).to_owned())
 }
 
 /// Kills the program and every process of its group (it was started as the leader of
@@ -187,4 +253,19 @@ fn refusal_answer(status: u16) -> Vec<u8> {
         body.len()
     )
     .into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cause_is_said_at_most_once_a_minute() {
+        let mut complaints = Complaints::default();
+        let start = Instant::now();
+        assert!(complaints.due(Cause::Busy, start));
+        assert!(!complaints.due(Cause::Busy, start + Duration::from_secs(59)));
+        assert!(complaints.due(Cause::ReadOnly, start + Duration::from_secs(1)), "another cause is said");
+        assert!(complaints.due(Cause::Busy, start + Duration::from_secs(60)));
+    }
 }

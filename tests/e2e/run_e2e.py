@@ -772,6 +772,23 @@ def wrap_suite(server, alice, bob):
             r = request(port, "GET", path, cookie=alice, headers={"Redirect-Status": "200"})
             check(r.status in (403, 404) and b"from" not in r.raw, f"{path}: {r!r}")
 
+    @test(f"{label}: a direct request whose query is the kernel's #! form runs nothing")
+    def _():
+        # Apache turns a query without `=` into argv: ?/usr/bin/perl+/…/secret.pl is
+        # exactly what the kernel passes for a program whose first line names the wrapper.
+        admin = inst.root / "site/admin"
+        admin.mkdir(exist_ok=True)
+        admin.chmod(0o755)
+        secret = admin / "secret.pl"
+        secret.write_text(f"#!{inst.root}/bin/piggyback-wrap /usr/bin/perl\n"
+                          "print \"Content-Type: application/json\\n\\n\";\nprint '{\"secret\":\"ran\"}';\n")
+        secret.chmod(0o755)
+        try:
+            r = request(port, "GET", f"/cgi-bin/piggyback-wrap?/usr/bin/perl+{secret}", cookie=alice)
+            check(r.status in (403, 404) and b"secret" not in r.raw, f"{r!r}")
+        finally:
+            secret.unlink()
+
 
 # PIGGYBACK_WRAP_TIMEOUT in the wrapper's timeout tests, seconds: long enough for a
 # loaded machine to start the program, short enough to wait for.

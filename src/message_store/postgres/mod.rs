@@ -107,7 +107,23 @@ impl From<postgres::Error> for StoreError {
             StoreError::Unreachable(describe(&e))
         } else if *code == SqlState::UNDEFINED_TABLE {
             StoreError::Schema { found: 0 }
+        } else if *code == SqlState::DISK_FULL {
+            StoreError::Full
+        } else if *code == SqlState::IO_ERROR {
+            StoreError::Io(describe(&e))
+        } else if *code == SqlState::DATA_CORRUPTED || *code == SqlState::INDEX_CORRUPTED {
+            StoreError::Corrupt(describe(&e))
+        } else if code.code().starts_with("22")
+            || code.code().starts_with("23")
+            || *code == SqlState::PROGRAM_LIMIT_EXCEEDED
+        {
+            // The content: a data exception (a value too long, a byte sequence the
+            // encoding refuses, such as NUL), an integrity constraint, a row or value
+            // over a limit. Nothing else sets a request file aside.
+            StoreError::Refused(describe(&e).into())
         } else {
+            // Out of memory, out of disk quota, an internal error, a new code: the
+            // environment's until shown otherwise.
             StoreError::Failed(describe(&e).into())
         }
     }

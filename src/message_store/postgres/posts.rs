@@ -85,6 +85,13 @@ pub(super) fn admit_text(
     quota: i64,
     now: i64,
 ) -> Result<Result<(), Refusal>> {
+    // The author's row FOR KEY SHARE (what the foreign key takes anyway) first: a `user
+    // remove` holding its FOR UPDATE is waited for, and the test after it sees its
+    // commit (as `insert_message` does for a send); until commit, a removal waits.
+    tx.query_typed("SELECT 1 FROM users WHERE id = $1 FOR KEY SHARE", &[int(&author.0)])?;
+    if !super::social::present(tx, &[author.0])? {
+        return Ok(Err(Refusal::Removed));
+    }
     tx.query_typed(
         "INSERT INTO post_usage (user_id, bytes) VALUES ($1, 0) ON CONFLICT (user_id) DO NOTHING",
         &[int(&author.0)],

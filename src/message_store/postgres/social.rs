@@ -44,7 +44,9 @@ impl Social for PgStore {
     fn request_friend(&self, from: UserId, to: UserId, now: i64) -> Result<FriendRequestOutcome> {
         self.write(|tx| {
             // Both users' requests to each other are decided one at a time.
-            lock_pair(tx, from, to)?;
+            if !lock_pair(tx, from, to)? {
+                return Ok(FriendRequestOutcome::Removed);
+            }
             let mut exists = |sql: &str, a: UserId, b: UserId| -> Result<bool> {
                 Ok(tx.query_typed_opt(sql, &[int(&a.0), int(&b.0)])?.is_some())
             };
@@ -64,7 +66,9 @@ impl Social for PgStore {
 
     fn accept_friend(&self, user: UserId, from: UserId, now: i64) -> Result<bool> {
         self.write(|tx| {
-            lock_pair(tx, user, from)?;
+            if !lock_pair(tx, user, from)? {
+                return Ok(false);
+            }
             let had = tx.query_typed_opt(pg!(sql::REQUESTED), &[int(&from.0), int(&user.0)])?.is_some();
             if had {
                 befriend(tx, user, from, now)?;
@@ -88,11 +92,32 @@ impl Social for PgStore {
 }
 
 /// Locks the two users' rows in id order: friend requests between them are decided
-/// one at a time (SQLite has one writer; here two hosts could both ask first).
-pub(super) fn lock_pair(tx: &mut postgres::Transaction<'_>, a: UserId, b: UserId) -> Result<()> {
+/// one at a time (SQLite has one writer; here two hosts could both ask first). Then
+/// whether both are still present: false when one was removed. The lock conflicts
+/// with the FOR UPDATE a `user remove` takes first, so a removal under way is waited
+/// for, and the test after it, a new statement with a new snapshot under READ
+/// COMMITTED, sees its commit (as `insert_message` does for a send). Until commit, a
+/// removal waits for this transaction instead, and then deletes what it made.
+pub(super) fn lock_pair(tx: &mut postgres::Transaction<'_>, a: UserId, b: UserId) -> Result<bool> {
     let (low, high) = if a.0 <= b.0 { (a.0, b.0) } else { (b.0, a.0) };
     tx.query_typed("SELECT 1 FROM users WHERE id IN ($1, $2) ORDER BY id FOR NO KEY UPDATE", &[int(&low), int(&high)])?;
-    Ok(())
+    present(tx, &[low, high])
+}
+
+/// Are all of `users` present (none removed), as of this statement? Ask it after a
+/// lock that a removal's FOR UPDATE conflicts with.
+pub(super) fn present(tx: &mut postgres::Transaction<'_>, users: &[i64]) -> Result<bool> {
+    let ids: Vec<i64> = users.to_vec();
+    let found: i64 = tx
+        .query_typed_one(
+            "SELECT count(*) FROM users WHERE id = ANY($1) AND removed_at IS NULL",
+            &[(&ids, postgres::types::Type::INT8_ARRAY)],
+        )?
+        .get(0);
+    let mut distinct = ids.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    Ok(found == distinct.len() as i64)
 }
 
 pub(super) fn befriend(tx: &mut postgres::Transaction<'_>, a: UserId, b: UserId, now: i64) -> Result<()> {

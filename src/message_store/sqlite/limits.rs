@@ -29,7 +29,11 @@ impl Limits for SqliteStore {
 }
 
 /// [`Limits::take_limits`] inside a transaction the caller goes on with.
-pub(super) fn take_limits_in(tx: &Transaction<'_>, limits: &[Limit], now: i64) -> Result<Result<(), Refusal>> {
+pub(in crate::message_store) fn take_limits_in(
+    tx: &Transaction<'_>,
+    limits: &[Limit],
+    now: i64,
+) -> Result<Result<(), Refusal>> {
     let mut wait = None;
     let mut counts = Vec::with_capacity(limits.len());
     for l in limits {

@@ -12,7 +12,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, Transaction, TransactionBehavio
 
 use super::{BUSY_TIMEOUT, Database, Result, StoreError};
 
-mod limits;
+pub(in crate::message_store) mod limits;
 mod mailbox;
 mod maintenance;
 pub mod migrations;
@@ -29,6 +29,13 @@ impl From<rusqlite::Error> for StoreError {
             Some(ErrorCode::DiskFull) => StoreError::Full,
             Some(ErrorCode::SystemIoFailure) => StoreError::Io(e.to_string()),
             Some(ErrorCode::CannotOpen) | Some(ErrorCode::NotADatabase) => StoreError::Unopenable(e.to_string()),
+            Some(ErrorCode::DatabaseCorrupt) => StoreError::Corrupt(e.to_string()),
+            // The content: a constraint (a foreign key to an unknown user, a CHECK, a
+            // UNIQUE), a string or blob over SQLite's size limit, a datatype mismatch.
+            Some(ErrorCode::ConstraintViolation) | Some(ErrorCode::TooBig) | Some(ErrorCode::TypeMismatch) => {
+                StoreError::Refused(Box::new(e))
+            }
+            // Everything else (NOMEM, an internal error, a new code) is the environment's.
             _ => StoreError::Failed(Box::new(e)),
         }
     }

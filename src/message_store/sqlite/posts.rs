@@ -110,6 +110,9 @@ fn admit_text(
     quota: i64,
     now: i64,
 ) -> Result<Result<(), Refusal>> {
+    if !super::social::present(tx, &[author])? {
+        return Ok(Err(Refusal::Removed));
+    }
     let used: i64 = tx
         .prepare_cached("SELECT bytes FROM post_usage WHERE user_id = ?1")?
         .query_row([author.0], |r| r.get(0))

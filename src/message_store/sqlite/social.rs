@@ -1,6 +1,6 @@
 //! The social graph: friendships (one row per direction) and friend requests.
 
-use rusqlite::{Transaction, params};
+use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::SqliteStore;
 use crate::message_store::sql;
@@ -43,6 +43,10 @@ impl Social for SqliteStore {
 
     fn request_friend(&self, from: UserId, to: UserId, now: i64) -> Result<FriendRequestOutcome> {
         let tx = self.immediate()?;
+        // Inside the write transaction: a removal committed before it is seen here.
+        if !present(&tx, &[from, to])? {
+            return Ok(FriendRequestOutcome::Removed);
+        }
         let exists = |sql: &str, a: UserId, b: UserId| -> Result<bool> {
             Ok(tx.prepare_cached(sql)?.exists(params![a.0, b.0])?)
         };
@@ -63,6 +67,9 @@ impl Social for SqliteStore {
 
     fn accept_friend(&self, user: UserId, from: UserId, now: i64) -> Result<bool> {
         let tx = self.immediate()?;
+        if !present(&tx, &[user, from])? {
+            return Ok(false);
+        }
         let had = tx.prepare_cached(sql::REQUESTED)?.exists(params![from.0, user.0])?;
         if had {
             befriend(&tx, user, from, now)?;
@@ -85,6 +92,19 @@ impl Social for SqliteStore {
         tx.commit()?;
         Ok(n > 0)
     }
+}
+
+/// Are all of `users` present (none removed)? Asked inside the write transaction that
+/// acts for them: SQLite has one writer, so a removal either committed before (seen
+/// here) or waits for this transaction (and then removes what it made).
+pub(super) fn present(tx: &Transaction<'_>, users: &[UserId]) -> Result<bool> {
+    let mut stmt = tx.prepare_cached("SELECT removed_at IS NULL FROM users WHERE id = ?1")?;
+    for user in users {
+        if !stmt.query_row([user.0], |r| r.get::<_, bool>(0)).optional()?.unwrap_or(false) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 fn befriend(tx: &Transaction<'_>, a: UserId, b: UserId, now: i64) -> Result<()> {
