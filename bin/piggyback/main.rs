@@ -22,10 +22,10 @@ use piggyback::identity::{self, Claims, CookieName, Key};
 use piggyback::message_store::NameTaken;
 use piggyback::message_store::{SeedPlan, Store, display_db, postgres_url};
 use piggyback::model::{MessageKind, NewMessage, now};
+use piggyback::msq::spool::Spool;
 use piggyback::msq::{self, DrainReport, Queue, SendOutcome, new_request_id};
 use piggyback::names::UserName;
 use piggyback::password;
-use piggyback::spool::Spool;
 use piggyback::wrap::settings as wrap_settings;
 
 #[derive(Parser)]
