@@ -30,7 +30,7 @@ use postgres::error::SqlState;
 use postgres::types::{ToSql, Type};
 use postgres::{Client, NoTls, Row};
 
-use super::{BUSY_TIMEOUT, Engine, Refusal, Result, SCHEMA_VERSION, StoreError};
+use super::{BUSY_TIMEOUT, Database, Refusal, Result, SCHEMA_VERSION, StoreError};
 
 /// How long `connect` waits for the server: a request whose database is unreachable
 /// answers 503 well within the web servers' CGI timeouts.
@@ -205,7 +205,7 @@ impl PgStore {
     }
 }
 
-impl Engine for PgStore {
+impl Database for PgStore {
     // Nothing to checkpoint on close: the server keeps its own log.
     fn wrote(&self) -> bool {
         false
