@@ -432,7 +432,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Cookie { name, ttl, https } => {
             let path = env_path("PIGGYBACK_SECRET_FILE")
                 .ok_or_else(|| anyhow!("no key: set PIGGYBACK_SECRET_FILE (or install etc/piggyback-wrap.conf)"))?;
-            let key = Key::load(&path).map_err(|e| anyhow!(e))?;
+            let key = Key::load(&path)?;
             let ttl = parse_duration(&ttl)?;
             let name = user_name(&name)?;
             let store = open(&db)?;
@@ -454,7 +454,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let path = secret_file
                 .or_else(|| env_path("PIGGYBACK_SECRET_FILE"))
                 .ok_or_else(|| anyhow!("no key: give --secret-file PATH or set PIGGYBACK_SECRET_FILE"))?;
-            let key = Key::load(&path).map_err(|e| anyhow!(e))?;
+            let key = Key::load(&path)?;
             let ttl = parse_duration(&ttl)?;
             let name = user_name(&name)?;
             let store = open(&db)?;
