@@ -15,6 +15,7 @@ mod hosts;
 mod message_poll;
 mod process;
 mod programs;
+mod queue_kill;
 mod remove_race;
 mod security;
 mod start;
