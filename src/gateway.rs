@@ -23,10 +23,10 @@ use crate::identity::{self, KeyMemory, Verdict};
 use crate::message_status::{self, Announcing};
 use crate::message_store::{Store, StoreError};
 use crate::model::{User, now};
+use crate::msq::spool::{Spool, SpoolMemory};
 use crate::msq::{self, Queue, QueueError};
 use crate::names::{NameError, UserName};
 use crate::proxy::{self, ForwardingHeaders};
-use crate::spool::{Spool, SpoolMemory};
 
 /// The CGI environment as the server passed it. Hashed with foldhash, seeded per
 /// process: SipHash cost 12 % of a FastCGI request (header names come from the client,

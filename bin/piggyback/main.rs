@@ -23,10 +23,10 @@ use piggyback::identity::{self, Claims, CookieName, Key};
 use piggyback::message_store::NameTaken;
 use piggyback::message_store::{SeedPlan, Store, display_db, postgres_url};
 use piggyback::model::{MessageKind, NewMessage, now};
+use piggyback::msq::spool::Spool;
 use piggyback::msq::{self, DrainReport, Queue, SendOutcome, new_request_id};
 use piggyback::names::UserName;
 use piggyback::password;
-use piggyback::spool::Spool;
 use piggyback::wrap::settings as wrap_settings;
 
 #[derive(Parser)]
@@ -523,7 +523,7 @@ fn token(site: &Site, name: &str, ttl: &str, secret_file: Option<PathBuf>) -> Re
     let path = secret_file
         .or_else(|| env_path("PIGGYBACK_SECRET_FILE"))
         .ok_or_else(|| anyhow!("no key: give --secret-file PATH or set PIGGYBACK_SECRET_FILE"))?;
-    let key = Key::load(&path).map_err(|e| anyhow!(e))?;
+    let key = Key::load(&path)?;
     let ttl = parse_duration(ttl)?;
     let name = user_name(name)?;
     let store = open(&site.db)?;
@@ -537,7 +537,7 @@ fn token(site: &Site, name: &str, ttl: &str, secret_file: Option<PathBuf>) -> Re
 fn cookie(site: &Site, name: &str, ttl: &str, https: bool) -> Result<ExitCode> {
     let path = env_path("PIGGYBACK_SECRET_FILE")
         .ok_or_else(|| anyhow!("no key: set PIGGYBACK_SECRET_FILE (or install etc/piggyback-wrap.conf)"))?;
-    let key = Key::load(&path).map_err(|e| anyhow!(e))?;
+    let key = Key::load(&path)?;
     let ttl = parse_duration(ttl)?;
     let name = user_name(name)?;
     let store = open(&site.db)?;

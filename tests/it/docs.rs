@@ -350,7 +350,7 @@ fn quotes() -> Vec<Quote> {
             "ARCHITECTURE.md",
             "at most every ",
             " s (`.recovered`)",
-            piggyback::spool::RECOVER_EVERY_SECS,
+            piggyback::msq::spool::RECOVER_EVERY_SECS,
             "spool::RECOVER_EVERY_SECS",
         ),
         quote(

@@ -16,6 +16,7 @@ mod hosts;
 mod message_poll;
 mod process;
 mod programs;
+mod queue_kill;
 mod remove_race;
 mod security;
 mod start;
