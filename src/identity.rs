@@ -32,12 +32,9 @@ use crate::config::Config;
 use crate::http::ApiError;
 use crate::model::UserId;
 
-/// The session cookie's name over plain http (and read on https during the transition).
-pub const COOKIE_NAME: &str = "pb_session";
-
-/// The session cookie's name on https: browsers accept a `__Host-` cookie only with
-/// `Secure`, `Path=/` and no `Domain`, so no sibling subdomain can set one.
-pub const HOST_COOKIE_NAME: &str = "__Host-pb_session";
+// The cookie's names are settings' business too (a site's session cookie must not be
+// ours): they live in `config`, which sits below this module.
+pub use crate::config::{COOKIE_NAME, HOST_COOKIE_NAME};
 
 /// Which of the two cookie names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -255,7 +255,7 @@ fn site(db: Option<PathBuf>, spool: Option<PathBuf>) -> Result<Option<Site>> {
         eprintln!("piggyback: no database: give --db PATH or set PIGGYBACK_DB");
         return Ok(None);
     };
-    let mode = FileMode::from_env().map_err(|e| anyhow!(e))?;
+    let mode = piggyback::config::file_mode_from_env()?;
     let spool = match spool.or_else(|| env_path("PIGGYBACK_SPOOL")) {
         Some(spool) => Spool::new(spool),
         None if postgres_url(&db).is_some() => {
