@@ -68,6 +68,13 @@ pub const DEFAULT_SESSION_TTL: i64 = 7 * 86_400;
 /// Longest session lifetime: browsers cap `Max-Age` at 400 days.
 pub const MAX_SESSION_TTL: i64 = 400 * 86_400;
 
+/// The session cookie's name over plain http (and read on https during the transition).
+pub const COOKIE_NAME: &str = "pb_session";
+
+/// The session cookie's name on https: browsers accept a `__Host-` cookie only with
+/// `Secure`, `Path=/` and no `Domain`, so no sibling subdomain can set one.
+pub const HOST_COOKIE_NAME: &str = "__Host-pb_session";
+
 /// A configuration that cannot be used: names the variable.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -258,8 +265,8 @@ pub fn is_cookie_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 128
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
-        && !name.eq_ignore_ascii_case(crate::identity::COOKIE_NAME)
-        && !name.eq_ignore_ascii_case(crate::identity::HOST_COOKIE_NAME)
+        && !name.eq_ignore_ascii_case(COOKIE_NAME)
+        && !name.eq_ignore_ascii_case(HOST_COOKIE_NAME)
 }
 
 /// `90s`, `15m`, `12h`, `7d` (or plain seconds) in seconds; `None` unless positive.
@@ -296,6 +303,19 @@ fn number(
 /// The spool when `PIGGYBACK_SPOOL` is not set: `spool/` beside the database.
 pub fn default_spool(db: &Path) -> PathBuf {
     db.parent().unwrap_or(Path::new(".")).join("spool")
+}
+
+/// `PIGGYBACK_FILE_MODE` from the process environment: the command line's reading of
+/// the setting.
+pub fn file_mode_from_env() -> Result<FileMode, ConfigError> {
+    match std::env::var("PIGGYBACK_FILE_MODE") {
+        Err(_) => Ok(FileMode::Owner),
+        Ok(v) if v.is_empty() => Ok(FileMode::Owner),
+        Ok(v) => FileMode::parse(&v).ok_or_else(|| ConfigError {
+            variable: "PIGGYBACK_FILE_MODE",
+            problem: format!("must be `owner` or `group`, not `{v}`"),
+        }),
+    }
 }
 
 #[cfg(test)]

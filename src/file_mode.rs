@@ -13,8 +13,6 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use crate::config::ConfigError;
-
 /// The setting `PIGGYBACK_FILE_MODE`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FileMode {
@@ -31,18 +29,6 @@ impl FileMode {
             "owner" => Some(FileMode::Owner),
             "group" => Some(FileMode::Group),
             _ => None,
-        }
-    }
-
-    /// From the process environment: the command line's reading of the setting.
-    pub fn from_env() -> Result<FileMode, ConfigError> {
-        match std::env::var("PIGGYBACK_FILE_MODE") {
-            Err(_) => Ok(FileMode::Owner),
-            Ok(v) if v.is_empty() => Ok(FileMode::Owner),
-            Ok(v) => FileMode::parse(&v).ok_or_else(|| ConfigError {
-                variable: "PIGGYBACK_FILE_MODE",
-                problem: format!("must be `owner` or `group`, not `{v}`"),
-            }),
         }
     }
 

@@ -23,10 +23,10 @@ use crate::identity::{self, KeyMemory, Verdict};
 use crate::message_status::{self, Announcing};
 use crate::message_store::{Store, StoreError};
 use crate::model::{User, now};
+use crate::msq::spool::{Spool, SpoolMemory};
 use crate::msq::{self, Queue, QueueError};
 use crate::names::{NameError, UserName};
 use crate::proxy::{self, ForwardingHeaders};
-use crate::spool::{Spool, SpoolMemory};
 
 /// The CGI environment as the server passed it. Hashed with foldhash, seeded per
 /// process: SipHash cost 12 % of a FastCGI request (header names come from the client,
@@ -203,6 +203,7 @@ fn serve(handler: Handler, env: &Env, stdin: impl Read, now: i64, kept: &mut Kep
     // counts but announces nothing: that page would use up the user's toasts.
     let announcing = match csrf::cross_site(&request.meta, &config.allowed_origins) {
         Some(_) => Announcing::CountsOnly,
+        None if reply.counts_only => Announcing::CountsOnly,
         None => Announcing::Claim,
     };
     if let Some(user) = announce_to {
@@ -557,6 +558,8 @@ pub fn parse_request(env: &Env, mut stdin: impl Read) -> Request {
         cookie: env.get("HTTP_COOKIE").and_then(|c| utf8_cookies(c.as_bytes())),
         origin: vars.nonempty("HTTP_ORIGIN"),
         sec_fetch_site: vars.nonempty("HTTP_SEC_FETCH_SITE"),
+        sec_fetch_mode: vars.nonempty("HTTP_SEC_FETCH_MODE"),
+        requested_with: vars.nonempty("HTTP_X_REQUESTED_WITH"),
         host,
         https: vars.nonempty("HTTPS").is_some_and(|v| v.eq_ignore_ascii_case("on") || v == "1")
             || vars.nonempty("REQUEST_SCHEME").is_some_and(|v| v.eq_ignore_ascii_case("https")),

@@ -32,12 +32,9 @@ use crate::config::Config;
 use crate::http::ApiError;
 use crate::model::UserId;
 
-/// The session cookie's name over plain http (and read on https during the transition).
-pub const COOKIE_NAME: &str = "pb_session";
-
-/// The session cookie's name on https: browsers accept a `__Host-` cookie only with
-/// `Secure`, `Path=/` and no `Domain`, so no sibling subdomain can set one.
-pub const HOST_COOKIE_NAME: &str = "__Host-pb_session";
+// The cookie's names are settings' business too (a site's session cookie must not be
+// ours): they live in `config`, which sits below this module.
+pub use crate::config::{COOKIE_NAME, HOST_COOKIE_NAME};
 
 /// Which of the two cookie names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,17 +89,37 @@ pub const MIN_KEY_BYTES: usize = 32;
 #[derive(Clone)]
 pub struct Key(Hmac<Sha256>);
 
+/// Why a session key cannot be used.
+#[derive(Debug)]
+pub enum KeyError {
+    /// The key is shorter than [`MIN_KEY_BYTES`].
+    TooShort(usize),
+    /// The key file cannot be read.
+    Unreadable { path: PathBuf, error: std::io::Error },
+}
+
+impl std::fmt::Display for KeyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeyError::TooShort(len) => write!(f, "the key has {len} bytes; at least {MIN_KEY_BYTES} are needed"),
+            KeyError::Unreadable { path, error } => write!(f, "cannot read {}: {error}", path.display()),
+        }
+    }
+}
+
+impl std::error::Error for KeyError {}
+
 impl Key {
-    pub fn new(bytes: Vec<u8>) -> Result<Key, String> {
+    pub fn new(bytes: Vec<u8>) -> Result<Key, KeyError> {
         if bytes.len() < MIN_KEY_BYTES {
-            return Err(format!("the key has {} bytes; at least {MIN_KEY_BYTES} are needed", bytes.len()));
+            return Err(KeyError::TooShort(bytes.len()));
         }
         Ok(Key(<Hmac<Sha256> as KeyInit>::new_from_slice(&bytes).expect("HMAC takes keys of any length")))
     }
 
     /// Reads the key file.
-    pub fn load(path: &Path) -> Result<Key, String> {
-        let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    pub fn load(path: &Path) -> Result<Key, KeyError> {
+        let bytes = std::fs::read(path).map_err(|error| KeyError::Unreadable { path: path.to_owned(), error })?;
         Key::new(bytes)
     }
 
@@ -341,10 +358,10 @@ pub fn session_key_remembered(config: &Config, memory: Option<&KeyMemory>) -> Re
 pub struct KeyMemory(RefCell<Option<(PathBuf, Stamp, Key)>>);
 
 impl KeyMemory {
-    fn load(&self, path: &Path) -> Result<Key, String> {
+    fn load(&self, path: &Path) -> Result<Key, KeyError> {
         let stamp = std::fs::metadata(path)
             .map(|m| Stamp::of(&m))
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            .map_err(|error| KeyError::Unreadable { path: path.to_owned(), error })?;
         if let Some((kept, kept_stamp, key)) = &*self.0.borrow()
             && kept == path
             && *kept_stamp == stamp

@@ -245,6 +245,23 @@ mod tests {
     }
 
     #[test]
+    fn counts_only_announces_nothing_and_names_only_what_waits() {
+        let mut f = fixture();
+        let user = f.store.user_by_id(f.alice).unwrap().unwrap();
+        let counts =
+            |f: &Fixture| claim(&f.store, &user, None, &f.config, f.clock.get(), Announcing::CountsOnly).unwrap();
+        let nothing = counts(&f).unwrap();
+        assert_eq!((nothing.unread, nothing.waiting), (0, None), "nothing waits: no `waiting` member");
+        f.send(1);
+        let one = counts(&f).unwrap();
+        assert_eq!((one.unread, one.new, one.waiting, one.batch), (1, 0, Some(1), None));
+        assert_eq!(f.store.mailbox(f.alice).unwrap().counters.new, 1, "still new: nothing was announced");
+        f.store.mark_all_read(f.alice).unwrap();
+        f.config.empty = EmptyPolicy::Omit;
+        assert_eq!(counts(&f), None, "nothing unread, and the configuration omits the empty member");
+    }
+
+    #[test]
     fn the_users_preview_choice_hides_subject_and_snippet() {
         let f = fixture();
         f.store.update_profile(f.alice, None, None, Some(Preview::Sender)).unwrap();

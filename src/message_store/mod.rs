@@ -22,7 +22,7 @@ mod values;
 
 use std::time::Duration;
 
-pub use engine::{Engine, Limits, Mailboxes, Maintenance, Patience, Posts, Sessions, Social, Users};
+pub use engine::{Database, Engine, Limits, Mailboxes, Maintenance, Patience, Posts, Sessions, Social, Users};
 pub use send_limits::SEND_LIMITS_FILE;
 pub use sqlite::migrations::SCHEMA_VERSION;
 pub use store::{Store, display_db, postgres_url};

@@ -98,7 +98,26 @@ fn open(path: &Path, mode: FileMode) -> Result<Connection> {
     crate::sidecars::match_database(path, &meta);
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
-    // WAL persists in the file once set: later opens only read the mode.
+    // Senders that find the file new all set it up at once: switching to WAL takes an
+    // exclusive lock for which SQLite does not always wait (it answers busy at once to
+    // avoid a deadlock), so the setup is tried again until the busy timeout is spent.
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match set_up(&conn) {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if matches!(e.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            done => return done.map(|()| conn).map_err(Into::into),
+        }
+    }
+}
+
+/// WAL (which persists in the file once set: later opens only read the mode) and the
+/// one table.
+fn set_up(conn: &Connection) -> rusqlite::Result<()> {
     let journal: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
     if !journal.eq_ignore_ascii_case("wal") {
         conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))?;
@@ -110,6 +129,5 @@ fn open(path: &Path, mode: FileMode) -> Result<Connection> {
              window_start INTEGER NOT NULL,
              count INTEGER NOT NULL CHECK (count >= 0)
          ) WITHOUT ROWID;",
-    )?;
-    Ok(conn)
+    )
 }

@@ -197,6 +197,55 @@ fn the_status_snippets_print_site_messages_and_announce_once() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no user named nobody"));
 }
 
+#[test]
+fn the_identity_lines_print_the_header_only_while_someone_is_logged_in() {
+    let site = Site::keyed(&[]);
+    for lang in ["php", "perl", "python"] {
+        let code = snippet(&format!("user-header-{lang}"));
+        for user in ["ann@example.com", ""] {
+            // A program with the line where the guide puts it: after the session is read,
+            // among the headers.
+            let output = match lang {
+                "php" => {
+                    let program = format!(
+                        "<?php\nsession_save_path(getenv('TEST_SESSIONS'));\nsession_start();\n\
+                         if (getenv('TEST_USER') !== '') $_SESSION['user'] = getenv('TEST_USER');\n{code}\n\
+                         header('Content-Type: application/json');\necho '{{}}';\n"
+                    );
+                    let sessions = site.dir.path().to_str().unwrap().to_owned();
+                    run(&site, "php-cgi", ".php", &program, &[], &[("TEST_USER", user), ("TEST_SESSIONS", &sessions)])
+                }
+                "perl" => {
+                    let program = format!(
+                        "package Session; sub new {{ bless {{ user => $_[1] }} }} \
+                         sub param {{ my ($s, $k) = @_; length $s->{{$k}} ? $s->{{$k}} : undef }}\n\
+                         package main;\nmy $session = Session->new($ENV{{TEST_USER}});\n\
+                         print \"Content-Type: application/json\\r\\n\";\n{code}\nprint \"\\r\\n{{}}\";\n"
+                    );
+                    run(&site, "perl", ".pl", &program, &[], &[("TEST_USER", user)])
+                }
+                _ => {
+                    let program = format!(
+                        "import os\nsession = {{'user': os.environ['TEST_USER']}} if os.environ['TEST_USER'] else {{}}\n\
+                         print('Content-Type: application/json', end='\\r\\n')\n{code}\nprint(end='\\r\\n')\nprint('{{}}')\n"
+                    );
+                    run(&site, "python3", ".py", &program, &[], &[("TEST_USER", user)])
+                }
+            };
+            let head = output.split("\r\n\r\n").next().unwrap();
+            // An empty value names nobody, as no header does.
+            let named: Vec<&str> = head
+                .lines()
+                .filter_map(|l| l.strip_prefix("X-Piggyback-User:"))
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .collect();
+            let expected: Vec<&str> = if user.is_empty() { vec![] } else { vec![user] };
+            assert_eq!(named, expected, "{lang}, user {user:?}: {output:?}");
+            assert!(head.contains("Content-Type: application/json"), "{lang}: the header block is intact: {output:?}");
+        }
+    }
+}
 // ---- the numbers README.md and ARCHITECTURE.md quote ------------------------------
 
 fn repo() -> &'static Path {
@@ -301,7 +350,7 @@ fn quotes() -> Vec<Quote> {
             "ARCHITECTURE.md",
             "at most every ",
             " s (`.recovered`)",
-            piggyback::spool::RECOVER_EVERY_SECS,
+            piggyback::msq::spool::RECOVER_EVERY_SECS,
             "spool::RECOVER_EVERY_SECS",
         ),
         quote(

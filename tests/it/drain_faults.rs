@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use piggyback::message_store::{Store, StoreError};
 use piggyback::model::{MessageKind, NewMessage, UserId, now};
+use piggyback::msq::spool::{FileRequest, Spool, SpoolState};
 use piggyback::msq::{DrainReport, Queue, QueueError};
-use piggyback::spool::{FileRequest, Spool, SpoolState};
 
 use crate::support::{PIGGYBACK, Raw, TestDb, uname};
 

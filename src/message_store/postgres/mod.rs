@@ -30,7 +30,7 @@ use postgres::error::SqlState;
 use postgres::types::{ToSql, Type};
 use postgres::{Client, NoTls, Row};
 
-use super::{BUSY_TIMEOUT, Engine, Refusal, Result, SCHEMA_VERSION, StoreError};
+use super::{BUSY_TIMEOUT, Database, Refusal, Result, SCHEMA_VERSION, StoreError};
 
 /// How long `connect` waits for the server: a request whose database is unreachable
 /// answers 503 well within the web servers' CGI timeouts.
@@ -205,7 +205,7 @@ impl PgStore {
     }
 }
 
-impl Engine for PgStore {
+impl Database for PgStore {
     // Nothing to checkpoint on close: the server keeps its own log.
     fn wrote(&self) -> bool {
         false
@@ -215,6 +215,15 @@ impl Engine for PgStore {
     // answers each write with an error (503), and the next request connects anew.
     fn can_write(&self) -> bool {
         true
+    }
+
+    fn may_write(&self) -> Result<bool> {
+        let row = self.client()?.query_one(
+            "SELECT NOT pg_is_in_recovery() AND current_setting('transaction_read_only') = 'off' \
+             AND has_table_privilege('mailbox', 'UPDATE') AND has_table_privilege('messages', 'INSERT')",
+            &[],
+        )?;
+        Ok(row.get(0))
     }
 
     // Never degraded: the read-only fallback is for a SQLite file on a full disk.

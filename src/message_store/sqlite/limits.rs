@@ -1,6 +1,6 @@
 //! Limits: fixed-window counters in `rate_limits` (logins, sends, posts and comments).
 //!
-//! [`Store::take_limits`] checks and counts all of an action's limits at once in one
+//! [`Limits::take_limits`] checks and counts all of an action's limits at once in one
 //! `BEGIN IMMEDIATE` transaction, before the action's expensive work, so N parallel
 //! attempts are serialised on the write lock and at most `limit` of them are admitted,
 //! whatever N.
@@ -28,7 +28,7 @@ impl Limits for SqliteStore {
     }
 }
 
-/// [`Store::take_limits`] inside a transaction the caller goes on with.
+/// [`Limits::take_limits`] inside a transaction the caller goes on with.
 pub(in crate::message_store) fn take_limits_in(
     tx: &Transaction<'_>,
     limits: &[Limit],

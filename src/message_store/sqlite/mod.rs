@@ -1,6 +1,6 @@
 //! The SQLite engine: one file in WAL mode, the embedded default. Every transaction
 //! that may write begins IMMEDIATE; one file per concern implements its trait of
-//! [`Engine`]: `users`, `social`, `posts`, `mailbox`, `limits`,
+//! [`Engine`](super::Engine): `users`, `social`, `posts`, `mailbox`, `limits`,
 //! `sessions`, `maintenance`; `migrations` holds the schema.
 
 use std::cell::Cell;
@@ -10,7 +10,7 @@ use std::time::Duration;
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, ErrorCode, OpenFlags, Transaction, TransactionBehavior};
 
-use super::{BUSY_TIMEOUT, Engine, Result, StoreError};
+use super::{BUSY_TIMEOUT, Database, Result, StoreError};
 
 pub(in crate::message_store) mod limits;
 mod mailbox;
@@ -171,13 +171,17 @@ impl SqliteStore {
     }
 }
 
-impl Engine for SqliteStore {
+impl Database for SqliteStore {
     fn wrote(&self) -> bool {
         self.wrote.get()
     }
 
     fn can_write(&self) -> bool {
         !self.degraded.get() && !self.conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(true)
+    }
+
+    fn may_write(&self) -> Result<bool> {
+        Ok(self.can_write())
     }
 
     // See `open_immutable`.

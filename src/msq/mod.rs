@@ -2,12 +2,14 @@
 //! message database), as the spool's front door: it makes sends durable and applies
 //! them, and does nothing else. Every other operation calls [`Store`] directly.
 //!
-//! A send is made durable first, as a request file in the spool ([`crate::spool`]);
+//! A send is made durable first, as a request file in the spool ([`spool`]);
 //! only then is it accepted. The sender applies its own file at once (201), and when
 //! the database is busy or read-only the file waits for the next drain (202). Every
 //! CGI invocation drains a bounded batch, so nothing waits long even without
 //! `piggyback msqd`. Applying is idempotent: the request id is UNIQUE in the database,
 //! so a replay after a crash stores nothing twice.
+
+pub mod spool;
 
 use std::cell::Cell;
 use std::io;
@@ -15,7 +17,7 @@ use std::time::Duration;
 
 use crate::message_store::{BUSY_TIMEOUT, Limit, Refusal, SEND_LIMITS_FILE, Store, StoreError, Stored};
 use crate::model::{MessageId, NewMessage};
-use crate::spool::{ClaimResult, Claimed, FileRequest, Spool};
+use spool::{ClaimResult, Claimed, FileRequest, Spool};
 
 /// Claims older than this many seconds belong to a drainer that died.
 pub const CLAIM_TIMEOUT_SECS: i64 = 30;
@@ -382,7 +384,7 @@ mod tests {
     //! after the next drain.
     use super::*;
     use crate::model::{MessageKind, UserId, now};
-    use crate::spool::{SpoolState, encode};
+    use crate::msq::spool::{SpoolState, encode};
 
     struct Fixture {
         _dir: tempfile::TempDir,
@@ -450,7 +452,7 @@ mod tests {
         let queue = Queue::new(&f.store, f.spool.clone());
         assert_eq!(queue.drain_all(CLAIM_TIMEOUT_SECS, now()).unwrap().applied, 0);
         assert_eq!(stored(&f), 0, "never accepted, never stored");
-        f.spool.recover(CLAIM_TIMEOUT_SECS, now() + crate::spool::TMP_GRACE_SECS).unwrap();
+        f.spool.recover(CLAIM_TIMEOUT_SECS, now() + crate::msq::spool::TMP_GRACE_SECS).unwrap();
         assert_eq!(f.spool.state().unwrap(), SpoolState::default());
     }
 
