@@ -607,3 +607,45 @@ fn a_client_that_reads_no_answer_is_dropped_and_the_process_then_serves_the_next
     let stderr = fcgi.stop();
     assert!(stderr.contains("read nothing of an answer"), "{stderr}");
 }
+
+#[test]
+fn a_client_that_trickles_its_request_is_cut_off_at_the_deadline_while_a_second_is_answered() {
+    let site = site();
+    let db: OsString = site.db.clone().into();
+    let (io, deadline): (OsString, OsString) = ("3".into(), "2".into());
+    let fcgi = Responder::start(
+        Program::Profile,
+        &[("PIGGYBACK_DB", &db), ("PIGGYBACK_FCGI_IO_TIMEOUT", &io), ("PIGGYBACK_FCGI_REQUEST_DEADLINE", &deadline)],
+    );
+    let alice = site.cgi(Program::Profile).user("alice");
+    let whole = request_bytes(1, false, &fastcgi_params(&alice), b"");
+    // One byte every half second: each read comes well within the I/O timeout, so only
+    // the whole-request deadline can end it. Sent from a thread, which stops at the first
+    // write that fails (the process closed the connection) or when the request is out.
+    let mut trickler = fcgi.connect();
+    trickler.set_read_timeout(Some(std::time::Duration::from_secs(60))).unwrap();
+    let sender = {
+        let mut trickler = trickler.try_clone().unwrap();
+        let whole = whole.clone();
+        std::thread::spawn(move || {
+            for (i, byte) in whole.iter().enumerate() {
+                if trickler.write_all(&[*byte]).is_err() {
+                    return i;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(500));
+            }
+            whole.len()
+        })
+    };
+    // The process is on the trickling connection; the second client waits in the
+    // listening socket's queue and is answered once the first is cut off.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let mut second = fcgi.connect();
+    second.set_read_timeout(Some(std::time::Duration::from_secs(60))).unwrap();
+    ask_on(&mut second, 1, false, &alice).assert_status(200);
+    assert!(read_record(&mut trickler).is_none(), "the trickling connection was closed, unanswered");
+    let sent = sender.join().unwrap();
+    assert!(sent < whole.len(), "the trickling request was cut off before it was whole ({sent} bytes sent)");
+    let stderr = fcgi.stop();
+    assert!(stderr.contains("(PIGGYBACK_FCGI_REQUEST_DEADLINE); closed the connection"), "{stderr}");
+}
