@@ -263,6 +263,13 @@ fn site_messages(
 /// caller logs it and passes the program's answer through unchanged.
 /// Never reads stdin: the program has consumed the body.
 pub fn site_messages_for(env: &Env) -> Result<Option<Value>, String> {
+    site_messages_keeping(env, &mut Kept::default())
+}
+
+/// [`site_messages_for`] with what a process that serves many requests keeps between
+/// them (`piggyback-wrap` as a FastCGI responder): the database connection, what it
+/// saw of the spool, the session key. Nothing of the request's identity is kept.
+pub fn site_messages_keeping(env: &Env, kept: &mut Kept) -> Result<Option<Value>, String> {
     let config = Config::from_lookup(|name| env.get(name).cloned()).map_err(|e| format!("configuration: {e}"))?;
     let mut request = parse_request(env, std::io::empty());
     distrust_remote_user(&mut request.meta, &config);
@@ -270,9 +277,10 @@ pub fn site_messages_for(env: &Env) -> Result<Option<Value>, String> {
     if request.method == Method::Head {
         return Ok(None);
     }
-    let store = Store::open(&config.db).map_err(|e| format!("PIGGYBACK_DB: {e}"))?;
+    let spool = kept.spool(&config);
+    let (store, key_memory) = kept.open(&config.db).map_err(|e| format!("PIGGYBACK_DB: {e}"))?;
     let now = now();
-    let user = match identify(&request.meta, &store, &config, now, None) {
+    let user = match identify(&request.meta, store, &config, now, key_memory) {
         Ok(Some(user)) => user,
         Ok(None) => return Ok(None),
         Err(e) => {
@@ -280,13 +288,13 @@ pub fn site_messages_for(env: &Env) -> Result<Option<Value>, String> {
             return Err(format!("identity refused ({}): {}{detail}", e.code, e.message));
         }
     };
-    drain(&Queue::new(&store, spool_of(&config)), now);
+    drain(&Queue::new(store, spool), now);
     // As for our programs: a request from another site reports counts, announces nothing.
     let announcing = match csrf::cross_site(&request.meta, &config.allowed_origins) {
         Some(_) => Announcing::CountsOnly,
         None => Announcing::Claim,
     };
-    site_messages(&store, &user, request.meta.ack.as_ref(), &config, now, announcing)
+    site_messages(store, &user, request.meta.ack.as_ref(), &config, now, announcing)
 }
 
 /// Applies a bounded batch of waiting request files, so that a message sent a moment

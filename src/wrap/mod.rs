@@ -3,22 +3,27 @@
 //! `site_messages` (computed by `gateway::site_messages_for`, the same single place as
 //! for our programs) to its JSON answers; any other answer passes byte for byte.
 //!
-//! [`run`] is the only code here that touches the process; [`target`] decides what may
+//! [`run`] is the only code here that touches the process as a CGI program, and
+//! [`fastcgi`] as a FastCGI responder (kept running, as fcgiwrap is); both run a request
+//! through the same `run_target`, under the same rules. [`target`] decides what may
 //! run, [`answer`] relays what it answers, [`settings`] reads the settings.
 
 pub mod answer;
+pub mod fastcgi;
 pub mod settings;
 pub mod target;
 
 use std::ffi::OsString;
 use std::io::Write;
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+use serde_json::Value;
 
 use crate::gateway::{self, Env, log};
 use crate::http::reason_phrase;
@@ -27,15 +32,56 @@ use answer::{Framing, Limits, Outcome, Why};
 use settings::Settings;
 use target::Launch;
 
-/// Runs one request: the whole `main` of `piggyback-wrap`.
+/// The whole `main` of `piggyback-wrap`: one CGI request, or, started with a listening
+/// socket (fd 0, or systemd's socket activation), FastCGI requests until it is stopped.
 pub fn run() -> ExitCode {
+    if fastcgi::listening() {
+        return fastcgi::serve();
+    }
     let mut env: Env = std::env::vars_os().filter_map(|(k, v)| k.into_string().ok().map(|k| (k, v))).collect();
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
-    let wrapper = std::env::current_exe()
+    let wrapper = own_path();
+    let settings = load_settings(&mut env, &wrapper);
+    let mut stdout = std::io::stdout().lock();
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let target = match target::resolve(&env, &args, &cwd, &wrapper, &settings) {
+        Ok(target) => target,
+        Err(refusal) => {
+            refuse(&refusal, &mut stdout);
+            return ExitCode::SUCCESS;
+        }
+    };
+    // The server stops a CGI with SIGTERM (lighttpd when the client goes away or its
+    // timeout passes): then the program is stopped too, not left running alone. Handled
+    // from before the program starts, so a signal in between cannot orphan it.
+    let stopped = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT, signal_hook::consts::SIGHUP] {
+        if let Err(e) = signal_hook::flag::register(signal, Arc::clone(&stopped)) {
+            log(&format!("piggyback-wrap: cannot handle signal {signal}: {e}"));
+        }
+    }
+    run_target(&env, &target, &settings, Body::Inherited, &mut stdout, &stopped, || gateway::site_messages_for(&env));
+    if stopped.load(Ordering::SeqCst) {
+        log(&format!(
+            "piggyback-wrap: {}: stopped by the server; the program was stopped too",
+            target.program.display()
+        ));
+    }
+    ExitCode::SUCCESS
+}
+
+/// The wrapper's own real path (the rules refuse to run it).
+fn own_path() -> PathBuf {
+    std::env::current_exe()
         .and_then(std::fs::canonicalize)
-        .unwrap_or_else(|_| PathBuf::from(std::env::args_os().next().unwrap_or_default()));
+        .unwrap_or_else(|_| PathBuf::from(std::env::args_os().next().unwrap_or_default()))
+}
+
+/// The settings: `env` filled from the install's settings file, then read; each
+/// problem logged.
+fn load_settings(env: &mut Env, wrapper: &Path) -> Settings {
     if let Some(folder) = wrapper.parent()
-        && let Some(problem) = settings::merge_file(&mut env, &folder.join(settings::CONFIG_FILE))
+        && let Some(problem) = settings::merge_file(env, &folder.join(settings::CONFIG_FILE))
     {
         log(&format!("piggyback-wrap: {problem}"));
     }
@@ -43,16 +89,36 @@ pub fn run() -> ExitCode {
     for problem in &problems {
         log(&format!("piggyback-wrap: {problem}"));
     }
-    let mut stdout = std::io::stdout().lock();
-    let cwd = std::env::current_dir().unwrap_or_default();
-    let target = match target::resolve(&env, &args, &cwd, &wrapper, &settings) {
-        Ok(target) => target,
-        Err(refusal) => {
-            log(&format!("piggyback-wrap: refused: {}", refusal.why));
-            let _ = stdout.write_all(&refusal_answer(refusal.status)).and_then(|()| stdout.flush());
-            return ExitCode::SUCCESS;
-        }
-    };
+    settings
+}
+
+/// Answers a request the wrapper will not run, and logs why.
+fn refuse(refusal: &target::Refusal, out: &mut dyn Write) {
+    log(&format!("piggyback-wrap: refused: {}", refusal.why));
+    let _ = out.write_all(&refusal_answer(refusal.status)).and_then(|()| out.flush());
+}
+
+/// Where the program's stdin comes from.
+enum Body<'a> {
+    /// The wrapper's own fd 0, untouched (CGI: a pipe, a file or a socket).
+    Inherited,
+    /// These bytes, through a pipe (FastCGI: the request's STDIN records).
+    Bytes(&'a [u8]),
+}
+
+/// Runs the checked `target` with `env` (the request's, rebuilt for the program by
+/// `target::child_env`) and relays its answer to `out`, adding what `piggyback` gives.
+/// The same for both modes: only where the body comes from, where the answer goes and
+/// what keeps Piggyback's state differ. `stopped` set (by a signal) stops the program.
+fn run_target(
+    env: &Env,
+    target: &target::Target,
+    settings: &Settings,
+    body: Body<'_>,
+    out: &mut dyn Write,
+    stopped: &Arc<AtomicBool>,
+    piggyback: impl FnOnce() -> Result<Option<Value>, String>,
+) {
     let mut command = match &target.launch {
         Launch::Itself => Command::new(&target.program),
         Launch::Mapped(interpreter) => Command::new(interpreter),
@@ -64,41 +130,37 @@ pub fn run() -> ExitCode {
     };
     command
         .env_clear()
-        .envs(target::child_env(&env, &target))
+        .envs(target::child_env(env, target))
         .current_dir(target.folder())
-        // The body stays on fd 0 for the program, whatever it is (a pipe, a file, a socket).
-        .stdin(Stdio::inherit())
+        .stdin(match body {
+            // The body stays on fd 0 for the program, whatever it is (a pipe, a file, a socket).
+            Body::Inherited => Stdio::inherit(),
+            Body::Bytes([]) => Stdio::null(),
+            Body::Bytes(_) => Stdio::piped(),
+        })
         .stdout(Stdio::piped())
         // The program's complaints go where the server logs a CGI program's stderr.
         .stderr(Stdio::inherit())
         // A group of its own, so that stopping it also stops what it started (a shell
         // script's `sleep`, a pipeline), which would otherwise run on alone.
         .process_group(0);
-    // The server stops a CGI with SIGTERM (lighttpd when the client goes away or its
-    // timeout passes): then the program is stopped too, not left running alone. Handled
-    // from before the program starts, so a signal in between cannot orphan it.
-    let stopped = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT, signal_hook::consts::SIGHUP] {
-        if let Err(e) = signal_hook::flag::register(signal, Arc::clone(&stopped)) {
-            log(&format!("piggyback-wrap: cannot handle signal {signal}: {e}"));
-        }
-    }
     let mut child = match command.spawn() {
         Ok(child) => child,
         Err(e) => {
             log(&format!("piggyback-wrap: cannot start {}: {e}", target.program.display()));
-            let _ = stdout.write_all(&refusal_answer(500)).and_then(|()| stdout.flush());
-            return ExitCode::SUCCESS;
+            let _ = out.write_all(&refusal_answer(500)).and_then(|()| out.flush());
+            return;
         }
     };
     let Some(child_out) = child.stdout.take() else {
-        return ExitCode::SUCCESS;
+        return;
     };
+    let child_in = child.stdin.take();
     let expired = Arc::new(AtomicBool::new(false));
     let (done, finished) = mpsc::channel::<()>();
     let watchdog = {
         let expired = Arc::clone(&expired);
-        let stopped = Arc::clone(&stopped);
+        let stopped = Arc::clone(stopped);
         let timeout = settings.timeout;
         std::thread::spawn(move || {
             let deadline = Instant::now() + timeout;
@@ -130,8 +192,15 @@ pub fn run() -> ExitCode {
     };
     let framing = if target.is_nph() { Framing::Nph } else { Framing::Cgi };
     let limits = Limits { buffer_bytes: settings.buffer_bytes };
-    let outcome = answer::relay(child_out, &mut stdout, framing, limits, &|| expired.load(Ordering::SeqCst), || {
-        gateway::site_messages_for(&env)
+    let outcome = std::thread::scope(|scope| {
+        if let (Some(mut pipe), Body::Bytes(bytes)) = (child_in, &body) {
+            // A program that reads none of its body ends the write when it exits (or is
+            // stopped): the pipe then breaks.
+            scope.spawn(move || {
+                let _ = pipe.write_all(bytes);
+            });
+        }
+        answer::relay(child_out, &mut *out, framing, limits, &|| expired.load(Ordering::SeqCst), piggyback)
     });
     let _ = done.send(());
     let _ = watchdog.join();
@@ -152,13 +221,9 @@ pub fn run() -> ExitCode {
         // The client went away (the server closed our stdout): nothing is left to do.
         Err(e) => log(&format!("piggyback-wrap: {program}: writing the answer: {e}")),
     }
-    if stopped.load(Ordering::SeqCst) {
-        log(&format!("piggyback-wrap: {program}: stopped by the server; the program was stopped too"));
-    }
     if expired.load(Ordering::SeqCst) {
         log(&format!("piggyback-wrap: {program}: stopped after PIGGYBACK_WRAP_TIMEOUT"));
     }
-    ExitCode::SUCCESS
 }
 
 /// Kills the program and every process of its group (it was started as the leader of
@@ -175,11 +240,12 @@ fn stop_program(child: &mut Child) {
 /// The answer to a request the wrapper will not run: the reason is in the log only,
 /// since it names paths of the server.
 fn refusal_answer(status: u16) -> Vec<u8> {
-    let body = serde_json::json!({"error": {
-        "code": if status == 500 { "misconfigured" } else { "refused" },
-        "message": "the server will not run this program; its error log says why",
-    }})
-    .to_string();
+    let (code, message) = match status {
+        500 => ("misconfigured", "the server will not run this program; its error log says why"),
+        413 => ("too_large", "the request body is larger than the server passes to a program"),
+        _ => ("refused", "the server will not run this program; its error log says why"),
+    };
+    let body = serde_json::json!({"error": {"code": code, "message": message}}).to_string();
     format!(
         "Status: {status} {}\r\nContent-Type: application/json; charset=utf-8\r\nCache-Control: private, no-store\r\n\
          X-Content-Type-Options: nosniff\r\nContent-Length: {}\r\n\r\n{body}",

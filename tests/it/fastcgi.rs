@@ -31,7 +31,7 @@ const GET_VALUES_RESULT: u8 = 10;
 const UNKNOWN_TYPE: u8 = 11;
 
 /// One record: version 1, no padding when `pad` is false (both are valid).
-fn record(kind: u8, id: u16, content: &[u8], pad: bool) -> Vec<u8> {
+pub(crate) fn record(kind: u8, id: u16, content: &[u8], pad: bool) -> Vec<u8> {
     assert!(content.len() <= 0xFFFF);
     let padding = if pad { (8 - content.len() % 8) % 8 } else { 0 };
     let mut out = vec![1, kind];
@@ -71,7 +71,7 @@ fn begin(id: u16, role: u16, keep_conn: bool) -> Vec<u8> {
 }
 
 /// A whole responder request: BEGIN, PARAMS cut every 7 bytes, STDIN every 1000.
-fn request_bytes(id: u16, keep_conn: bool, env: &BTreeMap<String, OsString>, body: &[u8]) -> Vec<u8> {
+pub(crate) fn request_bytes(id: u16, keep_conn: bool, env: &BTreeMap<String, OsString>, body: &[u8]) -> Vec<u8> {
     let mut params = Vec::new();
     for (name, value) in env {
         pair(&mut params, name.as_bytes(), value.as_bytes());
@@ -83,7 +83,7 @@ fn request_bytes(id: u16, keep_conn: bool, env: &BTreeMap<String, OsString>, bod
 }
 
 /// Reads one record: `None` when the peer closed the connection.
-fn read_record(conn: &mut UnixStream) -> Option<(u8, u16, Vec<u8>)> {
+pub(crate) fn read_record(conn: &mut UnixStream) -> Option<(u8, u16, Vec<u8>)> {
     let mut header = [0u8; 8];
     conn.read_exact(&mut header).ok()?;
     assert_eq!(header[0], 1, "version 1");
@@ -95,7 +95,7 @@ fn read_record(conn: &mut UnixStream) -> Option<(u8, u16, Vec<u8>)> {
 }
 
 /// Reads records up to the END_REQUEST of `id`: the stdout and the protocol status.
-fn read_answer(conn: &mut UnixStream, id: u16) -> (Vec<u8>, u8) {
+pub(crate) fn read_answer(conn: &mut UnixStream, id: u16) -> (Vec<u8>, u8) {
     let mut stdout = Vec::new();
     loop {
         let (kind, rid, content) = read_record(conn).expect("an answer before the connection closes");
