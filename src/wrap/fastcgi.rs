@@ -55,7 +55,9 @@ pub fn listening() -> bool {
 
 /// What the FastCGI wrapper is told by its process environment and settings file.
 struct Setup {
-    /// `PIGGYBACK_*` of the environment and the settings file: each request's base.
+    /// `PIGGYBACK_*` of the process environment.
+    process: Env,
+    /// With what the settings file adds, as last read.
     env: Env,
     settings: Settings,
     wrapper: PathBuf,
@@ -66,10 +68,11 @@ struct Setup {
 
 impl Setup {
     fn read() -> Setup {
-        let mut env: Env = std::env::vars_os()
+        let process: Env = std::env::vars_os()
             .filter_map(|(k, v)| k.into_string().ok().map(|k| (k, v)))
             .filter(|(k, _)| k.starts_with("PIGGYBACK_"))
             .collect();
+        let mut env = process.clone();
         let wrapper = own_path();
         let settings = load_settings(&mut env, &wrapper);
         let text = |name: &str| env.get(name).and_then(|v| v.to_str()).filter(|v| !v.is_empty());
@@ -94,7 +97,7 @@ impl Setup {
             }),
         };
         let path = std::env::var_os("PATH").filter(|p| !p.is_empty()).unwrap_or_else(|| DEFAULT_PATH.into());
-        Setup { env, settings, wrapper, children, max_body, path }
+        Setup { process, env, settings, wrapper, children, max_body, path }
     }
 }
 
@@ -110,9 +113,23 @@ pub fn serve() -> ExitCode {
 /// One worker: answers requests one at a time until it is told to stop.
 fn worker(setup: Setup) -> ExitCode {
     crate::alloc::serve_many();
-    let Setup { env, settings, wrapper, max_body, path, .. } = setup;
-    let answer = Wrapper { settings, wrapper, max_body, path, kept: Kept::across_requests() };
-    fcgi::serve_with(Responder::with_settings(answer, env))
+    let Setup { process, env, settings, wrapper, max_body, path, .. } = setup;
+    let file = wrapper.parent().map(|folder| folder.join(settings::CONFIG_FILE)).unwrap_or_default();
+    let stamp = stamp(&file);
+    let answer = Wrapper {
+        file,
+        stamp,
+        process: process.clone(),
+        env,
+        settings,
+        wrapper,
+        max_body,
+        path,
+        kept: Kept::across_requests(),
+    };
+    // The connection's bounds come from the process environment; a request's
+    // environment gets the settings file's values in `Wrapper::answer`.
+    fcgi::serve_with(Responder::with_settings(answer, process))
 }
 
 /// Runs `setup.children` workers on the shared socket, replaces one that dies, and on
@@ -190,6 +207,13 @@ fn prefork(setup: Setup) -> ExitCode {
 /// The FastCGI wrapper's [`Answer`]: the request's program, run under every rule of the
 /// CGI wrapper, with its body from the STDIN records.
 struct Wrapper {
+    /// The settings file, and what it was when last read: a change takes effect at the
+    /// next request, as it does for the CGI wrapper, which reads it on every request.
+    file: PathBuf,
+    stamp: Option<Stamp>,
+    /// `PIGGYBACK_*` of the process environment, and with the file's values added.
+    process: Env,
+    env: Env,
     settings: Settings,
     wrapper: PathBuf,
     max_body: usize,
@@ -203,6 +227,14 @@ impl Answer for Wrapper {
     }
 
     fn answer(&mut self, env: &Env, stdin: &[u8], out: &mut dyn Write) -> std::io::Result<()> {
+        self.reread();
+        // The request's parameters over the settings (as for our programs); the
+        // wrapper's own rules only ever come from the settings.
+        let mut env = env.clone();
+        for (name, value) in &self.env {
+            env.entry(name.clone()).or_insert_with(|| value.clone());
+        }
+        let env = &env;
         let target = match target::resolve_fastcgi(env, &self.wrapper, &self.settings) {
             Ok(target) => target,
             Err(refusal) => {
@@ -235,5 +267,26 @@ impl Answer for Wrapper {
 
     fn forget(&mut self) {
         self.kept = Kept::across_requests();
+    }
+}
+
+/// What identifies a version of the settings file: a change of any part is a new one.
+type Stamp = (i64, i64, u64, u64);
+
+fn stamp(file: &std::path::Path) -> Option<Stamp> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(file).ok().map(|m| (m.mtime(), m.mtime_nsec(), m.len(), m.ino()))
+}
+
+impl Wrapper {
+    /// Reads the settings again when the settings file has changed (one `stat`).
+    fn reread(&mut self) {
+        let now = stamp(&self.file);
+        if now != self.stamp {
+            self.stamp = now;
+            let mut env = self.process.clone();
+            self.settings = load_settings(&mut env, &self.wrapper);
+            self.env = env;
+        }
     }
 }
