@@ -837,7 +837,10 @@ def cgi_wrapper(inst, script, cookie=None):
            "SCRIPT_FILENAME": str(path), "SCRIPT_NAME": f"/app/{script}", "REDIRECT_STATUS": "200"}
     if cookie:
         env["HTTP_COOKIE"] = f"pb_session={cookie}"
-    kw = {"user": RUN_USER, "extra_groups": []} if IS_ROOT else {}
+    kw = {}
+    if IS_ROOT:
+        group = subprocess.run(["id", "-gn", RUN_USER], capture_output=True, text=True, check=True).stdout.strip()
+        kw = {"user": RUN_USER, "group": group, "extra_groups": []}
     p = subprocess.run([str(inst.root / "bin/piggyback-wrap"), str(path)], env=env, cwd=str(path.parent),
                        stdin=subprocess.DEVNULL, capture_output=True, timeout=60, **kw)
     head, _, body = p.stdout.replace(b"\r\n", b"\n").partition(b"\n\n")
@@ -887,7 +890,15 @@ def wrap_fastcgi_suite(server, alice, bob):
             asks = [pool.submit(lambda: sum(map(f, range(8)), [])) for f in (through_server, through_cgi) * 2]
             sends.result()
             seen = sum((a.result() for a in asks), [])
-        seen += announced(request(port, "GET", "/app/hello.sh", cookie=alice).json)
+        # A send that met a busy database waits in the spool as a file of this test's
+        # user (root here): applied by a drain of the same user, as deliver() does, once
+        # its claim by a drain that met the busy database has lapsed; then announced.
+        deadline = time.monotonic() + 30
+        while len([x for x in seen if x.startswith(f"both modes {tag}")]) < len(subjects) \
+                and time.monotonic() < deadline:
+            inst.pb("drain", check=False)
+            seen += announced(request(port, "GET", "/app/hello.sh", cookie=alice).json)
+            time.sleep(0.5)
         mine = [x for x in seen if x.startswith(f"both modes {tag}")]
         check(sorted(mine) == sorted(subjects), f"announced {len(mine)} ({len(set(mine))} distinct) of 12: {mine}")
 
@@ -920,7 +931,10 @@ def wrap_fastcgi_suite(server, alice, bob):
                 r = request(port, "GET", f"/app/{program.name}", cookie=alice)
                 status, answer = cgi_wrapper(inst, program.name, alice)
                 check(r.status == 403 and status == 403, f"{program.name}: FastCGI {r!r}, CGI {status} {answer!r}")
-                check(isinstance(r.json, dict) and r.json == answer, f"not the same refusal: {r.json} vs {answer}")
+                # Apache (Options without FollowSymLinks) refuses a link itself, before
+                # any wrapper: then the refusal is its own page, not the wrapper's.
+                if not (program == link and label.startswith("apache")):
+                    check(r.json == answer, f"not the same refusal: {r.json} vs {answer}")
         finally:
             link.unlink()
             writable.unlink()
