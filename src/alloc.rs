@@ -1,7 +1,7 @@
 //! The process's allocator. A CGI process serves one request and exits: glibc's malloc,
 //! already in the static binary, costs it nothing to set up. A FastCGI process serves
 //! request after request, and under glibc `malloc` and `free` were a quarter of each
-//! request's instructions (callgrind, docs/PERFORMANCE.md): once a process turns
+//! request's instructions (callgrind, CHANGELOG.md, 2026-11-30): once a process turns
 //! responder ([`serve_many`]), new blocks come from mimalloc, which sets itself up at
 //! its first allocation (its constructor is compiled out: `.cargo/config.toml`).
 //!

@@ -71,7 +71,7 @@ pub fn run(handler: Handler) -> ExitCode {
     let _ = stdout.write_all(&output).and_then(|()| stdout.flush());
     // One that only read would not checkpoint on close anyway: the process is about to
     // exit, and freeing SQLite's schema and statements is work nobody needs (about
-    // 100 k instructions, docs/PERFORMANCE.md). The exit releases its locks as a
+    // 100 k instructions, CHANGELOG.md, 2026-11-30). The exit releases its locks as a
     // crash would, which SQLite is built for.
     std::mem::forget(kept);
     ExitCode::SUCCESS

@@ -26,7 +26,7 @@ pub struct SiteMessages {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub repeated: Option<i64>,
     /// Messages still `new` that this answer does not announce: more than one answer
-    /// announces (a claim flips at most `CLAIM_BATCH`), or a request from another site,
+    /// announces (a claim flips at most `CLAIM_BATCH` or `max_items`, whichever is larger), or a request from another site,
     /// which announces nothing. Later answers announce them. Absent when none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub waiting: Option<i64>,

@@ -3,7 +3,7 @@
 //! A CGI program starts once per request, so what Rust's `lang_start` does before
 //! `main` is paid on every click. Most of it is finding the main thread's stack bounds
 //! for the stack-overflow message: glibc's `pthread_getattr_np` reads and `sscanf`s
-//! `/proc/self/maps`, about 45 k instructions of a request's 940 k (docs/PERFORMANCE.md,
+//! `/proc/self/maps`, about 45 k instructions of a request's 940 k (CHANGELOG.md, 2026-11-30,
 //! "The CGI start"). The programs are `#![no_main]` with a C `main` ([`crate::cgi_main`])
 //! that does here only the parts of that start a CGI program or a FastCGI responder
 //! needs. std still gets the arguments and the environment: glibc hands them to std's

@@ -1,4 +1,4 @@
-//! Issue 11, the second security round: each attack reproduced as it was made against
+//! The second security review: each attack reproduced as it was made against
 //! the real programs, and shown refused. docs/SECURITY.md names each test.
 
 use std::os::unix::fs::PermissionsExt;

@@ -128,7 +128,7 @@ fn migrate_to_postgres_copies_every_row_and_counts_both_sides() {
     let out = cli(&["migrate-to-postgres", "--to", &to]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(crate::support::Raw::open(&source).snapshot(), before, "the source is only read");
-    if !target.is_postgres() {
+    if !crate::support::postgres_only(target.is_postgres(), "the copy into a running PostgreSQL server") {
         assert_eq!(out.status.code(), Some(1), "{stdout}");
         return;
     }
@@ -184,7 +184,7 @@ fn msqd_keeps_draining_after_the_server_cuts_its_connection() {
     };
     spool.enqueue(&file(1)).unwrap();
     wait_for((1, 0));
-    if site.is_postgres() {
+    if crate::support::postgres_only(site.is_postgres(), "the keeper's connection cut by the server") {
         // Every other server process of the database, the keeper's among them when it
         // connects directly. Through pgbouncer the keeper's server connection may be
         // this very one, idle between transactions: then pgbouncer absorbs the cut.

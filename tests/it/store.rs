@@ -95,7 +95,7 @@ fn open_refuses_a_missing_file_and_another_schema_version() {
     assert!(Store::open(&missing).is_err());
     assert!(!missing.exists(), "open never creates the database");
     let db = Db::new();
-    if db.test_db.is_postgres() {
+    if crate::support::postgres_only(db.test_db.is_postgres(), "a PostgreSQL database without the schema") {
         let no_schema = TestDb::new(dir.path());
         match Store::open(&no_schema.path) {
             Err(piggyback::message_store::StoreError::Schema { found: 0 }) => {}

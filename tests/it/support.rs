@@ -23,6 +23,17 @@ pub fn postgres_base() -> Option<String> {
     std::env::var("PIGGYBACK_TEST_POSTGRES").ok().filter(|v| !v.is_empty())
 }
 
+/// Whether a test's PostgreSQL-only part `what` runs: on SQLite it is skipped, and says
+/// so on stderr rather than passing in silence (scripts/test runs the suite again with
+/// `PIGGYBACK_TEST_POSTGRES` set, so every such part runs there).
+#[allow(clippy::print_stderr, reason = "the skip is said where the test's output goes")]
+pub fn postgres_only(is_postgres: bool, what: &str) -> bool {
+    if !is_postgres {
+        eprintln!("skipped: PIGGYBACK_TEST_POSTGRES not set: {what}");
+    }
+    is_postgres
+}
+
 /// A fresh, empty database for one test: a file in `dir`, or a database of its own on
 /// the PostgreSQL server, dropped with this value.
 pub struct TestDb {

@@ -1,20 +1,20 @@
-//! Rate limits on PostgreSQL (as `../limits.rs`): every limit of an action counted
+//! Rate limits on PostgreSQL (as `sqlite/limits.rs`): every limit of an action counted
 //! in one transaction, each key's row locked in key order.
 
 use super::{PgStore, int, text};
-use crate::message_store::{Limit, Refusal, Result};
+use crate::message_store::{Limit, Limits, Refusal, Result};
 
-impl PgStore {
-    /// Checks and counts every one of `limits` in one transaction, as on SQLite: all
-    /// counted, or none and how long to wait. Each key's row is locked (made first if
-    /// missing), in key order so that two actions sharing keys cannot deadlock; a
-    /// refusal rolls back, leaving no row it made.
-    pub fn take_limits(&self, limits: &[Limit], now: i64) -> Result<Result<(), Refusal>> {
+impl Limits for PgStore {
+    // Checks and counts every one of `limits` in one transaction, as on SQLite: all
+    // counted, or none and how long to wait. Each key's row is locked (made first if
+    // missing), in key order so that two actions sharing keys cannot deadlock; a
+    // refusal rolls back, leaving no row it made.
+    fn take_limits(&self, limits: &[Limit], now: i64) -> Result<Result<(), Refusal>> {
         self.admit(|tx| take_limits_in(tx, limits, now))
     }
 
-    /// Gives back one event counted against `key` in its current window.
-    pub fn refund_limit(&self, key: &str) -> Result<()> {
+    // Gives back one event counted against `key` in its current window.
+    fn refund_limit(&self, key: &str) -> Result<()> {
         self.write(|tx| {
             tx.query_typed("UPDATE rate_limits SET count = count - 1 WHERE key = $1 AND count > 0", &[text(&key)])?;
             tx.query_typed("DELETE FROM rate_limits WHERE key = $1 AND count = 0", &[text(&key)])?;

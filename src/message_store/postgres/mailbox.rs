@@ -1,4 +1,4 @@
-//! Messages on PostgreSQL (as `../mailbox.rs`): storing, listing, reading, marking,
+//! Messages on PostgreSQL (as `sqlite/mailbox.rs`): storing, listing, reading, marking,
 //! deleting, and the claim that announces new messages exactly once.
 
 use std::collections::BTreeMap;
@@ -8,20 +8,21 @@ use postgres::{GenericClient, Row};
 
 use super::{Param, PgStore, int, int4, text};
 use crate::message_store::{
-    Announce, CLAIM_BATCH, Claim, Counters, Mailbox, Message, Result, StateFilter, StoreError, Stored, Summary,
+    Announce, CLAIM_BATCH, Claim, Counters, Mailbox, Mailboxes, Message, Result, StateFilter, StoreError, Stored,
+    Summary,
 };
 use crate::model::{Change, MessageId, MessageKind, MessageState, NewMessage, UserId};
 
-impl PgStore {
-    pub fn counters(&self, user: UserId) -> Result<Counters> {
+impl Mailboxes for PgStore {
+    fn counters(&self, user: UserId) -> Result<Counters> {
         Ok(self.mailbox(user)?.counters)
     }
 
-    pub fn mailbox(&self, user: UserId) -> Result<Mailbox> {
+    fn mailbox(&self, user: UserId) -> Result<Mailbox> {
         read_mailbox(&mut *self.client()?, user, "")
     }
 
-    pub fn keyed_message(&self, sender: UserId, key: &str) -> Result<Option<(MessageId, UserId)>> {
+    fn keyed_message(&self, sender: UserId, key: &str) -> Result<Option<(MessageId, UserId)>> {
         Ok(self
             .query_opt(
                 "SELECT id, recipient_id FROM messages WHERE sender_id = $1 AND idempotency_key = $2",
@@ -30,7 +31,7 @@ impl PgStore {
             .map(|r| (MessageId(r.get(0)), UserId(r.get(1)))))
     }
 
-    pub fn acknowledge(&self, user: UserId, batch: i64) -> Result<()> {
+    fn acknowledge(&self, user: UserId, batch: i64) -> Result<()> {
         self.client()?.execute_typed(
             "UPDATE mailbox SET acked = $2 WHERE user_id = $1 AND acked < $2 AND $2 <= batch",
             &[int(&user.0), int(&batch)],
@@ -38,10 +39,10 @@ impl PgStore {
         Ok(())
     }
 
-    /// As on SQLite: only the batches named are acknowledged (their messages' batch
-    /// numbers negated, out of reach of `batch > acked`); the watermark moves to the
-    /// last batch when no unacknowledged delivered message is left.
-    pub fn acknowledge_shown(&self, user: UserId, shown: &[i64]) -> Result<()> {
+    // As on SQLite: only the batches named are acknowledged (their messages' batch
+    // numbers negated, out of reach of `batch > acked`); the watermark moves to the
+    // last batch when no unacknowledged delivered message is left.
+    fn acknowledge_shown(&self, user: UserId, shown: &[i64]) -> Result<()> {
         if shown.is_empty() {
             return Ok(());
         }
@@ -69,7 +70,7 @@ impl PgStore {
         })
     }
 
-    pub fn claim_new(
+    fn claim_new(
         &self,
         user: UserId,
         max_items: usize,
@@ -126,7 +127,7 @@ impl PgStore {
         })
     }
 
-    pub fn list_messages(
+    fn list_messages(
         &self,
         user: UserId,
         filter: StateFilter,
@@ -146,7 +147,7 @@ impl PgStore {
         rows.iter().map(summary_row).collect()
     }
 
-    pub fn message(&self, user: UserId, id: MessageId) -> Result<Option<Message>> {
+    fn message(&self, user: UserId, id: MessageId) -> Result<Option<Message>> {
         let sql = concat!(
             "SELECT m.id, s.name, r.name, m.subject, m.body, ",
             rfc3339!("m.sent_at"),
@@ -167,7 +168,7 @@ impl PgStore {
         }))
     }
 
-    pub fn change(&self, user: UserId, id: MessageId, change: Change) -> Result<bool> {
+    fn change(&self, user: UserId, id: MessageId, change: Change) -> Result<bool> {
         self.write(|tx| {
             read_mailbox(tx, user, " FOR UPDATE")?;
             let state: Option<String> = tx
@@ -199,7 +200,7 @@ impl PgStore {
         })
     }
 
-    pub fn mark_all_read(&self, user: UserId) -> Result<i64> {
+    fn mark_all_read(&self, user: UserId) -> Result<i64> {
         self.write(|tx| {
             read_mailbox(tx, user, " FOR UPDATE")?;
             let n = tx.execute_typed(
@@ -211,13 +212,13 @@ impl PgStore {
         })
     }
 
-    pub fn store_message(&self, m: &NewMessage) -> Result<Stored> {
+    fn store_message(&self, m: &NewMessage) -> Result<Stored> {
         Ok(self.store_messages(std::slice::from_ref(m))?[0])
     }
 
-    /// Stores many messages in one transaction: the inserts first, then each
-    /// recipient's counter once, in ascending id order (no deadlock between drains).
-    pub fn store_messages(&self, messages: &[NewMessage]) -> Result<Vec<Stored>> {
+    // Stores many messages in one transaction: the inserts first, then each
+    // recipient's counter once, in ascending id order (no deadlock between drains).
+    fn store_messages(&self, messages: &[NewMessage]) -> Result<Vec<Stored>> {
         self.write(|tx| {
             let mut added: BTreeMap<i64, i64> = BTreeMap::new();
             let mut stored = Vec::with_capacity(messages.len());
@@ -235,7 +236,7 @@ impl PgStore {
         })
     }
 
-    pub fn stored_for(&self, request_id: &str, from: UserId, key: Option<&str>) -> Result<Option<MessageId>> {
+    fn stored_for(&self, request_id: &str, from: UserId, key: Option<&str>) -> Result<Option<MessageId>> {
         Ok(self
             .query_opt(
                 "SELECT id FROM messages WHERE request_id = $1 OR (sender_id = $2 AND idempotency_key = $3) LIMIT 1",

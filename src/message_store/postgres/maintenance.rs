@@ -1,16 +1,16 @@
-//! Maintenance on PostgreSQL (as `../maintenance.rs`): the counters' audit and
+//! Maintenance on PostgreSQL (as `sqlite/maintenance.rs`): the counters' audit and
 //! repair, the no-op checkpoint, and the seed of a benchmark's users and messages.
 
 use std::collections::HashMap;
 
 use super::{PgStore, int};
-use crate::message_store::{Counters, RECOUNT_COUNTERS, Result, SeedPlan, SeedReport};
+use crate::message_store::{Counters, Maintenance, RECOUNT_COUNTERS, Result, SeedPlan, SeedReport};
 use crate::model::UserId;
 
-impl PgStore {
-    /// Recount of every counter (the server keeps its own pages sound; foreign keys
-    /// are enforced, never deferred): the problems found, empty when sound.
-    pub fn audit(&self) -> Result<Vec<String>> {
+impl Maintenance for PgStore {
+    // Recount of every counter (the server keeps its own pages sound; foreign keys
+    // are enforced, never deferred): the problems found, empty when sound.
+    fn audit(&self) -> Result<Vec<String>> {
         let mut problems = Vec::new();
         let mut client = self.client()?;
         let mut actual: HashMap<i64, Counters> = client
@@ -48,7 +48,7 @@ impl PgStore {
         Ok(problems)
     }
 
-    pub fn repair_counters(&self) -> Result<usize> {
+    fn repair_counters(&self) -> Result<usize> {
         self.write(|tx| {
             tx.query_typed(
                 "INSERT INTO mailbox (user_id) SELECT id FROM users WHERE id NOT IN (SELECT user_id FROM mailbox)",
@@ -58,15 +58,15 @@ impl PgStore {
         })
     }
 
-    /// Nothing to do: the server checkpoints on its own.
-    pub fn checkpoint(&self) -> Result<()> {
+    // Nothing to do: the server checkpoints on its own.
+    fn checkpoint(&self) -> Result<()> {
         Ok(())
     }
 
-    /// Fills the database with synthetic data (`piggyback seed`), set-based on the
-    /// server: the same shape as the SQLite engine's (3 friends each way, one post per
-    /// user, 80 % read, 10 % delivered, 5 % deleted, 5 % new), not the same rows.
-    pub fn seed(&self, plan: &SeedPlan, now: i64) -> Result<SeedReport> {
+    // Fills the database with synthetic data (`piggyback seed`), set-based on the
+    // server: the same shape as the SQLite engine's (3 friends each way, one post per
+    // user, 80 % read, 10 % delivered, 5 % deleted, 5 % new), not the same rows.
+    fn seed(&self, plan: &SeedPlan, now: i64) -> Result<SeedReport> {
         let (users, messages, seed) = (plan.users as i64, plan.messages as i64, plan.seed as i64);
         self.write(|tx| {
             let first: i64 = tx.query_typed_one("SELECT coalesce(max(id), 0) + 1 FROM users", &[])?.get(0);

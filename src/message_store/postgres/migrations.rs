@@ -84,7 +84,7 @@ CREATE TABLE rate_limits (
     count BIGINT NOT NULL
 );
 ",
-    // Version 2 (issue 11): sessions, login addresses, bytes of posts per author.
+    // Version 2: sessions, login addresses, bytes of posts per author.
     "
 ALTER TABLE users ADD COLUMN session_gen BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE users ADD COLUMN ended_sessions TEXT NOT NULL DEFAULT '';
@@ -104,7 +104,7 @@ INSERT INTO post_usage (user_id, bytes)
         UNION ALL SELECT author_id, octet_length(body) FROM comments
     ) t GROUP BY author_id;
 ",
-    // Version 3 (issue 9): each user's UTS #39 skeleton (filled by `after`, then made
+    // Version 3: each user's UTS #39 skeleton (filled by `after`, then made
     // unique) and the time a user was removed (the row stays as a tombstone).
     "
 ALTER TABLE users ADD COLUMN skeleton TEXT;

@@ -4,8 +4,8 @@
 //! One connection per process (a CGI process makes one; `msqd` keeps one and makes it
 //! again when the server went away). Every statement is sent with `query_typed`: an
 //! unnamed Parse/Bind/Execute in one round trip, so that a pgbouncer in transaction
-//! mode works (named statements collide there, see ../shared/notes/postgres.md), and
-//! no session state is used: what must hold for a transaction is set with
+//! mode works (named statements collide there: every new process names its first one
+//! `s0`), and no session state is used: what must hold for a transaction is set with
 //! `set_config(…, true)` inside it, and the database's defaults are set by `init`.
 //!
 //! Locking order, so that no two transactions deadlock: every transaction that
@@ -30,7 +30,7 @@ use postgres::error::SqlState;
 use postgres::types::{ToSql, Type};
 use postgres::{Client, NoTls, Row};
 
-use super::{BUSY_TIMEOUT, Refusal, Result, SCHEMA_VERSION, StoreError};
+use super::{BUSY_TIMEOUT, Engine, Refusal, Result, SCHEMA_VERSION, StoreError};
 
 /// How long `connect` waits for the server: a request whose database is unreachable
 /// answers 503 well within the web servers' CGI timeouts.
@@ -114,7 +114,7 @@ pub struct PgStore {
     patience: Cell<Duration>,
 }
 
-/// Is `db` a PostgreSQL URL rather than a SQLite path (CONTRACT.md, version 2)?
+/// Is `db` a PostgreSQL URL rather than a SQLite path?
 pub fn is_url(db: &str) -> bool {
     db.starts_with("postgresql://") || db.starts_with("postgres://")
 }
@@ -187,38 +187,6 @@ impl PgStore {
         Ok(PgStore { url: url.to_owned(), client: RefCell::new(client), patience: Cell::new(BUSY_TIMEOUT) })
     }
 
-    /// Nothing to checkpoint on close: the server keeps its own log.
-    pub fn wrote(&self) -> bool {
-        false
-    }
-
-    /// A server connection is never opened read-only: a server that cannot write
-    /// answers each write with an error (503), and the next request connects anew.
-    pub fn can_write(&self) -> bool {
-        true
-    }
-
-    /// Never degraded: the read-only fallback is for a SQLite file on a full disk.
-    pub fn is_degraded(&self) -> bool {
-        false
-    }
-
-    /// Fails as [`PgStore::open`] does unless the schema is this build's (a connection
-    /// kept across FastCGI requests checks again each time).
-    pub fn check_version(&self) -> Result<()> {
-        let version = match self.client()?.query_typed_opt("SELECT version FROM piggyback_schema", &[]) {
-            Ok(row) => row.map(|r| r.get(0)).unwrap_or(0),
-            Err(e) => match StoreError::from(e) {
-                StoreError::Schema { found } => found,
-                other => return Err(other),
-            },
-        };
-        if version != SCHEMA_VERSION {
-            return Err(StoreError::Schema { found: version });
-        }
-        Ok(())
-    }
-
     /// The connection, made again when the server closed it (a restart under `msqd`).
     fn client(&self) -> Result<std::cell::RefMut<'_, Client>> {
         let mut client = self.client.borrow_mut();
@@ -250,12 +218,6 @@ impl PgStore {
         Ok(self.client()?.query_typed_opt(sql, params)?)
     }
 
-    /// How long the next write transactions wait for a row lock.
-    pub fn set_busy_timeout(&self, timeout: Duration) -> Result<()> {
-        self.patience.set(timeout);
-        Ok(())
-    }
-
     /// Runs `work` in one transaction, committed only when it admits the action.
     fn admit<T>(
         &self,
@@ -268,5 +230,45 @@ impl PgStore {
             tx.commit()?;
         }
         Ok(out)
+    }
+}
+
+impl Engine for PgStore {
+    // Nothing to checkpoint on close: the server keeps its own log.
+    fn wrote(&self) -> bool {
+        false
+    }
+
+    // A server connection is never opened read-only: a server that cannot write
+    // answers each write with an error (503), and the next request connects anew.
+    fn can_write(&self) -> bool {
+        true
+    }
+
+    // Never degraded: the read-only fallback is for a SQLite file on a full disk.
+    fn is_degraded(&self) -> bool {
+        false
+    }
+
+    // Fails as [`PgStore::open`] does unless the schema is this build's (a connection
+    // kept across FastCGI requests checks again each time).
+    fn check_version(&self) -> Result<()> {
+        let version = match self.client()?.query_typed_opt("SELECT version FROM piggyback_schema", &[]) {
+            Ok(row) => row.map(|r| r.get(0)).unwrap_or(0),
+            Err(e) => match StoreError::from(e) {
+                StoreError::Schema { found } => found,
+                other => return Err(other),
+            },
+        };
+        if version != SCHEMA_VERSION {
+            return Err(StoreError::Schema { found: version });
+        }
+        Ok(())
+    }
+
+    // How long the next write transactions wait for a row lock.
+    fn set_busy_timeout(&self, timeout: Duration) -> Result<()> {
+        self.patience.set(timeout);
+        Ok(())
     }
 }

@@ -1,14 +1,14 @@
-//! Posts and comments on PostgreSQL (as `../posts.rs`), with the byte quota and the
+//! Posts and comments on PostgreSQL (as `sqlite/posts.rs`), with the byte quota and the
 //! limits counted in the insert's transaction.
 
 use super::limits::take_limits_in;
 use super::{PgStore, int, text};
-use crate::message_store::{Comment, Limit, Post, Refusal, Result};
+use crate::message_store::{Comment, Limit, Post, Posts, Refusal, Result};
 use crate::model::{PostId, UserId};
 use postgres::Row;
 
-impl PgStore {
-    pub fn feed(&self, user: UserId, before: Option<i64>, limit: usize) -> Result<Vec<Post>> {
+impl Posts for PgStore {
+    fn feed(&self, user: UserId, before: Option<i64>, limit: usize) -> Result<Vec<Post>> {
         let sql = concat!(
             post_select!(),
             "WHERE (p.author_id = $1 OR p.author_id IN (SELECT friend_id FROM friendships WHERE user_id = $1))
@@ -18,11 +18,11 @@ impl PgStore {
         Ok(self.query(sql, &[int(&user.0), int(&before), int(&limit)])?.iter().map(post_row).collect())
     }
 
-    pub fn post(&self, id: PostId) -> Result<Option<Post>> {
+    fn post(&self, id: PostId) -> Result<Option<Post>> {
         Ok(self.query_opt(concat!(post_select!(), "WHERE p.id = $1"), &[int(&id.0)])?.map(|r| post_row(&r)))
     }
 
-    pub fn comments(&self, post: PostId) -> Result<Vec<Comment>> {
+    fn comments(&self, post: PostId) -> Result<Vec<Comment>> {
         let sql = concat!(
             "SELECT c.id, u.name, c.body, ",
             rfc3339!("c.created_at"),
@@ -31,9 +31,9 @@ impl PgStore {
         Ok(self.query(sql, &[int(&post.0)])?.iter().map(comment_row).collect())
     }
 
-    /// Adds a post if `limits` and the author's byte `quota` allow it, counting both
-    /// in the insert's transaction (the author's `post_usage` row locked meanwhile).
-    pub fn add_post_within(
+    // Adds a post if `limits` and the author's byte `quota` allow it, counting both
+    // in the insert's transaction (the author's `post_usage` row locked meanwhile).
+    fn add_post_within(
         &self,
         author: UserId,
         body: &str,
@@ -53,7 +53,7 @@ impl PgStore {
         })
     }
 
-    pub fn add_comment_within(
+    fn add_comment_within(
         &self,
         post: PostId,
         author: UserId,
@@ -74,7 +74,7 @@ impl PgStore {
         })
     }
 
-    pub fn add_post(&self, author: UserId, body: &str, now: i64) -> Result<PostId> {
+    fn add_post(&self, author: UserId, body: &str, now: i64) -> Result<PostId> {
         let row = self.client()?.query_typed_one(
             "INSERT INTO posts (author_id, body, created_at) VALUES ($1, $2, $3) RETURNING id",
             &[int(&author.0), text(&body), int(&now)],
@@ -82,7 +82,7 @@ impl PgStore {
         Ok(PostId(row.get(0)))
     }
 
-    pub fn add_comment(&self, post: PostId, author: UserId, body: &str, now: i64) -> Result<Comment> {
+    fn add_comment(&self, post: PostId, author: UserId, body: &str, now: i64) -> Result<Comment> {
         let sql = concat!(
             "WITH c AS (INSERT INTO comments (post_id, author_id, body, created_at) VALUES ($1, $2, $3, $4)
                         RETURNING id, author_id, body, created_at)

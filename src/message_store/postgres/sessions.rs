@@ -1,13 +1,13 @@
-//! Sessions that can end, and login addresses, on PostgreSQL (as `../sessions.rs`).
+//! Sessions that can end, and login addresses, on PostgreSQL (as `sqlite/sessions.rs`).
 
 use super::users::user_row;
 use super::{PgStore, int, text};
-use crate::message_store::{MAX_ENDED_SESSIONS, Result, SessionUser};
+use crate::message_store::{MAX_ENDED_SESSIONS, Result, SessionUser, Sessions};
 use crate::model::UserId;
 use crate::names::UserName;
 
-impl PgStore {
-    pub fn known_login_address(&self, name: &UserName, addr: &str) -> Result<bool> {
+impl Sessions for PgStore {
+    fn known_login_address(&self, name: &UserName, addr: &str) -> Result<bool> {
         Ok(self
             .query_opt(
                 "SELECT 1 FROM login_addresses WHERE name = $1 AND addr = $2",
@@ -16,7 +16,7 @@ impl PgStore {
             .is_some())
     }
 
-    pub fn remember_login_address(&self, name: &UserName, addr: &str, now: i64) -> Result<()> {
+    fn remember_login_address(&self, name: &UserName, addr: &str, now: i64) -> Result<()> {
         self.client()?.execute_typed(
             "INSERT INTO login_addresses (name, addr, last_login) VALUES ($1, $2, $3)
              ON CONFLICT (name, addr) DO UPDATE SET last_login = excluded.last_login",
@@ -25,7 +25,7 @@ impl PgStore {
         Ok(())
     }
 
-    pub fn session_user(&self, id: UserId) -> Result<Option<SessionUser>> {
+    fn session_user(&self, id: UserId) -> Result<Option<SessionUser>> {
         Ok(self
             .query_opt(
                 "SELECT id, name, display_name, preview, session_gen, ended_sessions FROM users
@@ -35,9 +35,9 @@ impl PgStore {
             .map(|r| SessionUser { user: user_row(&r), generation: r.get(4), ended: r.get(5) }))
     }
 
-    /// Ends the single session `id` of `user`, as on SQLite (the user's row locked
-    /// while its list is rewritten).
-    pub fn end_session(&self, user: UserId, id: &str, expires: i64, now: i64) -> Result<()> {
+    // Ends the single session `id` of `user`, as on SQLite (the user's row locked
+    // while its list is rewritten).
+    fn end_session(&self, user: UserId, id: &str, expires: i64, now: i64) -> Result<()> {
         self.write(|tx| {
             let ended: Option<String> = tx
                 .query_typed_opt("SELECT ended_sessions FROM users WHERE id = $1 FOR NO KEY UPDATE", &[int(&user.0)])?
@@ -62,7 +62,7 @@ impl PgStore {
         })
     }
 
-    pub fn end_all_sessions(&self, user: UserId) -> Result<bool> {
+    fn end_all_sessions(&self, user: UserId) -> Result<bool> {
         Ok(self.client()?.execute_typed(
             "UPDATE users SET session_gen = session_gen + 1, ended_sessions = '' WHERE id = $1",
             &[int(&user.0)],

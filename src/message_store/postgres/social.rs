@@ -1,12 +1,12 @@
-//! Friendships and friend requests on PostgreSQL (as `../social.rs`), with the
+//! Friendships and friend requests on PostgreSQL (as `sqlite/social.rs`), with the
 //! pair lock that decides two users' requests one at a time.
 
 use super::{PgStore, int};
-use crate::message_store::{Friend, FriendRequestOutcome, Result};
+use crate::message_store::{Friend, FriendRequestOutcome, Result, Social};
 use crate::model::UserId;
 
-impl PgStore {
-    pub fn friends(&self, user: UserId) -> Result<Vec<Friend>> {
+impl Social for PgStore {
+    fn friends(&self, user: UserId) -> Result<Vec<Friend>> {
         let sql = concat!(
             "SELECT u.name, u.display_name, ",
             rfc3339!("f.since"),
@@ -20,33 +20,31 @@ impl PgStore {
             .collect())
     }
 
-    pub fn incoming_requests(&self, user: UserId) -> Result<Vec<String>> {
-        self.names(
+    fn incoming_requests(&self, user: UserId) -> Result<Vec<String>> {
+        names(
+            self,
             "SELECT u.name FROM friend_requests r JOIN users u ON u.id = r.from_id WHERE r.to_id = $1
              ORDER BY u.name COLLATE \"C\"",
             user,
         )
     }
 
-    pub fn outgoing_requests(&self, user: UserId) -> Result<Vec<String>> {
-        self.names(
+    fn outgoing_requests(&self, user: UserId) -> Result<Vec<String>> {
+        names(
+            self,
             "SELECT u.name FROM friend_requests r JOIN users u ON u.id = r.to_id WHERE r.from_id = $1
              ORDER BY u.name COLLATE \"C\"",
             user,
         )
     }
 
-    fn names(&self, sql: &str, user: UserId) -> Result<Vec<String>> {
-        Ok(self.query(sql, &[int(&user.0)])?.iter().map(|r| r.get(0)).collect())
-    }
-
-    pub fn are_friends(&self, a: UserId, b: UserId) -> Result<bool> {
+    fn are_friends(&self, a: UserId, b: UserId) -> Result<bool> {
         Ok(self
             .query_opt("SELECT 1 FROM friendships WHERE user_id = $1 AND friend_id = $2", &[int(&a.0), int(&b.0)])?
             .is_some())
     }
 
-    pub fn request_friend(&self, from: UserId, to: UserId, now: i64) -> Result<FriendRequestOutcome> {
+    fn request_friend(&self, from: UserId, to: UserId, now: i64) -> Result<FriendRequestOutcome> {
         self.write(|tx| {
             // Both users' requests to each other are decided one at a time.
             lock_pair(tx, from, to)?;
@@ -70,7 +68,7 @@ impl PgStore {
         })
     }
 
-    pub fn accept_friend(&self, user: UserId, from: UserId, now: i64) -> Result<bool> {
+    fn accept_friend(&self, user: UserId, from: UserId, now: i64) -> Result<bool> {
         self.write(|tx| {
             lock_pair(tx, user, from)?;
             let had = tx
@@ -86,14 +84,14 @@ impl PgStore {
         })
     }
 
-    pub fn decline_friend(&self, user: UserId, from: UserId) -> Result<bool> {
+    fn decline_friend(&self, user: UserId, from: UserId) -> Result<bool> {
         Ok(self.client()?.execute_typed(
             "DELETE FROM friend_requests WHERE from_id = $1 AND to_id = $2",
             &[int(&from.0), int(&user.0)],
         )? > 0)
     }
 
-    pub fn remove_friend(&self, user: UserId, other: UserId) -> Result<bool> {
+    fn remove_friend(&self, user: UserId, other: UserId) -> Result<bool> {
         self.write(|tx| {
             lock_pair(tx, user, other)?;
             let n = tx.execute_typed(
@@ -128,4 +126,8 @@ pub(super) fn befriend(tx: &mut postgres::Transaction<'_>, a: UserId, b: UserId,
         &[int(&a.0), int(&b.0)],
     )?;
     Ok(())
+}
+
+fn names(store: &PgStore, sql: &str, user: UserId) -> Result<Vec<String>> {
+    Ok(store.query(sql, &[int(&user.0)])?.iter().map(|r| r.get(0)).collect())
 }

@@ -1,19 +1,19 @@
-//! Users on PostgreSQL: accounts, passwords' hashes, profiles (as `../users.rs`).
+//! Users on PostgreSQL: accounts, passwords' hashes, profiles (as `sqlite/users.rs`).
 
 use super::{PgStore, int, text};
-use crate::message_store::{Account, NameTaken, Profile, RECOUNT_COUNTERS, Removal, Result};
+use crate::message_store::{Account, NameTaken, Profile, RECOUNT_COUNTERS, Removal, Result, Users};
 use crate::model::{Preview, User, UserId};
 use crate::names::UserName;
 use postgres::Row;
 
-impl PgStore {
-    pub fn user_by_name(&self, name: &UserName) -> Result<Option<User>> {
+impl Users for PgStore {
+    fn user_by_name(&self, name: &UserName) -> Result<Option<User>> {
         Ok(self
             .query_opt("SELECT id, name, display_name, preview FROM users WHERE name = $1", &[text(&name.as_str())])?
             .map(|r| user_row(&r)))
     }
 
-    pub fn user_by_id(&self, id: UserId) -> Result<Option<User>> {
+    fn user_by_id(&self, id: UserId) -> Result<Option<User>> {
         Ok(self
             .query_opt(
                 "SELECT id, name, display_name, preview FROM users WHERE id = $1 AND removed_at IS NULL",
@@ -22,7 +22,7 @@ impl PgStore {
             .map(|r| user_row(&r)))
     }
 
-    pub fn add_user(
+    fn add_user(
         &self,
         name: &UserName,
         display_name: &str,
@@ -50,21 +50,21 @@ impl PgStore {
         })
     }
 
-    /// Every user, by id (`piggyback user list`).
-    pub fn accounts(&self) -> Result<Vec<Account>> {
+    // Every user, by id (`piggyback user list`).
+    fn accounts(&self) -> Result<Vec<Account>> {
         Ok(self.query(concat!(account_select!(), " ORDER BY u.id"), &[])?.iter().map(account_row).collect())
     }
 
-    /// One user (`piggyback user show`).
-    pub fn account(&self, name: &UserName) -> Result<Option<Account>> {
+    // One user (`piggyback user show`).
+    fn account(&self, name: &UserName) -> Result<Option<Account>> {
         Ok(self
             .query_opt(concat!(account_select!(), " AND u.name = $1"), &[text(&name.as_str())])?
             .map(|r| account_row(&r)))
     }
 
-    /// As on SQLite: `None` when there is no `from`, `Err` when `to` or its look is
-    /// another user's (everything else refers to users by id).
-    pub fn rename_user(&self, from: &UserName, to: &UserName) -> Result<Option<Result<(), NameTaken>>> {
+    // As on SQLite: `None` when there is no `from`, `Err` when `to` or its look is
+    // another user's (everything else refers to users by id).
+    fn rename_user(&self, from: &UserName, to: &UserName) -> Result<Option<Result<(), NameTaken>>> {
         let skeleton = to.skeleton();
         self.write(|tx| {
             let Some(row) =
@@ -84,12 +84,12 @@ impl PgStore {
         })
     }
 
-    /// As on SQLite (`SqliteStore::remove_user`). The user's row is locked first, FOR
-    /// UPDATE: a send naming them waits at its FOR KEY SHARE (`insert_message`) and
-    /// then sees the tombstone; a weaker lock would let it through. Then their mailbox
-    /// row and those of the recipients whose counters are recounted, in ascending id
-    /// order (the order `store_messages` locks them in).
-    pub fn remove_user(&self, name: &UserName, now: i64) -> Result<Option<Removal>> {
+    // As on SQLite (`Users::remove_user`). The user's row is locked first, FOR
+    // UPDATE: a send naming them waits at its FOR KEY SHARE (`insert_message`) and
+    // then sees the tombstone; a weaker lock would let it through. Then their mailbox
+    // row and those of the recipients whose counters are recounted, in ascending id
+    // order (the order `store_messages` locks them in).
+    fn remove_user(&self, name: &UserName, now: i64) -> Result<Option<Removal>> {
         self.write(|tx| {
             let Some(row) = tx.query_typed_opt(
                 "SELECT id FROM users WHERE name = $1 AND removed_at IS NULL FOR UPDATE",
@@ -150,20 +150,20 @@ impl PgStore {
         })
     }
 
-    pub fn password_hash(&self, name: &UserName) -> Result<Option<(UserId, Option<String>)>> {
+    fn password_hash(&self, name: &UserName) -> Result<Option<(UserId, Option<String>)>> {
         Ok(self
             .query_opt("SELECT id, password_hash FROM users WHERE name = $1", &[text(&name.as_str())])?
             .map(|r| (UserId(r.get(0)), r.get(1))))
     }
 
-    pub fn set_password_hash(&self, user: UserId, hash: &str) -> Result<bool> {
+    fn set_password_hash(&self, user: UserId, hash: &str) -> Result<bool> {
         Ok(self
             .client()?
             .execute_typed("UPDATE users SET password_hash = $2 WHERE id = $1", &[int(&user.0), text(&hash)])?
             == 1)
     }
 
-    pub fn profile(&self, user: UserId) -> Result<Option<Profile>> {
+    fn profile(&self, user: UserId) -> Result<Option<Profile>> {
         let sql = concat!(
             "SELECT name, display_name, bio, ",
             rfc3339!("joined_at"),
@@ -182,7 +182,7 @@ impl PgStore {
         }))
     }
 
-    pub fn update_profile(
+    fn update_profile(
         &self,
         user: UserId,
         display_name: Option<&str>,

@@ -2,28 +2,12 @@
 
 use rusqlite::{Transaction, params};
 
-use super::{RFC3339, Result, SqliteStore};
+use super::{RFC3339, SqliteStore};
+use crate::message_store::{Friend, FriendRequestOutcome, Result, Social};
 use crate::model::UserId;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Friend {
-    pub name: String,
-    pub display_name: String,
-    pub since: String,
-}
-
-/// Outcome of a friend request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FriendRequestOutcome {
-    Requested,
-    /// The other user had asked first: now friends.
-    Accepted,
-    AlreadyRequested,
-    AlreadyFriends,
-}
-
-impl SqliteStore {
-    pub fn friends(&self, user: UserId) -> Result<Vec<Friend>> {
+impl Social for SqliteStore {
+    fn friends(&self, user: UserId) -> Result<Vec<Friend>> {
         let sql = format!(
             "SELECT u.name, u.display_name, strftime({RFC3339}, f.since, 'unixepoch')
              FROM friendships f JOIN users u ON u.id = f.friend_id
@@ -35,37 +19,30 @@ impl SqliteStore {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// Names of users who asked `user` to be friends.
-    pub fn incoming_requests(&self, user: UserId) -> Result<Vec<String>> {
-        self.names(
+    fn incoming_requests(&self, user: UserId) -> Result<Vec<String>> {
+        names(
+            &self.conn,
             "SELECT u.name FROM friend_requests r JOIN users u ON u.id = r.from_id WHERE r.to_id = ?1 ORDER BY u.name",
             user,
         )
     }
 
-    /// Names of users `user` asked to be friends.
-    pub fn outgoing_requests(&self, user: UserId) -> Result<Vec<String>> {
-        self.names(
+    fn outgoing_requests(&self, user: UserId) -> Result<Vec<String>> {
+        names(
+            &self.conn,
             "SELECT u.name FROM friend_requests r JOIN users u ON u.id = r.to_id WHERE r.from_id = ?1 ORDER BY u.name",
             user,
         )
     }
 
-    fn names(&self, sql: &str, user: UserId) -> Result<Vec<String>> {
-        let mut stmt = self.conn.prepare_cached(sql)?;
-        let rows = stmt.query_map([user.0], |r| r.get(0))?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
-    }
-
-    pub fn are_friends(&self, a: UserId, b: UserId) -> Result<bool> {
+    fn are_friends(&self, a: UserId, b: UserId) -> Result<bool> {
         Ok(self
             .conn
             .prepare_cached("SELECT 1 FROM friendships WHERE user_id = ?1 AND friend_id = ?2")?
             .exists(params![a.0, b.0])?)
     }
 
-    /// `from` asks `to` to be friends; when `to` had asked first, they become friends.
-    pub fn request_friend(&self, from: UserId, to: UserId, now: i64) -> Result<FriendRequestOutcome> {
+    fn request_friend(&self, from: UserId, to: UserId, now: i64) -> Result<FriendRequestOutcome> {
         let tx = self.immediate()?;
         let exists = |sql: &str, a: UserId, b: UserId| -> Result<bool> {
             Ok(tx.prepare_cached(sql)?.exists(params![a.0, b.0])?)
@@ -86,8 +63,7 @@ impl SqliteStore {
         Ok(outcome)
     }
 
-    /// `user` accepts `from`'s request; false when there was none.
-    pub fn accept_friend(&self, user: UserId, from: UserId, now: i64) -> Result<bool> {
+    fn accept_friend(&self, user: UserId, from: UserId, now: i64) -> Result<bool> {
         let tx = self.immediate()?;
         let had = tx
             .prepare_cached("SELECT 1 FROM friend_requests WHERE from_id = ?1 AND to_id = ?2")?
@@ -99,8 +75,7 @@ impl SqliteStore {
         Ok(had)
     }
 
-    /// `user` declines `from`'s request; false when there was none.
-    pub fn decline_friend(&self, user: UserId, from: UserId) -> Result<bool> {
+    fn decline_friend(&self, user: UserId, from: UserId) -> Result<bool> {
         let tx = self.immediate()?;
         let n = tx
             .prepare_cached("DELETE FROM friend_requests WHERE from_id = ?1 AND to_id = ?2")?
@@ -109,8 +84,7 @@ impl SqliteStore {
         Ok(n > 0)
     }
 
-    /// Ends a friendship or withdraws `user`'s own request; false when there was neither.
-    pub fn remove_friend(&self, user: UserId, other: UserId) -> Result<bool> {
+    fn remove_friend(&self, user: UserId, other: UserId) -> Result<bool> {
         let tx = self.immediate()?;
         let n = tx
             .prepare_cached(
@@ -134,4 +108,10 @@ fn befriend(tx: &Transaction<'_>, a: UserId, b: UserId, now: i64) -> Result<()> 
     )?
     .execute(params![a.0, b.0])?;
     Ok(())
+}
+
+fn names(conn: &rusqlite::Connection, sql: &str, user: UserId) -> Result<Vec<String>> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt.query_map([user.0], |r| r.get(0))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }

@@ -2,32 +2,13 @@
 
 use rusqlite::{OptionalExtension, Transaction, params};
 
-use super::limits::{Limit, Refusal, take_limits_in};
-use super::{RFC3339, Result, SqliteStore};
+use super::limits::take_limits_in;
+use super::{RFC3339, SqliteStore};
+use crate::message_store::{Comment, Limit, Post, Posts, Refusal, Result};
 use crate::model::{PostId, UserId};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Post {
-    pub id: PostId,
-    pub author: String,
-    pub author_id: UserId,
-    pub body: String,
-    pub created_at: String,
-    pub comments: i64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Comment {
-    pub id: i64,
-    pub author: String,
-    pub body: String,
-    pub created_at: String,
-}
-
-impl SqliteStore {
-    /// Adds a post if `limits` and the author's `quota` (bytes of posts and comments)
-    /// allow it, counting both in the same IMMEDIATE transaction as the insert.
-    pub fn add_post_within(
+impl Posts for SqliteStore {
+    fn add_post_within(
         &self,
         author: UserId,
         body: &str,
@@ -46,9 +27,7 @@ impl SqliteStore {
         Ok(Ok(PostId(id)))
     }
 
-    /// Adds a comment if `limits` and the quota allow it, as [`SqliteStore::add_post_within`];
-    /// returns the new comment's id.
-    pub fn add_comment_within(
+    fn add_comment_within(
         &self,
         post: PostId,
         author: UserId,
@@ -68,8 +47,7 @@ impl SqliteStore {
         Ok(Ok(id))
     }
 
-    /// The caller's and their friends' posts, newest first, with ids below `before`.
-    pub fn feed(&self, user: UserId, before: Option<i64>, limit: usize) -> Result<Vec<Post>> {
+    fn feed(&self, user: UserId, before: Option<i64>, limit: usize) -> Result<Vec<Post>> {
         let sql = format!(
             "SELECT p.id, u.name, p.author_id, p.body, strftime({RFC3339}, p.created_at, 'unixepoch'),
                     (SELECT count(*) FROM comments c WHERE c.post_id = p.id)
@@ -83,7 +61,7 @@ impl SqliteStore {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    pub fn post(&self, id: PostId) -> Result<Option<Post>> {
+    fn post(&self, id: PostId) -> Result<Option<Post>> {
         let sql = format!(
             "SELECT p.id, u.name, p.author_id, p.body, strftime({RFC3339}, p.created_at, 'unixepoch'),
                     (SELECT count(*) FROM comments c WHERE c.post_id = p.id)
@@ -92,7 +70,7 @@ impl SqliteStore {
         Ok(self.conn.prepare_cached(&sql)?.query_row([id.0], post_row).optional()?)
     }
 
-    pub fn comments(&self, post: PostId) -> Result<Vec<Comment>> {
+    fn comments(&self, post: PostId) -> Result<Vec<Comment>> {
         let sql = format!(
             "SELECT c.id, u.name, c.body, strftime({RFC3339}, c.created_at, 'unixepoch')
              FROM comments c JOIN users u ON u.id = c.author_id WHERE c.post_id = ?1 ORDER BY c.id"
@@ -102,7 +80,7 @@ impl SqliteStore {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    pub fn add_post(&self, author: UserId, body: &str, now: i64) -> Result<PostId> {
+    fn add_post(&self, author: UserId, body: &str, now: i64) -> Result<PostId> {
         let tx = self.immediate()?;
         tx.prepare_cached("INSERT INTO posts (author_id, body, created_at) VALUES (?1, ?2, ?3)")?
             .execute(params![author.0, body, now])?;
@@ -111,7 +89,7 @@ impl SqliteStore {
         Ok(PostId(id))
     }
 
-    pub fn add_comment(&self, post: PostId, author: UserId, body: &str, now: i64) -> Result<Comment> {
+    fn add_comment(&self, post: PostId, author: UserId, body: &str, now: i64) -> Result<Comment> {
         let tx = self.immediate()?;
         tx.prepare_cached("INSERT INTO comments (post_id, author_id, body, created_at) VALUES (?1, ?2, ?3, ?4)")?
             .execute(params![post.0, author.0, body, now])?;

@@ -74,9 +74,9 @@ pub(super) fn apply_or_refuse(conn: &Connection, older: Older) -> Result<()> {
     Ok(())
 }
 
-/// Version 3 (issue 9): each user's UTS #39 skeleton, so that a new name that looks
+/// Version 3: each user's UTS #39 skeleton, so that a new name that looks
 /// like an existing one is refused (`crate::names`), and the time a user was removed
-/// (the row stays as a tombstone: its id is never reused, see `SqliteStore::remove_user`).
+/// (the row stays as a tombstone: its id is never reused, see `Users::remove_user`).
 const V3_SKELETONS_AND_REMOVAL: &str = "
 ALTER TABLE users ADD COLUMN skeleton TEXT;
 ALTER TABLE users ADD COLUMN removed_at INTEGER;
@@ -102,7 +102,7 @@ fn backfill_skeletons(conn: &Connection) -> Result<()> {
     Ok(())
 }
 
-/// Version 2 (issue 11): sessions, login addresses, bytes of posts per author.
+/// Version 2: sessions, login addresses, bytes of posts per author.
 const V2_SESSIONS_AND_QUOTAS: &str = "
 -- Sessions: a cookie names the generation it was minted in; ending every session of a
 -- user moves the generation on. Single sessions that ended early are listed as

@@ -5,163 +5,22 @@
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
-use super::{RFC3339, Result, SqliteStore};
+use super::{RFC3339, SqliteStore};
+use crate::message_store::{
+    Announce, CLAIM_BATCH, Claim, Counters, Mailbox, Mailboxes, Message, Result, StateFilter, Stored, Summary,
+};
 use crate::model::{Change, MessageId, MessageKind, MessageState, NewMessage, UserId};
 
-/// Which messages a mailbox listing shows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StateFilter {
-    /// Every message not deleted.
-    All,
-    /// `new` and `delivered`.
-    Unread,
-    Only(MessageState),
-}
-
-impl StateFilter {
-    pub fn parse(s: &str) -> Option<StateFilter> {
-        match s {
-            "all" => Some(StateFilter::All),
-            "unread" => Some(StateFilter::Unread),
-            "deleted" => None,
-            other => MessageState::parse(other).map(StateFilter::Only),
-        }
-    }
-
-    /// The states as an SQL-free pair of bounds on a fixed list.
-    pub(super) fn states(self) -> [&'static str; 3] {
-        match self {
-            StateFilter::All => ["new", "delivered", "read"],
-            StateFilter::Unread => ["new", "delivered", "delivered"],
-            StateFilter::Only(s) => [s.as_str(); 3],
-        }
-    }
-}
-
-/// The per-user counters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Counters {
-    pub new: i64,
-    pub delivered: i64,
-}
-
-/// A user's counters and announcement batches, read in one row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Mailbox {
-    pub counters: Counters,
-    /// The last batch issued (0: none yet).
-    pub batch: i64,
-    /// The highest batch a client acknowledged.
-    pub acked: i64,
-    /// When the last batch was issued, unix seconds.
-    pub announced_at: i64,
-}
-
-impl Mailbox {
-    /// A batch went out unacknowledged at least `lease` seconds ago.
-    pub fn unacknowledged_since(&self, now: i64, lease: i64) -> bool {
-        self.batch > self.acked && self.announced_at + lease <= now
-    }
-}
-
-/// What a claim announces.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Announce {
-    /// The `new` messages.
-    New,
-    /// The `new` messages and the delivered ones of unacknowledged batches.
-    NewAndUnacknowledged,
-}
-
-/// One message as a toast or a mailbox row shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Summary {
-    pub id: MessageId,
-    pub from: String,
-    pub subject: String,
-    /// The first characters of the body, as read (see `body_truncated`).
-    pub body_prefix: String,
-    /// The body is longer than `body_prefix`.
-    pub body_truncated: bool,
-    pub sent_at: String,
-    pub state: MessageState,
-    pub kind: MessageKind,
-}
-
-/// A whole message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Message {
-    pub id: MessageId,
-    pub from: String,
-    pub to: String,
-    pub subject: String,
-    pub body: String,
-    pub sent_at: String,
-    pub state: MessageState,
-    pub kind: MessageKind,
-}
-
-/// What one claim flipped.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Claim {
-    /// The batch this claim issued (0 when it announced nothing).
-    pub batch: i64,
-    /// How many messages went from `new` to `delivered`.
-    pub flipped: i64,
-    /// The newest of them, newest first, at most the asked number.
-    pub items: Vec<Summary>,
-    /// How many delivered messages of unacknowledged batches are announced again.
-    pub repeated: i64,
-    /// The newest of those, newest first, filling what `items` left of the asked number.
-    pub repeats: Vec<Summary>,
-    /// The counters after the flip, read in the same transaction.
-    pub after: Counters,
-}
-
-/// What storing a message did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stored {
-    /// Stored now, and counted `new` for the recipient.
-    Inserted(MessageId),
-    /// Stored before: the same request id, or the sender's same idempotency key.
-    Already(MessageId),
-    /// Not stored: the sender or the recipient has been removed (`user remove`) since
-    /// the send was accepted. The queue drops it with a log line.
-    Dropped,
-}
-
-impl Stored {
-    pub fn inserted(&self) -> bool {
-        matches!(self, Stored::Inserted(_))
-    }
-
-    /// The message, unless it was dropped.
-    pub fn id(&self) -> Option<MessageId> {
-        match *self {
-            Stored::Inserted(id) | Stored::Already(id) => Some(id),
-            Stored::Dropped => None,
-        }
-    }
-}
-
-/// Most messages one claim flips (or announces again): a flood of any size costs the
-/// victim's next request, and the write lock, no more than this many rows. Measured in
-/// docs/PERFORMANCE.md (scripts/bench-claim).
-pub const CLAIM_BATCH: usize = 100;
-
-impl SqliteStore {
-    /// The user's counters: one autocommit read, no write lock.
-    pub fn counters(&self, user: UserId) -> Result<Counters> {
+impl Mailboxes for SqliteStore {
+    fn counters(&self, user: UserId) -> Result<Counters> {
         Ok(self.mailbox(user)?.counters)
     }
 
-    /// The user's counters and batches: one autocommit read, no write lock.
-    pub fn mailbox(&self, user: UserId) -> Result<Mailbox> {
+    fn mailbox(&self, user: UserId) -> Result<Mailbox> {
         read_mailbox(&self.conn, user)
     }
 
-    /// The message `sender` already stored under `key`, and its recipient.
-    pub fn keyed_message(&self, sender: UserId, key: &str) -> Result<Option<(MessageId, UserId)>> {
+    fn keyed_message(&self, sender: UserId, key: &str) -> Result<Option<(MessageId, UserId)>> {
         Ok(self
             .conn
             .prepare_cached("SELECT id, recipient_id FROM messages WHERE sender_id = ?1 AND idempotency_key = ?2")?
@@ -169,9 +28,7 @@ impl SqliteStore {
             .optional()?)
     }
 
-    /// Records that a client showed batch `batch` and the ones before it; a batch that
-    /// was never issued, or one already acknowledged, changes nothing.
-    pub fn acknowledge(&self, user: UserId, batch: i64) -> Result<()> {
+    fn acknowledge(&self, user: UserId, batch: i64) -> Result<()> {
         let tx = self.immediate()?;
         tx.prepare_cached("UPDATE mailbox SET acked = ?2 WHERE user_id = ?1 AND acked < ?2 AND ?2 <= batch")?
             .execute(params![user.0, batch])?;
@@ -179,11 +36,7 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// Records that a client showed exactly the batches `shown` (not the ones before
-    /// them): their delivered messages need no second announcement. When no delivered
-    /// message of an unacknowledged batch is left, the watermark moves to the last batch,
-    /// so later requests stop looking. Writes only when `shown` names a batch.
-    pub fn acknowledge_shown(&self, user: UserId, shown: &[i64]) -> Result<()> {
+    fn acknowledge_shown(&self, user: UserId, shown: &[i64]) -> Result<()> {
         if shown.is_empty() {
             return Ok(());
         }
@@ -212,12 +65,7 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// Flips the newest [`CLAIM_BATCH`] (or `max_items`, if more) `new` messages of `user`
-    /// to `delivered` in one IMMEDIATE transaction, as one new batch, and returns the newest `max_items` of them with `prefix_chars`
-    /// of their bodies. With [`Announce::NewAndUnacknowledged`] the delivered messages
-    /// of batches nobody acknowledged join the batch too. Committed before it returns:
-    /// the caller writes the response only afterwards.
-    pub fn claim_new(
+    fn claim_new(
         &self,
         user: UserId,
         max_items: usize,
@@ -284,8 +132,7 @@ impl SqliteStore {
         Ok(Claim { batch, flipped, items, repeated, repeats, after })
     }
 
-    /// The user's mailbox, newest first, ids below `before`.
-    pub fn list_messages(
+    fn list_messages(
         &self,
         user: UserId,
         filter: StateFilter,
@@ -304,8 +151,7 @@ impl SqliteStore {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// One message of the user's mailbox; `None` for another user's or a deleted one.
-    pub fn message(&self, user: UserId, id: MessageId) -> Result<Option<Message>> {
+    fn message(&self, user: UserId, id: MessageId) -> Result<Option<Message>> {
         let sql = format!(
             "SELECT m.id, s.name, r.name, m.subject, m.body, strftime({RFC3339}, m.sent_at, 'unixepoch'), m.state, m.kind
              FROM messages m JOIN users s ON s.id = m.sender_id JOIN users r ON r.id = m.recipient_id
@@ -329,9 +175,7 @@ impl SqliteStore {
             .optional()?)
     }
 
-    /// Marks one message read or deleted, keeping the counters; false when the user has
-    /// no such message (another user's, deleted, or none).
-    pub fn change(&self, user: UserId, id: MessageId, change: Change) -> Result<bool> {
+    fn change(&self, user: UserId, id: MessageId, change: Change) -> Result<bool> {
         let tx = self.immediate()?;
         let state: Option<MessageState> = tx
             .prepare_cached("SELECT state FROM messages WHERE id = ?1 AND recipient_id = ?2 AND state <> 'deleted'")?
@@ -356,8 +200,7 @@ impl SqliteStore {
         Ok(true)
     }
 
-    /// Marks every unread message of the user read; returns how many.
-    pub fn mark_all_read(&self, user: UserId) -> Result<i64> {
+    fn mark_all_read(&self, user: UserId) -> Result<i64> {
         let tx = self.immediate()?;
         let n = tx
             .prepare_cached(
@@ -369,25 +212,21 @@ impl SqliteStore {
         Ok(n as i64)
     }
 
-    /// Stores a message unless its request id or (sender, idempotency key) was stored
-    /// before, and counts it `new` for the recipient, in one IMMEDIATE transaction.
-    pub fn store_message(&self, m: &NewMessage) -> Result<Stored> {
+    fn store_message(&self, m: &NewMessage) -> Result<Stored> {
         let tx = self.immediate()?;
         let stored = store_message_in(&tx, m)?;
         tx.commit()?;
         Ok(stored)
     }
 
-    /// Stores many messages in one transaction (the queue's drain and `seed`).
-    pub fn store_messages(&self, messages: &[NewMessage]) -> Result<Vec<Stored>> {
+    fn store_messages(&self, messages: &[NewMessage]) -> Result<Vec<Stored>> {
         let tx = self.immediate()?;
         let stored = messages.iter().map(|m| store_message_in(&tx, m)).collect::<Result<Vec<_>>>()?;
         tx.commit()?;
         Ok(stored)
     }
 
-    /// The message a request id or idempotency key already made, if any.
-    pub fn stored_for(&self, request_id: &str, from: UserId, key: Option<&str>) -> Result<Option<MessageId>> {
+    fn stored_for(&self, request_id: &str, from: UserId, key: Option<&str>) -> Result<Option<MessageId>> {
         find_stored(&self.conn, request_id, from, key)
     }
 }
@@ -406,7 +245,7 @@ fn find_stored(conn: &Connection, request_id: &str, from: UserId, key: Option<&s
 /// Sets the counters of every user from `first` on from a count of their messages
 /// (`piggyback check --repair`, and `seed` after a bulk load); returns how many rows.
 pub(super) fn recount_counters(conn: &Connection, first: UserId) -> Result<usize> {
-    Ok(conn.execute(&format!("{} WHERE user_id >= ?1", super::RECOUNT_COUNTERS), [first.0])?)
+    Ok(conn.execute(&format!("{} WHERE user_id >= ?1", crate::message_store::RECOUNT_COUNTERS), [first.0])?)
 }
 
 /// A user's `mailbox` row (counters and batches); all zero when there is none.

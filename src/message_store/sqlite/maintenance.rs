@@ -5,14 +5,14 @@ use std::collections::HashMap;
 
 use rusqlite::params;
 
-use super::mailbox::{Counters, recount_counters};
+use super::SqliteStore;
+use super::mailbox::recount_counters;
 use super::migrations::{DROP_MESSAGE_INDEXES, MESSAGE_INDEXES};
-use super::{Result, SqliteStore};
+use crate::message_store::{Counters, Maintenance, Result, SeedPlan, SeedReport};
 use crate::model::UserId;
 
-impl SqliteStore {
-    /// Integrity check and recount of every counter: the problems found, empty when sound.
-    pub fn audit(&self) -> Result<Vec<String>> {
+impl Maintenance for SqliteStore {
+    fn audit(&self) -> Result<Vec<String>> {
         let mut problems = Vec::new();
         {
             let mut stmt = self.conn.prepare("PRAGMA integrity_check")?;
@@ -71,8 +71,7 @@ impl SqliteStore {
         Ok(problems)
     }
 
-    /// Rewrites every counter from a recount (`piggyback check --repair`).
-    pub fn repair_counters(&self) -> Result<usize> {
+    fn repair_counters(&self) -> Result<usize> {
         let tx = self.immediate()?;
         tx.execute(
             "INSERT INTO mailbox (user_id) SELECT id FROM users WHERE id NOT IN (SELECT user_id FROM mailbox)",
@@ -83,14 +82,12 @@ impl SqliteStore {
         Ok(n)
     }
 
-    /// Checkpoints the WAL into the database and truncates it.
-    pub fn checkpoint(&self) -> Result<()> {
+    fn checkpoint(&self) -> Result<()> {
         self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
         Ok(())
     }
 
-    /// Fills the database with synthetic data in large transactions (`piggyback seed`).
-    pub fn seed(&self, plan: &SeedPlan, now: i64) -> Result<SeedReport> {
+    fn seed(&self, plan: &SeedPlan, now: i64) -> Result<SeedReport> {
         self.conn.execute_batch("PRAGMA synchronous = OFF; PRAGMA cache_size = -262144;")?;
         let mut rng = SplitMix(plan.seed);
         let tx = self.immediate()?;
@@ -173,21 +170,6 @@ impl SqliteStore {
         self.conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA wal_checkpoint(TRUNCATE);")?;
         Ok(SeedReport { first_user: UserId(first_user), users: plan.users, messages: written })
     }
-}
-
-/// What `seed` makes.
-#[derive(Debug, Clone, Copy)]
-pub struct SeedPlan {
-    pub users: u64,
-    pub messages: u64,
-    pub seed: u64,
-}
-
-#[derive(Debug, Clone, Copy)]
-pub struct SeedReport {
-    pub first_user: UserId,
-    pub users: u64,
-    pub messages: u64,
 }
 
 /// A small deterministic generator for `seed` (SplitMix64).

@@ -2,36 +2,10 @@
 
 use rusqlite::{OptionalExtension, params};
 
-use super::{RFC3339, Result, SqliteStore};
+use super::{RFC3339, SqliteStore};
+use crate::message_store::{Account, NameTaken, Profile, Removal, Result, Users};
 use crate::model::{Preview, User, UserId};
 use crate::names::UserName;
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Profile {
-    pub name: String,
-    pub display_name: String,
-    pub bio: String,
-    pub preview: Preview,
-    pub joined_at: String,
-    pub friends: i64,
-    pub posts: i64,
-}
-
-/// What `piggyback user list` and `user show` print of a user.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Account {
-    pub id: UserId,
-    pub name: String,
-    pub display_name: String,
-    pub joined_at: String,
-    /// Unread messages not yet announced, and announced but unread (the counters).
-    pub new: i64,
-    pub delivered: i64,
-    pub friends: i64,
-    pub posts: i64,
-    /// Messages this user sent.
-    pub sent: i64,
-}
 
 const ACCOUNT_SELECT: &str =
     "SELECT u.id, u.name, u.display_name, strftime('%Y-%m-%dT%H:%M:%SZ', u.joined_at, 'unixepoch'),
@@ -41,68 +15,14 @@ const ACCOUNT_SELECT: &str =
         (SELECT count(*) FROM messages WHERE sender_id = u.id)
  FROM users u LEFT JOIN mailbox m ON m.user_id = u.id WHERE u.removed_at IS NULL";
 
-/// Why a name cannot be given to a user (`add_user`, `rename_user`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NameTaken {
-    /// Another user has this very name.
-    Exact,
-    /// Another user's name looks the same (the same UTS #39 skeleton): that name.
-    LookAlike(String),
-}
-
-/// What `remove_user` did, for `piggyback user remove` to print.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Removal {
-    pub id: UserId,
-    /// The label their kept messages, posts and comments now show (no name can be it).
-    pub label: String,
-    /// Messages they had received, deleted.
-    pub received: i64,
-    /// Messages they sent that were not announced yet, withdrawn (deleted).
-    pub withdrawn: i64,
-    /// Messages they sent that were announced or read, kept under the label.
-    pub kept: i64,
-    /// Friendships and friend requests (either way), deleted.
-    pub friendships: i64,
-    pub requests: i64,
-    /// Posts and comments they wrote, kept under the label.
-    pub posts: i64,
-    pub comments: i64,
-}
-
-impl Removal {
-    /// Nothing counted yet.
-    pub fn of(id: UserId) -> Removal {
-        Removal {
-            id,
-            label: tombstone_label(id),
-            received: 0,
-            withdrawn: 0,
-            kept: 0,
-            friendships: 0,
-            requests: 0,
-            posts: 0,
-            comments: 0,
-        }
-    }
-}
-
-/// The tombstone label of removed user `id`: a space and `#` make it a name that
-/// [`UserName::parse`] refuses, so no login, `REMOTE_USER` or new user can take it.
-pub fn tombstone_label(id: UserId) -> String {
-    format!("removed user #{}", id.0)
-}
-
-impl SqliteStore {
-    /// Every user, by id.
-    pub fn accounts(&self) -> Result<Vec<Account>> {
+impl Users for SqliteStore {
+    fn accounts(&self) -> Result<Vec<Account>> {
         let mut stmt = self.conn.prepare_cached(&format!("{ACCOUNT_SELECT} ORDER BY u.id"))?;
         let rows = stmt.query_map([], account_row)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// The user named `name`, with the counts `user show` prints.
-    pub fn account(&self, name: &UserName) -> Result<Option<Account>> {
+    fn account(&self, name: &UserName) -> Result<Option<Account>> {
         Ok(self
             .conn
             .prepare_cached(&format!("{ACCOUNT_SELECT} AND u.name = ?1"))?
@@ -110,7 +30,7 @@ impl SqliteStore {
             .optional()?)
     }
 
-    pub fn user_by_name(&self, name: &UserName) -> Result<Option<User>> {
+    fn user_by_name(&self, name: &UserName) -> Result<Option<User>> {
         Ok(self
             .conn
             .prepare_cached("SELECT id, name, display_name, preview FROM users WHERE name = ?1")?
@@ -118,7 +38,7 @@ impl SqliteStore {
             .optional()?)
     }
 
-    pub fn user_by_id(&self, id: UserId) -> Result<Option<User>> {
+    fn user_by_id(&self, id: UserId) -> Result<Option<User>> {
         Ok(self
             .conn
             .prepare_cached("SELECT id, name, display_name, preview FROM users WHERE id = ?1 AND removed_at IS NULL")?
@@ -126,9 +46,7 @@ impl SqliteStore {
             .optional()?)
     }
 
-    /// Adds a user who joined at `now` with an empty mailbox, unless the name or its
-    /// look (skeleton) is taken.
-    pub fn add_user(
+    fn add_user(
         &self,
         name: &UserName,
         display_name: &str,
@@ -150,8 +68,7 @@ impl SqliteStore {
         Ok(Ok(UserId(id)))
     }
 
-    /// The user's id and password hash, if the user exists.
-    pub fn password_hash(&self, name: &UserName) -> Result<Option<(UserId, Option<String>)>> {
+    fn password_hash(&self, name: &UserName) -> Result<Option<(UserId, Option<String>)>> {
         Ok(self
             .conn
             .prepare_cached("SELECT id, password_hash FROM users WHERE name = ?1")?
@@ -159,11 +76,7 @@ impl SqliteStore {
             .optional()?)
     }
 
-    /// Renames the user `from` to `to`: `Ok(None)` when there is no `from`, `Err` when
-    /// another user has `to` or a name that looks like it. Everything refers to users
-    /// by id, so messages, friendships, posts and session cookies follow; only
-    /// `REMOTE_USER` must now say `to`.
-    pub fn rename_user(&self, from: &UserName, to: &UserName) -> Result<Option<Result<(), NameTaken>>> {
+    fn rename_user(&self, from: &UserName, to: &UserName) -> Result<Option<Result<(), NameTaken>>> {
         let tx = self.immediate()?;
         let Some(id) = tx
             .prepare_cached("SELECT id FROM users WHERE name = ?1")?
@@ -185,15 +98,7 @@ impl SqliteStore {
         Ok(Some(Ok(())))
     }
 
-    /// Removes the user `name` (docs/API.md "Removing a user"), in one transaction:
-    /// their sessions end (the row is marked removed, so every cookie answers 401),
-    /// the messages they received are deleted, the messages they sent that were not
-    /// announced yet are withdrawn and their recipients' counters recounted, their
-    /// friendships and requests are deleted, and the row stays as a tombstone whose
-    /// name is [`tombstone_label`]: what they sent that was announced or read, their
-    /// posts and their comments stay, shown under it. The id is never reused, and the
-    /// name (and its look) is free again. `None` when there is no such user.
-    pub fn remove_user(&self, name: &UserName, now: i64) -> Result<Option<Removal>> {
+    fn remove_user(&self, name: &UserName, now: i64) -> Result<Option<Removal>> {
         let tx = self.immediate()?;
         let Some(id) = tx
             .prepare_cached("SELECT id FROM users WHERE name = ?1 AND removed_at IS NULL")?
@@ -217,7 +122,7 @@ impl SqliteStore {
         removal.received = tx.execute("DELETE FROM messages WHERE recipient_id = ?1", [id])? as i64;
         removal.withdrawn = tx.execute("DELETE FROM messages WHERE sender_id = ?1 AND state = 'new'", [id])? as i64;
         removal.kept = count("SELECT count(*) FROM messages WHERE sender_id = ?1 AND state <> 'deleted'")?;
-        let mut recount = tx.prepare(&format!("{} WHERE user_id = ?1", super::RECOUNT_COUNTERS))?;
+        let mut recount = tx.prepare(&format!("{} WHERE user_id = ?1", crate::message_store::RECOUNT_COUNTERS))?;
         for recipient in recipients {
             recount.execute([recipient])?;
         }
@@ -237,8 +142,7 @@ impl SqliteStore {
         Ok(Some(removal))
     }
 
-    /// Sets a password hash; false when there is no such user.
-    pub fn set_password_hash(&self, user: UserId, hash: &str) -> Result<bool> {
+    fn set_password_hash(&self, user: UserId, hash: &str) -> Result<bool> {
         Ok(self
             .conn
             .prepare_cached("UPDATE users SET password_hash = ?2 WHERE id = ?1")?
@@ -246,7 +150,7 @@ impl SqliteStore {
             == 1)
     }
 
-    pub fn profile(&self, user: UserId) -> Result<Option<Profile>> {
+    fn profile(&self, user: UserId) -> Result<Option<Profile>> {
         let sql = format!(
             "SELECT name, display_name, bio, strftime({RFC3339}, joined_at, 'unixepoch'),
                     (SELECT count(*) FROM friendships WHERE user_id = u.id),
@@ -270,7 +174,7 @@ impl SqliteStore {
             .optional()?)
     }
 
-    pub fn update_profile(
+    fn update_profile(
         &self,
         user: UserId,
         display_name: Option<&str>,

@@ -7,45 +7,18 @@
 
 use rusqlite::{OptionalExtension, Transaction, params};
 
-use super::{Result, SqliteStore};
+use super::SqliteStore;
+use crate::message_store::{Limit, Limits, Refusal, Result};
 
-/// One limit of an action: at most `limit` events per `window` seconds under `key`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Limit {
-    pub key: String,
-    pub limit: u32,
-    pub window: i64,
-}
-
-impl Limit {
-    pub fn new(key: impl Into<String>, limit: u32, window: i64) -> Limit {
-        Limit { key: key.into(), limit, window }
-    }
-}
-
-/// Why an action was not admitted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
-    /// A limit is reached: seconds until its window ends.
-    Wait(i64),
-    /// The author's posts and comments would exceed the quota.
-    OverQuota,
-}
-
-impl SqliteStore {
-    /// Checks and counts every one of `limits` in one IMMEDIATE transaction: either all
-    /// are below their limit and each counts one more event, or none counts and the
-    /// answer is how long to wait.
-    pub fn take_limits(&self, limits: &[Limit], now: i64) -> Result<Result<(), Refusal>> {
+impl Limits for SqliteStore {
+    fn take_limits(&self, limits: &[Limit], now: i64) -> Result<Result<(), Refusal>> {
         let tx = self.immediate()?;
         let taken = take_limits_in(&tx, limits, now)?;
         tx.commit()?;
         Ok(taken)
     }
 
-    /// Gives back one event counted against `key` in its current window (an attempt
-    /// admitted before the work turned out not to be a failure).
-    pub fn refund_limit(&self, key: &str) -> Result<()> {
+    fn refund_limit(&self, key: &str) -> Result<()> {
         let tx = self.immediate()?;
         tx.prepare_cached("UPDATE rate_limits SET count = count - 1 WHERE key = ?1 AND count > 0")?.execute([key])?;
         // A counter back at zero is as good as none: leave no trace.

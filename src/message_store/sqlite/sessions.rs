@@ -3,41 +3,21 @@
 
 use rusqlite::{OptionalExtension, params};
 
+use super::SqliteStore;
 use super::users::user_row;
-use super::{Result, SqliteStore};
-use crate::model::{User, UserId};
+use crate::message_store::{MAX_ENDED_SESSIONS, Result, SessionUser, Sessions};
+use crate::model::UserId;
 use crate::names::UserName;
 
-/// A user with the session state a request checks its cookie against.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionUser {
-    pub user: User,
-    pub generation: i64,
-    /// `<session id>:<expires>` of single sessions ended early, space-separated.
-    pub ended: String,
-}
-
-impl SessionUser {
-    /// Whether the single session `id` was ended.
-    pub fn has_ended(&self, id: &str) -> bool {
-        self.ended.split(' ').any(|e| e.split(':').next() == Some(id))
-    }
-}
-
-/// Most single sessions remembered as ended; past that, ending one ends them all.
-pub const MAX_ENDED_SESSIONS: usize = 64;
-
-impl SqliteStore {
-    /// Whether `name` has logged in from `addr` before.
-    pub fn known_login_address(&self, name: &UserName, addr: &str) -> Result<bool> {
+impl Sessions for SqliteStore {
+    fn known_login_address(&self, name: &UserName, addr: &str) -> Result<bool> {
         Ok(self
             .conn
             .prepare_cached("SELECT 1 FROM login_addresses WHERE name = ?1 AND addr = ?2")?
             .exists(params![name.as_str(), addr])?)
     }
 
-    /// Remembers that `name` logged in from `addr`.
-    pub fn remember_login_address(&self, name: &UserName, addr: &str, now: i64) -> Result<()> {
+    fn remember_login_address(&self, name: &UserName, addr: &str, now: i64) -> Result<()> {
         let tx = self.immediate()?;
         tx.prepare_cached(
             "INSERT INTO login_addresses (name, addr, last_login) VALUES (?1, ?2, ?3)
@@ -48,9 +28,7 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// The user with their session state, in the one query that identifies a request
-    /// (a removed user is nobody: every cookie of theirs answers 401).
-    pub fn session_user(&self, id: UserId) -> Result<Option<SessionUser>> {
+    fn session_user(&self, id: UserId) -> Result<Option<SessionUser>> {
         Ok(self
             .conn
             .prepare_cached(
@@ -61,10 +39,7 @@ impl SqliteStore {
             .optional()?)
     }
 
-    /// Ends the single session `id` (expiring at `expires`) of `user`. Entries past
-    /// their expiry are dropped; when [`MAX_ENDED_SESSIONS`] are listed already, every
-    /// session of the user ends instead.
-    pub fn end_session(&self, user: UserId, id: &str, expires: i64, now: i64) -> Result<()> {
+    fn end_session(&self, user: UserId, id: &str, expires: i64, now: i64) -> Result<()> {
         let tx = self.immediate()?;
         let ended: Option<String> = tx
             .prepare_cached("SELECT ended_sessions FROM users WHERE id = ?1")?
@@ -88,9 +63,7 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// Ends every session of `user` (logout everywhere, a new password, an
-    /// administrator's revocation); false when there is no such user.
-    pub fn end_all_sessions(&self, user: UserId) -> Result<bool> {
+    fn end_all_sessions(&self, user: UserId) -> Result<bool> {
         let tx = self.immediate()?;
         let n = tx
             .prepare_cached("UPDATE users SET session_gen = session_gen + 1, ended_sessions = '' WHERE id = ?1")?
