@@ -17,7 +17,7 @@ use std::ffi::OsString;
 use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -131,7 +131,6 @@ fn run_target(
     command
         .env_clear()
         .envs(target::child_env(env, target))
-        .current_dir(target.folder())
         .stdin(match body {
             // The body stays on fd 0 for the program, whatever it is (a pipe, a file, a socket).
             Body::Inherited => Stdio::inherit(),
@@ -144,7 +143,13 @@ fn run_target(
         // A group of its own, so that stopping it also stops what it started (a shell
         // script's `sleep`, a pipeline), which would otherwise run on alone.
         .process_group(0);
-    let mut child = match command.spawn() {
+    // The program runs in its own folder. The wrapper moves there itself rather than
+    // asking `Command` to: with a working directory to set, the standard library (in a
+    // static build) forks, copying a kept FastCGI wrapper's page tables on every
+    // request (3 ms); without one it uses posix_spawn, which does not. Every path the
+    // wrapper itself uses is absolute.
+    let spawned = std::env::set_current_dir(target.folder()).and_then(|()| command.spawn());
+    let mut child = match spawned {
         Ok(child) => child,
         Err(e) => {
             log(&format!("piggyback-wrap: cannot start {}: {e}", target.program.display()));
@@ -158,6 +163,7 @@ fn run_target(
     let child_in = child.stdin.take();
     let expired = Arc::new(AtomicBool::new(false));
     let (done, finished) = mpsc::channel::<()>();
+    let pid = child.id();
     let watchdog = {
         let expired = Arc::clone(&expired);
         let stopped = Arc::clone(stopped);
@@ -165,29 +171,21 @@ fn run_target(
         std::thread::spawn(move || {
             let deadline = Instant::now() + timeout;
             loop {
-                match finished.recv_timeout(Duration::from_millis(50)) {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match finished.recv_timeout(left.min(Duration::from_millis(50))) {
+                    Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
                     Err(mpsc::RecvTimeoutError::Timeout) if stopped.load(Ordering::SeqCst) => {
-                        stop_program(&mut child);
+                        stop_program(pid);
                         break;
                     }
                     Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() >= deadline => {
                         expired.store(true, Ordering::SeqCst);
-                        stop_program(&mut child);
+                        stop_program(pid);
                         break;
                     }
                     Err(mpsc::RecvTimeoutError::Timeout) => {}
-                    Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
                 }
             }
-            // The program closed its output; it still may not linger past the deadline.
-            while matches!(child.try_wait(), Ok(None)) {
-                if Instant::now() >= deadline {
-                    stop_program(&mut child);
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.wait();
         })
     };
     let framing = if target.is_nph() { Framing::Nph } else { Framing::Cgi };
@@ -202,8 +200,13 @@ fn run_target(
         }
         answer::relay(child_out, &mut *out, framing, limits, &|| expired.load(Ordering::SeqCst), piggyback)
     });
+    // The program has closed its output; it still may not linger past the deadline: wait
+    // for it to end while the watchdog may stop it, without reaping it, so that its pid
+    // (and group) cannot pass to another process while the watchdog may signal them.
+    wait_ended(pid as libc::id_t);
     let _ = done.send(());
     let _ = watchdog.join();
+    let _ = child.wait();
     let program = target.program.display();
     match outcome {
         Ok(Outcome::PassedThrough(Why::Failed(why))) => {
@@ -228,13 +231,29 @@ fn run_target(
 
 /// Kills the program and every process of its group (it was started as the leader of
 /// its own group), then the program itself should the group be gone already.
-fn stop_program(child: &mut Child) {
-    if let Ok(group) = libc::pid_t::try_from(child.id()) {
+fn stop_program(pid: u32) {
+    if let Ok(pid) = libc::pid_t::try_from(pid) {
         // SAFETY: kill(2) takes plain integers; a negative pid names the program's group,
-        // which only it and what it started belong to.
-        unsafe { libc::kill(-group, libc::SIGKILL) };
+        // which only it and what it started belong to. The program is not reaped before
+        // the watchdog ends (`wait_ended`), so neither number can name another process.
+        unsafe {
+            libc::kill(-pid, libc::SIGKILL);
+            libc::kill(pid, libc::SIGKILL);
+        }
     }
-    let _ = child.kill();
+}
+
+/// Blocks until the program `pid` has ended, leaving it to be reaped (`WNOWAIT`).
+fn wait_ended(pid: libc::id_t) {
+    loop {
+        // SAFETY: a zeroed siginfo_t is valid for waitid to fill.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: waits on this process's own child; `info` is valid for a write.
+        let rc = unsafe { libc::waitid(libc::P_PID, pid, &raw mut info, libc::WEXITED | libc::WNOWAIT) };
+        if rc == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            return;
+        }
+    }
 }
 
 /// The answer to a request the wrapper will not run: the reason is in the log only,

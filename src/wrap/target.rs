@@ -212,6 +212,10 @@ pub fn resolve_fastcgi(env: &Env, wrapper: &Path, settings: &Settings) -> Result
         Some(rest) => OsStr::from_bytes(&rest[rest.iter().position(|&b| b == b'/').unwrap_or(rest.len())..]),
         None => named.as_os_str(),
     };
+    if !Path::new(named).is_absolute() {
+        // A kept process has no folder of the request's own to resolve it from.
+        return Err(forbidden(format!("SCRIPT_FILENAME {:?} is not an absolute path", named)));
+    }
     let script_name = var("SCRIPT_NAME").cloned().unwrap_or_default();
     let path_info = var("PATH_INFO").cloned().unwrap_or_default();
     checked(Server::FastCgi, Path::new(named), script_name, path_info, wrapper, settings)
