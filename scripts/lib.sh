@@ -79,10 +79,17 @@ wait_for_port() {
 }
 
 # run_user: the unprivileged user servers run as when started as root:
-# PIGGYBACK_USER (the name the configurations read), default nobody.
+# PIGGYBACK_USER (the name the configurations read), default www-data (the
+# web servers' user on Debian, scripts/install's default too), else nobody.
 run_user() {
     if [ "$(id -u)" -eq 0 ]; then
-        printf '%s\n' "${PIGGYBACK_USER:-nobody}"
+        if [ -n "${PIGGYBACK_USER:-}" ]; then
+            printf '%s\n' "$PIGGYBACK_USER"
+        elif id www-data >/dev/null 2>&1; then
+            printf 'www-data\n'
+        else
+            printf 'nobody\n'
+        fi
     else
         id -un
     fi

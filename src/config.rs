@@ -57,12 +57,23 @@ pub struct Config {
     pub file_mode: FileMode,
     /// Seconds an idle page waits between `GET messages/status` checks (`X-Poll-Interval`).
     pub poll_interval_secs: i64,
+    /// `PIGGYBACK_SITE_SESSION_COOKIE`: the site's own session cookie (`PHPSESSID`), to
+    /// which `piggyback-wrap` binds the cookie it sets when a wrapped program names the
+    /// user; a bound cookie counts only with the same value of it.
+    pub site_session_cookie: Option<String>,
 }
 
 /// Default session lifetime: 7 days.
 pub const DEFAULT_SESSION_TTL: i64 = 7 * 86_400;
 /// Longest session lifetime: browsers cap `Max-Age` at 400 days.
 pub const MAX_SESSION_TTL: i64 = 400 * 86_400;
+
+/// The session cookie's name over plain http (and read on https during the transition).
+pub const COOKIE_NAME: &str = "pb_session";
+
+/// The session cookie's name on https: browsers accept a `__Host-` cookie only with
+/// `Secure`, `Path=/` and no `Domain`, so no sibling subdomain can set one.
+pub const HOST_COOKIE_NAME: &str = "__Host-pb_session";
 
 /// A configuration that cannot be used: names the variable.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -177,7 +188,7 @@ impl Config {
         let trusted_proxies = match text("PIGGYBACK_TRUSTED_PROXIES")? {
             None => Vec::new(),
             Some(v) => proxy::parse_list(&v)
-                .map_err(|problem| ConfigError { variable: "PIGGYBACK_TRUSTED_PROXIES", problem })?,
+                .map_err(|e| ConfigError { variable: "PIGGYBACK_TRUSTED_PROXIES", problem: e.to_string() })?,
         };
         let file_mode = match text("PIGGYBACK_FILE_MODE")? {
             None => FileMode::Owner,
@@ -185,6 +196,16 @@ impl Config {
                 variable: "PIGGYBACK_FILE_MODE",
                 problem: format!("must be `owner` or `group`, not `{v}`"),
             })?,
+        };
+        let site_session_cookie = match text("PIGGYBACK_SITE_SESSION_COOKIE")? {
+            None => None,
+            Some(v) if is_cookie_name(&v) => Some(v),
+            Some(v) => {
+                return Err(ConfigError {
+                    variable: "PIGGYBACK_SITE_SESSION_COOKIE",
+                    problem: format!("must be a cookie name (letters, digits, `_`, `-`, `.`), not `{v}`"),
+                });
+            }
         };
         Ok(Config {
             db,
@@ -204,6 +225,7 @@ impl Config {
             trusted_proxies,
             file_mode,
             poll_interval_secs,
+            site_session_cookie,
         })
     }
 
@@ -232,8 +254,19 @@ impl Config {
             trusted_proxies: Vec::new(),
             file_mode: FileMode::Owner,
             poll_interval_secs: 30,
+            site_session_cookie: None,
         }
     }
+}
+
+/// A cookie name a site's session uses: an RFC 6265 token, restricted to what such
+/// names are made of in practice (`PHPSESSID`, `CGISESSID`, `session-id`, `sid.v2`).
+pub fn is_cookie_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+        && !name.eq_ignore_ascii_case(COOKIE_NAME)
+        && !name.eq_ignore_ascii_case(HOST_COOKIE_NAME)
 }
 
 /// `90s`, `15m`, `12h`, `7d` (or plain seconds) in seconds; `None` unless positive.
@@ -270,6 +303,19 @@ fn number(
 /// The spool when `PIGGYBACK_SPOOL` is not set: `spool/` beside the database.
 pub fn default_spool(db: &Path) -> PathBuf {
     db.parent().unwrap_or(Path::new(".")).join("spool")
+}
+
+/// `PIGGYBACK_FILE_MODE` from the process environment: the command line's reading of
+/// the setting.
+pub fn file_mode_from_env() -> Result<FileMode, ConfigError> {
+    match std::env::var("PIGGYBACK_FILE_MODE") {
+        Err(_) => Ok(FileMode::Owner),
+        Ok(v) if v.is_empty() => Ok(FileMode::Owner),
+        Ok(v) => FileMode::parse(&v).ok_or_else(|| ConfigError {
+            variable: "PIGGYBACK_FILE_MODE",
+            problem: format!("must be `owner` or `group`, not `{v}`"),
+        }),
+    }
 }
 
 #[cfg(test)]

@@ -46,6 +46,20 @@ pub fn cross_site(meta: &Meta, allowed_origins: &[String]) -> Option<&'static st
     None
 }
 
+/// Whether the request shows that a page's script made it, not a navigation (a link,
+/// a typed address, a form, a frame), which could come from another site's page without
+/// a trace on plain http, where browsers send no `Sec-Fetch-*` headers. Where
+/// `Sec-Fetch-Mode` is sent it decides (`cors` or `same-origin`); elsewhere only a
+/// header no navigation can carry proves it: `X-Piggyback-Ack`, which piggyback.js
+/// sends on its own requests, or `X-Requested-With`. A cross-site script cannot add
+/// either without a CORS preflight, which no program here grants.
+pub fn from_page_script(meta: &Meta) -> bool {
+    match &meta.sec_fetch_mode {
+        Some(mode) => mode.eq_ignore_ascii_case("cors") || mode.eq_ignore_ascii_case("same-origin"),
+        None => meta.ack.is_some() || meta.requested_with.is_some(),
+    }
+}
+
 fn refusal(message: &str) -> ApiError {
     ApiError::new(403, "cross_site", format!("{message}; requests that change state must come from this site"))
 }
@@ -128,6 +142,23 @@ mod tests {
         assert!(cross_site(&foreign, &[]).is_some());
         assert!(cross_site(&meta(None, Some("same-origin"), "example.com", true), &[]).is_none());
         assert!(cross_site(&meta(None, None, "example.com", true), &[]).is_none());
+    }
+
+    #[test]
+    fn only_a_scripts_request_proves_it_came_from_a_page_script() {
+        let with = |mode: Option<&str>, ack: bool, xrw: bool| Meta {
+            sec_fetch_mode: mode.map(str::to_owned),
+            ack: ack.then_some(crate::http::Ack::Shown(vec![])),
+            requested_with: xrw.then(|| "XMLHttpRequest".to_owned()),
+            ..Meta::default()
+        };
+        assert!(!from_page_script(&with(None, false, false)), "plain http, a link: nothing proves a script");
+        assert!(from_page_script(&with(None, true, false)));
+        assert!(from_page_script(&with(None, false, true)));
+        assert!(from_page_script(&with(Some("cors"), false, false)));
+        assert!(from_page_script(&with(Some("same-origin"), false, false)));
+        assert!(!from_page_script(&with(Some("navigate"), true, false)), "Sec-Fetch-Mode decides where it is sent");
+        assert!(!from_page_script(&with(Some("no-cors"), false, false)));
     }
 
     #[test]

@@ -32,17 +32,6 @@ impl FileMode {
         }
     }
 
-    /// From the process environment: the command line's reading of the setting.
-    pub fn from_env() -> Result<FileMode, String> {
-        match std::env::var("PIGGYBACK_FILE_MODE") {
-            Err(_) => Ok(FileMode::Owner),
-            Ok(v) if v.is_empty() => Ok(FileMode::Owner),
-            Ok(v) => {
-                FileMode::parse(&v).ok_or_else(|| format!("PIGGYBACK_FILE_MODE: must be `owner` or `group`, not `{v}`"))
-            }
-        }
-    }
-
     /// The database, request files.
     pub fn file(self) -> u32 {
         match self {

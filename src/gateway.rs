@@ -21,12 +21,12 @@ use crate::handlers::{Caller, Context, Handler};
 use crate::http::{Ack, ApiError, BodyError, Meta, Method, Reply, Request, SessionChange, reason_phrase};
 use crate::identity::{self, KeyMemory, Verdict};
 use crate::message_status::{self, Announcing};
-use crate::message_store::{BUSY_TIMEOUT, Store, StoreError};
+use crate::message_store::{Store, StoreError};
 use crate::model::{User, now};
+use crate::msq::spool::{Spool, SpoolMemory};
 use crate::msq::{self, Queue, QueueError};
-use crate::names::UserName;
+use crate::names::{NameError, UserName};
 use crate::proxy::{self, ForwardingHeaders};
-use crate::spool::{Spool, SpoolMemory};
 
 /// The CGI environment as the server passed it. Hashed with foldhash, seeded per
 /// process: SipHash cost 12 % of a FastCGI request (header names come from the client,
@@ -118,7 +118,7 @@ impl Kept {
     /// The kept connection when it is to `path` and its schema is still this build's
     /// (`piggyback init` may have migrated it since); else a newly opened one, kept.
     /// With it, the kept session key, if this process keeps one.
-    fn open(&mut self, path: &Path) -> Result<(&Store, Option<&KeyMemory>), StoreError> {
+    pub(crate) fn open(&mut self, path: &Path) -> Result<(&Store, Option<&KeyMemory>), StoreError> {
         let kept = match self.store.take() {
             // A connection opened while the database could not be written stays
             // read-only: open again, so a fault that has cleared is not remembered.
@@ -132,7 +132,7 @@ impl Kept {
     }
 
     /// The site's spool, remembering what this process saw of it.
-    fn spool(&self, config: &Config) -> Spool {
+    pub(crate) fn spool(&self, config: &Config) -> Spool {
         match &self.new_dir {
             Some(memory) => spool_of(config).remembering(memory),
             None => spool_of(config),
@@ -141,7 +141,7 @@ impl Kept {
 }
 
 /// The spool `config` names, creating what it creates with the configured mode.
-fn spool_of(config: &Config) -> Spool {
+pub(crate) fn spool_of(config: &Config) -> Spool {
     Spool::new(&config.spool).with_mode(config.file_mode)
 }
 
@@ -199,6 +199,7 @@ fn serve(handler: Handler, env: &Env, stdin: impl Read, now: i64, kept: &mut Kep
     // counts but announces nothing: that page would use up the user's toasts.
     let announcing = match csrf::cross_site(&request.meta, &config.allowed_origins) {
         Some(_) => Announcing::CountsOnly,
+        None if reply.counts_only => Announcing::CountsOnly,
         None => Announcing::Claim,
     };
     if let Some(user) = announce_to {
@@ -210,8 +211,11 @@ fn serve(handler: Handler, env: &Env, stdin: impl Read, now: i64, kept: &mut Kep
                     reply.body.insert(SITE_MESSAGES.into(), value);
                 }
                 Ok(None) => {}
+                // Another writer, or a database that cannot be written now: left out, and
+                // the next answer announces. Not worth a log line on every answer.
+                Err(left) if left.is_passing() => {}
                 // The endpoint's own work has committed: report it, leave the member out.
-                Err(why) => log(&why),
+                Err(left) => log(&left.line),
             }
         }
     }
@@ -221,7 +225,7 @@ fn serve(handler: Handler, env: &Env, stdin: impl Read, now: i64, kept: &mut Kep
 /// Replaces the peer's address and scheme with the client's when the peer is a trusted
 /// proxy (`PIGGYBACK_TRUSTED_PROXIES`); from anybody else the forwarding headers are
 /// ignored, so a client cannot pick the address its login failures count against.
-fn believe_proxies(meta: &mut Meta, config: &Config) {
+pub(crate) fn believe_proxies(meta: &mut Meta, config: &Config) {
     let client = proxy::client(meta.remote_addr.as_deref(), meta.https, &meta.forwarding, &config.trusted_proxies);
     meta.remote_addr = client.addr;
     meta.https = client.https;
@@ -230,84 +234,176 @@ fn believe_proxies(meta: &mut Meta, config: &Config) {
 /// The member every JSON answer to an identified user carries.
 pub const SITE_MESSAGES: &str = "site_messages";
 
+/// Why `site_messages` was left out: what the log says once a minute per process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Cause {
+    /// Another writer held the database past the patience.
+    Busy,
+    /// The database (or its folder) cannot be written now.
+    ReadOnly,
+    /// The disk or the database is full.
+    Full,
+    /// The database server cannot be reached.
+    Unreachable,
+    /// The database cannot be opened, or has another schema version.
+    Unopenable,
+    /// The settings are missing or invalid.
+    Misconfigured,
+    /// The request's identity was refused (a bad cookie, an unknown `REMOTE_USER`).
+    Identity,
+    /// A program named a user Piggyback refuses.
+    RefusedName,
+    /// A program named a user Piggyback does not know.
+    UnknownUser,
+    /// Anything else the database or the encoder reported.
+    Failed,
+    /// A wrapped program's answer had a `site_messages` member of its own.
+    OwnMember,
+}
+
+/// Why `site_messages` was left out of an answer: its cause (one log line per cause
+/// and minute is enough) and the line for the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeftOut {
+    pub cause: Cause,
+    pub line: String,
+}
+
+impl LeftOut {
+    pub fn new(cause: Cause, line: impl Into<String>) -> LeftOut {
+        LeftOut { cause, line: line.into() }
+    }
+
+    /// A passing state of the database (another writer, a read-only or full disk):
+    /// the next answer announces.
+    pub fn is_passing(&self) -> bool {
+        matches!(self.cause, Cause::Busy | Cause::ReadOnly | Cause::Full)
+    }
+
+    /// Why a store error leaves the member out.
+    pub fn of_store(e: &StoreError) -> LeftOut {
+        let cause = match e {
+            StoreError::Busy => Cause::Busy,
+            StoreError::ReadOnly => Cause::ReadOnly,
+            StoreError::Full => Cause::Full,
+            StoreError::Unreachable(_) => Cause::Unreachable,
+            StoreError::Unopenable(_) | StoreError::Schema { .. } => Cause::Unopenable,
+            _ => Cause::Failed,
+        };
+        LeftOut::new(cause, format!("site_messages left out: {e}"))
+    }
+}
+
+impl std::fmt::Display for LeftOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.line)
+    }
+}
+
+impl std::error::Error for LeftOut {}
+
+/// Why `piggyback status --user NAME` has no member to print.
+#[derive(Debug)]
+pub enum SiteMessagesError {
+    /// The message database could not be opened.
+    Open(StoreError),
+    /// Not a user name this site accepts.
+    Name { name: String, why: NameError },
+    /// Nobody has this name.
+    NoUser(UserName),
+    /// The database failed while looking the user up.
+    Store(StoreError),
+    /// The member was left out, and why.
+    LeftOut(LeftOut),
+}
+
+impl std::fmt::Display for SiteMessagesError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SiteMessagesError::Open(e) => write!(f, "PIGGYBACK_DB: {e}"),
+            SiteMessagesError::Name { name, why } => write!(f, "{name:?}: {why}"),
+            SiteMessagesError::NoUser(name) => write!(f, "no user named {name}"),
+            SiteMessagesError::Store(e) => write!(f, "{e}"),
+            SiteMessagesError::LeftOut(left) => write!(f, "{left}"),
+        }
+    }
+}
+
+impl std::error::Error for SiteMessagesError {}
+
 /// The one place `site_messages` is computed, for every program: ours (through
-/// [`serve`]) and the site's own (through [`site_messages_for`]). `None` when the
+/// [`serve`]) and the site's own (through `wrap::identity`). `None` when the
 /// configuration omits an empty member; `Err` says why it was left out.
-fn site_messages(
+pub(crate) fn site_messages(
     store: &Store,
     user: &User,
     ack: Option<&Ack>,
     config: &Config,
     now: i64,
     announcing: Announcing,
-) -> Result<Option<Value>, String> {
+) -> Result<Option<Value>, LeftOut> {
     // A page must not wait seconds for another writer just to announce: past the
     // patience the member is left out and the next answer announces.
-    let _ = store.set_busy_timeout(msq::ANNOUNCE_PATIENCE);
-    let claimed = message_status::claim(store, user, ack, config, now, announcing);
-    let _ = store.set_busy_timeout(BUSY_TIMEOUT);
+    let claimed = {
+        let _patience = store.patience(msq::ANNOUNCE_PATIENCE);
+        message_status::claim(store, user, ack, config, now, announcing)
+    };
     match claimed {
-        Ok(Some(site)) => serde_json::to_value(site).map(Some).map_err(|e| format!("site_messages left out: {e}")),
+        Ok(Some(site)) => serde_json::to_value(site)
+            .map(Some)
+            .map_err(|e| LeftOut::new(Cause::Failed, format!("site_messages left out: {e}"))),
         Ok(None) => Ok(None),
-        // Another writer, or a database that cannot be written now: left out, and the
-        // next answer announces. Not worth a log line each time.
-        Err(StoreError::Busy | StoreError::ReadOnly | StoreError::Full) => Ok(None),
-        Err(e) => Err(format!("site_messages left out: {e}")),
+        Err(e) => Err(LeftOut::of_store(&e)),
     }
 }
 
-/// `site_messages` for a request another program answered (`piggyback-wrap`'s child):
-/// identifies the request from `env` exactly as our programs do, drains, and announces.
-/// `Ok(None)`: nobody is identified (or the empty member is omitted). `Err`: why it was
-/// left out (a misconfiguration, a busy or missing database, a refused identity); the
-/// caller logs it and passes the program's answer through unchanged.
-/// Never reads stdin: the program has consumed the body.
-pub fn site_messages_for(env: &Env) -> Result<Option<Value>, String> {
-    site_messages_keeping(env, &mut Kept::default())
+/// JSON text of `value` with `<`, `>` and `&` written as `\u003c`, `\u003e`, `\u0026`:
+/// a body some browser or server mistakes for HTML still holds no markup. The one
+/// serializer of every body we write and of the member the wrapper inserts.
+pub fn json_bytes(value: &Value) -> Vec<u8> {
+    use serde::Serialize;
+    let mut out = Vec::with_capacity(128);
+    let mut serializer = serde_json::Serializer::with_formatter(&mut out, HtmlSafe);
+    if value.serialize(&mut serializer).is_err() {
+        return b"{}".to_vec();
+    }
+    out
 }
 
-/// [`site_messages_for`] with what a process that serves many requests keeps between
-/// them (`piggyback-wrap` as a FastCGI responder): the database connection, what it
-/// saw of the spool, the session key. Nothing of the request's identity is kept.
-pub fn site_messages_keeping(env: &Env, kept: &mut Kept) -> Result<Option<Value>, String> {
-    let config = Config::from_lookup(|name| env.get(name).cloned()).map_err(|e| format!("configuration: {e}"))?;
-    let mut request = parse_request(env, std::io::empty());
-    distrust_remote_user(&mut request.meta, &config);
-    believe_proxies(&mut request.meta, &config);
-    if request.method == Method::Head {
-        return Ok(None);
-    }
-    let spool = kept.spool(&config);
-    let (store, key_memory) = kept.open(&config.db).map_err(|e| format!("PIGGYBACK_DB: {e}"))?;
-    let now = now();
-    let user = match identify(&request.meta, store, &config, now, key_memory) {
-        Ok(Some(user)) => user,
-        Ok(None) => return Ok(None),
-        Err(e) => {
-            let detail = e.log.as_deref().map(|l| format!(" ({l})")).unwrap_or_default();
-            return Err(format!("identity refused ({}): {}{detail}", e.code, e.message));
+/// serde_json's compact formatter, escaping the three characters markup needs.
+struct HtmlSafe;
+
+impl serde_json::ser::Formatter for HtmlSafe {
+    fn write_string_fragment<W: ?Sized + Write>(&mut self, writer: &mut W, fragment: &str) -> std::io::Result<()> {
+        let bytes = fragment.as_bytes();
+        let mut done = 0;
+        for (i, b) in bytes.iter().enumerate() {
+            let escaped: &[u8] = match b {
+                b'<' => b"\\u003c",
+                b'>' => b"\\u003e",
+                b'&' => b"\\u0026",
+                _ => continue,
+            };
+            writer.write_all(&bytes[done..i])?;
+            writer.write_all(escaped)?;
+            done = i + 1;
         }
-    };
-    drain(&Queue::new(store, spool), now);
-    // As for our programs: a request from another site reports counts, announces nothing.
-    let announcing = match csrf::cross_site(&request.meta, &config.allowed_origins) {
-        Some(_) => Announcing::CountsOnly,
-        None => Announcing::Claim,
-    };
-    site_messages(store, &user, request.meta.ack.as_ref(), &config, now, announcing)
+        writer.write_all(&bytes[done..])
+    }
 }
 
 /// Applies a bounded batch of waiting request files, so that a message sent a moment
 /// ago by another process is in the database before `site_messages` is computed.
 /// A failure here only delays those messages: it is logged, never answered.
-fn drain(queue: &Queue<'_>, now: i64) {
+pub(crate) fn drain(queue: &Queue<'_>, now: i64) {
     match queue.drain_for_request(now) {
         Ok(report) => {
-            for line in report.bad.iter().chain(&report.dropped) {
+            for line in report.bad.iter().chain(&report.dropped).chain(&report.stopped) {
                 log(line);
             }
         }
         Err(QueueError::Store(StoreError::Busy)) => {}
+        Err(QueueError::Store(e)) => log(&crate::msq::stopped_line(&e)),
         Err(e) => log(&format!("drain: {e}")),
     }
 }
@@ -321,18 +417,18 @@ pub fn log(line: &str) {
 /// `site_messages` for the user named `name`, with the same effect as a request of
 /// theirs (the drain, the announcement): for a program that is not a CGI child
 /// (`piggyback status --user NAME`). `Err` names what went wrong.
-pub fn site_messages_of_user(config: &Config, name: &str) -> Result<Option<Value>, String> {
-    let store = Store::open(&config.db).map_err(|e| format!("{}: {e}", config.db.display()))?;
-    let name = UserName::parse(name).map_err(|e| format!("{name:?}: {e}"))?;
-    let user = store.user_by_name(&name).map_err(|e| e.to_string())?.ok_or_else(|| format!("no user named {name}"))?;
+pub fn site_messages_of_user(config: &Config, name: &str) -> Result<Option<Value>, SiteMessagesError> {
+    let store = Store::open(&config.db).map_err(SiteMessagesError::Open)?;
+    let name = UserName::parse(name).map_err(|why| SiteMessagesError::Name { name: name.to_owned(), why })?;
+    let user = store.user_by_name(&name).map_err(SiteMessagesError::Store)?.ok_or(SiteMessagesError::NoUser(name))?;
     let now = now();
     drain(&Queue::new(&store, spool_of(config)), now);
-    site_messages(&store, &user, None, config, now, Announcing::Claim)
+    site_messages(&store, &user, None, config, now, Announcing::Claim).map_err(SiteMessagesError::LeftOut)
 }
 
 /// Forgets `REMOTE_USER` unless the operator said the server authenticated it; the log
 /// says so once per process.
-fn distrust_remote_user(meta: &mut Meta, config: &Config) {
+pub(crate) fn distrust_remote_user(meta: &mut Meta, config: &Config) {
     static SAID: std::sync::Once = std::sync::Once::new();
     if config.remote_user == RemoteUser::Ignored && meta.remote_user.take().is_some() {
         SAID.call_once(|| {
@@ -341,7 +437,7 @@ fn distrust_remote_user(meta: &mut Meta, config: &Config) {
     }
 }
 
-fn identify(
+pub(crate) fn identify(
     meta: &Meta,
     store: &Store,
     config: &Config,
@@ -396,12 +492,26 @@ fn identify(
     let Some(found) = store.session_user(claims.user)? else {
         return Err(ApiError::new(401, "invalid_session", "the session names no user; log in again"));
     };
-    let ended = claims.generation.is_some_and(|g| g != found.generation)
+    // A v1 value (minted by a host site, no generation) counts only until the user's
+    // first revocation: `piggyback user revoke` ends every cookie, whatever minted it.
+    let ended = claims.generation.map_or(found.generation != 0, |g| g != found.generation)
         || claims.session.as_deref().is_some_and(|id| found.has_ended(id));
     if ended {
         return Err(ApiError::new(401, "invalid_session", "the session has ended; log in again"));
     }
+    if let Some(binding) = &claims.binding
+        && !site_session_matches(cookies, binding, &key, config)
+    {
+        return Err(ApiError::new(401, "invalid_session", "the site's session has ended; log in again"));
+    }
     Ok(Some(found.user))
+}
+
+/// Whether the request carries the site session a bound cookie (v3) was minted for:
+/// a value of the `PIGGYBACK_SITE_SESSION_COOKIE` cookie whose keyed hash is `binding`.
+fn site_session_matches(cookies: Option<&str>, binding: &str, key: &identity::Key, config: &Config) -> bool {
+    let (Some(cookies), Some(site)) = (cookies, config.site_session_cookie.as_deref()) else { return false };
+    identity::cookie_values(cookies, site).any(|value| key.binding(site, value) == binding)
 }
 
 /// Parses the CGI environment and reads the body (RFC 3875, sections 4.1 and 4.2).
@@ -444,6 +554,8 @@ pub fn parse_request(env: &Env, mut stdin: impl Read) -> Request {
         cookie: env.get("HTTP_COOKIE").and_then(|c| utf8_cookies(c.as_bytes())),
         origin: vars.nonempty("HTTP_ORIGIN"),
         sec_fetch_site: vars.nonempty("HTTP_SEC_FETCH_SITE"),
+        sec_fetch_mode: vars.nonempty("HTTP_SEC_FETCH_MODE"),
+        requested_with: vars.nonempty("HTTP_X_REQUESTED_WITH"),
         host,
         https: vars.nonempty("HTTPS").is_some_and(|v| v.eq_ignore_ascii_case("on") || v == "1")
             || vars.nonempty("REQUEST_SCHEME").is_some_and(|v| v.eq_ignore_ascii_case("https")),
@@ -546,7 +658,7 @@ fn serialize(reply: Reply, head: bool) -> Vec<u8> {
     if reply.status == 304 {
         return not_modified(&reply);
     }
-    let body = serde_json::to_vec(&Value::Object(reply.body)).unwrap_or_else(|_| b"{}".to_vec());
+    let body = json_bytes(&Value::Object(reply.body));
     let mut out = Vec::with_capacity(body.len() + 256);
     let _ = write!(
         out,

@@ -60,6 +60,11 @@ pub struct Meta {
     pub cookie: Option<String>,
     pub origin: Option<String>,
     pub sec_fetch_site: Option<String>,
+    /// `Sec-Fetch-Mode` (`navigate` for a link, a typed address or a form; `cors` or
+    /// `same-origin` for a script's request): browsers send it on https and localhost only.
+    pub sec_fetch_mode: Option<String>,
+    /// `X-Requested-With`: a header no navigation can carry (see [`crate::csrf::from_page_script`]).
+    pub requested_with: Option<String>,
     /// `HTTP_HOST`, else `SERVER_NAME[:SERVER_PORT]`.
     pub host: Option<String>,
     pub https: bool,
@@ -205,6 +210,9 @@ pub struct Reply {
     /// What the operator's error log should say about this reply (never sent to the
     /// client): the gateway writes it, once per request.
     pub log: Option<String>,
+    /// The reply reports counts and announces nothing (`messages/status` asked by
+    /// something that is not the page's script, such as a link from another site).
+    pub counts_only: bool,
 }
 
 /// A login or logout that a reply carries out (the `session` program's).
@@ -237,7 +245,7 @@ impl Reply {
                 map
             }
         };
-        Reply { status, body, headers: Vec::new(), session: SessionChange::Unchanged, log: None }
+        Reply { status, body, headers: Vec::new(), session: SessionChange::Unchanged, log: None, counts_only: false }
     }
 
     pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Reply {

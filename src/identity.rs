@@ -8,7 +8,14 @@
 //!   so a value is refused under any other cookie name (a `__Host-` value planted as
 //!   `pb_session` by a sibling subdomain is forged), and the generation and session id
 //!   let a session end before it expires (see docs/SECURITY.md);
-//! - `v1.<user id>.<expires>.<tag>`, what host sites mint (tag over the payload only).
+//! - `v3.<user id>.<generation>.<session id>.<expires>.<binding>.<tag>`, what
+//!   `piggyback-wrap` mints when a wrapped program names the user: a v2 value bound to
+//!   the site's own session cookie (`PIGGYBACK_SITE_SESSION_COOKIE`), `<binding>` being
+//!   a keyed hash of that cookie's value (never the value itself), so the value counts
+//!   only while the request carries the same site session;
+//! - `v1.<user id>.<expires>.<tag>`, what host sites mint (tag over the payload only);
+//!   it counts only while the user's session generation is 0, so that any revocation
+//!   ends it for good.
 //!
 //! No request parameter, header or body field ever selects the user.
 
@@ -25,12 +32,9 @@ use crate::config::Config;
 use crate::http::ApiError;
 use crate::model::UserId;
 
-/// The session cookie's name over plain http (and read on https during the transition).
-pub const COOKIE_NAME: &str = "pb_session";
-
-/// The session cookie's name on https: browsers accept a `__Host-` cookie only with
-/// `Secure`, `Path=/` and no `Domain`, so no sibling subdomain can set one.
-pub const HOST_COOKIE_NAME: &str = "__Host-pb_session";
+// The cookie's names are settings' business too (a site's session cookie must not be
+// ours): they live in `config`, which sits below this module.
+pub use crate::config::{COOKIE_NAME, HOST_COOKIE_NAME};
 
 /// Which of the two cookie names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +69,8 @@ pub struct Claims {
     pub session: Option<String>,
     /// Unix seconds after which the value is refused.
     pub expires: i64,
+    /// For a v3 value, the keyed hash of the site session it is bound to.
+    pub binding: Option<String>,
 }
 
 /// A fresh session id: 64 random bits in hex.
@@ -83,17 +89,37 @@ pub const MIN_KEY_BYTES: usize = 32;
 #[derive(Clone)]
 pub struct Key(Hmac<Sha256>);
 
+/// Why a session key cannot be used.
+#[derive(Debug)]
+pub enum KeyError {
+    /// The key is shorter than [`MIN_KEY_BYTES`].
+    TooShort(usize),
+    /// The key file cannot be read.
+    Unreadable { path: PathBuf, error: std::io::Error },
+}
+
+impl std::fmt::Display for KeyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeyError::TooShort(len) => write!(f, "the key has {len} bytes; at least {MIN_KEY_BYTES} are needed"),
+            KeyError::Unreadable { path, error } => write!(f, "cannot read {}: {error}", path.display()),
+        }
+    }
+}
+
+impl std::error::Error for KeyError {}
+
 impl Key {
-    pub fn new(bytes: Vec<u8>) -> Result<Key, String> {
+    pub fn new(bytes: Vec<u8>) -> Result<Key, KeyError> {
         if bytes.len() < MIN_KEY_BYTES {
-            return Err(format!("the key has {} bytes; at least {MIN_KEY_BYTES} are needed", bytes.len()));
+            return Err(KeyError::TooShort(bytes.len()));
         }
         Ok(Key(<Hmac<Sha256> as KeyInit>::new_from_slice(&bytes).expect("HMAC takes keys of any length")))
     }
 
     /// Reads the key file.
-    pub fn load(path: &Path) -> Result<Key, String> {
-        let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    pub fn load(path: &Path) -> Result<Key, KeyError> {
+        let bytes = std::fs::read(path).map_err(|error| KeyError::Unreadable { path: path.to_owned(), error })?;
         Key::new(bytes)
     }
 
@@ -112,12 +138,24 @@ impl Key {
     }
 
     /// A v2 value of `claims` for the cookie `name` (a v1 `claims` is minted as
-    /// generation 0 with a fresh session id).
+    /// generation 0 with a fresh session id); v3 when `claims` has a binding.
     pub fn mint(&self, claims: &Claims, name: CookieName) -> String {
         let session = claims.session.clone().unwrap_or_else(new_session_id);
-        let payload = format!("v2.{}.{}.{}.{}", claims.user.0, claims.generation.unwrap_or(0), session, claims.expires);
+        let (user, generation, expires) = (claims.user.0, claims.generation.unwrap_or(0), claims.expires);
+        let payload = match &claims.binding {
+            Some(binding) => format!("v3.{user}.{generation}.{session}.{expires}.{binding}"),
+            None => format!("v2.{user}.{generation}.{session}.{expires}"),
+        };
         let tag = self.mac(&format!("{}={payload}", name.as_str())).finalize().into_bytes();
         with_tag(payload, &tag)
+    }
+
+    /// The binding of a value to the site session whose cookie `cookie` has `value`:
+    /// 32 hex digits of a hash keyed with the session key, so the cookie never carries
+    /// the site's session value and nobody without the key can compute it.
+    pub fn binding(&self, cookie: &str, value: &str) -> String {
+        let tag = self.mac(&format!("pb-site-session\0{cookie}={value}")).finalize().into_bytes();
+        with_tag(String::new(), &tag[..16])[1..].to_owned()
     }
 
     /// What a value of cookie `name` says, if its tag is right (checked in constant
@@ -132,18 +170,25 @@ impl Key {
                     generation: None,
                     session: None,
                     expires: digits(expires).ok_or(CookieError::Malformed)?,
+                    binding: None,
                 };
                 (claims, payload.to_owned())
             }
-            ["v2", user, generation, session, expires] => {
-                if session.len() != 16 || !session.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+            ["v2", user, generation, session, expires] | ["v3", user, generation, session, expires, _] => {
+                if !lower_hex(session, 16) {
                     return Err(CookieError::Malformed);
                 }
+                let binding = match parts.as_slice() {
+                    ["v3", .., binding] if lower_hex(binding, 32) => Some((*binding).to_owned()),
+                    ["v3", ..] => return Err(CookieError::Malformed),
+                    _ => None,
+                };
                 let claims = Claims {
                     user: UserId(digits(user).ok_or(CookieError::Malformed)?),
                     generation: Some(digits(generation).ok_or(CookieError::Malformed)?),
                     session: Some((*session).to_owned()),
                     expires: digits(expires).ok_or(CookieError::Malformed)?,
+                    binding,
                 };
                 (claims, format!("{}={payload}", name.as_str()))
             }
@@ -217,6 +262,11 @@ pub enum CookieError {
     Malformed,
     Forged,
     Expired,
+}
+
+/// Exactly `len` lowercase hex digits.
+fn lower_hex(s: &str, len: usize) -> bool {
+    s.len() == len && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 fn digits(s: &str) -> Option<i64> {
@@ -308,10 +358,10 @@ pub fn session_key_remembered(config: &Config, memory: Option<&KeyMemory>) -> Re
 pub struct KeyMemory(RefCell<Option<(PathBuf, Stamp, Key)>>);
 
 impl KeyMemory {
-    fn load(&self, path: &Path) -> Result<Key, String> {
+    fn load(&self, path: &Path) -> Result<Key, KeyError> {
         let stamp = std::fs::metadata(path)
             .map(|m| Stamp::of(&m))
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            .map_err(|error| KeyError::Unreadable { path: path.to_owned(), error })?;
         if let Some((kept, kept_stamp, key)) = &*self.0.borrow()
             && kept == path
             && *kept_stamp == stamp
@@ -344,7 +394,8 @@ mod tests {
         assert!(v.starts_with("v1.7.2000000000."));
         assert_eq!(user(key().verify(&v, CookieName::Plain, 1_900_000_000)), Ok(UserId(7)));
         assert_eq!(user(key().verify(&v, CookieName::Host, 1_900_000_000)), Ok(UserId(7)));
-        let claims = Claims { user: UserId(7), generation: Some(3), session: None, expires: 2_000_000_000 };
+        let claims =
+            Claims { user: UserId(7), generation: Some(3), session: None, expires: 2_000_000_000, binding: None };
         let v = key().mint(&claims, CookieName::Host);
         assert!(v.starts_with("v2.7.3."), "{v}");
         let back = key().verify(&v, CookieName::Host, 1_900_000_000).unwrap();
@@ -354,7 +405,8 @@ mod tests {
 
     #[test]
     fn a_v2_value_is_forged_under_the_other_cookie_name() {
-        let claims = Claims { user: UserId(7), generation: Some(0), session: None, expires: 2_000_000_000 };
+        let claims =
+            Claims { user: UserId(7), generation: Some(0), session: None, expires: 2_000_000_000, binding: None };
         let host = key().mint(&claims, CookieName::Host);
         assert_eq!(key().verify(&host, CookieName::Plain, 1), Err(CookieError::Forged));
         let plain = key().mint(&claims, CookieName::Plain);
@@ -373,6 +425,30 @@ mod tests {
         for bad in ["", "v1", "v1.7.100", "v2.7.100.00", "v1.-7.100.aa", "v1.7.100.zz", "v1.7.1.0.aa"] {
             assert_eq!(user(k.verify(bad, CookieName::Plain, 50)), Err(CookieError::Malformed), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_bound_value_carries_a_keyed_hash_of_the_site_session_never_the_value() {
+        let binding = key().binding("PHPSESSID", "secret-session-value");
+        assert_eq!(binding.len(), 32);
+        assert_ne!(binding, key().binding("PHPSESSID", "another"));
+        assert_ne!(binding, Key::new(vec![b'x'; 32]).unwrap().binding("PHPSESSID", "secret-session-value"));
+        let claims = Claims {
+            user: UserId(7),
+            generation: Some(2),
+            session: None,
+            expires: 2_000_000_000,
+            binding: Some(binding),
+        };
+        let v = key().mint(&claims, CookieName::Plain);
+        assert!(v.starts_with("v3.7.2.") && !v.contains("secret-session-value"), "{v}");
+        let back = key().verify(&v, CookieName::Plain, 1).unwrap();
+        assert_eq!(back.binding, claims.binding);
+        assert_eq!(key().verify(&v, CookieName::Host, 1), Err(CookieError::Forged));
+        let (payload, tag) = v.rsplit_once('.').unwrap();
+        let (unbound, _) = payload.rsplit_once('.').unwrap();
+        let stripped = format!("{}.{tag}", unbound.replacen("v3.", "v2.", 1));
+        assert_eq!(key().verify(&stripped, CookieName::Plain, 1), Err(CookieError::Forged), "the binding is signed");
     }
 
     #[test]

@@ -24,7 +24,6 @@ pub mod names;
 pub mod password;
 pub mod proxy;
 pub mod sidecars;
-pub mod spool;
 pub mod text;
 pub mod wrap;
 

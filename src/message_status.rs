@@ -26,8 +26,9 @@ pub struct SiteMessages {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub repeated: Option<i64>,
     /// Messages still `new` that this answer does not announce: more than one answer
-    /// announces (a claim flips at most `CLAIM_BATCH` or `max_items`, whichever is larger), or a request from another site,
-    /// which announces nothing. Later answers announce them. Absent when none.
+    /// announces (a claim flips at most `CLAIM_BATCH` or `max_items`, whichever is
+    /// larger), or a request from another site, which announces nothing. Later answers
+    /// announce them. Absent when none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub waiting: Option<i64>,
 }
@@ -101,20 +102,7 @@ pub fn claim(
     let mut mailbox = store.mailbox(user)?;
     if announcing == Announcing::CountsOnly {
         let Counters { new, delivered } = mailbox.counters;
-        let site = SiteMessages {
-            unread: new + delivered,
-            delivered,
-            new: 0,
-            items: Vec::new(),
-            more: false,
-            batch: None,
-            repeated: None,
-            waiting: Some(new),
-        };
-        if site.unread == 0 && config.empty == EmptyPolicy::Omit {
-            return Ok(None);
-        }
-        return Ok(Some(site));
+        return Ok(SiteMessages::of(config, delivered, Announced::default(), new));
     }
     match ack {
         Some(&Ack::UpTo(batch)) if batch > mailbox.acked && batch <= mailbox.batch => {
@@ -133,40 +121,51 @@ pub fn claim(
         Announce::New
     };
     let counters = mailbox.counters;
-    let site = if counters.new == 0 && announce == Announce::New {
-        SiteMessages {
-            unread: counters.delivered,
-            delivered: counters.delivered,
-            new: 0,
-            items: Vec::new(),
-            more: false,
-            batch: None,
-            repeated: None,
-            waiting: None,
-        }
-    } else {
-        let claim = store.claim_new(user, config.max_items, prefix_chars(config.snippet_chars), announce, now)?;
-        let item = |s: &Summary| Item::from_summary(s, config.snippet_chars, preview);
-        let mut items: Vec<Item> = claim.items.iter().map(item).collect();
-        items.extend(claim.repeats.iter().map(|s| Item { repeat: true, ..item(s) }));
-        let delivered = claim.after.delivered - claim.flipped;
-        // A claim flips a bounded batch: what it left stays `new` for the next answers.
-        let left = claim.after.new;
-        SiteMessages {
-            unread: delivered + claim.flipped + left,
-            delivered,
-            new: claim.flipped,
-            more: claim.flipped + claim.repeated > items.len() as i64,
-            items,
-            batch: (claim.batch > 0).then_some(claim.batch),
-            repeated: (claim.repeated > 0).then_some(claim.repeated),
-            waiting: (left > 0).then_some(left),
-        }
-    };
-    if site.unread == 0 && config.empty == EmptyPolicy::Omit {
-        return Ok(None);
+    if counters.new == 0 && announce == Announce::New {
+        return Ok(SiteMessages::of(config, counters.delivered, Announced::default(), 0));
     }
-    Ok(Some(site))
+    let claim = store.claim_new(user, config.max_items, prefix_chars(config.snippet_chars), announce, now)?;
+    let item = |s: &Summary| Item::from_summary(s, config.snippet_chars, preview);
+    let mut items: Vec<Item> = claim.items.iter().map(item).collect();
+    items.extend(claim.repeats.iter().map(|s| Item { repeat: true, ..item(s) }));
+    let announced = Announced { new: claim.flipped, items, batch: claim.batch, repeated: claim.repeated };
+    // A claim flips a bounded batch: what it left stays `new` for the next answers.
+    Ok(SiteMessages::of(config, claim.after.delivered - claim.flipped, announced, claim.after.new))
+}
+
+/// What one answer announces: for most answers, nothing.
+#[derive(Debug, Default)]
+struct Announced {
+    /// Messages flipped from `new` to `delivered` by this answer.
+    new: i64,
+    items: Vec<Item>,
+    /// The batch issued (0: none).
+    batch: i64,
+    /// Delivered messages of unacknowledged batches announced again.
+    repeated: i64,
+}
+
+impl SiteMessages {
+    /// The one place the member is made, with the rule that omits an empty one:
+    /// `delivered` messages announced before and still unread, what this answer
+    /// `announced`, and `waiting` messages still new that it leaves to later answers.
+    /// `None` when nothing is unread and the configuration omits the empty member.
+    fn of(config: &Config, delivered: i64, announced: Announced, waiting: i64) -> Option<SiteMessages> {
+        let unread = delivered + announced.new + waiting;
+        if unread == 0 && config.empty == EmptyPolicy::Omit {
+            return None;
+        }
+        Some(SiteMessages {
+            unread,
+            delivered,
+            new: announced.new,
+            more: announced.new + announced.repeated > announced.items.len() as i64,
+            items: announced.items,
+            batch: (announced.batch > 0).then_some(announced.batch),
+            repeated: (announced.repeated > 0).then_some(announced.repeated),
+            waiting: (waiting > 0).then_some(waiting),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -243,6 +242,23 @@ mod tests {
         assert_eq!((second.new, second.delivered, second.unread), (0, 2, 2));
         assert!(second.items.is_empty());
         assert_eq!(second.batch, None);
+    }
+
+    #[test]
+    fn counts_only_announces_nothing_and_names_only_what_waits() {
+        let mut f = fixture();
+        let user = f.store.user_by_id(f.alice).unwrap().unwrap();
+        let counts =
+            |f: &Fixture| claim(&f.store, &user, None, &f.config, f.clock.get(), Announcing::CountsOnly).unwrap();
+        let nothing = counts(&f).unwrap();
+        assert_eq!((nothing.unread, nothing.waiting), (0, None), "nothing waits: no `waiting` member");
+        f.send(1);
+        let one = counts(&f).unwrap();
+        assert_eq!((one.unread, one.new, one.waiting, one.batch), (1, 0, Some(1), None));
+        assert_eq!(f.store.mailbox(f.alice).unwrap().counters.new, 1, "still new: nothing was announced");
+        f.store.mark_all_read(f.alice).unwrap();
+        f.config.empty = EmptyPolicy::Omit;
+        assert_eq!(counts(&f), None, "nothing unread, and the configuration omits the empty member");
     }
 
     #[test]

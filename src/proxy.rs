@@ -20,19 +20,19 @@ pub struct Cidr {
 
 impl Cidr {
     /// `192.0.2.7`, `10.0.0.0/8`, `::1`, `2001:db8::/32`.
-    pub fn parse(s: &str) -> Result<Cidr, String> {
+    pub fn parse(s: &str) -> Result<Cidr, CidrError> {
         let (addr, prefix) = match s.split_once('/') {
             Some((a, p)) => (a, Some(p)),
             None => (s, None),
         };
-        let network: IpAddr = addr.parse().map_err(|_| format!("`{s}` is not an address or a CIDR block"))?;
+        let network: IpAddr = addr.parse().map_err(|_| CidrError::NotAnAddress(s.to_owned()))?;
         let network = canonical(network);
         let max = if network.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix {
             None => max,
             Some(p) => match p.parse::<u8>() {
                 Ok(n) if n <= max => n,
-                _ => return Err(format!("`{s}` has a prefix length that is not 0 to {max}")),
+                _ => return Err(CidrError::Prefix { entry: s.to_owned(), max }),
             },
         };
         Ok(Cidr { network, prefix })
@@ -53,8 +53,28 @@ impl Cidr {
     }
 }
 
+/// Why an entry of `PIGGYBACK_TRUSTED_PROXIES` is not an address or a block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CidrError {
+    /// The entry, which is not an IP address (before any `/`).
+    NotAnAddress(String),
+    /// The entry, whose prefix length is not 0 to `max` (32 or 128).
+    Prefix { entry: String, max: u8 },
+}
+
+impl std::fmt::Display for CidrError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CidrError::NotAnAddress(entry) => write!(f, "`{entry}` is not an address or a CIDR block"),
+            CidrError::Prefix { entry, max } => write!(f, "`{entry}` has a prefix length that is not 0 to {max}"),
+        }
+    }
+}
+
+impl std::error::Error for CidrError {}
+
 /// Parses the setting: entries separated by commas or spaces.
-pub fn parse_list(s: &str) -> Result<Vec<Cidr>, String> {
+pub fn parse_list(s: &str) -> Result<Vec<Cidr>, CidrError> {
     s.split([',', ' ']).filter(|e| !e.is_empty()).map(Cidr::parse).collect()
 }
 

@@ -4,7 +4,8 @@
 //   <script src="/piggyback.js" data-base="/cgi-bin/" data-lang="zh-CN" data-look="note"></script>
 //
 // It observes the page's own fetch() and XMLHttpRequest answers from the site's
-// origin (any path), reads `site_messages` from every JSON answer, and
+// origin (any path; the answer's final URL, after redirects, must be the page's
+// origin too), reads `site_messages` from every JSON answer, and
 //   - shows each announced message once as a sticky note (告示贴), many at once
 //     coalesced into one note that says how many it does not list;
 //   - keeps the patent's two numbers as the server reports them: messages
@@ -12,14 +13,17 @@
 //     time (`new`, 本次), in every [data-piggyback-count="delivered"|"new"]
 //     element (a small counter of its own when the page has none);
 //   - fires a `piggyback:messages` CustomEvent on document (detail: the member);
-//   - adds `X-Piggyback-Ack: shown=<batches>` (the batches shown and not yet known
-//     to be acknowledged) to the page's own requests to
-//     the site, so an announcement whose answer was lost is made again;
+//   - acknowledges what it showed with `X-Piggyback-Ack: shown=<batches>` (the
+//     batches shown and not yet known to be acknowledged) on its own requests
+//     (GET <base>messages/status soon after a note, Piggyback.api), so an
+//     announcement whose answer was lost is made again;
 //   - when the page makes no request for the server's X-Poll-Interval, asks
 //     GET <base>messages/status with If-None-Match (304 while nothing changed);
 //     a hidden tab asks less often.
-// The page's own code is not changed and never sees a difference: answers are
-// read from a clone. Its styles are injected once, every rule under the
+// The page's own requests are never changed (no header is added: a redirect to
+// another origin would carry it there and force a CORS preflight), and the page
+// never sees a difference: answers are read from a clone. Requests to other
+// origins are not looked at; its own requests never follow a redirect. Its styles are injected once, every rule under the
 // `piggyback-` prefix. Members this file does not know are ignored.
 (function (global) {
   "use strict";
@@ -49,6 +53,7 @@
   var LANG_KEY = "piggyback:lang";                 // localStorage: the language switch
   var SEEN_MAX = 500;
   var ORIGIN = global.location.origin;
+  var ACK_DELAY_MS = 500;                          // a note's acknowledgement waits this long for company
 
   // ---- words -------------------------------------------------------------
   var WORDS = {
@@ -406,76 +411,100 @@
     try { return new URL(url, global.location.href).origin === ORIGIN; } catch (e) { return false; }
   }
   function isJson(type) { return /[\/+]json\b/i.test(type || ""); }
-  // An answer to a request that carried `carried` (a header value, or null).
+  // An answer to a request that carried the acknowledgement `carried` (our own
+  // requests only; null for the page's).
   function fromAnswer(data, carried) {
     if (!(data && typeof data === "object" && !Array.isArray(data))) return;
     if (data.site_messages && typeof data.site_messages === "object") acknowledged(carriedOf(carried));
     handle(data.site_messages, false);
+    if (carried == null && data.site_messages && typeof data.site_messages.batch === "number") ackSoon();
   }
   function activity() { state.lastActivity = Date.now(); schedule(); }
+  // Whether a fetch answer came from the page's origin: its final URL, after any
+  // redirect (an opaque or opaque-redirect answer has none and is never read).
+  function fromOrigin(res) {
+    return (res.type === "basic" || res.type === "default") && !!res.url && sameOrigin(res.url);
+  }
+  // Reads site_messages from a clone, so the page reads its answer as if we were not here.
+  function observe(res, carried) {
+    if (fromOrigin(res) && res.status !== 304 && isJson(res.headers.get("Content-Type"))) {
+      res.clone().json().then(function (data) { fromAnswer(data, carried); },
+        function () { /* not JSON after all, or cut off */ });
+    }
+    return res;
+  }
 
   var realFetch = global.fetch ? global.fetch.bind(global) : null;
   if (realFetch) {
+    // The page's own fetch: passed on exactly as called.
     global.fetch = function (input, init) {
       var url = typeof input === "string" ? input : (input && input.url) || String(input);
       if (!sameOrigin(url)) return realFetch(input, init);
-      var headers = new Headers((init && init.headers) || (input instanceof Request ? input.headers : undefined));
-      if (!headers.has("X-Piggyback-Ack")) headers.set("X-Piggyback-Ack", ackHeader());
-      var carried = headers.get("X-Piggyback-Ack");
-      var opts = {};
-      if (init) Object.keys(init).forEach(function (k) { opts[k] = init[k]; });
-      opts.headers = headers;
       activity();
-      return realFetch(input, opts).then(function (res) {
-        if (isJson(res.headers.get("Content-Type")) && res.status !== 304) {
-          // A clone, so the page reads its answer as if we were not here.
-          res.clone().json().then(function (data) { fromAnswer(data, carried); },
-            function () { /* not JSON after all, or cut off */ });
-        }
-        return res;
-      });
+      return realFetch(input, init).then(function (res) { return observe(res, null); });
     };
+  }
+  // Our own request to the site: it carries the acknowledgement and never follows a
+  // redirect, so neither can reach another origin. Its answer is read like the
+  // page's, as proof that the acknowledgement went through.
+  function ownFetch(path, opts) {
+    if (!realFetch) return Promise.reject(new Error("no fetch"));
+    if (!sameOrigin(BASE + path)) return Promise.reject(new Error("data-base is not this site's origin"));
+    var carried = ackHeader();
+    opts.headers["X-Piggyback-Ack"] = carried;
+    opts.credentials = "same-origin";
+    opts.redirect = "error";
+    return realFetch(BASE + path, opts).then(function (res) {
+      return { res: res, carried: carried };
+    });
   }
 
   var XHR = global.XMLHttpRequest;
   if (XHR && XHR.prototype) {
-    var open = XHR.prototype.open, send = XHR.prototype.send, setHeader = XHR.prototype.setRequestHeader;
-    XHR.prototype.open = function (method, url) {
-      this.__piggyback = { same: sameOrigin(url), acked: false };
-      return open.apply(this, arguments);
-    };
-    XHR.prototype.setRequestHeader = function (name, value) {
-      if (this.__piggyback && /^x-piggyback-ack$/i.test(name)) {
-        this.__piggyback.acked = true;
-        this.__piggyback.carried = String(value);
+    var open = XHR.prototype.open, send = XHR.prototype.send;
+    // One listener per send, for that send only: a reused XHR opened again (to
+    // another origin, say) drops the listener of its earlier send.
+    function forget(xhr) {
+      var pb = xhr.__piggyback;
+      if (pb && pb.listener) {
+        xhr.removeEventListener("load", pb.listener);
+        xhr.removeEventListener("loadend", pb.done);
+        pb.listener = null;
       }
-      return setHeader.apply(this, arguments);
+    }
+    XHR.prototype.open = function (method, url) {
+      forget(this);
+      this.__piggyback = { same: sameOrigin(url), listener: null, done: null };
+      return open.apply(this, arguments);
     };
     XHR.prototype.send = function () {
       var pb = this.__piggyback;
+      var xhr = this;
       if (pb && pb.same) {
-        if (!pb.acked) {
-          pb.carried = ackHeader();
-          setHeader.call(this, "X-Piggyback-Ack", pb.carried);
-        }
+        forget(xhr);
         activity();
-        var xhr = this;
-        xhr.addEventListener("load", function () {
+        pb.listener = function () {
+          // Only this send's answer, and only from this origin after any redirect.
+          if (xhr.__piggyback !== pb || !sameOrigin(xhr.responseURL)) return;
           if (!isJson(xhr.getResponseHeader("Content-Type"))) return;
           var data = null;
           try {
             if (xhr.responseType === "json") data = xhr.response;
             else if (xhr.responseType === "" || xhr.responseType === "text") data = JSON.parse(xhr.responseText);
           } catch (e) { data = null; }
-          fromAnswer(data, pb.carried);
-        });
+          fromAnswer(data, null);
+        };
+        pb.done = function () { if (xhr.__piggyback === pb) forget(xhr); };
+        xhr.addEventListener("load", pb.listener);
+        xhr.addEventListener("loadend", pb.done);
       }
       return send.apply(this, arguments);
     };
   }
 
-  // ---- the idle check --------------------------------------------------------
+  // ---- the idle check and the acknowledgement ----------------------------------
   var timer = null;
+  var ackTimer = null;
   var hiddenPolls = 0;
   function interval() {
     var s = state.pollS * (doc.hidden ? Math.pow(HIDDEN_FACTOR, Math.min(hiddenPolls + 1, 3)) : 1);
@@ -490,16 +519,28 @@
   }
   function idleCheck() {
     timer = null;
-    if (!realFetch) return;
     if (Date.now() - state.lastActivity < interval() - 50) { schedule(); return; }
     hiddenPolls = doc.hidden ? hiddenPolls + 1 : 0;
-    var carried = ackHeader();
-    var headers = { "Accept": "application/json", "X-Piggyback-Ack": carried };
-    if (state.etag) headers["If-None-Match"] = state.etag;
+    statusCheck(true);
+  }
+  // A batch was shown from the page's own answer (which carried no acknowledgement):
+  // acknowledged soon by a request of our own, several notes with one.
+  function ackSoon() {
+    if (ackTimer || state.pollStopped || !pendingAcks().length) return;
+    ackTimer = global.setTimeout(function () {
+      ackTimer = null;
+      if (pendingAcks().length) statusCheck(false);
+    }, ACK_DELAY_MS);
+  }
+  // GET <base>messages/status: `conditional` sends If-None-Match (the idle check);
+  // the acknowledgement asks without it, so that its answer records what it carries.
+  function statusCheck(conditional) {
+    var headers = { "Accept": "application/json" };
+    if (conditional && state.etag) headers["If-None-Match"] = state.etag;
     state.lastActivity = Date.now();
-    // The real fetch: this is our request, not the page's.
-    realFetch(BASE + "messages/status", { credentials: "same-origin", cache: "no-store", headers: headers })
-      .then(function (res) {
+    ownFetch("messages/status", { cache: "no-store", headers: headers })
+      .then(function (sent) {
+        var res = sent.res;
         var poll = parseInt(res.headers.get("X-Poll-Interval") || "", 10);
         if (isFinite(poll) && poll > 0) state.pollS = Math.min(poll, 3600);
         if (res.status === 401 || res.status === 403 || res.status === 404) {
@@ -512,7 +553,7 @@
         if (res.status === 304) return null;
         if (tag && res.ok) state.etag = tag;
         return isJson(res.headers.get("Content-Type"))
-          ? res.json().then(function (data) { fromAnswer(data, carried); }) : null;
+          ? res.json().then(function (data) { fromAnswer(data, sent.carried); }) : null;
       })
       .catch(function () { /* offline a moment: try again at the next interval */ })
       .then(function () { state.lastActivity = Date.now(); schedule(); });
@@ -534,15 +575,16 @@
 
   // api(method, path, body?) -> Promise of the parsed JSON. path is relative to
   // the base ("messages/42/read"). Rejects with an ApiError for a non-2xx answer
-  // (status 0 when no answer arrived). It goes through the observed fetch, so
-  // its site_messages are handled there like any other answer's.
+  // (status 0 when no answer arrived). It is our own request: it acknowledges
+  // what was shown, follows no redirect, and its site_messages are handled here.
   function api(method, path, body) {
-    var opts = { method: method, credentials: "same-origin", cache: "no-store", headers: { "Accept": "application/json" } };
+    var opts = { method: method, cache: "no-store", headers: { "Accept": "application/json" } };
     if (body !== undefined) {
       opts.headers["Content-Type"] = "application/json";
       opts.body = JSON.stringify(body);
     }
-    return global.fetch(BASE + path, opts).then(function (res) {
+    activity();
+    return ownFetch(path, opts).then(function (sent) { return observe(sent.res, sent.carried); }).then(function (res) {
       var parse = isJson(res.headers.get("Content-Type")) && method !== "HEAD"
         ? res.json().catch(function () { return null; })
         : Promise.resolve({});
@@ -617,6 +659,7 @@
     early.splice(0).forEach(function (sm) { handle(sm, false); });
     render();
     schedule();
+    ackSoon();
   }
   if (doc.readyState === "loading") doc.addEventListener("DOMContentLoaded", start);
   else start();

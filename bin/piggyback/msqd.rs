@@ -25,10 +25,12 @@ pub fn run(queue: &Queue<'_>, poll_ms: u64, checkpoint_secs: u64) -> Result<Exit
                 if report.applied + report.duplicates + report.reclaimed > 0
                     || !report.bad.is_empty()
                     || !report.dropped.is_empty()
+                    || report.stopped.is_some()
                 {
                     print_drain(&report);
                 }
             }
+            Err(msq::QueueError::Store(e)) => eprintln!("piggyback msqd: {}", msq::stopped_line(&e)),
             Err(e) => eprintln!("piggyback msqd: {e}"),
         }
         if last_checkpoint.elapsed() >= Duration::from_secs(checkpoint_secs) {

@@ -31,17 +31,17 @@ pub fn friends(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
             }
             match action.action.as_str() {
                 "request" => {
-                    super::admit_send(ctx, me.id, other.id)?;
-                    let outcome = ctx.store.request_friend(me.id, other.id, ctx.now)?;
-                    match outcome {
-                        FriendRequestOutcome::Requested => {
-                            tell(ctx, me, &other, MessageKind::FriendRequest)?;
+                    // Counted as a send even when it sends nothing (asked already):
+                    // asking again and again is no way around the limit.
+                    super::with_send_admitted(ctx, me.id, other.id, || {
+                        match ctx.store.request_friend(me.id, other.id, ctx.now)? {
+                            FriendRequestOutcome::Requested => tell(ctx, me, &other, MessageKind::FriendRequest),
+                            FriendRequestOutcome::Accepted => tell(ctx, me, &other, MessageKind::FriendAccept),
+                            FriendRequestOutcome::AlreadyRequested | FriendRequestOutcome::AlreadyFriends => Ok(()),
+                            // One of the two was removed since the lookup: nothing was asked.
+                            FriendRequestOutcome::Removed => Err(super::removed_user()),
                         }
-                        FriendRequestOutcome::Accepted => {
-                            tell(ctx, me, &other, MessageKind::FriendAccept)?;
-                        }
-                        FriendRequestOutcome::AlreadyRequested | FriendRequestOutcome::AlreadyFriends => {}
-                    }
+                    })?;
                 }
                 "accept" => {
                     if !ctx.store.accept_friend(me.id, other.id, ctx.now)? {

@@ -6,11 +6,14 @@
 //! announcement lowers, and every announcement raises `batch`; reading or deleting
 //! changes `delivered`. So a client whose `If-None-Match` still names the state, while
 //! nothing is new and no announcement is due again, gets `304` with no body, and
-//! nothing is flipped or written.
+//! nothing is flipped or written. A request that does not show it came from a page's
+//! script (`csrf::from_page_script`: a link from another site on plain http) reports
+//! counts and flips nothing.
 
 use serde_json::json;
 
 use super::Context;
+use crate::csrf;
 use crate::http::{ApiError, Reply, Request};
 use crate::message_store::{CLAIM_BATCH, Counters, Mailbox};
 use crate::model::UserId;
@@ -26,7 +29,10 @@ pub fn status(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
     let acked = req.meta.ack.as_ref().map_or(mailbox.acked, |ack| ack.watermark(mailbox.acked, mailbox.batch));
     let again =
         req.meta.ack.is_some() && Mailbox { acked, ..mailbox }.unacknowledged_since(ctx.now, ctx.config.ack_lease_secs);
-    let announces = mailbox.counters.new > 0 || again;
+    // A link or a typed address (another site's, on plain http, leaves no trace) reports
+    // counts and announces nothing: only the page's script shows what it announces.
+    let scripted = csrf::from_page_script(&req.meta);
+    let announces = scripted && (mailbox.counters.new > 0 || again);
     let poll = ctx.config.poll_interval_secs.to_string();
     let current = etag(me.id, mailbox.counters, mailbox.batch);
     if !announces && req.meta.if_none_match.as_deref().is_some_and(|tags| matches(tags, &current)) {
@@ -43,7 +49,9 @@ pub fn status(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
     } else {
         current
     };
-    Ok(Reply::ok(json!({})).header("ETag", after).header("X-Poll-Interval", poll))
+    let mut reply = Reply::ok(json!({})).header("ETag", after).header("X-Poll-Interval", poll);
+    reply.counts_only = !scripted;
+    Ok(reply)
 }
 
 fn etag(user: UserId, c: Counters, batch: i64) -> String {

@@ -6,8 +6,8 @@ use serde_json::{Value, json};
 
 use super::posts::next_id;
 use super::{
-    Context, MAX_IDEMPOTENCY_KEY_BYTES, MESSAGE_BODY, SUBJECT, admit_send, before_param, check_text, named_user,
-    page_limit, path_id, unknown_path,
+    Context, MAX_IDEMPOTENCY_KEY_BYTES, MESSAGE_BODY, SUBJECT, before_param, check_text, named_user, page_limit,
+    path_id, unknown_path, with_send_admitted,
 };
 use crate::http::{ApiError, Method, Reply, Request};
 use crate::message_status::prefix_chars;
@@ -123,38 +123,32 @@ fn compose(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
         },
         None => false,
     };
-    if !retry {
-        admit_send(ctx, me.id, to.id)?;
-    }
-    let sent = super::send(
-        ctx,
-        NewMessage {
-            request_id: new_request_id(),
-            from: me.id,
-            to: to.id,
-            subject: compose.subject.trim().to_string(),
-            body: compose.body,
-            kind: MessageKind::Note,
-            idempotency_key: compose.idempotency_key,
-            sent_at: ctx.now,
-        },
-    );
-    // Nothing accepted, so nothing counts: give the admission back.
-    if sent.is_err() && !retry {
-        for limit in super::send_limits(ctx, me.id, to.id) {
-            ctx.store.refund_limit(&limit.key)?;
-        }
-    }
-    let outcome = sent?;
-    Ok(match outcome {
-        SendOutcome::Stored { request_id, message } => Reply::created(json!({"sent": {
-            "request_id": request_id, "message_id": message.0, "to": to.name, "state": "stored",
-        }})),
-        SendOutcome::Queued { request_id } => Reply::with_status(
-            202,
-            json!({"sent": {"request_id": request_id, "message_id": null, "to": to.name, "state": "queued"}}),
-        ),
-        // The recipient was removed between the lookup and the store.
-        SendOutcome::Dropped { .. } => return Err(ApiError::new(404, "user_not_found", "no such user")),
-    })
+    let send = || {
+        let outcome = super::send(
+            ctx,
+            NewMessage {
+                request_id: new_request_id(),
+                from: me.id,
+                to: to.id,
+                subject: compose.subject.trim().to_string(),
+                body: compose.body,
+                kind: MessageKind::Note,
+                idempotency_key: compose.idempotency_key,
+                sent_at: ctx.now,
+            },
+        )?;
+        Ok(match outcome {
+            SendOutcome::Stored { request_id, message } => Reply::created(json!({"sent": {
+                "request_id": request_id, "message_id": message.0, "to": to.name, "state": "stored",
+            }})),
+            SendOutcome::Queued { request_id } => Reply::with_status(
+                202,
+                json!({"sent": {"request_id": request_id, "message_id": null, "to": to.name, "state": "queued"}}),
+            ),
+            // The recipient was removed between the lookup and the store.
+            SendOutcome::Dropped { .. } => return Err(ApiError::new(404, "user_not_found", "no such user")),
+        })
+    };
+    // A retry of a stored send counted when it was first sent.
+    if retry { send() } else { with_send_admitted(ctx, me.id, to.id, send) }
 }

@@ -207,12 +207,35 @@ fn send_limits(ctx: &Context<'_>, from: UserId, to: UserId) -> Vec<Limit> {
     ]
 }
 
-/// Admits one send from `from` to `to`, or refuses it with 429: counted in one
-/// IMMEDIATE transaction before the request file is written, so a send waiting in the
-/// spool has already counted, and parallel sends cannot get past the limit together.
+/// Admits one send from `from` to `to`, or refuses it with 429: counted before the
+/// request file is written (so a send waiting in the spool has already counted, and
+/// parallel sends cannot get past the limit together), where a held write lock of the
+/// database does not stop it ([`crate::msq::Queue::admit_send`]).
 fn admit_send(ctx: &Context<'_>, from: UserId, to: UserId) -> Result<(), ApiError> {
     let limits = send_limits(ctx, from, to);
-    ctx.store.take_limits(&limits, ctx.now)?.map_err(|r| refused(r, "messages"))
+    ctx.queue.admit_send(&limits, ctx.now)?.map_err(|r| refused(r, "messages"))
+}
+
+/// Runs `action`, which sends one message from `from` to `to`, once that send is
+/// admitted; when the action fails, nothing was sent and the admission is given back
+/// (if even that fails, the sender has spent one send: never more than the limit).
+fn with_send_admitted<T>(
+    ctx: &Context<'_>,
+    from: UserId,
+    to: UserId,
+    action: impl FnOnce() -> Result<T, ApiError>,
+) -> Result<T, ApiError> {
+    admit_send(ctx, from, to)?;
+    let out = action();
+    if out.is_err() {
+        let _ = ctx.queue.refund_send(&send_limits(ctx, from, to));
+    }
+    out
+}
+
+/// The answer to an action for or by a user removed after the request was checked.
+fn removed_user() -> ApiError {
+    ApiError::new(404, "user_not_found", "no such user")
 }
 
 /// The answer to an action a limit refused.
@@ -220,6 +243,8 @@ fn refused(refusal: Refusal, what: &str) -> ApiError {
     match refusal {
         Refusal::Wait(wait) => ApiError::new(429, "rate_limited", format!("too many {what} for now; wait a little"))
             .header("Retry-After", wait.to_string()),
+        // Removed since identification: as a session of a removed user is answered.
+        Refusal::Removed => removed_user(),
         Refusal::OverQuota => ApiError::new(
             403,
             "quota_exceeded",
@@ -246,7 +271,7 @@ impl From<StoreError> for ApiError {
                      writable by the user the programs run as"
                 ))
             }
-            StoreError::Full | StoreError::Io(_) => {
+            StoreError::Full | StoreError::Io(_) | StoreError::Corrupt(_) => {
                 ApiError::unavailable("the message database cannot be written now; try again")
                     .log(format!("PIGGYBACK_DB: {e}"))
             }
@@ -256,7 +281,7 @@ impl From<StoreError> for ApiError {
             StoreError::Unopenable(_) => ApiError::misconfigured().log(format!("PIGGYBACK_DB: {e}")),
             StoreError::Unreachable(_) => ApiError::unavailable("the message database cannot be reached; try again")
                 .log(format!("PIGGYBACK_DB: {e}")),
-            StoreError::Failed(_) => ApiError::internal("internal error").log(e.to_string()),
+            StoreError::Refused(_) | StoreError::Failed(_) => ApiError::internal("internal error").log(e.to_string()),
         }
     }
 }

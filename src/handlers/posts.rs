@@ -52,40 +52,46 @@ pub fn posts(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
             let post = visible_post(ctx, me, path_id(id, "post")?)?;
             let new: NewText = req.json()?;
             check_text(&new.body, &POST_BODY)?;
-            // The comment, and the notice it sends, count in the transaction that adds it.
-            let mut limits = vec![post_limit(ctx, me)];
-            if post.author_id != me.id {
-                limits.extend(super::send_limits(ctx, me.id, post.author_id));
-            }
+            // The comment counts in the transaction that adds it; the notice it sends,
+            // as every send, before (`with_send_admitted`), given back if it fails.
+            let limits = [post_limit(ctx, me)];
             let quota = ctx.config.post_quota_bytes;
-            let id = ctx
-                .store
-                .add_comment_within(post.id, me.id, &new.body, &limits, quota, ctx.now)?
-                .map_err(|r| refused(r, "comments"))?;
-            let comment = ctx
-                .store
-                .comments(post.id)?
-                .into_iter()
-                .find(|c| c.id == id)
-                .ok_or_else(|| ApiError::internal("the new comment vanished"))?;
-            if post.author_id != me.id {
-                send(
-                    ctx,
-                    NewMessage {
-                        request_id: new_request_id(),
-                        from: me.id,
-                        to: post.author_id,
-                        subject: format!("{} commented on your post", me.name),
-                        body: text::snippet(&new.body, 200),
-                        kind: MessageKind::Comment,
-                        // No key: keys share one namespace per sender with the keys of
-                        // the sender's own notes, so a note keyed `comment:N` would
-                        // swallow this notice. Each comment notifies once anyway.
-                        idempotency_key: None,
-                        sent_at: ctx.now,
-                    },
-                )?;
-            }
+            let comment = || {
+                let id = ctx
+                    .store
+                    .add_comment_within(post.id, me.id, &new.body, &limits, quota, ctx.now)?
+                    .map_err(|r| refused(r, "comments"))?;
+                let comment = ctx
+                    .store
+                    .comments(post.id)?
+                    .into_iter()
+                    .find(|c| c.id == id)
+                    .ok_or_else(|| ApiError::internal("the new comment vanished"))?;
+                if post.author_id != me.id {
+                    send(
+                        ctx,
+                        NewMessage {
+                            request_id: new_request_id(),
+                            from: me.id,
+                            to: post.author_id,
+                            subject: format!("{} commented on your post", me.name),
+                            body: text::snippet(&new.body, 200),
+                            kind: MessageKind::Comment,
+                            // No key: keys share one namespace per sender with the keys of
+                            // the sender's own notes, so a note keyed `comment:N` would
+                            // swallow this notice. Each comment notifies once anyway.
+                            idempotency_key: None,
+                            sent_at: ctx.now,
+                        },
+                    )?;
+                }
+                Ok(comment)
+            };
+            let comment = if post.author_id != me.id {
+                super::with_send_admitted(ctx, me.id, post.author_id, comment)?
+            } else {
+                comment()?
+            };
             Ok(Reply::created(json!({"comment": comment_json(&comment)})))
         }
         ([_, "comments"], _) => Err(ApiError::method_not_allowed("POST")),

@@ -85,7 +85,7 @@ fn login(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
     if let Err(refusal) = ctx.store.take_limits(&limits, now)? {
         let wait = match refusal {
             Refusal::Wait(wait) => wait,
-            Refusal::OverQuota => LOGIN_WINDOW_SECS,
+            Refusal::OverQuota | Refusal::Removed => LOGIN_WINDOW_SECS,
         };
         return Err(ApiError::new(429, "too_many_attempts", "too many failed logins; wait and try again")
             .header("Retry-After", wait.to_string()));
@@ -113,7 +113,7 @@ fn login(ctx: &Context<'_>, req: &Request) -> Result<Reply, ApiError> {
     let ttl = ctx.config.session_ttl;
     let expires = now + ttl;
     let name = CookieName::for_scheme(req.meta.https);
-    let claims = Claims { user: user.id, generation: Some(found.generation), session: None, expires };
+    let claims = Claims { user: user.id, generation: Some(found.generation), session: None, expires, binding: None };
     let cookie = format!(
         "{}={}; Path=/; Max-Age={ttl}; HttpOnly; SameSite=Lax{}",
         name.as_str(),

@@ -14,13 +14,16 @@
 
 mod engine;
 pub mod postgres;
+mod send_limits;
+mod sql;
 pub mod sqlite;
 mod store;
 mod values;
 
 use std::time::Duration;
 
-pub use engine::{Engine, Limits, Mailboxes, Maintenance, Posts, Sessions, Social, Users};
+pub use engine::{Database, Engine, Limits, Mailboxes, Maintenance, Patience, Posts, Sessions, Social, Users};
+pub use send_limits::SEND_LIMITS_FILE;
 pub use sqlite::migrations::SCHEMA_VERSION;
 pub use store::{Store, display_db, postgres_url};
 pub use values::{
@@ -31,13 +34,6 @@ pub use values::{
 
 // Each engine's list of migrations takes its schema through the same versions.
 const _: () = assert!(postgres::MIGRATIONS.len() as i64 == SCHEMA_VERSION, "one PostgreSQL migration per version");
-
-/// Recounts `mailbox` counters from the messages themselves, for the rows a `WHERE`
-/// appended to it selects: the one statement both engines' repairs, seeds and
-/// removals share (the same SQL on SQLite and PostgreSQL).
-pub(crate) const RECOUNT_COUNTERS: &str = "UPDATE mailbox SET
-    new = (SELECT count(*) FROM messages WHERE recipient_id = mailbox.user_id AND state = 'new'),
-    delivered = (SELECT count(*) FROM messages WHERE recipient_id = mailbox.user_id AND state = 'delivered')";
 
 /// How long a request waits for another writer before answering 503.
 /// Below both servers' CGI timeouts (3 s and more in `cgi-bin-config/`).
@@ -62,9 +58,27 @@ pub enum StoreError {
     Unopenable(String),
     /// The database server cannot be reached now (down, restarting, too many clients).
     Unreachable(String),
-    /// The engine refused the statement for another reason (a constraint, a bug): not
-    /// a reason to wait, and not the engine's type, so that another engine fits.
+    /// The database file or an index in it is damaged (`SQLITE_CORRUPT`, PostgreSQL's
+    /// `data_corrupted`/`index_corrupted`).
+    Corrupt(String),
+    /// The database refused the content it was given: a constraint (an unknown user,
+    /// a duplicate), a value too large, a value it cannot decode or store. The only
+    /// error that says something is wrong with the data rather than the environment:
+    /// the queue sets a request file aside only for this one.
+    Refused(Box<dyn std::error::Error + Send + Sync>),
+    /// Any other failure of the engine (out of memory, an internal error, a bug). Like
+    /// every error but [`StoreError::Refused`], a fault of the environment until shown
+    /// otherwise: what is waiting keeps waiting.
     Failed(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl StoreError {
+    /// Does the database refuse the content it was given (and would refuse it again,
+    /// whatever the environment)? Positively classified: every new kind of error is
+    /// an error of the environment.
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, StoreError::Refused(_))
+    }
 }
 
 impl std::fmt::Display for StoreError {
@@ -87,6 +101,12 @@ impl std::fmt::Display for StoreError {
             ),
             StoreError::Unopenable(why) => write!(f, "cannot open the message database: {why}"),
             StoreError::Unreachable(why) => write!(f, "the message database server is unreachable: {why}"),
+            StoreError::Corrupt(why) => write!(
+                f,
+                "the message database is damaged ({why}): stop the programs, run `piggyback check`, \
+                 and restore the database from a backup"
+            ),
+            StoreError::Refused(e) => write!(f, "the message database refused the data: {e}"),
             StoreError::Failed(e) => write!(f, "message database error: {e}"),
         }
     }

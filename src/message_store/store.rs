@@ -1,17 +1,18 @@
 //! [`Store`]: the engine a caller holds, SQLite (the embedded default) or PostgreSQL
 //! (a site served by several hosts), chosen by `PIGGYBACK_DB`.
 //!
-//! An enum that dereferences to `dyn Engine`: opening the chosen engine is the only
-//! start-up work and the only allocation (a PostgreSQL client, boxed), and each
-//! operation is one indirect call, so the SQLite request path costs what it cost
-//! before there was a second engine.
+//! An enum: opening the chosen engine is the only start-up work and the only
+//! allocation (a PostgreSQL client, boxed), and each operation (the methods
+//! `engine::interface!` gives it, one per operation of the interface) is one branch
+//! to a direct call, so a program links only the operations it uses and the SQLite
+//! request path costs what it cost before there was a second engine.
 
-use std::ops::Deref;
 use std::path::Path;
+use std::time::Duration;
 
 use super::postgres::{PgStore, TableCopy, is_url};
 use super::sqlite::SqliteStore;
-use super::{Engine, Result, StoreError};
+use super::{Patience, Result, StoreError};
 
 /// An open message database on either engine.
 pub enum Store {
@@ -65,24 +66,20 @@ impl Store {
         }
     }
 
+    /// Until the guard is dropped, this store waits at most `wait` for another writer
+    /// (see [`Patience`]).
+    pub fn patience(&self, wait: Duration) -> Patience<'_> {
+        match self {
+            Store::Sqlite(s) => Patience::new(s, wait),
+            Store::Postgres(p) => Patience::new(&**p, wait),
+        }
+    }
+
     /// Which engine this is, for messages and reports.
     pub fn engine(&self) -> &'static str {
         match self {
             Store::Sqlite(_) => "sqlite",
             Store::Postgres(_) => "postgresql",
-        }
-    }
-}
-
-impl Deref for Store {
-    type Target = dyn Engine;
-
-    /// Every operation of [`Engine`] is called on the store: `store.mailbox(user)`.
-    #[inline]
-    fn deref(&self) -> &(dyn Engine + 'static) {
-        match self {
-            Store::Sqlite(s) => s,
-            Store::Postgres(p) => &**p,
         }
     }
 }

@@ -102,6 +102,9 @@ pub enum FriendRequestOutcome {
     Accepted,
     AlreadyRequested,
     AlreadyFriends,
+    /// One of the two was removed (`piggyback user remove`) after the request was
+    /// checked: nothing was asked.
+    Removed,
 }
 
 // Posts and comments.
@@ -290,6 +293,8 @@ pub enum Refusal {
     Wait(i64),
     /// The author's posts and comments would exceed the quota.
     OverQuota,
+    /// The author was removed (`piggyback user remove`) after the request was checked.
+    Removed,
 }
 
 // Sessions.

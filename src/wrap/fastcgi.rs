@@ -21,9 +21,9 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use super::settings::{self, Settings};
-use super::{Body, load_settings, own_path, refusal_answer, refuse, run_target, target};
+use super::{Body, Complaints, load_settings, own_path, refusal_answer, refuse, run_target, target};
 use crate::gateway::fcgi::{self, Answer, Responder};
-use crate::gateway::{self, Env, Kept, log};
+use crate::gateway::{Env, Kept, log};
 
 /// `PIGGYBACK_WRAP_CHILDREN` when unset: programs running at once.
 pub const DEFAULT_CHILDREN: usize = 4;
@@ -126,6 +126,7 @@ fn worker(setup: Setup) -> ExitCode {
         max_body,
         path,
         kept: Kept::across_requests(),
+        complaints: Complaints::default(),
     };
     // The connection's bounds come from the process environment; a request's
     // environment gets the settings file's values in `Wrapper::answer`.
@@ -219,6 +220,8 @@ struct Wrapper {
     max_body: usize,
     path: OsString,
     kept: Kept,
+    /// What this process has logged lately: each cause at most once a minute.
+    complaints: Complaints,
 }
 
 impl Answer for Wrapper {
@@ -258,10 +261,16 @@ impl Answer for Wrapper {
         }
         // SIGTERM finishes what runs: the program is never stopped by it here.
         let never = Arc::new(AtomicBool::new(false));
-        let kept = &mut self.kept;
-        run_target(&env, &target, &self.settings, Body::Bytes(stdin), out, &never, || {
-            gateway::site_messages_keeping(&env, kept)
-        });
+        run_target(
+            &env,
+            &target,
+            &self.settings,
+            Body::Bytes(stdin),
+            out,
+            &never,
+            &mut self.kept,
+            &mut self.complaints,
+        );
         Ok(())
     }
 

@@ -1,15 +1,17 @@
 //! `piggyback-wrap`: the gateway for programs we did not write. Configured as the
 //! interpreter of a site's own CGI programs, it runs the program and adds
-//! `site_messages` (computed by `gateway::site_messages_for`, the same single place as
-//! for our programs) to its JSON answers; any other answer passes byte for byte.
+//! `site_messages` (computed by `gateway::site_messages`, the same single place as for
+//! our programs) to its JSON answers; any other body passes byte for byte.
 //!
 //! [`run`] is the only code here that touches the process as a CGI program, and
 //! [`fastcgi`] as a FastCGI responder (kept running, as fcgiwrap is); both run a request
 //! through the same `run_target`, under the same rules. [`target`] decides what may
-//! run, [`answer`] relays what it answers, [`settings`] reads the settings.
+//! run, [`answer`] relays what it answers, [`identity`] decides who it is for,
+//! [`settings`] reads the settings.
 
 pub mod answer;
 pub mod fastcgi;
+pub mod identity;
 pub mod settings;
 pub mod target;
 
@@ -23,12 +25,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
-use crate::gateway::{self, Env, log};
+use crate::gateway::{Cause, Env, Kept, log};
 use crate::http::reason_phrase;
 
-use answer::{Framing, Limits, Outcome, Why};
+use answer::{Call, Framing, Limits, Outcome, Own, Why};
 use settings::Settings;
 use target::Launch;
 
@@ -44,7 +44,8 @@ pub fn run() -> ExitCode {
     let settings = load_settings(&mut env, &wrapper);
     let mut stdout = std::io::stdout().lock();
     let cwd = std::env::current_dir().unwrap_or_default();
-    let target = match target::resolve(&env, &args, &cwd, &wrapper, &settings) {
+    let exec_fn = kernel_exec_fn();
+    let target = match target::resolve(&env, &args, &cwd, &wrapper, exec_fn.as_deref(), &settings) {
         Ok(target) => target,
         Err(refusal) => {
             refuse(&refusal, &mut stdout);
@@ -60,7 +61,9 @@ pub fn run() -> ExitCode {
             log(&format!("piggyback-wrap: cannot handle signal {signal}: {e}"));
         }
     }
-    run_target(&env, &target, &settings, Body::Inherited, &mut stdout, &stopped, || gateway::site_messages_for(&env));
+    let mut kept = Kept::default();
+    let mut complaints = Complaints::default();
+    run_target(&env, &target, &settings, Body::Inherited, &mut stdout, &stopped, &mut kept, &mut complaints);
     if stopped.load(Ordering::SeqCst) {
         log(&format!(
             "piggyback-wrap: {}: stopped by the server; the program was stopped too",
@@ -80,14 +83,18 @@ fn own_path() -> PathBuf {
 /// The settings: `env` filled from the install's settings file, then read; each
 /// problem logged.
 fn load_settings(env: &mut Env, wrapper: &Path) -> Settings {
-    if let Some(folder) = wrapper.parent()
-        && let Some(problem) = settings::merge_file(env, &folder.join(settings::CONFIG_FILE))
-    {
+    let file_problem =
+        wrapper.parent().and_then(|folder| settings::merge_file(env, &folder.join(settings::CONFIG_FILE)));
+    if let Some(problem) = &file_problem {
         log(&format!("piggyback-wrap: {problem}"));
     }
     let (settings, problems) = Settings::from_lookup(|name| env.get(name).cloned());
     for problem in &problems {
-        log(&format!("piggyback-wrap: {problem}"));
+        match &file_problem {
+            // The missing setting is the file's fault: say so on the same line.
+            Some(cause) if problem.ends_with("is not set") => log(&format!("piggyback-wrap: {problem}: {cause}")),
+            _ => log(&format!("piggyback-wrap: {problem}")),
+        }
     }
     settings
 }
@@ -107,9 +114,11 @@ enum Body<'a> {
 }
 
 /// Runs the checked `target` with `env` (the request's, rebuilt for the program by
-/// `target::child_env`) and relays its answer to `out`, adding what `piggyback` gives.
-/// The same for both modes: only where the body comes from, where the answer goes and
-/// what keeps Piggyback's state differ. `stopped` set (by a signal) stops the program.
+/// `target::child_env`) and relays its answer to `out`, deciding who it is for with
+/// `identity::decide`. The same for both modes: only where the body comes from, where
+/// the answer goes and what is kept between requests differ. `stopped` set (by a
+/// signal) stops the program.
+#[allow(clippy::too_many_arguments)]
 fn run_target(
     env: &Env,
     target: &target::Target,
@@ -117,7 +126,8 @@ fn run_target(
     body: Body<'_>,
     out: &mut dyn Write,
     stopped: &Arc<AtomicBool>,
-    piggyback: impl FnOnce() -> Result<Option<Value>, String>,
+    kept: &mut Kept,
+    complaints: &mut Complaints,
 ) {
     let mut command = match &target.launch {
         Launch::Itself => Command::new(&target.program),
@@ -130,7 +140,7 @@ fn run_target(
     };
     command
         .env_clear()
-        .envs(target::child_env(env, target))
+        .envs(target::child_env(env, target, settings))
         .stdin(match body {
             // The body stays on fd 0 for the program, whatever it is (a pipe, a file, a socket).
             Body::Inherited => Stdio::inherit(),
@@ -190,6 +200,9 @@ fn run_target(
     };
     let framing = if target.is_nph() { Framing::Nph } else { Framing::Cgi };
     let limits = Limits { buffer_bytes: settings.buffer_bytes };
+    let text = |name: &str| env.get(name).and_then(|v| v.to_str());
+    let call = Call::of(text("HTTP_SEC_FETCH_MODE"), text("HTTP_SEC_FETCH_DEST"));
+    let mut notes = Vec::new();
     let outcome = std::thread::scope(|scope| {
         if let (Some(mut pipe), Body::Bytes(bytes)) = (child_in, &body) {
             // A program that reads none of its body ends the write when it exits (or is
@@ -198,7 +211,11 @@ fn run_target(
                 let _ = pipe.write_all(bytes);
             });
         }
-        answer::relay(child_out, &mut *out, framing, limits, &|| expired.load(Ordering::SeqCst), piggyback)
+        answer::relay(child_out, &mut *out, framing, limits, call, &|| expired.load(Ordering::SeqCst), |answered| {
+            let (attach, said) = identity::decide(env, settings, answered, crate::model::now(), kept);
+            notes = said;
+            attach
+        })
     });
     // The program has closed its output; it still may not linger past the deadline: wait
     // for it to end while the watchdog may stop it, without reaping it, so that its pid
@@ -208,9 +225,12 @@ fn run_target(
     let _ = watchdog.join();
     let _ = child.wait();
     let program = target.program.display();
-    match outcome {
-        Ok(Outcome::PassedThrough(Why::Failed(why))) => {
-            log(&format!("piggyback-wrap: {program}: answer passed unchanged: {why}"));
+    for note in &notes {
+        complaints.say(note.cause, &format!("piggyback-wrap: {program}: {}", note.line));
+    }
+    match &outcome {
+        Ok(Outcome::PassedThrough(Why::Failed(_)) | Outcome::OwnRemoved(Why::Failed(_))) => {
+            // Said above, with its cause.
         }
         Ok(Outcome::PassedThrough(Why::TooLarge)) => log(&format!(
             "piggyback-wrap: {program}: JSON answer larger than PIGGYBACK_WRAP_BUFFER ({} bytes): \
@@ -220,13 +240,62 @@ fn run_target(
         Ok(Outcome::TimedOut) => {
             log(&format!("piggyback-wrap: {program}: stopped after PIGGYBACK_WRAP_TIMEOUT; answered 504"));
         }
-        Ok(_) => {}
-        // The client went away (the server closed our stdout): nothing is left to do.
-        Err(e) => log(&format!("piggyback-wrap: {program}: writing the answer: {e}")),
+        _ => {}
+    }
+    if let Ok(Outcome::Piggybacked(Own::Replaced) | Outcome::OwnRemoved(_)) = &outcome {
+        complaints.say(
+            Cause::OwnMember,
+            &format!("piggyback-wrap: {program}: its answer had a site_messages member of its own; removed"),
+        );
+    }
+    // The client went away (the server closed our stdout): nothing is left to do.
+    if let Err(e) = &outcome {
+        log(&format!("piggyback-wrap: {program}: writing the answer: {e}"));
     }
     if expired.load(Ordering::SeqCst) {
         log(&format!("piggyback-wrap: {program}: stopped after PIGGYBACK_WRAP_TIMEOUT"));
     }
+}
+
+/// Which causes were logged when, so that each is said at most once a minute by a
+/// process (a FastCGI responder serves many requests; a CGI process one).
+#[derive(Default)]
+pub struct Complaints(std::collections::HashMap<Cause, Instant>);
+
+impl Complaints {
+    /// Logs `line` unless `cause` was logged less than a minute ago.
+    pub fn say(&mut self, cause: Cause, line: &str) {
+        if self.due(cause, Instant::now()) {
+            log(line);
+        }
+    }
+
+    /// Whether `cause` may be said at `now`; remembers that it is.
+    pub fn due(&mut self, cause: Cause, now: Instant) -> bool {
+        match self.0.get(&cause) {
+            Some(said) if now.duration_since(*said) < Duration::from_secs(60) => false,
+            _ => {
+                self.0.insert(cause, now);
+                true
+            }
+        }
+    }
+}
+
+/// What the kernel's `execve` was given as the file to run (`AT_EXECFN`): the program's
+/// own path when the kernel ran it and found the wrapper in its `#!` line, the
+/// wrapper's when a server started the wrapper.
+fn kernel_exec_fn() -> Option<OsString> {
+    use std::os::unix::ffi::OsStrExt;
+    // SAFETY: getauxval reads the auxiliary vector; AT_EXECFN, when present, points to a
+    // NUL-terminated string the kernel placed on the initial stack, valid for the life
+    // of the process.
+    let pointer = unsafe { libc::getauxval(libc::AT_EXECFN) } as *const libc::c_char;
+    if pointer.is_null() {
+        return None;
+    }
+    let name = unsafe { std::ffi::CStr::from_ptr(pointer) };
+    Some(std::ffi::OsStr::from_bytes(name.to_bytes()).to_owned())
 }
 
 /// Kills the program and every process of its group (it was started as the leader of
@@ -272,4 +341,19 @@ fn refusal_answer(status: u16) -> Vec<u8> {
         body.len()
     )
     .into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cause_is_said_at_most_once_a_minute() {
+        let mut complaints = Complaints::default();
+        let start = Instant::now();
+        assert!(complaints.due(Cause::Busy, start));
+        assert!(!complaints.due(Cause::Busy, start + Duration::from_secs(59)));
+        assert!(complaints.due(Cause::ReadOnly, start + Duration::from_secs(1)), "another cause is said");
+        assert!(complaints.due(Cause::Busy, start + Duration::from_secs(60)));
+    }
 }

@@ -34,6 +34,20 @@ pub struct Settings {
     pub buffer_bytes: usize,
     /// `PIGGYBACK_WRAP_TIMEOUT`: how long the program may run.
     pub timeout: Duration,
+    /// `PIGGYBACK_WRAP_CREATE_USERS=1`: a valid name a program prints in
+    /// `X-Piggyback-User` that Piggyback does not know yet is added as a user.
+    pub create_users: Switch,
+    /// `PIGGYBACK_WRAP_PASS_SECRET_FILE=1`: the program sees `PIGGYBACK_SECRET_FILE`
+    /// (for a login that mints cookies itself); otherwise no Piggyback setting.
+    pub pass_secret_file: Switch,
+}
+
+/// A setting that is `1` (on) or `0`/unset (off).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Switch {
+    #[default]
+    Off,
+    On,
 }
 
 impl Settings {
@@ -91,7 +105,17 @@ impl Settings {
                 }
             },
         };
-        (Settings { roots, extensions, interpreters, buffer_bytes, timeout }, problems)
+        let mut switch = |name: &str| match text(name).as_deref() {
+            None | Some("0") => Switch::Off,
+            Some("1") => Switch::On,
+            Some(other) => {
+                problems.push(format!("{name}: `{other}` is not 1 or 0; taken as 0"));
+                Switch::Off
+            }
+        };
+        let create_users = switch("PIGGYBACK_WRAP_CREATE_USERS");
+        let pass_secret_file = switch("PIGGYBACK_WRAP_PASS_SECRET_FILE");
+        (Settings { roots, extensions, interpreters, buffer_bytes, timeout, create_users, pass_secret_file }, problems)
     }
 
     /// Whether the resolved program's name ends in an allowed extension.
@@ -119,15 +143,28 @@ pub(crate) fn parse_bytes(v: &str) -> Option<usize> {
 }
 
 /// The `PIGGYBACK_*` lines of the settings file at `path`, for the variables the
-/// environment lacks. A file that others may change is ignored (and reported).
+/// environment lacks. A file that others may change is ignored (and reported); a file
+/// that exists but cannot be read is reported with the user that could not read it, so
+/// the log names the real cause of the settings that are then missing.
 pub fn merge_file(env: &mut Env, path: &Path) -> Option<String> {
-    let meta = std::fs::metadata(path).ok()?;
+    let unreadable = |e: std::io::Error| {
+        Some(format!(
+            "{}: cannot be read by the user this runs as ({}): {e}; its settings are missing",
+            path.display(),
+            user_description()
+        ))
+    };
+    let meta = match std::fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => return unreadable(e),
+    };
     if meta.mode() & 0o022 != 0 {
         return Some(format!("{}: ignored, it is writable by its group or others", path.display()));
     }
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
-        Err(e) => return Some(format!("{}: {e}", path.display())),
+        Err(e) => return unreadable(e),
     };
     for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
         if let Some((name, value)) = line.split_once('=') {
@@ -138,6 +175,25 @@ pub fn merge_file(env: &mut Env, path: &Path) -> Option<String> {
         }
     }
     None
+}
+
+/// `www-data (uid 33)`: the effective user, by name when the password database has it.
+pub fn user_description() -> String {
+    // SAFETY: geteuid cannot fail; getpwuid returns null or a pointer to static storage
+    // that is read at once, in this single-threaded start of the process.
+    let uid = unsafe { libc::geteuid() };
+    let name = unsafe {
+        let entry = libc::getpwuid(uid);
+        if entry.is_null() || (*entry).pw_name.is_null() {
+            None
+        } else {
+            Some(std::ffi::CStr::from_ptr((*entry).pw_name).to_string_lossy().into_owned())
+        }
+    };
+    match name {
+        Some(name) => format!("{name} (uid {uid})"),
+        None => format!("uid {uid}"),
+    }
 }
 
 #[cfg(test)]

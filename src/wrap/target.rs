@@ -11,7 +11,7 @@ use std::path::{Component, Path, PathBuf};
 
 use crate::gateway::Env;
 
-use super::settings::Settings;
+use super::settings::{Settings, Switch};
 
 /// The Apache handler name the shipped configuration gives the wrapper
 /// (`Action piggyback-wrap /cgi-bin/piggyback-wrap`).
@@ -99,13 +99,16 @@ fn not_found(why: impl Into<String>) -> Refusal {
 
 /// Decides which program this request runs, or refuses it.
 ///
-/// `args` are the wrapper's arguments after its own name; `wrapper` its real path.
+/// `args` are the wrapper's arguments after its own name; `wrapper` its real path;
+/// `exec_fn` the file the kernel was asked to run (`AT_EXECFN`): the program itself
+/// only when the kernel found the wrapper in the program's `#!` line.
 /// `HTTP_REDIRECT_STATUS` (a client's `Redirect-Status:` header) is never consulted.
 pub fn resolve(
     env: &Env,
     args: &[OsString],
     cwd: &Path,
     wrapper: &Path,
+    exec_fn: Option<&OsStr>,
     settings: &Settings,
 ) -> Result<Target, Refusal> {
     no_root(settings)?;
@@ -146,6 +149,20 @@ pub fn resolve(
         // The kernel read the program's `#!` line, which names this wrapper and the
         // interpreter: argv is [interpreter, program, the query's words…]. The words
         // (Python always passes one when the query has no `=`) are never used.
+        // Only the kernel makes these arguments: a server that started the wrapper
+        // itself (Apache turns `?/usr/bin/perl+/x/secret.pl` into exactly this argv)
+        // asked the kernel to run the wrapper, not the program.
+        if exec_fn != Some(program.as_os_str()) {
+            return Err(forbidden(format!(
+                "arguments in the #! form, but the kernel was asked to run {:?}, not the program {:?}: \
+                 a direct request of the wrapper with a query string",
+                exec_fn.unwrap_or_default(),
+                program
+            )));
+        }
+        if var("SCRIPT_FILENAME").is_some_and(|f| is_wrapper(Path::new(f), wrapper)) {
+            return Err(forbidden("SCRIPT_FILENAME is the wrapper itself: a direct request of the wrapper"));
+        }
         let script_name = var("SCRIPT_NAME").cloned().unwrap_or_default();
         let path_info = var("PATH_INFO").cloned().unwrap_or_default();
         (Server::Shebang, cwd.join(program), script_name, path_info)
@@ -362,7 +379,7 @@ fn check_program(requested: &Path, wrapper: &Path, settings: &Settings) -> Resul
 /// The environment the program runs with: the server's, with the CGI variables that
 /// name the program rebuilt for it, the wrapper's own settings removed, and the
 /// request headers a program must never trust dropped.
-pub fn child_env(env: &Env, target: &Target) -> Vec<(OsString, OsString)> {
+pub fn child_env(env: &Env, target: &Target, settings: &Settings) -> Vec<(OsString, OsString)> {
     let mut out: Vec<(OsString, OsString)> = env
         .iter()
         .filter(|(name, _)| {
@@ -372,7 +389,11 @@ pub fn child_env(env: &Env, target: &Target) -> Vec<(OsString, OsString)> {
                 // php-cgi once accepted a client's `Redirect-Status:` (CVE-2024-8927).
                 && !name.starts_with("HTTP_REDIRECT_")
                 && !name.starts_with("REDIRECT_")
-                && !name.starts_with("PIGGYBACK_WRAP_")
+                // Piggyback's settings are not the program's: the database URL (with its
+                // password), the spool, the key; a `phpinfo()` page would show them. The
+                // key's path only where the operator lets a cookie-minting login have it.
+                && (!name.starts_with("PIGGYBACK_")
+                    || (name == "PIGGYBACK_SECRET_FILE" && settings.pass_secret_file == Switch::On))
                 && !matches!(name, "SCRIPT_FILENAME" | "SCRIPT_NAME" | "PATH_INFO" | "PATH_TRANSLATED")
         })
         .map(|(name, value)| (OsString::from(name), value.clone()))

@@ -5,6 +5,8 @@
 //
 // usage: node browser.mjs CONFIG_JSON
 //   {"url": "http://127.0.0.1:PORT/", "password": "<dave's>", "cookies": {"erin": "<pb_session>", ...},
+//    "redirect": "/cgi-bin/NAME" (a program of the site that answers 302 to the URL in its query),
+//    "show": ["/path/piggyback", "--db", DB, "user", "show"],
 //    "send": ["/path/piggyback", "--db", DB, "send"], "chromium": "/usr/bin/chromium",
 //    "profile_root": "/tmp/...", "screenshots": "/path/dir", "lease": 5, "poll": 2}
 // Prints one line per check, "ok NAME" or "not ok NAME: why"; exits 1 if any
@@ -13,6 +15,7 @@
 import { chromium } from "playwright-core";
 import { execFileSync } from "node:child_process";
 import { mkdtempSync } from "node:fs";
+import http from "node:http";
 import path from "node:path";
 
 const cfg = JSON.parse(process.argv[2]);
@@ -50,20 +53,54 @@ function send(from, to, subject, body = "sent by the browser test") {
 }
 
 const contexts = [];
-async function browser(name, locale, user) {
+async function browser(name, locale, user, { extraArgs = [], url = cfg.url } = {}) {
   const dir = mkdtempSync(path.join(cfg.profile_root, name + "-"));
   const context = await chromium.launchPersistentContext(dir, {
     executablePath: cfg.chromium || "/usr/bin/chromium",
     headless: true,
     locale,
     args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+      "--disable-background-networking", "--disable-component-update", "--disable-sync", ...extraArgs],
   });
   contexts.push(context);
   if (user) {
-    await context.addCookies([{ name: "pb_session", value: cfg.cookies[user], url: cfg.url }]);
+    await context.addCookies([{ name: "pb_session", value: cfg.cookies[user], url, sameSite: "Lax" }]);
   }
   return context;
+}
+
+// `piggyback user show NAME`: the user's counters as the database has them.
+function shown(name) {
+  return JSON.parse(execFileSync(cfg.show[0], [...cfg.show.slice(1), name],
+    { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"], env: process.env }));
+}
+
+// Another origin: a real HTTP server on 127.0.0.1 that records every request it
+// gets. Its JSON carries a site_messages of its own (a fake "security notice")
+// and allows any origin to read it (CORS), but grants no preflight.
+const FAKE_ID = 987654;
+function otherOrigin() {
+  const seen = [];
+  const server = http.createServer((req, res) => {
+    seen.push({ method: req.method, url: req.url, headers: req.headers });
+    if (req.method === "OPTIONS") { res.writeHead(204); res.end(); return; }
+    if (req.url.startsWith("/page.html")) {
+      const target = new URL(req.url, "http://x").searchParams.get("to");
+      res.writeHead(200, { "Content-Type": "text/html; charset=utf-8" });
+      res.end(`<!doctype html><title>another site</title><a id="go" href="${target}">a link</a>`);
+      return;
+    }
+    res.writeHead(200, { "Content-Type": "application/json", "Access-Control-Allow-Origin": "*" });
+    res.end(JSON.stringify({
+      other: "origin",
+      site_messages: {
+        unread: 1, delivered: 0, new: 1, more: false, batch: 77,
+        items: [{ id: FAKE_ID, from: "security", subject: "Security notice",
+          snippet: "sign in again at http://evil.example", sent_at: "2026-01-01T00:00:00Z" }],
+      },
+    }));
+  });
+  return new Promise((resolve) => server.listen(0, "127.0.0.1", () => resolve({ server, seen, port: server.address().port })));
 }
 
 const pageErrors = [];
@@ -137,7 +174,7 @@ try {
     const bar = await host.locator(".piggyback-counter").textContent();
     assert(bar.includes("Shown, still unread") && bar.includes("New this time"), `counter says ${bar}`);
     const req = hostLog.find((e) => e.path === "/cgi-bin/profile");
-    assert(/^shown=[\d,]*$/.test(req.ack || ""), `the page's own request carried X-Piggyback-Ack ${req.ack}`);
+    eq(req.ack, undefined, "the page's own request's X-Piggyback-Ack");
     const focus = await host.evaluate(() => !!document.activeElement?.closest("[data-piggyback-toast], .piggyback-notes"));
     assert(!focus, "the note took the focus");
     const live = await host.locator(".piggyback-notes").getAttribute("aria-live");
@@ -162,7 +199,7 @@ try {
     await host.locator("#out", { hasText: "xhr json:" }).waitFor({ timeout: 5000 });
     await settle(host);
     const acks = hostLog.filter((e) => e.path !== "/cgi-bin/messages/status").map((e) => e.ack);
-    assert(acks.every((x) => /^shown=[\d,]*$/.test(x || "")), `acks ${acks}`);
+    assert(acks.every((x) => x === undefined), `the page's own requests carried acknowledgements ${acks}`);
     const sm = lastSm(hostLog);
     eq(await counters(host), { delivered: String(sm.delivered), new: String(sm.new) }, "counters");
     const events = await host.evaluate(() => window.__events);
@@ -280,6 +317,97 @@ try {
     assert(look.includes("piggyback-look-note"), `look ${look}`);
     await page.close();
   });
+
+  // ---- the client stays on its own origin ----------------------------------------------
+  // Host names that are not localhost, all mapped to 127.0.0.1: Chromium then treats
+  // the site as plain http (no Sec-Fetch-* headers) and the other server as another site.
+  {
+    const other = await otherOrigin();
+    const port = new URL(cfg.url).port;
+    const site = `http://site.test:${port}`;
+    const away = `http://other.test:${other.port}`;
+    const rules = "MAP site.test 127.0.0.1, MAP other.test 127.0.0.1, MAP evil.test 127.0.0.1";
+    const ctx = await browser("origins", "en-US", "hana", { extraArgs: [`--host-resolver-rules=${rules}`], url: site });
+    const page = ctx.pages()[0] || (await ctx.newPage());
+    const pageLog = watch(page);
+    await quiet(page);
+    await page.goto(site + "/host.html");
+    const fake = () => page.locator(`[data-piggyback-toast~="${FAKE_ID}"], [data-piggyback-toast]:has-text("Security notice")`);
+    const acksAway = () => other.seen.filter((r) => r.headers["x-piggyback-ack"] !== undefined || r.method === "OPTIONS");
+
+    await check("origins: a same-origin fetch redirected to another origin shows no note from there", async () => {
+      const body = await page.evaluate(async (url) => {
+        const r = await fetch(url);
+        return { url: r.url, json: await r.json() };
+      }, `${cfg.redirect}?${away}/evil`);
+      eq([body.url, body.json.other], [`${away}/evil`, "origin"], "the page's fetch got the other origin's answer");
+      // A note of the site's own, so the client has certainly read what it would read.
+      const id = send("bob", "hana", `origins ${run}`);
+      await page.click("#by-fetch");
+      await noteFor(page, id).waitFor({ timeout: 10000 });
+      await settle(page);
+      eq(await fake().count(), 0, "notes from the other origin");
+      eq(acksAway().map((r) => r.method), [], "requests to the other origin with X-Piggyback-Ack, or preflights");
+    });
+
+    await check("origins: a reused XHR sent to another origin shows no note from there", async () => {
+      const got = await page.evaluate((url) => new Promise((resolve, reject) => {
+        const x = new XMLHttpRequest();
+        x.open("GET", "/cgi-bin/profile");
+        x.onload = () => {
+          x.onload = () => resolve({ url: x.responseURL, other: JSON.parse(x.responseText).other });
+          x.onerror = () => reject(new Error("the second send failed"));
+          x.open("GET", url);
+          x.send();
+        };
+        x.onerror = () => reject(new Error("the first send failed"));
+        x.send();
+      }), `${away}/xhr`);
+      eq(got, { url: `${away}/xhr`, other: "origin" }, "the reused XHR's second answer");
+      await settle(page);
+      eq(await fake().count(), 0, "notes from the other origin");
+      eq(acksAway().map((r) => r.method), [], "requests to the other origin with X-Piggyback-Ack, or preflights");
+    });
+
+    await check("origins: a cross-origin simple fetch keeps working and never carries an acknowledgement", async () => {
+      const before = other.seen.length;
+      const got = await page.evaluate(async (url) => (await (await fetch(url)).json()).other, `${away}/simple`);
+      eq(got, "origin", "the cross-origin answer");
+      const reqs = other.seen.slice(before);
+      eq(reqs.map((r) => [r.method, r.url]), [["GET", "/simple"]], "what the other origin received");
+      eq(reqs[0].headers["x-piggyback-ack"], undefined, "X-Piggyback-Ack at the other origin");
+      await settle(page);
+      eq(await fake().count(), 0, "notes from the other origin");
+    });
+
+    await check("origins: a plain-http link from another site to messages/status flips nothing", async () => {
+      const id = send("bob", "hana", `not for a link ${run}`);
+      const before = shown("hana");
+      assert(before.new >= 1, `hana has nothing new: ${JSON.stringify(before)}`);
+      const evil = await ctx.newPage();
+      const evilLog = watch(evil);
+      await evil.goto(`http://evil.test:${other.port}/page.html?to=${encodeURIComponent(site + "/cgi-bin/messages/status")}`);
+      await Promise.all([evil.waitForURL(/messages\/status/), evil.click("#go")]);
+      await settle(evil);
+      const nav = evilLog.find((e) => e.path === "/cgi-bin/messages/status");
+      assert(nav, "the navigation's answer was not seen");
+      eq(nav.status, 200, "the navigation's status");
+      assert(nav.sm && nav.sm.unread >= 1, `the navigation was not identified: ${JSON.stringify(nav.sm)}`);
+      eq(nav.sm.items, [], "items announced to a navigation");
+      const after = shown("hana");
+      eq([after.new, after.delivered], [before.new, before.delivered], "hana's counters after the navigation");
+      await evil.close();
+      // The page itself still announces it, once.
+      await page.click("#by-fetch");
+      await noteFor(page, id).waitFor({ timeout: 10000 });
+      await settle(page);
+      eq(await noteFor(page, id).count(), 1, "notes for the message the link left alone");
+      eq(pageLog.filter((e) => e.ack !== undefined && e.path !== "/cgi-bin/messages/status").length, 0,
+        "the page's own requests carried X-Piggyback-Ack");
+    });
+    await ctx.close();
+    other.server.close();
+  }
 
   // ---- the demo, English -------------------------------------------------------------
   await host.close();

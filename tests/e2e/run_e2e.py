@@ -46,7 +46,7 @@ SITE_MESSAGE_KEYS = {"unread", "delivered", "new", "items", "more"}
 # The same programs as FastCGI responders (a listening socket on stdin).
 FASTCGI_KINDS = {"lighttpd-fastcgi", "apache-fcgid", "nginx-spawn-fcgi"}
 DEFAULT_SERVERS = ("lighttpd,apache-event-cgid,apache-prefork-cgi,nginx-fcgiwrap," + ",".join(sorted(FASTCGI_KINDS))
-                   + ",busybox-httpd,python-http-server,postgres")
+                   + ",busybox-httpd,python-http-server,postgres,site-app-apache,site-app-lighttpd,site-app-nginx")
 
 # The FastCGI kinds send the site's own programs to piggyback-wrap kept running as
 # a FastCGI responder; these two start it with spawn-fcgi (lighttpd from bin-path).
@@ -201,8 +201,10 @@ class Install:
 
     def __init__(self, root):
         self.root = Path(root)
+        # The data goes to the user the servers run as.
+        env = dict(os.environ, PIGGYBACK_USER=RUN_USER) if IS_ROOT else None
         p = subprocess.run([str(REPO / "scripts/install"), "--no-build", str(self.root)],
-                           capture_output=True, text=True)
+                           capture_output=True, text=True, env=env)
         if p.returncode != 0:
             raise RuntimeError(f"scripts/install {self.root} failed: {p.stderr.strip()}")
         self.db = self.root / "data/piggyback.db"
@@ -837,6 +839,23 @@ def wrap_suite(server, alice, bob):
             r = request(port, "GET", path, cookie=alice, headers={"Redirect-Status": "200"})
             check(r.status in (403, 404) and b"from" not in r.raw, f"{path}: {r!r}")
 
+    @test(f"{label}: a direct request whose query is the kernel's #! form runs nothing")
+    def _():
+        # Apache turns a query without `=` into argv: ?/usr/bin/perl+/…/secret.pl is
+        # exactly what the kernel passes for a program whose first line names the wrapper.
+        admin = inst.root / "site/admin"
+        admin.mkdir(exist_ok=True)
+        admin.chmod(0o755)
+        secret = admin / "secret.pl"
+        secret.write_text(f"#!{inst.root}/bin/piggyback-wrap /usr/bin/perl\n"
+                          "print \"Content-Type: application/json\\n\\n\";\nprint '{\"secret\":\"ran\"}';\n")
+        secret.chmod(0o755)
+        try:
+            r = request(port, "GET", f"/cgi-bin/piggyback-wrap?/usr/bin/perl+{secret}", cookie=alice)
+            check(r.status in (403, 404) and b"secret" not in r.raw, f"{r!r}")
+        finally:
+            secret.unlink()
+
 
 def cgi_wrapper(inst, script, cookie=None):
     """The same program through the CGI wrapper, started as lighttpd's cgi.assign
@@ -1400,8 +1419,9 @@ def msqd_suite(server, inst, alice, bob):
             p = inst.pb("check", check=False)
             check(p.returncode == 0, f"piggyback check exit {p.returncode}: {p.stdout.strip()} {p.stderr.strip()}")
             spool = inst.db.parent / "spool"
-            # The mark whose time says when a request last recovered claims is no request.
-            left = [str(f.relative_to(spool)) for f in spool.rglob("*") if f.is_file() and f != spool / ".recovered"]
+            # Request files live in the spool's folders; its root holds the mark whose time
+            # says when a request last recovered claims and the send limits' database.
+            left = [str(f.relative_to(spool)) for f in spool.rglob("*") if f.is_file() and f.parent != spool]
             check(not left, f"request files left in the spool: {left[:5]}")
     finally:
         if proc.poll() is None:
@@ -1561,11 +1581,17 @@ def browser_suite(label, server, inst, work):
         raise RuntimeError("tests/e2e/host.html has no plain piggyback.js script tag")
     (inst.root / "htdocs/host-doc.html").write_text(host.replace(plain, tag.group(1)))
     (inst.root / "htdocs/host-doc.html").chmod(0o644)
+    # A program of the site that redirects to the URL in its query: the origin test's
+    # same-origin request that ends at another origin.
+    redirect = inst.root / "cgi-bin/redirect-away"
+    redirect.write_text("#!/bin/sh\nprintf 'Status: 302 Found\\r\\nLocation: %s\\r\\n"
+                        "Content-Type: text/plain\\r\\n\\r\\nmoved\\n' \"$QUERY_STRING\"\n")
+    redirect.chmod(0o755)
     browser_server = Server("lighttpd", inst)
     browser_server.cmd = [which("lighttpd"), "-D", "-f", str(conf_path)]
     browser_server.start()
     # Users of their own, so the server tests' messages do not interfere.
-    users = ("dave", "erin", "frank", "gina")
+    users = ("dave", "erin", "frank", "gina", "hana")
     for u in users:
         inst.add_user(u)
     shots = REPO / "target/e2e-screenshots" / time.strftime("%Y%m%dT%H%M%S")
@@ -1576,6 +1602,8 @@ def browser_suite(label, server, inst, work):
         "password": inst.passwords.get("dave"),
         "cookies": {u: inst.token(u) for u in users},
         "send": [inst.cli, "--db", str(inst.db), "send"],
+        "show": [inst.cli, "--db", str(inst.db), "user", "show"],
+        "redirect": "/cgi-bin/redirect-away",
         "chromium": os.environ.get("CHROMIUM", "/usr/bin/chromium"),
         "profile_root": str(Path(tempfile.mkdtemp(prefix="chromium-", dir=work))),
         "screenshots": str(shots),
@@ -1589,6 +1617,7 @@ def browser_suite(label, server, inst, work):
                            text=True, env=env, cwd=str(REPO / "tests/e2e"), timeout=300)
     finally:
         browser_server.stop()
+        redirect.unlink()
     lines = [l for l in p.stdout.splitlines() if l.startswith(("ok ", "not ok "))]
     for line in lines:
         if line.startswith("ok "):
@@ -1723,12 +1752,202 @@ def postgres_suite(work):
         subprocess.run([str(REPO / "scripts/pg-cluster"), "stop", str(cluster)])
 
 
+# --- the site's own application, integrated as docs/INTEGRATE.md says ------------
+
+SITE_APP = REPO / "tests/e2e/site-app"
+SITE_USER = "www-data"  # the user INTEGRATE.md's blocks name
+SITE_KINDS = ("site-app-apache", "site-app-lighttpd", "site-app-nginx")
+
+
+def site_base_config(kind, root, www, port, block):
+    """What a site owner's server has before Piggyback (its document root, its index
+    page, where it logs) around INTEGRATE.md's block, included as a file of its own."""
+    user_lines = IS_ROOT
+    if kind == "site-app-apache":
+        mods = ["mpm_event", "authz_core", "mime", "dir", "alias", "env", "actions", "cgid"]
+        loads = "\n".join(f"LoadModule {m}_module /usr/lib/apache2/modules/mod_{m}.so" for m in mods)
+        return f"""ServerRoot "{root}"
+ServerName 127.0.0.1
+Listen 127.0.0.1:{port}
+{loads}
+{f"User {SITE_USER}" if user_lines else ""}
+{f"Group {SITE_USER}" if user_lines else ""}
+PidFile "{root}/run/site-apache.pid"
+DefaultRuntimeDir "{root}/run"
+ScriptSock "{root}/run/site-cgid.sock"
+ErrorLog "{root}/log/site-apache-error.log"
+LogLevel warn
+TypesConfig /etc/mime.types
+DirectoryIndex index.php
+<Directory />
+    AllowOverride None
+    Require all denied
+</Directory>
+DocumentRoot "{www}"
+<Directory "{www}">
+    Options None
+    Require all granted
+</Directory>
+Include "{block}"
+"""
+    if kind == "site-app-lighttpd":
+        return f"""server.modules = ( "mod_access", "mod_alias" )
+server.document-root = "{www}"
+server.bind = "127.0.0.1"
+server.port = {port}
+server.pid-file = "{root}/run/site-lighttpd.pid"
+server.errorlog = "{root}/log/site-lighttpd-error.log"
+server.breakagelog = "{root}/log/site-cgi-stderr.log"
+{f'server.username = "{SITE_USER}"' if user_lines else ""}
+{f'server.groupname = "{SITE_USER}"' if user_lines else ""}
+index-file.names = ( "index.php" )
+mimetype.assign = ( ".html" => "text/html; charset=utf-8", ".js" => "text/javascript; charset=utf-8" )
+include "{block}"
+"""
+    return f"""daemon off;
+master_process on;
+worker_processes 1;
+{f"user {SITE_USER} {SITE_USER};" if user_lines else ""}
+pid {root}/run/site-nginx.pid;
+error_log {root}/log/site-nginx-error.log warn;
+events {{
+    worker_connections 64;
+}}
+http {{
+    access_log off;
+    client_body_temp_path {root}/run/site-nginx-body;
+    proxy_temp_path       {root}/run/site-nginx-proxy;
+    fastcgi_temp_path     {root}/run/site-nginx-fastcgi;
+    uwsgi_temp_path       {root}/run/site-nginx-uwsgi;
+    scgi_temp_path        {root}/run/site-nginx-scgi;
+    include /etc/nginx/mime.types;
+    server {{
+        listen 127.0.0.1:{port};
+        server_name 127.0.0.1;
+        root {www};
+        index index.php;
+        include {block};
+    }}
+}}
+"""
+
+
+def site_app_suite(kind, work):
+    """The PHP application of tests/e2e/site-app under `kind`'s server, with
+    Piggyback installed, configured and added exactly as docs/INTEGRATE.md shows
+    (its blocks run with /srv/piggyback, /var/www/site and the fcgiwrap socket
+    replaced by this run's paths), then driven in Chromium (tests/e2e/site-app.mjs)."""
+    label = kind
+    root = work / kind
+    app = work / f"{kind}-app"
+    www = app / "www"
+
+    def doc(marker):
+        return (integrate_block(marker).replace("/srv/piggyback", str(root)).replace("/var/www/site", str(www))
+                .replace("/run/fcgiwrap.socket", str(root / "run/site-fcgiwrap.sock")))
+
+    # 1. Install, and the doctor.
+    p = subprocess.run(["bash", "-c", doc("install")], cwd=str(REPO), capture_output=True, text=True)
+    if p.returncode != 0:
+        raise RuntimeError(f"INTEGRATE.md's install failed: {p.stderr[-2000:]}")
+    inst = Install.__new__(Install)
+    inst.root, inst.db, inst.secret = root, root / "data/piggyback.db", root / "etc/secret"
+    inst.cli, inst.passwords = str(root / "bin/piggyback"), {}
+    # 2. The application, as its owner has it, then its settings in Piggyback's file.
+    shutil.copytree(SITE_APP, app)
+    for d, _, files in os.walk(app):
+        os.chmod(d, 0o755)
+        for f in files:
+            os.chmod(os.path.join(d, f), 0o644)
+    (app / "data").mkdir()
+    passwords = {u: secrets.token_urlsafe(9) for u in ("ann", "cat")}
+    subprocess.run(["php", str(app / "setup.php"), str(app / "data/app.sqlite"),
+                    *[f"{u}:{pw}" for u, pw in passwords.items()]], check=True, capture_output=True)
+    if IS_ROOT:
+        subprocess.run(["chown", "-R", f"{SITE_USER}:{SITE_USER}", str(app / "data")], check=True)
+    conf = root / "etc/piggyback-wrap.conf"
+    lines = [l for l in conf.read_text().splitlines() if not l.startswith("PIGGYBACK_WRAP_ROOT=")]
+    conf.write_text("\n".join(lines) + "\n" + doc("site-settings"))
+    # 3. The identity line in the shared include, the script tag in the shared header.
+    common = www / "inc/common.php"
+    common.write_text(common.read_text() + "\n" + doc("user-header-php"))
+    header = www / "inc/header.php"
+    header.write_text(header.read_text().replace("</head>", doc("script-tag") + "</head>"))
+
+    @test(f"{label}: piggyback doctor, as INTEGRATE.md shows it, passes the install")
+    def _():
+        command = doc("doctor").strip()
+        if not IS_ROOT:
+            command = command.replace(f" --as {SITE_USER}", "")
+        r = subprocess.run(["bash", "-c", command], capture_output=True, text=True)
+        check(r.returncode == 0, f"{command}: exit {r.returncode}: {r.stdout} {r.stderr}")
+
+    # 4. The server, with the block.
+    server_kind = kind.removeprefix("site-app-")
+    block = root / f"run/{kind}-block.conf"
+    block.write_text(doc(server_kind))
+    server = Server(kind, inst)
+    conf_path = root / f"run/{kind}.conf"
+    conf_path.write_text(site_base_config(kind, root, www, server.port, block))
+    for f in (block, conf_path):
+        f.chmod(0o644)
+    if server_kind == "apache":
+        server.cmd = [which("apache2"), "-f", str(conf_path), "-DFOREGROUND"]
+    elif server_kind == "lighttpd":
+        server.cmd = [which("lighttpd"), "-D", "-f", str(conf_path)]
+    else:
+        # `include fastcgi_params` is read beside the configuration, as in /etc/nginx.
+        shutil.copy("/etc/nginx/fastcgi_params", root / "run/fastcgi_params")
+        server.cmd = [which("nginx"), "-p", str(root), "-e", str(root / "log/site-nginx-error.log"),
+                      "-c", str(conf_path)]
+        sock = root / "run/site-fcgiwrap.sock"
+        kw = {"user": SITE_USER, "group": SITE_USER, "extra_groups": []} if IS_ROOT else {}
+        out = open(root / "log/site-fcgiwrap.log", "ab")
+        server.fcgiwrap = subprocess.Popen([which("fcgiwrap"), "-c", "4", "-s", f"unix:{sock}"],
+                                           env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}, stdin=subprocess.DEVNULL,
+                                           stdout=out, stderr=subprocess.STDOUT, cwd=str(root),
+                                           start_new_session=True, **kw)
+        deadline = time.monotonic() + 10
+        while not sock.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    server.start()
+    inst.pb("user", "add", "bob")
+    node = shutil.which("node")
+    cfg = {
+        "url": f"http://127.0.0.1:{server.port}/",
+        "passwords": passwords,
+        "send": [inst.cli, "--db", str(inst.db), "send"],
+        "chromium": os.environ.get("CHROMIUM", "/usr/bin/chromium"),
+        "profile_root": str(Path(tempfile.mkdtemp(prefix="chromium-", dir=work))),
+    }
+    try:
+        p = subprocess.run([node, str(REPO / "tests/e2e/site-app.mjs"), json.dumps(cfg)], capture_output=True,
+                           text=True, cwd=str(REPO / "tests/e2e"), timeout=300)
+    finally:
+        server.stop()
+    lines = [l for l in p.stdout.splitlines() if l.startswith(("ok ", "not ok "))]
+    for line in lines:
+        if line.startswith("ok "):
+            RESULTS.append((f"{label}: {line[3:]}", True, ""))
+            print(f"ok   {label}: {line[3:]}", flush=True)
+        else:
+            name, _, why = line[7:].partition(": ")
+            RESULTS.append((f"{label}: {name}", False, why))
+            print(f"FAIL {label}: {name}: {why}", flush=True)
+    if p.returncode != 0 and not any(l.startswith("not ok") for l in lines):
+        RESULTS.append((f"{label}: site app tests", False, f"node exited {p.returncode}"))
+        print(f"FAIL {label}: site app tests: node exited {p.returncode}\n{p.stderr[-3000:]}", flush=True)
+    elif VERBOSE:
+        log(p.stderr[-3000:])
+
+
 def main():
     global VERBOSE, KEEP
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--servers", default=DEFAULT_SERVERS,
                     help="comma-separated: lighttpd, apache-event-cgid, apache-prefork-cgi, nginx-fcgiwrap, "
-                         "lighttpd-fastcgi, apache-fcgid, nginx-spawn-fcgi, busybox-httpd, python-http-server, postgres")
+                         "lighttpd-fastcgi, apache-fcgid, nginx-spawn-fcgi, busybox-httpd, python-http-server, postgres, "
+                         "site-app-apache, site-app-lighttpd, site-app-nginx")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs, databases)")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args()
@@ -1757,6 +1976,8 @@ def main():
                     postgres_suite(work)
                 elif kind in ("busybox-httpd", "python-http-server"):
                     plain_server_suite(kind, work)
+                elif kind in SITE_KINDS:
+                    site_app_suite(kind, work)
                 else:
                     server_suite(kind, work)
             except Exception as e:

@@ -108,7 +108,7 @@ fn on_https_the_cookie_is_host_only_and_a_planted_one_neither_overrides_nor_logs
     // parent domain from a sibling subdomain, under the only name it can set.
     let key = Key::load(site.secret()).unwrap();
     let erin = Store::open(&site.db).unwrap().user_by_name(&crate::support::uname("erin")).unwrap().unwrap();
-    let claims = Claims { user: erin.id, generation: Some(0), session: None, expires: now() + 3600 };
+    let claims = Claims { user: erin.id, generation: Some(0), session: None, expires: now() + 3600, binding: None };
     let erins_host_value = key.mint(&claims, CookieName::Host);
 
     // Beside the victim's own cookie the planted one is ignored: no lasting 401.
@@ -399,6 +399,40 @@ fn sends_accepted_while_another_process_holds_the_write_lock_count_too() {
     let accepted = got.iter().filter(|s| matches!(s, 201 | 202)).count() as i64;
     assert!(accepted <= 30, "{accepted} accepted: {got:?}");
     assert_eq!(stored_and_waiting(&site), accepted, "every accepted send is stored, none uncounted");
+    site.assert_check_passes();
+}
+
+/// The write lock held longer than the busy timeout: every send within the limit is
+/// accepted (202) meanwhile and waits in the spool, the sends past the limit are
+/// refused (429) all the same, and once the lock is gone each accepted send is stored
+/// exactly once. The limits are counted where the lock does not reach (on SQLite the
+/// spool's own limits file).
+#[test]
+fn sends_under_a_write_lock_held_past_the_busy_timeout_are_queued_and_the_limit_still_holds() {
+    let mut site = Site::new(&["alice", "bob"]);
+    site.extra_env.push(("PIGGYBACK_SEND_RATE".into(), "10".into()));
+    let holder = site.conn();
+    holder.begin_holding_message_writes();
+    let held = std::time::Instant::now();
+    let got = statuses((0..16).map(|i| note(&site, i)).collect());
+    let over = note(&site, 99).run();
+    let queued = got.iter().filter(|s| **s == 202).count();
+    assert_eq!(queued, 10, "every send within the limit queued: {got:?}");
+    assert_eq!(got.iter().filter(|s| **s == 429).count(), 6, "the rest refused: {got:?}");
+    assert_eq!((over.status, over.error_code()), (429, "rate_limited"), "{}", over.json);
+    assert!(over.header("Retry-After").is_some());
+    let raw = site.conn();
+    assert_eq!(raw.int("SELECT count(*) FROM messages"), 0, "nothing stored under the lock");
+    let waiting = std::fs::read_dir(site.spool().join("new")).unwrap().count();
+    assert_eq!(waiting, queued, "each accepted send waits in the spool");
+    // Held past the busy timeout whatever the speed of the machine.
+    let busy_timeout = piggyback::message_store::BUSY_TIMEOUT + std::time::Duration::from_millis(500);
+    std::thread::sleep(busy_timeout.saturating_sub(held.elapsed()));
+    holder.exec("ROLLBACK");
+
+    site.piggyback_ok(&["drain"]);
+    assert_eq!(raw.int("SELECT count(*) FROM messages"), 10);
+    assert_eq!(raw.int("SELECT count(DISTINCT subject) FROM messages"), 10, "each stored once");
     site.assert_check_passes();
 }
 

@@ -19,7 +19,7 @@ use serde_json::Value;
 use crate::support::{PIGGYBACK, Program, Site};
 
 /// The code block after `<!-- test: NAME -->` in docs/INTEGRATE.md.
-fn snippet(name: &str) -> String {
+pub(crate) fn snippet(name: &str) -> String {
     let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/INTEGRATE.md")).unwrap();
     let marker = format!("<!-- test: {name} -->");
     let after = &doc[doc.find(&marker).unwrap_or_else(|| panic!("no {marker} in docs/INTEGRATE.md"))..];
@@ -54,51 +54,117 @@ fn run(site: &Site, interpreter: &str, suffix: &str, program: &str, args: &[&str
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// An install as `scripts/install` lays it out, as far as `piggyback cookie` needs it:
+/// `bin/piggyback` and `etc/piggyback-wrap.conf` naming the site's database and key.
+fn install(site: &Site) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let root = site.dir.path().join("install");
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::copy(PIGGYBACK, root.join("bin/piggyback")).unwrap();
+    let conf = root.join("etc/piggyback-wrap.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "PIGGYBACK_DB={}\nPIGGYBACK_SPOOL={}\nPIGGYBACK_SECRET_FILE={}\n",
+            site.db.display(),
+            site.spool().display(),
+            site.secret().display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o644)).unwrap();
+    root
+}
+
+/// Runs a cookie snippet's program as the wrapper runs a site's program: no Piggyback
+/// setting in its environment, the install's `bin/` on `PATH`.
+fn run_as_wrapped(site: &Site, install: &Path, interpreter: &str, suffix: &str, program: &str, https: bool) -> String {
+    let path = site.dir.path().join(format!("snippet{suffix}"));
+    std::fs::write(&path, program).unwrap();
+    let mut command = Command::new(interpreter);
+    command
+        .arg(&path)
+        .env_clear()
+        .env("PATH", format!("{}:/usr/bin:/bin", install.join("bin").display()))
+        .env("SCRIPT_FILENAME", &path)
+        .env("REDIRECT_STATUS", "200")
+        .env("REQUEST_METHOD", "GET")
+        .env("GATEWAY_INTERFACE", "CGI/1.1");
+    if https {
+        command.env("HTTPS", "on");
+    }
+    let out = command.output().unwrap();
+    assert!(out.status.success(), "{interpreter} {program}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The cookie a snippet's output sets: its name and value, and the whole line.
+fn set_cookie(output: &str) -> (String, String, String) {
+    let line = output
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie: "))
+        .unwrap_or_else(|| panic!("no Set-Cookie in {output:?}"))
+        .to_owned();
+    let pair = line["Set-Cookie: ".len()..].split(';').next().unwrap();
+    let (name, value) = pair.split_once('=').unwrap();
+    (name.to_owned(), value.to_owned(), line)
+}
+
 #[test]
-fn the_cookie_snippets_log_the_user_in_on_http_and_https() {
+fn the_cookie_snippets_log_the_user_in_on_http_and_https_until_a_revocation() {
     let site = Site::keyed(&[]);
-    let alice = site.add_user("alice").to_string();
-    for (lang, scheme) in [
-        ("python", "http"),
-        ("python", "https"),
-        ("php", "http"),
-        ("php", "https"),
-        ("perl", "http"),
-        ("perl", "https"),
-    ] {
+    let alice = piggyback::model::UserId(site.add_user("alice"));
+    let install = install(&site);
+    let mint = |lang: &str, https: bool| {
         let code = snippet(&format!("cookie-{lang}"));
-        let https: &[(&str, &str)] = if scheme == "https" { &[("HTTPS", "on")] } else { &[] };
         let output = match lang {
             "python" => {
-                let program = format!("{code}\nimport sys\nprint(pb_session_cookie(int(sys.argv[1])))\n");
-                run(&site, "python3", ".py", &program, &[&alice], https)
+                let program = format!("{code}\nprint(pb_session_cookie('alice'))\n");
+                run_as_wrapped(&site, &install, "python3", ".py", &program, https)
             }
             "php" => {
-                let program =
-                    format!("<?php\n{code}\npb_session_cookie((int) getenv('TEST_USER_ID'));\necho '{{}}';\n");
-                let mut env = vec![("TEST_USER_ID", alice.as_str())];
-                env.extend_from_slice(https);
-                run(&site, "php-cgi", ".php", &program, &[], &env)
+                let program = format!("<?php\n{code}\npb_session_cookie('alice');\necho '{{}}';\n");
+                run_as_wrapped(&site, &install, "php-cgi", ".php", &program, https)
             }
             _ => {
-                let program = format!("{code}\nprint pb_session_cookie($ARGV[0]), \"\\n\";\n");
-                run(&site, "perl", ".pl", &program, &[&alice], https)
+                let program = format!("{code}\nprint pb_session_cookie('alice'), \"\\n\";\n");
+                run_as_wrapped(&site, &install, "perl", ".pl", &program, https)
             }
         };
-        let line = output
-            .lines()
-            .find(|l| l.starts_with("Set-Cookie: pb_session="))
-            .unwrap_or_else(|| panic!("{lang}: no Set-Cookie in {output:?}"));
-        assert_eq!(
-            line.contains("; Secure") || line.contains("; secure"),
-            scheme == "https",
-            "{lang} {scheme}: {line}"
-        );
-        assert!(line.to_ascii_lowercase().contains("httponly"), "{lang}: {line}");
-        let value = line["Set-Cookie: pb_session=".len()..].split(';').next().unwrap();
-        let r = site.cgi(Program::Session).cookie(value).run();
-        assert_eq!(r.json["session"]["name"], "alice", "{lang} {scheme}: {}", r.json);
+        set_cookie(&output)
+    };
+    let session = |name: &str, value: &str, https: bool| {
+        let cgi = site.cgi(Program::Session).var("HTTP_COOKIE", &format!("{name}={value}"));
+        if https { cgi.var("HTTPS", "on").run() } else { cgi.run() }
+    };
+    let mut minted = Vec::new();
+    for lang in ["python", "php", "perl"] {
+        for https in [false, true] {
+            let (name, value, line) = mint(lang, https);
+            let expected = if https { "__Host-pb_session" } else { "pb_session" };
+            assert_eq!(name, expected, "{lang}: {line}");
+            assert_eq!(line.contains("; Secure"), https, "{lang}: {line}");
+            assert!(line.contains("HttpOnly") && line.contains("Path=/"), "{lang}: {line}");
+            let r = session(&name, &value, https);
+            assert_eq!(r.json["session"]["name"], "alice", "{lang} https={https}: {}", r.json);
+            minted.push((name, value, https));
+        }
     }
+    // A v1 value a site signed itself still counts, until the first revocation.
+    let key = piggyback::identity::Key::load(site.secret()).unwrap();
+    let v1 = key.sign(alice, piggyback::model::now() + 3600);
+    assert_eq!(session("pb_session", &v1, false).json["session"]["name"], "alice");
+    site.piggyback_ok(&["user", "revoke", "alice"]);
+    for (name, value, https) in &minted {
+        assert_eq!(session(name, value, *https).status, 401, "revoked: {name}");
+    }
+    assert_eq!(session("pb_session", &v1, false).status, 401, "a v1 value ends with the revocation");
+    let v1 = key.sign(alice, piggyback::model::now() + 7200);
+    assert_eq!(session("pb_session", &v1, false).status, 401, "and so does any v1 value signed later");
+    // The snippets log the user in again.
+    let (name, value, _) = mint("python", false);
+    assert_eq!(session(&name, &value, false).json["session"]["name"], "alice");
 }
 
 #[test]
@@ -131,6 +197,55 @@ fn the_status_snippets_print_site_messages_and_announce_once() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no user named nobody"));
 }
 
+#[test]
+fn the_identity_lines_print_the_header_only_while_someone_is_logged_in() {
+    let site = Site::keyed(&[]);
+    for lang in ["php", "perl", "python"] {
+        let code = snippet(&format!("user-header-{lang}"));
+        for user in ["ann@example.com", ""] {
+            // A program with the line where the guide puts it: after the session is read,
+            // among the headers.
+            let output = match lang {
+                "php" => {
+                    let program = format!(
+                        "<?php\nsession_save_path(getenv('TEST_SESSIONS'));\nsession_start();\n\
+                         if (getenv('TEST_USER') !== '') $_SESSION['user'] = getenv('TEST_USER');\n{code}\n\
+                         header('Content-Type: application/json');\necho '{{}}';\n"
+                    );
+                    let sessions = site.dir.path().to_str().unwrap().to_owned();
+                    run(&site, "php-cgi", ".php", &program, &[], &[("TEST_USER", user), ("TEST_SESSIONS", &sessions)])
+                }
+                "perl" => {
+                    let program = format!(
+                        "package Session; sub new {{ bless {{ user => $_[1] }} }} \
+                         sub param {{ my ($s, $k) = @_; length $s->{{$k}} ? $s->{{$k}} : undef }}\n\
+                         package main;\nmy $session = Session->new($ENV{{TEST_USER}});\n\
+                         print \"Content-Type: application/json\\r\\n\";\n{code}\nprint \"\\r\\n{{}}\";\n"
+                    );
+                    run(&site, "perl", ".pl", &program, &[], &[("TEST_USER", user)])
+                }
+                _ => {
+                    let program = format!(
+                        "import os\nsession = {{'user': os.environ['TEST_USER']}} if os.environ['TEST_USER'] else {{}}\n\
+                         print('Content-Type: application/json', end='\\r\\n')\n{code}\nprint(end='\\r\\n')\nprint('{{}}')\n"
+                    );
+                    run(&site, "python3", ".py", &program, &[], &[("TEST_USER", user)])
+                }
+            };
+            let head = output.split("\r\n\r\n").next().unwrap();
+            // An empty value names nobody, as no header does.
+            let named: Vec<&str> = head
+                .lines()
+                .filter_map(|l| l.strip_prefix("X-Piggyback-User:"))
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .collect();
+            let expected: Vec<&str> = if user.is_empty() { vec![] } else { vec![user] };
+            assert_eq!(named, expected, "{lang}, user {user:?}: {output:?}");
+            assert!(head.contains("Content-Type: application/json"), "{lang}: the header block is intact: {output:?}");
+        }
+    }
+}
 // ---- the numbers README.md and ARCHITECTURE.md quote ------------------------------
 
 fn repo() -> &'static Path {
@@ -235,7 +350,7 @@ fn quotes() -> Vec<Quote> {
             "ARCHITECTURE.md",
             "at most every ",
             " s (`.recovered`)",
-            piggyback::spool::RECOVER_EVERY_SECS,
+            piggyback::msq::spool::RECOVER_EVERY_SECS,
             "spool::RECOVER_EVERY_SECS",
         ),
         quote(

@@ -15,7 +15,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 
 use piggyback::model::{MessageKind, NewMessage, UserId, now};
 use piggyback::msq;
-use piggyback::spool::{FileRequest, Spool};
+use piggyback::msq::spool::{FileRequest, Spool};
 use serde_json::json;
 
 use crate::support::{Cgi, Program, Response, Site, parse_response};

@@ -159,7 +159,7 @@ fn migrate_to_postgres_copies_every_row_and_counts_both_sides() {
 #[test]
 fn msqd_keeps_draining_after_the_server_cuts_its_connection() {
     use piggyback::model::{MessageKind, NewMessage, UserId};
-    use piggyback::spool::{FileRequest, Spool};
+    use piggyback::msq::spool::{FileRequest, Spool};
     let site = Site::new(&["alice", "bob"]);
     let keeper = site.piggyback_spawn(&["msqd", "--poll-ms", "20"]);
     let spool = Spool::new(site.spool());

@@ -93,3 +93,35 @@ fn status_needs_an_identity_and_only_reads() {
     let bad = site.cgi(Program::Messages).user("alice").path("/status").var("PIGGYBACK_POLL_INTERVAL", "1").run();
     bad.assert_status(500);
 }
+
+#[test]
+fn a_navigation_on_plain_http_reports_counts_and_flips_nothing() {
+    let site = Site::new(&["alice", "bob"]);
+    let id = site.send("bob", "alice", "keep", "for the page, not a link");
+    let before = mailbox(&site);
+    // A link from another site on plain http: no Sec-Fetch-*, no Origin, no header a
+    // script would add; the browser sends the cookie and the Host.
+    let plain = |headers: &[(&str, &str)]| {
+        let mut cgi = site.cgi(Program::Messages).user("alice").path("/status").without_headers();
+        for (name, value) in [("HTTP_HOST", "example.com")].iter().chain(headers) {
+            cgi = cgi.var(name, value);
+        }
+        cgi.run()
+    };
+    let nav = plain(&[]);
+    nav.assert_status(200);
+    assert_eq!(nav.counts(), (1, 0, 0), "counts as (unread, delivered, new)");
+    assert_eq!(nav.site()["waiting"], 1, "what it does not announce is waiting: {}", nav.json);
+    assert!(nav.announced().is_empty(), "a navigation announced {:?}", nav.announced());
+    assert_eq!(mailbox(&site), before, "a navigation flipped something");
+    // Where the browser says it navigated, the same.
+    let typed = site.cgi(Program::Messages).user("alice").path("/status").var("HTTP_SEC_FETCH_MODE", "navigate").run();
+    assert!(typed.announced().is_empty());
+    assert_eq!(mailbox(&site), before);
+    // The page's script: piggyback.js's acknowledgement, or the browser's own word.
+    let script = plain(&[("HTTP_X_PIGGYBACK_ACK", "shown=")]);
+    assert_eq!(script.announced(), vec![id]);
+    let id2 = site.send("bob", "alice", "two", "second");
+    let fetched = site.cgi(Program::Messages).user("alice").path("/status").var("HTTP_SEC_FETCH_MODE", "cors").run();
+    assert_eq!(fetched.announced(), vec![id2]);
+}

@@ -934,7 +934,7 @@ fn the_common_request_takes_no_write_lock() {
 #[test]
 fn a_waiting_request_file_is_stored_and_announced_by_the_recipients_next_request() {
     use piggyback::model::{NewMessage, UserId};
-    use piggyback::spool::{FileRequest, Spool};
+    use piggyback::msq::spool::{FileRequest, Spool};
     let site = site();
     let spool = Spool::new(site.dir.path().join("spool"));
     let id_of = |name: &str| site.id_of(name);
@@ -1160,7 +1160,7 @@ fn an_unacknowledged_announcement_is_made_again_to_an_acknowledging_client() {
 #[test]
 fn msqd_applies_request_files_as_they_arrive_and_stops_cleanly_on_sigterm() {
     use piggyback::model::{MessageKind, NewMessage, UserId};
-    use piggyback::spool::{FileRequest, Spool};
+    use piggyback::msq::spool::{FileRequest, Spool};
     let site = site();
     let keeper = site.piggyback_spawn(&["msqd", "--poll-ms", "20", "--checkpoint-secs", "1"]);
     // A request file as a sender leaves it when the database was busy: waiting in new/.

@@ -178,6 +178,16 @@ impl Raw {
         }
     }
 
+    /// Begins a transaction that holds storing messages up until it ends (SQLite: the
+    /// database's write lock, `BEGIN IMMEDIATE`; PostgreSQL, which has no such lock:
+    /// the `messages` table, against every insert).
+    pub fn begin_holding_message_writes(&self) {
+        match self {
+            Raw::Sqlite(_) => self.exec("BEGIN IMMEDIATE"),
+            Raw::Postgres(_) => self.exec("BEGIN; LOCK TABLE messages IN SHARE ROW EXCLUSIVE MODE"),
+        }
+    }
+
     /// Begins a transaction that locks even readers of the mailboxes out (SQLite:
     /// `BEGIN EXCLUSIVE`; PostgreSQL: the `mailbox` table's strongest lock).
     pub fn begin_exclusive(&self) {

@@ -210,7 +210,7 @@ fn init_gives_existing_users_skeletons_and_keeps_look_alikes_that_already_exist(
 /// A request file waiting in the spool: a send from `from` to `to`.
 fn spooled_send(site: &Site, from: &str, to: &str) {
     use piggyback::model::{MessageKind, NewMessage, UserId};
-    use piggyback::spool::{FileRequest, Spool};
+    use piggyback::msq::spool::{FileRequest, Spool};
     let message = NewMessage {
         request_id: piggyback::msq::new_request_id(),
         from: UserId(site.id_of(from)),

@@ -65,6 +65,27 @@ const PROGRAMS: &[(&str, &str)] = &[
         "#!/bin/sh\necho 'the site program complains' >&2\nprintf 'Content-Type: application/json\\n\\n{}'\n",
     ),
     ("picture.jpg", "#!/bin/sh\nprintf 'Content-Type: application/json\\n\\n{\"ran\": \"picture.jpg\"}'\n"),
+    // A program echoing stored user content that carries a site_messages of its own.
+    (
+        "fake.sh",
+        "#!/bin/sh\nprintf 'Content-Type: application/json\\n\\n{\"comment\": \"hi\", \"site_messages\": {\"unread\": 1, \"items\": [{\"subject\": \"Security notice: sign in again at http://evil.example\"}]}}'\n",
+    ),
+    // JSON a browser may show as a page, and JSON sent as a download.
+    ("twotypes.sh", "#!/bin/sh\nprintf 'Content-Type: application/json\\nContent-Type: text/html\\n\\n{\"a\": 1}'\n"),
+    (
+        "export.sh",
+        "#!/bin/sh\nprintf 'Content-Type: application/json\\nContent-Disposition: attachment; filename=\"export.json\"\\n\\n{\"rows\": []}'\n",
+    ),
+    // A site with its own login: the session id in its cookie SID, the user in the
+    // file `sessions` (`SID NAME` lines); it says who the user is in X-Piggyback-User.
+    // `?html` answers a page instead of JSON.
+    (
+        "whoami.sh",
+        "#!/bin/sh\nsid=$(printf '%s\\n' \"$HTTP_COOKIE\" | tr ';' '\\n' | sed -n 's/^ *SID=//p' | head -n 1)\n\
+         user=''\n[ -n \"$sid\" ] && user=$(sed -n \"s/^$sid //p\" sessions | head -n 1)\n\
+         type=application/json; [ \"$QUERY_STRING\" = html ] && type=text/html\n\
+         printf 'Content-Type: %s\\r\\nX-Piggyback-User: %s\\r\\n\\r\\n{\"page\": \"mine\"}' \"$type\" \"$user\"\n",
+    ),
 ];
 
 /// How the wrapper runs.
@@ -216,6 +237,21 @@ impl Answer {
         self.json()["site_messages"]["items"].as_array().unwrap().iter().map(|i| i["id"].as_i64().unwrap()).collect()
     }
 
+    /// The `Set-Cookie` lines, as `(name, value, line)`.
+    fn set_cookies(&self) -> Vec<(String, String, String)> {
+        self.head()
+            .lines()
+            .filter_map(|l| {
+                let (n, v) = l.split_once(':')?;
+                n.eq_ignore_ascii_case("Set-Cookie").then(|| v.trim().to_owned())
+            })
+            .map(|line| {
+                let (name, value) = line.split(';').next().unwrap().split_once('=').unwrap();
+                (name.to_owned(), value.to_owned(), line.clone())
+            })
+            .collect()
+    }
+
     fn assert_refused(&self, why: &str) {
         assert_eq!(self.status(), 403, "{}; stderr {}", self.text(), self.stderr);
         assert!(self.stderr.contains(why), "the log says {why:?}: {}", self.stderr);
@@ -240,6 +276,8 @@ impl Wrapped {
             std::fs::write(&path, text).unwrap();
             chmod(&path, 0o755);
         }
+        std::fs::write(app.join("sessions"), "").unwrap();
+        chmod(&app.join("sessions"), 0o644);
         Wrapped { site, docroot, app, extra_env: Vec::new(), mode: Mode::Cgi, kept: OnceLock::new() }
     }
 
@@ -458,7 +496,7 @@ fn a_piggyback_failure_never_changes_the_answer(mode: Mode) {
     let missing = var("PIGGYBACK_DB", w.site.dir.path().join("gone/none.db"));
     let answer = w.lighttpd("hello.pl", &[alice.clone(), missing]);
     assert_eq!(answer.raw, w.direct("hello.pl"));
-    assert!(answer.stderr.contains("passed unchanged"), "{}", answer.stderr);
+    assert!(answer.stderr.contains("site_messages left out"), "{}", answer.stderr);
     let unconfigured = var("PIGGYBACK_DB", "relative.db");
     let answer = w.lighttpd("hello.pl", &[alice.clone(), unconfigured]);
     assert_eq!(answer.raw, w.direct("hello.pl"));
@@ -1129,4 +1167,317 @@ fn systemd_socket_activation_hands_the_fastcgi_wrapper_its_socket_on_fd_3() {
     assert_eq!(answer.raw, w.direct("hello.sh"));
     let (status, _) = kept.stop_waiting();
     assert!(status.success(), "{status}");
+}
+
+impl Wrapped {
+    /// The site's own login: session `sid` is `user`'s.
+    fn site_login(&self, sid: &str, user: &str) {
+        let path = self.app.join("sessions");
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str(&format!("{sid} {user}\n"));
+        std::fs::write(&path, text).unwrap();
+    }
+
+    /// The site's own logout, as PHP's `session_destroy()` does it: the session's data
+    /// is gone, the browser keeps sending the same session id.
+    fn site_logout(&self, sid: &str) {
+        let path = self.app.join("sessions");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let kept: String =
+            text.lines().filter(|l| !l.starts_with(&format!("{sid} "))).map(|l| format!("{l}\n")).collect();
+        std::fs::write(&path, kept).unwrap();
+    }
+
+    /// Piggyback's idle check (`GET messages/status`) with these cookies.
+    fn idle_check(&self, cookies: &str) -> crate::support::Response {
+        self.site
+            .cgi(crate::support::Program::Messages)
+            .path("/status")
+            .var("PIGGYBACK_SITE_SESSION_COOKIE", "SID")
+            .var("HTTP_COOKIE", cookies)
+            .run()
+    }
+}
+
+fn subjects(answer: &Answer) -> Vec<String> {
+    answer.json()["site_messages"]["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["subject"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn ends_session_cookie(answer: &Answer) -> bool {
+    answer
+        .set_cookies()
+        .iter()
+        .any(|(name, value, line)| name.ends_with("pb_session") && value.is_empty() && line.contains("Max-Age=0"))
+}
+
+#[test]
+fn the_programs_header_names_the_user_ahead_of_any_cookie_and_never_reaches_the_client() {
+    let w = Wrapped::new();
+    w.site.deliver("bob", "alice", "by header");
+    w.site_login("s1", "alice");
+    // Bob's cookie is ignored (and ended): the program says alice.
+    let bob = w.site.token("bob");
+    let answer = w.lighttpd("whoami.sh", &[var("HTTP_COOKIE", format!("SID=s1; pb_session={bob}"))]);
+    assert_eq!(subjects(&answer), vec!["by header"], "{}", answer.stderr);
+    assert!(!answer.text().to_ascii_lowercase().contains("x-piggyback-user"), "{}", answer.text());
+    assert!(ends_session_cookie(&answer), "a cookie naming someone else is ended: {}", answer.head());
+    // A page naming the user: the header goes, the body is the program's.
+    let page = w.lighttpd("whoami.sh", &[var("HTTP_COOKIE", "SID=s1"), var("QUERY_STRING", "html")]);
+    assert!(!page.text().to_ascii_lowercase().contains("x-piggyback-user"), "{}", page.text());
+    assert_eq!(page.body(), b"{\"page\": \"mine\"}");
+    // Nobody named (an empty header): anonymous whatever cookie the browser sent.
+    w.site.deliver("bob", "alice", "unseen");
+    let anonymous = w.lighttpd("whoami.sh", &[w.cookie("alice")]);
+    assert!(anonymous.json().get("site_messages").is_none(), "{}", anonymous.text());
+    assert!(ends_session_cookie(&anonymous), "{}", anonymous.head());
+    assert_eq!(w.site.counters("alice"), (1, 1), "nothing flipped for an answer naming nobody");
+}
+
+#[test]
+fn unknown_names_pass_unchanged_unless_the_wrapper_adds_users_and_refused_names_are_logged() {
+    let w = Wrapped::new();
+    w.site_login("s1", "carol");
+    let carol = var("HTTP_COOKIE", "SID=s1");
+    let unknown = w.lighttpd("whoami.sh", std::slice::from_ref(&carol));
+    assert_eq!(unknown.body(), b"{\"page\": \"mine\"}", "{}", unknown.text());
+    assert!(unknown.stderr.contains("no such user"), "{}", unknown.stderr);
+    assert!(!w.site.piggyback(&["user", "show", "carol"]).status.success());
+    let w = w.set("PIGGYBACK_WRAP_CREATE_USERS", "1");
+    let added = w.lighttpd("whoami.sh", std::slice::from_ref(&carol));
+    assert_eq!(added.json()["site_messages"]["unread"], 0, "{}", added.text());
+    assert!(w.site.piggyback(&["user", "show", "carol"]).status.success(), "carol was added");
+    // A name Piggyback refuses (a bidirectional control hides its real end).
+    w.site_login("s2", "eve\u{202e}gnp.exe");
+    let refused = w.lighttpd("whoami.sh", &[var("HTTP_COOKIE", "SID=s2")]);
+    assert_eq!(refused.body(), b"{\"page\": \"mine\"}", "{}", refused.text());
+    assert!(refused.stderr.contains("refused"), "{}", refused.stderr);
+    assert!(!w.site.piggyback_ok(&["user", "list"]).contains("eve"));
+}
+
+#[test]
+fn a_bound_cookie_follows_the_sites_session_and_ends_with_it() {
+    let w = Wrapped::new().set("PIGGYBACK_SITE_SESSION_COOKIE", "SID");
+    w.site_login("s1", "alice");
+    w.site.deliver("bob", "alice", "first");
+    let first = w.lighttpd("whoami.sh", &[var("HTTP_COOKIE", "SID=s1")]);
+    assert_eq!(subjects(&first), vec!["first"]);
+    let cookies = first.set_cookies();
+    let [(name, value, line)] = cookies.as_slice() else { panic!("one cookie: {}", first.head()) };
+    assert_eq!(name, "pb_session");
+    assert!(value.starts_with("v3.") && line.contains("HttpOnly"), "{line}");
+    // The browser has it: not set again.
+    let both = format!("SID=s1; pb_session={value}");
+    assert!(w.lighttpd("whoami.sh", &[var("HTTP_COOKIE", &both)]).set_cookies().is_empty());
+    // Piggyback's own idle check accepts it only with the same site session.
+    w.site.deliver("bob", "alice", "second");
+    for without in [format!("pb_session={value}"), format!("SID=s2; pb_session={value}")] {
+        let r = w.idle_check(&without);
+        assert!(!r.has_site_messages() && r.status == 401, "{without}: {} {}", r.status, r.json);
+    }
+    assert_eq!(w.site.counters("alice").0, 1, "nothing flipped");
+    assert_eq!(w.idle_check(&both).announced().len(), 1);
+    // The site's logout keeps the session id; the program names nobody now.
+    w.site_logout("s1");
+    w.site.deliver("bob", "alice", "after logout");
+    let out = w.lighttpd("whoami.sh", &[var("HTTP_COOKIE", &both)]);
+    assert!(out.json().get("site_messages").is_none(), "{}", out.text());
+    assert!(ends_session_cookie(&out), "{}", out.head());
+    let r = w.idle_check("SID=s1");
+    assert!(!r.has_site_messages(), "{}", r.json);
+    // The next person on that browser, the old cookie still sent: only their own.
+    w.site_login("s9", "bob");
+    w.site.deliver("alice", "bob", "for bob");
+    let bob = w.lighttpd("whoami.sh", &[var("HTTP_COOKIE", format!("SID=s9; pb_session={value}"))]);
+    assert_eq!(subjects(&bob), vec!["for bob"]);
+    let bob_cookie = bob.set_cookies().into_iter().find(|(n, v, _)| n == "pb_session" && !v.is_empty()).unwrap().1;
+    assert_ne!(&bob_cookie, value);
+    assert_eq!(w.site.counters("alice").0, 1, "alice's message waits for her");
+    // Revocation ends a bound cookie too; the next answer naming bob sets a new one.
+    let bobs = format!("SID=s9; pb_session={bob_cookie}");
+    assert_eq!(w.idle_check(&bobs).status, 200);
+    w.site.piggyback_ok(&["user", "revoke", "bob"]);
+    assert_eq!(w.idle_check(&bobs).status, 401);
+    assert_eq!(w.lighttpd("whoami.sh", &[var("HTTP_COOKIE", &bobs)]).set_cookies().len(), 1);
+    // On https the cookie is __Host-pb_session, Secure.
+    let https = w.lighttpd("whoami.sh", &[var("HTTP_COOKIE", "SID=s9"), var("HTTPS", "on")]);
+    let cookies = https.set_cookies();
+    assert!(cookies.iter().any(|(n, _, l)| n == "__Host-pb_session" && l.contains("; Secure")), "{cookies:?}");
+}
+
+#[test]
+fn a_direct_request_with_a_query_in_the_kernels_shebang_form_runs_nothing() {
+    // GET /cgi-bin/piggyback-wrap?/usr/bin/perl+/…/admin/secret.pl under Apache: the
+    // query has no `=`, so Apache makes it argv, exactly the kernel's `#!` form for a
+    // program whose first line names the wrapper; its folder may be denied to clients.
+    let w = Wrapped::new();
+    let admin = w.app.join("admin");
+    std::fs::create_dir(&admin).unwrap();
+    chmod(&admin, 0o755);
+    let secret = admin.join("secret.pl");
+    std::fs::write(&secret, format!("#!{WRAPPER} /usr/bin/perl\n{ENV_PL}")).unwrap();
+    chmod(&secret, 0o755);
+    let query = format!("/usr/bin/perl+{}", secret.display());
+    let mut env = w.base_env("GET", &query);
+    env.push(var("SCRIPT_FILENAME", WRAPPER));
+    env.push(var("SCRIPT_NAME", "/cgi-bin/piggyback-wrap"));
+    let args: Vec<OsString> = query.split('+').map(Into::into).collect();
+    w.run(WRAPPER, &args, env.clone(), b"").assert_refused("the kernel was asked to run");
+    // With the wrapper's own name in SCRIPT_FILENAME removed, still not the kernel's call.
+    env.retain(|(k, _)| k != "SCRIPT_FILENAME");
+    w.run(WRAPPER, &args, env, b"").assert_refused("the kernel was asked to run");
+    // The kernel's own call of the same program still runs it.
+    assert_eq!(w.python(&secret, "", &[]).json()["argv"], serde_json::json!([]));
+}
+
+#[test]
+fn a_programs_own_site_messages_never_reaches_the_client_as_the_servers() {
+    let w = Wrapped::new();
+    w.site.deliver("bob", "alice", "the real one");
+    let identified = w.lighttpd("fake.sh", &[w.cookie("alice")]);
+    assert!(!identified.text().contains("evil.example"), "{}", identified.text());
+    assert_eq!(subjects(&identified), vec!["the real one"]);
+    assert_eq!(identified.json()["comment"], "hi");
+    assert!(identified.stderr.contains("site_messages member of its own"), "{}", identified.stderr);
+    let anonymous = w.lighttpd("fake.sh", &[]);
+    assert!(!anonymous.text().contains("evil.example"), "{}", anonymous.text());
+    assert_eq!(anonymous.json(), serde_json::json!({"comment": "hi"}));
+    assert_eq!(anonymous.header("Content-Length"), Some(anonymous.body().len().to_string().as_str()));
+    assert!(anonymous.stderr.contains("site_messages member of its own"), "{}", anonymous.stderr);
+}
+
+#[test]
+fn json_that_is_not_plainly_a_pages_call_passes_byte_for_byte_and_flips_nothing() {
+    let w = Wrapped::new();
+    w.site.deliver("bob", "alice", "not into a download");
+    let alice = w.cookie("alice");
+    for (script, extra) in [
+        ("twotypes.sh", vec![]),
+        ("export.sh", vec![]),
+        ("hello.sh", vec![var("HTTP_SEC_FETCH_MODE", "navigate"), var("HTTP_SEC_FETCH_DEST", "document")]),
+    ] {
+        let mut vars = vec![alice.clone()];
+        vars.extend(extra);
+        let answer = w.lighttpd(script, &vars);
+        assert_eq!(answer.raw, w.direct(script), "{script}: {}", answer.text());
+    }
+    assert_eq!(w.site.counters("alice"), (1, 0), "no claim was made");
+    assert_eq!(w.lighttpd("hello.sh", &[alice]).announced().len(), 1, "a page's own call announces it");
+}
+
+#[test]
+fn the_member_holds_no_markup_and_every_answer_carrying_it_says_nosniff() {
+    let w = Wrapped::new();
+    let subject = "<img src=x onerror=alert(1)> & </script>";
+    w.site.deliver("bob", "alice", subject);
+    let answer = w.lighttpd("hello.sh", &[w.cookie("alice")]);
+    let body = String::from_utf8(answer.body().to_vec()).unwrap();
+    let member = &body[body.find("\"site_messages\":").unwrap()..];
+    assert!(!member.contains(['<', '>', '&']), "{member}");
+    assert!(member.contains("\\u003cimg src=x onerror=alert(1)\\u003e \\u0026 \\u003c/script\\u003e"), "{member}");
+    assert_eq!(subjects(&answer), vec![subject], "the same text once parsed");
+    assert_eq!(answer.header("X-Content-Type-Options"), Some("nosniff"));
+    // Our own programs write through the same serializer.
+    w.site.deliver("bob", "alice", subject);
+    let ours = w.site.cgi(crate::support::Program::Profile).user("alice").run();
+    let raw = String::from_utf8_lossy(&ours.body).into_owned();
+    assert!(!raw.contains(['<', '>', '&']), "{raw}");
+    assert_eq!(ours.site()["items"][0]["subject"], subject);
+}
+
+#[test]
+fn the_program_sees_no_piggyback_setting_and_the_keys_path_only_when_let() {
+    let w = Wrapped::new().set("PIGGYBACK_EMPTY", "omit").set("PIGGYBACK_TRUST_REMOTE_USER", "0");
+    let env = w.lighttpd("env.pl", &[w.cookie("alice")]).json()["env"].clone();
+    let names: Vec<&String> = env.as_object().unwrap().keys().filter(|k| k.starts_with("PIGGYBACK_")).collect();
+    assert!(names.is_empty(), "the program sees {names:?}");
+    let w = w.set("PIGGYBACK_WRAP_PASS_SECRET_FILE", "1");
+    let env = w.lighttpd("env.pl", &[]).json()["env"].clone();
+    let names: Vec<&String> = env.as_object().unwrap().keys().filter(|k| k.starts_with("PIGGYBACK_")).collect();
+    assert_eq!(names, vec!["PIGGYBACK_SECRET_FILE"], "{env}");
+    assert_eq!(env["PIGGYBACK_SECRET_FILE"], w.site.secret().to_str().unwrap());
+}
+
+#[test]
+fn every_cause_of_a_left_out_member_is_logged() {
+    let w = Wrapped::new();
+    let alice = w.cookie("alice");
+    w.site.deliver("bob", "alice", "waiting");
+    // Busy: another process holds the database.
+    let conn = w.site.conn();
+    conn.begin_exclusive();
+    let busy = w.lighttpd("hello.pl", std::slice::from_ref(&alice));
+    conn.exec("ROLLBACK");
+    assert_eq!(busy.raw, w.direct("hello.pl"));
+    assert!(busy.stderr.contains("site_messages left out") && busy.stderr.contains("busy"), "{}", busy.stderr);
+    // Unopenable, and misconfigured.
+    for (value, says) in [
+        (w.site.dir.path().join("gone/none.db").into_os_string(), "does not exist"),
+        (OsString::from("relative.db"), "PIGGYBACK_DB"),
+    ] {
+        let answer = w.lighttpd("hello.pl", &[alice.clone(), var("PIGGYBACK_DB", value)]);
+        assert_eq!(answer.raw, w.direct("hello.pl"));
+        assert!(answer.stderr.contains("site_messages left out") && answer.stderr.contains(says), "{}", answer.stderr);
+    }
+    // The settings file cannot be read: the log names it and the user, next to the
+    // setting that is then missing.
+    let install = w.site.dir.path().join("install");
+    std::fs::create_dir_all(install.join("cgi-bin")).unwrap();
+    std::fs::create_dir_all(install.join("etc/piggyback-wrap.conf")).unwrap();
+    let copy = install.join("cgi-bin/piggyback-wrap");
+    std::fs::copy(WRAPPER, &copy).unwrap();
+    let path = w.app.join("hello.pl");
+    let mut env = w.base_env("GET", "");
+    env.retain(|(k, _)| !k.starts_with("PIGGYBACK_"));
+    env.push(var("SCRIPT_FILENAME", &path));
+    let answer = w.run(copy.to_str().unwrap(), &[path.into()], env, b"");
+    assert_eq!(answer.status(), 500, "{}", answer.text());
+    let line = answer.stderr.lines().find(|l| l.contains("PIGGYBACK_WRAP_ROOT is not set")).unwrap_or_default();
+    assert!(
+        line.contains("piggyback-wrap.conf") && line.contains("cannot be read by") && line.contains("uid"),
+        "{}",
+        answer.stderr
+    );
+    w.site.assert_check_passes();
+}
+
+#[test]
+fn the_php_identity_line_of_the_guide_follows_the_sites_login_and_logout() {
+    let w = Wrapped::new().set("PIGGYBACK_SITE_SESSION_COOKIE", "PHPSESSID");
+    let sessions = w.site.dir.path().join("php-sessions");
+    std::fs::create_dir(&sessions).unwrap();
+    let program = format!(
+        "<?php\nini_set('session.save_path', {:?});\n{}\nsession_start();\n\
+         if (($_GET['do'] ?? '') === 'login') {{ session_regenerate_id(); $_SESSION['user'] = 'alice'; }}\n\
+         if (($_GET['do'] ?? '') === 'logout') {{ session_destroy(); }}\n\
+         header('Content-Type: application/json');\necho json_encode(['ok' => true]);\n",
+        sessions.to_str().unwrap(),
+        crate::docs::snippet("user-header-php")
+    );
+    let path = w.app.join("site.php");
+    std::fs::write(&path, program).unwrap();
+    chmod(&path, 0o644);
+    w.site.deliver("bob", "alice", "hello php");
+    let login = w.lighttpd("site.php", &[var("QUERY_STRING", "do=login")]);
+    assert_eq!(subjects(&login), vec!["hello php"], "{}; {}", login.text(), login.stderr);
+    let cookies = login.set_cookies();
+    let sid = cookies.iter().find(|(n, _, _)| n == "PHPSESSID").expect("PHP's session cookie").1.clone();
+    let pb = cookies.iter().find(|(n, _, _)| n == "pb_session").expect("the bound cookie").1.clone();
+    let both = format!("PHPSESSID={sid}; pb_session={pb}");
+    w.site.deliver("bob", "alice", "while logged in");
+    assert_eq!(w.idle_check(&both.replace("PHPSESSID", "SID")).status, 401, "bound to PHPSESSID, not SID");
+    let page = w.lighttpd("site.php", &[var("HTTP_COOKIE", &both)]);
+    assert_eq!(subjects(&page), vec!["while logged in"], "{}", page.text());
+    // The site's own logout, unchanged: session_destroy() keeps the cookie's value.
+    w.site.deliver("bob", "alice", "after logout");
+    let logout = w.lighttpd("site.php", &[var("HTTP_COOKIE", &both), var("QUERY_STRING", "do=logout")]);
+    assert!(logout.json().get("site_messages").is_none(), "{}", logout.text());
+    assert!(ends_session_cookie(&logout), "{}", logout.head());
+    let after = w.lighttpd("site.php", &[var("HTTP_COOKIE", format!("PHPSESSID={sid}"))]);
+    assert!(after.json().get("site_messages").is_none(), "{}", after.text());
+    assert_eq!(w.site.counters("alice").0, 1, "the message after the logout waits for alice");
 }

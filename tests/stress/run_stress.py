@@ -14,6 +14,10 @@ pgbouncer (--mode postgres, a throw-away cluster from scripts/pg-cluster). Durin
   (remove, request, accept), posts and comments (each with a unique body);
 * a killer SIGKILLs random running CGI programs, children of the lighttpd this script
   started, found by their parent pid and executable, never anything else;
+* a held-lock phase: once, from 40 % of the run, another process holds the database's
+  write lock for HOLD_SECONDS, longer than the programs' busy timeout (SQLite:
+  `BEGIN IMMEDIATE`; PostgreSQL, which has no such lock: `LOCK TABLE messages`, which
+  holds every insert of a message up);
 * a ledger keeps every response (ledger.jsonl in the work directory).
 
 Then `piggyback drain --stale-after 0`, a settle phase (after the acknowledgement lease,
@@ -27,7 +31,10 @@ every user asks again until nothing is announced again), and the checks:
 4. counters match a recount (`piggyback check`), PRAGMA integrity_check is ok;
 5. every 5xx a program wrote is a 503 with Retry-After (the web server's own 5xx for a
    killed program, not JSON, are counted and must not outnumber the kills);
-6. the spool's new/, cur/ and bad/ are empty.
+6. the spool's new/, cur/ and bad/ are empty;
+7. during the held lock, sends were accepted (202) and none answered 503;
+8. the run saw what it checks: sends accepted, and programs killed when kills were
+   planned (a run where every send was refused, or nothing was killed, fails).
 
 Only 127.0.0.1 is contacted; the server is stopped by its own pid. Python standard
 library only. The last line is "stress: PASS ..." or "stress: FAIL ..."; exit 1 on
@@ -56,6 +63,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "e2e"))
 import run_e2e  # noqa: E402  (the installs and servers of the e2e suite)
 
+HOLD_SECONDS = 4.0  # the held-lock phase: twice the programs' busy timeout (2 s)
 ACK_LEASE = 5  # the smallest lease the programs accept: the settle phase waits it out
 SETTINGS = {  # what the stress site's configuration changes from cgi-bin-config/
     # The load is many people's: one user's limits would only turn it into 429s.
@@ -120,6 +128,18 @@ class CgiSite:
 
     def close(self):
         """After the checks: nothing to stop beyond the server."""
+
+    def begin_holding_writes(self):
+        """Holds the database's write lock from another process (BEGIN IMMEDIATE);
+        returns the function that lets it go."""
+        conn = sqlite3.connect(str(self.inst.db), isolation_level=None, timeout=60)
+        conn.execute("BEGIN IMMEDIATE")
+
+        def release():
+            conn.execute("ROLLBACK")
+            conn.close()
+
+        return release
 
     def start(self):
         self.server.start()
@@ -190,6 +210,23 @@ class PostgresSite(CgiSite):
         out = p.stdout.rstrip("\n")
         return [tuple(t(v) for t, v in zip(types, rec.split("\x1f"))) for rec in out.split("\x1e") if rec]
 
+    def begin_holding_writes(self):
+        """Holds every insert of a message up from another session (PostgreSQL has no
+        database-wide write lock): psql keeps the transaction open until released."""
+        p = subprocess.Popen(["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", self.direct_url],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        p.stdin.write("BEGIN;\nLOCK TABLE messages IN SHARE ROW EXCLUSIVE MODE;\nSELECT 'locked';\n")
+        p.stdin.flush()
+        if p.stdout.readline().strip() != "locked":
+            raise RuntimeError("psql could not take the lock")
+
+        def release():
+            p.stdin.write("ROLLBACK;\n")
+            p.stdin.close()
+            p.wait(timeout=60)
+
+        return release
+
     def integrity(self):
         return None  # no file to check: the server's own WAL and the counters' recount cover it
 
@@ -259,6 +296,7 @@ class Load:
         self.posts = []  # (post id, author name)
         self.posts_lock = threading.Lock()
         self.kills = 0
+        self.held = None  # (start, end) of the held-lock phase, wall-clock seconds
 
     def next_token(self, prefix):
         with self.counter_lock:
@@ -285,6 +323,7 @@ class Load:
             self.ledger.add(entry)
             return None, None
         entry["status"] = r.status
+        entry["t_end"] = time.time()
         entry["retry_after"] = r.header("Retry-After")
         if poll and r.header("ETag"):
             user.etag = r.header("ETag")
@@ -376,6 +415,19 @@ class Load:
             except ProcessLookupError:
                 pass
 
+    # the held-lock phase: once, past the busy timeout
+    def locker(self, at):
+        if self.stop.wait(at):
+            return
+        release = self.site.begin_holding_writes()
+        start = time.time()
+        try:
+            time.sleep(HOLD_SECONDS)
+        finally:
+            end = time.time()
+            release()
+            self.held = (start, end)
+
     def run(self, seconds, senders, kill_rate):
         threads = []
         for i, user in enumerate(self.users):
@@ -383,6 +435,7 @@ class Load:
         for i in range(senders):
             threads.append(threading.Thread(target=self.sender, args=(random.Random(self.seed * 2000 + i),)))
         threads.append(threading.Thread(target=self.killer, args=(random.Random(self.seed), kill_rate)))
+        threads.append(threading.Thread(target=self.locker, args=(seconds * 0.4,)))
         for t in threads:
             t.start()
         try:
@@ -432,7 +485,7 @@ class Checker:
             print("FAIL:", what, flush=True)
 
 
-def check_invariants(load, site, ledger, kills, settled):
+def check_invariants(load, site, ledger, kills, settled, kill_rate):
     c = Checker()
     entries = ledger.entries
     ids = {name: uid for uid, name in site.rows("SELECT id, name FROM users", (int, str))}
@@ -520,6 +573,22 @@ def check_invariants(load, site, ledger, kills, settled):
     if site.SERVER_5XX_PER_KILL_AT_MOST_ONE:
         c.check(len(servers) <= kills, f"{len(servers)} server 5xx but only {kills} kills")
 
+    # 7. the held lock: sends within it accepted (queued), none refused for the lock
+    held = load.held
+    c.check(held is not None, "the held-lock phase did not run")
+    if held is not None:
+        within = [e for e in sends if e.get("json") and e.get("t_end") and held[0] <= e["t"] and e["t_end"] <= held[1]]
+        figures["sends answered within the held lock"] = len(within)
+        figures["sends queued (202) within the held lock"] = sum(1 for e in within if e["status"] == 202)
+        c.check(figures["sends queued (202) within the held lock"] > 0,
+                f"no send was queued while the lock was held: {Counter(e['status'] for e in within)}")
+        refused = [e for e in within if e["status"] == 503]
+        c.check(not refused, f"sends answered 503 while the lock was held: {refused[:5]}")
+
+    # 8. the run saw what it checks
+    c.check(len(accepted) > 0, f"no send was accepted out of {len(sends)}: nothing was checked")
+    c.check(kill_rate <= 0 or kills > 0, f"kills were planned ({kill_rate}/s) but none happened")
+
     # 6. the spool
     spool = site.inst.root / "data" / "spool"
     for d in ("new", "cur", "bad"):
@@ -577,7 +646,7 @@ def main():
             log(f"stress: final drain failed: {drain.stderr.strip()}")
         settled = settle(load)
         site.stop()
-        c, figures = check_invariants(load, site, ledger, load.kills, settled)
+        c, figures = check_invariants(load, site, ledger, load.kills, settled, args.kill_rate)
         c.check(drain.returncode == 0, f"final drain: {drain.stderr.strip()}")
         figures["seconds of load"] = round(elapsed)
         print(json.dumps(dict(figures), indent=1), flush=True)

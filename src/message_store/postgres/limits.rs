@@ -2,6 +2,7 @@
 //! in one transaction, each key's row locked in key order.
 
 use super::{PgStore, int, text};
+use crate::message_store::sql::{self, pg};
 use crate::message_store::{Limit, Limits, Refusal, Result};
 
 impl Limits for PgStore {
@@ -16,8 +17,8 @@ impl Limits for PgStore {
     // Gives back one event counted against `key` in its current window.
     fn refund_limit(&self, key: &str) -> Result<()> {
         self.write(|tx| {
-            tx.query_typed("UPDATE rate_limits SET count = count - 1 WHERE key = $1 AND count > 0", &[text(&key)])?;
-            tx.query_typed("DELETE FROM rate_limits WHERE key = $1 AND count = 0", &[text(&key)])?;
+            tx.query_typed(pg!(sql::REFUND_EVENT), &[text(&key)])?;
+            tx.query_typed(pg!(sql::FORGET_EMPTY_LIMIT), &[text(&key)])?;
             Ok(())
         })
     }
@@ -58,7 +59,7 @@ pub(super) fn take_limits_in(
     }
     for (l, in_window) in order.iter().zip(in_window) {
         if in_window {
-            tx.query_typed("UPDATE rate_limits SET count = count + 1 WHERE key = $1", &[text(&l.key)])?;
+            tx.query_typed(pg!(sql::COUNT_EVENT), &[text(&l.key)])?;
         } else {
             tx.query_typed(
                 "UPDATE rate_limits SET window_start = $2, count = 1 WHERE key = $1",

@@ -1,4 +1,4 @@
-//! Messages on PostgreSQL (as `sqlite/mailbox.rs`): storing, listing, reading, marking,
+//! The mailbox on PostgreSQL (as `sqlite/mailbox.rs`): storing, listing, reading, marking,
 //! deleting, and the claim that announces new messages exactly once.
 
 use std::collections::BTreeMap;
@@ -7,11 +7,13 @@ use postgres::types::Type;
 use postgres::{GenericClient, Row};
 
 use super::{Param, PgStore, int, int4, text};
+use crate::message_store::sql::{self, pg};
 use crate::message_store::{
     Announce, CLAIM_BATCH, Claim, Counters, Mailbox, Mailboxes, Message, Result, StateFilter, StoreError, Stored,
     Summary,
 };
 use crate::model::{Change, MessageId, MessageKind, MessageState, NewMessage, UserId};
+use crate::text::rfc3339;
 
 impl Mailboxes for PgStore {
     fn counters(&self, user: UserId) -> Result<Counters> {
@@ -24,18 +26,12 @@ impl Mailboxes for PgStore {
 
     fn keyed_message(&self, sender: UserId, key: &str) -> Result<Option<(MessageId, UserId)>> {
         Ok(self
-            .query_opt(
-                "SELECT id, recipient_id FROM messages WHERE sender_id = $1 AND idempotency_key = $2",
-                &[int(&sender.0), text(&key)],
-            )?
+            .query_opt(pg!(sql::KEYED_MESSAGE), &[int(&sender.0), text(&key)])?
             .map(|r| (MessageId(r.get(0)), UserId(r.get(1)))))
     }
 
     fn acknowledge(&self, user: UserId, batch: i64) -> Result<()> {
-        self.client()?.execute_typed(
-            "UPDATE mailbox SET acked = $2 WHERE user_id = $1 AND acked < $2 AND $2 <= batch",
-            &[int(&user.0), int(&batch)],
-        )?;
+        self.client()?.execute_typed(pg!(sql::ACKNOWLEDGE), &[int(&user.0), int(&batch)])?;
         Ok(())
     }
 
@@ -49,22 +45,15 @@ impl Mailboxes for PgStore {
         self.write(|tx| {
             let Mailbox { batch: last, acked, .. } = read_mailbox(tx, user, " FOR UPDATE")?;
             for &b in shown.iter().filter(|&&b| b > acked && b <= last) {
-                tx.execute_typed(
-                    "UPDATE messages SET batch = -batch
-                     WHERE recipient_id = $1 AND state = 'delivered' AND batch = $2 AND batch > $3",
-                    &[int(&user.0), int(&b), int(&acked)],
-                )?;
+                tx.execute_typed(pg!(sql::ACKNOWLEDGE_BATCH), &[int(&user.0), int(&b), int(&acked)])?;
             }
             let waiting: bool = tx
-                .query_typed(
-                    "SELECT EXISTS (SELECT 1 FROM messages WHERE recipient_id = $1 AND state = 'delivered' AND batch > $2)",
-                    &[int(&user.0), int(&acked)],
-                )?
+                .query_typed(pg!(sql::UNACKNOWLEDGED_LEFT), &[int(&user.0), int(&acked)])?
                 .first()
                 .map(|r| r.get(0))
                 .unwrap_or(false);
             if !waiting {
-                tx.execute_typed("UPDATE mailbox SET acked = batch WHERE user_id = $1", &[int(&user.0)])?;
+                tx.execute_typed(pg!(sql::ACKNOWLEDGE_ALL), &[int(&user.0)])?;
             }
             Ok(())
         })
@@ -91,33 +80,18 @@ impl Mailboxes for PgStore {
             };
             let repeat_ids = match announce {
                 Announce::New => Vec::new(),
-                // The outer state test is re-checked on a row another transaction
-                // changed meanwhile; the subquery's choice alone would not be.
-                Announce::NewAndUnacknowledged => returning_ids(
-                    "UPDATE messages SET batch = $2 WHERE id IN (
-                         SELECT id FROM messages WHERE recipient_id = $1 AND state = 'delivered' AND batch > $3
-                         ORDER BY batch DESC, id DESC LIMIT $4) AND state = 'delivered' RETURNING id",
-                    &[int(&user.0), int(&batch), int(&acked), int(&bound)],
-                )?,
+                Announce::NewAndUnacknowledged => {
+                    returning_ids(pg!(sql::ANNOUNCE_AGAIN), &[int(&user.0), int(&batch), int(&acked), int(&bound)])?
+                }
             };
-            // The newest `bound` only (CLAIM_BATCH): the rest stays `new` for later answers.
-            let ids = returning_ids(
-                "UPDATE messages SET state = 'delivered', batch = $2 WHERE id IN (
-                     SELECT id FROM messages WHERE recipient_id = $1 AND state = 'new' ORDER BY id DESC LIMIT $3)
-                 AND state = 'new' RETURNING id",
-                &[int(&user.0), int(&batch), int(&bound)],
-            )?;
+            let ids = returning_ids(pg!(sql::ANNOUNCE_NEW), &[int(&user.0), int(&batch), int(&bound)])?;
             let flipped = ids.len() as i64;
             let repeated = repeat_ids.len() as i64;
             if flipped + repeated > 0 {
-                tx.query_typed(
-                    "UPDATE mailbox SET new = new - $2, delivered = delivered + $2, batch = $3, announced_at = $4
-                     WHERE user_id = $1",
-                    &[int(&user.0), int(&flipped), int(&batch), int(&now)],
-                )?;
+                tx.query_typed(pg!(sql::COUNT_ANNOUNCED), &[int(&user.0), int(&flipped), int(&batch), int(&now)])?;
             } else if announce == Announce::NewAndUnacknowledged {
                 // What the unacknowledged batches held has been read or deleted since.
-                tx.query_typed("UPDATE mailbox SET acked = batch WHERE user_id = $1", &[int(&user.0)])?;
+                tx.query_typed(pg!(sql::ACKNOWLEDGE_ALL), &[int(&user.0)])?;
             }
             let items = summaries(tx, &ids, max_items, prefix)?;
             let repeats = summaries(tx, &repeat_ids, max_items - items.len(), prefix)?;
@@ -135,34 +109,25 @@ impl Mailboxes for PgStore {
         limit: usize,
         prefix_chars: usize,
     ) -> Result<Vec<Summary>> {
-        let sql = concat!(
-            summary_select!(),
-            "WHERE m.recipient_id = $3 AND m.state IN ($4, $5, $6) AND m.id < $7 ORDER BY m.id DESC LIMIT $1"
-        );
         let [a, b, c] = filter.states();
         let (limit, prefix, before) =
             (limit as i64, prefix_chars.min(i32::MAX as usize) as i32, before.unwrap_or(i64::MAX));
-        let rows =
-            self.query(sql, &[int(&limit), int4(&prefix), int(&user.0), text(&a), text(&b), text(&c), int(&before)])?;
+        let rows = self.query(
+            pg!(sql::LIST_MESSAGES),
+            &[int(&limit), int4(&prefix), int(&user.0), text(&a), text(&b), text(&c), int(&before)],
+        )?;
         rows.iter().map(summary_row).collect()
     }
 
     fn message(&self, user: UserId, id: MessageId) -> Result<Option<Message>> {
-        let sql = concat!(
-            "SELECT m.id, s.name, r.name, m.subject, m.body, ",
-            rfc3339!("m.sent_at"),
-            ", m.state, m.kind
-             FROM messages m JOIN users s ON s.id = m.sender_id JOIN users r ON r.id = m.recipient_id
-             WHERE m.id = $1 AND m.recipient_id = $2 AND m.state <> 'deleted'"
-        );
-        let Some(r) = self.query_opt(sql, &[int(&id.0), int(&user.0)])? else { return Ok(None) };
+        let Some(r) = self.query_opt(pg!(sql::MESSAGE), &[int(&id.0), int(&user.0)])? else { return Ok(None) };
         Ok(Some(Message {
             id: MessageId(r.get(0)),
             from: r.get(1),
             to: r.get(2),
             subject: r.get(3),
             body: r.get(4),
-            sent_at: r.get(5),
+            sent_at: rfc3339(r.get(5)),
             state: state_of(r.get(6))?,
             kind: kind_of(r.get(7))?,
         }))
@@ -171,29 +136,22 @@ impl Mailboxes for PgStore {
     fn change(&self, user: UserId, id: MessageId, change: Change) -> Result<bool> {
         self.write(|tx| {
             read_mailbox(tx, user, " FOR UPDATE")?;
-            let state: Option<String> = tx
-                .query_typed_opt(
-                    "SELECT state FROM messages WHERE id = $1 AND recipient_id = $2 AND state <> 'deleted'",
-                    &[int(&id.0), int(&user.0)],
-                )?
-                .map(|r| r.get(0));
+            let state: Option<String> =
+                tx.query_typed_opt(pg!(sql::MESSAGE_STATE), &[int(&id.0), int(&user.0)])?.map(|r| r.get(0));
             let Some(state) = state else { return Ok(false) };
             let target = match change {
                 Change::MarkRead => "read",
                 Change::Delete => "deleted",
             };
             if state != target {
-                tx.query_typed("UPDATE messages SET state = $2 WHERE id = $1", &[int(&id.0), text(&target)])?;
+                tx.query_typed(pg!(sql::SET_STATE), &[int(&id.0), text(&target)])?;
                 let (new, delivered): (i64, i64) = match state.as_str() {
                     "new" => (1, 0),
                     "delivered" => (0, 1),
                     _ => (0, 0),
                 };
                 if new + delivered > 0 {
-                    tx.query_typed(
-                        "UPDATE mailbox SET new = new - $2, delivered = delivered - $3 WHERE user_id = $1",
-                        &[int(&user.0), int(&new), int(&delivered)],
-                    )?;
+                    tx.query_typed(pg!(sql::UNCOUNT), &[int(&user.0), int(&new), int(&delivered)])?;
                 }
             }
             Ok(true)
@@ -203,11 +161,8 @@ impl Mailboxes for PgStore {
     fn mark_all_read(&self, user: UserId) -> Result<i64> {
         self.write(|tx| {
             read_mailbox(tx, user, " FOR UPDATE")?;
-            let n = tx.execute_typed(
-                "UPDATE messages SET state = 'read' WHERE recipient_id = $1 AND state IN ('new', 'delivered')",
-                &[int(&user.0)],
-            )?;
-            tx.query_typed("UPDATE mailbox SET new = 0, delivered = 0 WHERE user_id = $1", &[int(&user.0)])?;
+            let n = tx.execute_typed(pg!(sql::MARK_ALL_READ), &[int(&user.0)])?;
+            tx.query_typed(pg!(sql::EMPTY_MAILBOX), &[int(&user.0)])?;
             Ok(n as i64)
         })
     }
@@ -230,7 +185,7 @@ impl Mailboxes for PgStore {
                 stored.push(s);
             }
             for (to, n) in &added {
-                tx.query_typed("UPDATE mailbox SET new = new + $2 WHERE user_id = $1", &[int(to), int(n)])?;
+                tx.query_typed(pg!(sql::COUNT_NEW), &[int(to), int(n)])?;
             }
             Ok(stored)
         })
@@ -238,21 +193,16 @@ impl Mailboxes for PgStore {
 
     fn stored_for(&self, request_id: &str, from: UserId, key: Option<&str>) -> Result<Option<MessageId>> {
         Ok(self
-            .query_opt(
-                "SELECT id FROM messages WHERE request_id = $1 OR (sender_id = $2 AND idempotency_key = $3) LIMIT 1",
-                &[text(&request_id), int(&from.0), text(&key)],
-            )?
+            .query_opt(pg!(sql::STORED_FOR), &[text(&request_id), int(&from.0), text(&key)])?
             .map(|r| MessageId(r.get(0))))
     }
 }
 
+const MAILBOX_FOR_UPDATE: &str = pg!(concat!(sql::mailbox!(), " FOR UPDATE"));
+
 /// A user's `mailbox` row (all zero when there is none); `lock` is `""` or `" FOR UPDATE"`.
 pub(super) fn read_mailbox(client: &mut impl GenericClient, user: UserId, lock: &str) -> Result<Mailbox> {
-    let sql = if lock.is_empty() {
-        "SELECT new, delivered, batch, acked, announced_at FROM mailbox WHERE user_id = $1"
-    } else {
-        "SELECT new, delivered, batch, acked, announced_at FROM mailbox WHERE user_id = $1 FOR UPDATE"
-    };
+    let sql = if lock.is_empty() { pg!(sql::MAILBOX) } else { MAILBOX_FOR_UPDATE };
     Ok(client
         .query_typed_opt(sql, &[int(&user.0)])?
         .map(|r| Mailbox {
@@ -281,10 +231,7 @@ pub(super) fn insert_message(tx: &mut postgres::Transaction<'_>, m: &NewMessage)
     let kind = m.kind.as_str();
     let id: Option<i64> = tx
         .query_typed_opt(
-            "INSERT INTO messages (request_id, sender_id, recipient_id, subject, body, kind, idempotency_key, sent_at)
-             SELECT $1, $2, $3, $4, $5, $6, $7, $8
-             WHERE NOT EXISTS (SELECT 1 FROM users WHERE id IN ($2, $3) AND removed_at IS NOT NULL)
-             ON CONFLICT DO NOTHING RETURNING id",
+            pg!(sql::INSERT_MESSAGE),
             &[
                 text(&m.request_id),
                 int(&m.from.0),
@@ -302,10 +249,7 @@ pub(super) fn insert_message(tx: &mut postgres::Transaction<'_>, m: &NewMessage)
     }
     // A conflict (the row exists), or else a removed sender or recipient.
     Ok(tx
-        .query_typed_opt(
-            "SELECT id FROM messages WHERE request_id = $1 OR (sender_id = $2 AND idempotency_key = $3) LIMIT 1",
-            &[text(&m.request_id), int(&m.from.0), text(&m.idempotency_key)],
-        )?
+        .query_typed_opt(pg!(sql::STORED_FOR), &[text(&m.request_id), int(&m.from.0), text(&m.idempotency_key)])?
         .map_or(Stored::Dropped, |r| Stored::Already(MessageId(r.get(0)))))
 }
 
@@ -321,7 +265,7 @@ pub(super) fn summaries(
         return Ok(Vec::new());
     }
     let rows = tx.query_typed(
-        concat!(summary_select!(), "WHERE m.id = ANY($1) ORDER BY m.id DESC"),
+        pg!(concat!(sql::summary_select!(), "WHERE m.id = ANY(?1) ORDER BY m.id DESC")),
         &[(&ids, Type::INT8_ARRAY), int4(&prefix)],
     )?;
     rows.iter().map(summary_row).collect()
@@ -334,7 +278,7 @@ pub(super) fn summary_row(r: &Row) -> Result<Summary> {
         subject: r.get(2),
         body_prefix: r.get(3),
         body_truncated: r.get(4),
-        sent_at: r.get(5),
+        sent_at: rfc3339(r.get(5)),
         state: state_of(r.get(6))?,
         kind: kind_of(r.get(7))?,
     })

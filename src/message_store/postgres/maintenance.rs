@@ -4,7 +4,8 @@
 use std::collections::HashMap;
 
 use super::{PgStore, int};
-use crate::message_store::{Counters, Maintenance, RECOUNT_COUNTERS, Result, SeedPlan, SeedReport};
+use crate::message_store::sql::{self, pg};
+use crate::message_store::{Counters, Maintenance, Result, SeedPlan, SeedReport};
 use crate::model::UserId;
 
 impl Maintenance for PgStore {
@@ -22,10 +23,7 @@ impl Maintenance for PgStore {
             .iter()
             .map(|r| (r.get(0), Counters { new: r.get(1), delivered: r.get(2) }))
             .collect();
-        let rows = client.query_typed(
-            "SELECT u.id, u.name, m.new, m.delivered FROM users u LEFT JOIN mailbox m ON m.user_id = u.id ORDER BY u.id",
-            &[],
-        )?;
+        let rows = client.query_typed(sql::STORED_COUNTERS, &[])?;
         for r in rows {
             let (id, name, new, delivered): (i64, String, Option<i64>, Option<i64>) =
                 (r.get(0), r.get(1), r.get(2), r.get(3));
@@ -50,11 +48,8 @@ impl Maintenance for PgStore {
 
     fn repair_counters(&self) -> Result<usize> {
         self.write(|tx| {
-            tx.query_typed(
-                "INSERT INTO mailbox (user_id) SELECT id FROM users WHERE id NOT IN (SELECT user_id FROM mailbox)",
-                &[],
-            )?;
-            Ok(tx.execute_typed(RECOUNT_COUNTERS, &[])? as usize)
+            tx.query_typed(sql::ADD_MISSING_MAILBOXES, &[])?;
+            Ok(tx.execute_typed(sql::RECOUNT_ALL, &[])? as usize)
         })
     }
 
@@ -117,7 +112,7 @@ impl Maintenance for PgStore {
                     &[int(&first), int(&users), int(&messages), int(&seed), int(&tag), int(&now)],
                 )?;
             }
-            tx.query_typed(&format!("{RECOUNT_COUNTERS} WHERE user_id >= $1"), &[int(&first)])?;
+            tx.query_typed(pg!(sql::RECOUNT_FROM), &[int(&first)])?;
             // Ids given explicitly above: move the generator past them.
             tx.batch_execute("SELECT setval(pg_get_serial_sequence('users', 'id'), (SELECT max(id) FROM users))")?;
             let written = if users > 0 { plan.messages } else { 0 };

@@ -30,55 +30,11 @@ use postgres::error::SqlState;
 use postgres::types::{ToSql, Type};
 use postgres::{Client, NoTls, Row};
 
-use super::{BUSY_TIMEOUT, Engine, Refusal, Result, SCHEMA_VERSION, StoreError};
+use super::{BUSY_TIMEOUT, Database, Refusal, Result, SCHEMA_VERSION, StoreError};
 
 /// How long `connect` waits for the server: a request whose database is unreachable
 /// answers 503 well within the web servers' CGI timeouts.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// Unix seconds as the contract's RFC 3339 UTC text, whatever the session's time zone.
-macro_rules! rfc3339 {
-    ($column:literal) => {
-        concat!("to_char(to_timestamp(", $column, ") AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')")
-    };
-}
-
-/// The columns of a [`Summary`](super::Summary); `$2` is the number of body characters to read, one
-/// more tells whether it was cut.
-macro_rules! summary_select {
-    () => {
-        concat!(
-            "SELECT m.id, u.name, m.subject, substr(m.body, 1, $2), length(m.body) > $2, ",
-            rfc3339!("m.sent_at"),
-            ", m.state, m.kind FROM messages m JOIN users u ON u.id = m.sender_id "
-        )
-    };
-}
-
-macro_rules! account_select {
-    () => {
-        concat!(
-            "SELECT u.id, u.name, u.display_name, ",
-            rfc3339!("u.joined_at"),
-            ", coalesce(m.new, 0), coalesce(m.delivered, 0),
-                (SELECT count(*) FROM friendships WHERE user_id = u.id),
-                (SELECT count(*) FROM posts WHERE author_id = u.id),
-                (SELECT count(*) FROM messages WHERE sender_id = u.id)
-             FROM users u LEFT JOIN mailbox m ON m.user_id = u.id WHERE u.removed_at IS NULL"
-        )
-    };
-}
-
-macro_rules! post_select {
-    () => {
-        concat!(
-            "SELECT p.id, u.name, p.author_id, p.body, ",
-            rfc3339!("p.created_at"),
-            ", (SELECT count(*) FROM comments c WHERE c.post_id = p.id)
-             FROM posts p JOIN users u ON u.id = p.author_id "
-        )
-    };
-}
 
 mod limits;
 mod mailbox;
@@ -151,7 +107,23 @@ impl From<postgres::Error> for StoreError {
             StoreError::Unreachable(describe(&e))
         } else if *code == SqlState::UNDEFINED_TABLE {
             StoreError::Schema { found: 0 }
+        } else if *code == SqlState::DISK_FULL {
+            StoreError::Full
+        } else if *code == SqlState::IO_ERROR {
+            StoreError::Io(describe(&e))
+        } else if *code == SqlState::DATA_CORRUPTED || *code == SqlState::INDEX_CORRUPTED {
+            StoreError::Corrupt(describe(&e))
+        } else if code.code().starts_with("22")
+            || code.code().starts_with("23")
+            || *code == SqlState::PROGRAM_LIMIT_EXCEEDED
+        {
+            // The content: a data exception (a value too long, a byte sequence the
+            // encoding refuses, such as NUL), an integrity constraint, a row or value
+            // over a limit. Nothing else sets a request file aside.
+            StoreError::Refused(describe(&e).into())
         } else {
+            // Out of memory, out of disk quota, an internal error, a new code: the
+            // environment's until shown otherwise.
             StoreError::Failed(describe(&e).into())
         }
     }
@@ -233,7 +205,7 @@ impl PgStore {
     }
 }
 
-impl Engine for PgStore {
+impl Database for PgStore {
     // Nothing to checkpoint on close: the server keeps its own log.
     fn wrote(&self) -> bool {
         false
@@ -243,6 +215,15 @@ impl Engine for PgStore {
     // answers each write with an error (503), and the next request connects anew.
     fn can_write(&self) -> bool {
         true
+    }
+
+    fn may_write(&self) -> Result<bool> {
+        let row = self.client()?.query_one(
+            "SELECT NOT pg_is_in_recovery() AND current_setting('transaction_read_only') = 'off' \
+             AND has_table_privilege('mailbox', 'UPDATE') AND has_table_privilege('messages', 'INSERT')",
+            &[],
+        )?;
+        Ok(row.get(0))
     }
 
     // Never degraded: the read-only fallback is for a SQLite file on a full disk.
@@ -266,9 +247,8 @@ impl Engine for PgStore {
         Ok(())
     }
 
-    // How long the next write transactions wait for a row lock.
-    fn set_busy_timeout(&self, timeout: Duration) -> Result<()> {
-        self.patience.set(timeout);
-        Ok(())
+    // How long the next write transactions wait for a row lock (`write`).
+    fn patience_cell(&self) -> &Cell<Duration> {
+        &self.patience
     }
 }

@@ -3,32 +3,24 @@
 
 use super::limits::take_limits_in;
 use super::{PgStore, int, text};
+use crate::message_store::sql::{self, pg};
 use crate::message_store::{Comment, Limit, Post, Posts, Refusal, Result};
 use crate::model::{PostId, UserId};
+use crate::text::rfc3339;
 use postgres::Row;
 
 impl Posts for PgStore {
     fn feed(&self, user: UserId, before: Option<i64>, limit: usize) -> Result<Vec<Post>> {
-        let sql = concat!(
-            post_select!(),
-            "WHERE (p.author_id = $1 OR p.author_id IN (SELECT friend_id FROM friendships WHERE user_id = $1))
-               AND p.id < $2 ORDER BY p.id DESC LIMIT $3"
-        );
         let (before, limit) = (before.unwrap_or(i64::MAX), limit as i64);
-        Ok(self.query(sql, &[int(&user.0), int(&before), int(&limit)])?.iter().map(post_row).collect())
+        Ok(self.query(pg!(sql::FEED), &[int(&user.0), int(&before), int(&limit)])?.iter().map(post_row).collect())
     }
 
     fn post(&self, id: PostId) -> Result<Option<Post>> {
-        Ok(self.query_opt(concat!(post_select!(), "WHERE p.id = $1"), &[int(&id.0)])?.map(|r| post_row(&r)))
+        Ok(self.query_opt(pg!(sql::POST), &[int(&id.0)])?.map(|r| post_row(&r)))
     }
 
     fn comments(&self, post: PostId) -> Result<Vec<Comment>> {
-        let sql = concat!(
-            "SELECT c.id, u.name, c.body, ",
-            rfc3339!("c.created_at"),
-            " FROM comments c JOIN users u ON u.id = c.author_id WHERE c.post_id = $1 ORDER BY c.id"
-        );
-        Ok(self.query(sql, &[int(&post.0)])?.iter().map(comment_row).collect())
+        Ok(self.query(pg!(sql::COMMENTS), &[int(&post.0)])?.iter().map(comment_row).collect())
     }
 
     // Adds a post if `limits` and the author's byte `quota` allow it, counting both
@@ -45,10 +37,7 @@ impl Posts for PgStore {
             if let Err(refusal) = admit_text(tx, author, body, limits, quota, now)? {
                 return Ok(Err(refusal));
             }
-            let row = tx.query_typed_one(
-                "INSERT INTO posts (author_id, body, created_at) VALUES ($1, $2, $3) RETURNING id",
-                &[int(&author.0), text(&body), int(&now)],
-            )?;
+            let row = tx.query_typed_one(pg!(sql::INSERT_POST), &[int(&author.0), text(&body), int(&now)])?;
             Ok(Ok(PostId(row.get(0))))
         })
     }
@@ -66,30 +55,22 @@ impl Posts for PgStore {
             if let Err(refusal) = admit_text(tx, author, body, limits, quota, now)? {
                 return Ok(Err(refusal));
             }
-            let row = tx.query_typed_one(
-                "INSERT INTO comments (post_id, author_id, body, created_at) VALUES ($1, $2, $3, $4) RETURNING id",
-                &[int(&post.0), int(&author.0), text(&body), int(&now)],
-            )?;
+            let row =
+                tx.query_typed_one(pg!(sql::INSERT_COMMENT), &[int(&post.0), int(&author.0), text(&body), int(&now)])?;
             Ok(Ok(row.get(0)))
         })
     }
 
     fn add_post(&self, author: UserId, body: &str, now: i64) -> Result<PostId> {
-        let row = self.client()?.query_typed_one(
-            "INSERT INTO posts (author_id, body, created_at) VALUES ($1, $2, $3) RETURNING id",
-            &[int(&author.0), text(&body), int(&now)],
-        )?;
+        let row = self.client()?.query_typed_one(pg!(sql::INSERT_POST), &[int(&author.0), text(&body), int(&now)])?;
         Ok(PostId(row.get(0)))
     }
 
     fn add_comment(&self, post: PostId, author: UserId, body: &str, now: i64) -> Result<Comment> {
-        let sql = concat!(
-            "WITH c AS (INSERT INTO comments (post_id, author_id, body, created_at) VALUES ($1, $2, $3, $4)
-                        RETURNING id, author_id, body, created_at)
-             SELECT c.id, u.name, c.body, ",
-            rfc3339!("c.created_at"),
-            " FROM c JOIN users u ON u.id = c.author_id"
-        );
+        // One round trip: the insert and the author's name in one statement.
+        let sql = "WITH c AS (INSERT INTO comments (post_id, author_id, body, created_at) VALUES ($1, $2, $3, $4)
+                              RETURNING id, author_id, body, created_at)
+                   SELECT c.id, u.name, c.body, c.created_at FROM c JOIN users u ON u.id = c.author_id";
         let row = self.client()?.query_typed_one(sql, &[int(&post.0), int(&author.0), text(&body), int(&now)])?;
         Ok(comment_row(&row))
     }
@@ -104,6 +85,13 @@ pub(super) fn admit_text(
     quota: i64,
     now: i64,
 ) -> Result<Result<(), Refusal>> {
+    // The author's row FOR KEY SHARE (what the foreign key takes anyway) first: a `user
+    // remove` holding its FOR UPDATE is waited for, and the test after it sees its
+    // commit (as `insert_message` does for a send); until commit, a removal waits.
+    tx.query_typed("SELECT 1 FROM users WHERE id = $1 FOR KEY SHARE", &[int(&author.0)])?;
+    if !super::social::present(tx, &[author.0])? {
+        return Ok(Err(Refusal::Removed));
+    }
     tx.query_typed(
         "INSERT INTO post_usage (user_id, bytes) VALUES ($1, 0) ON CONFLICT (user_id) DO NOTHING",
         &[int(&author.0)],
@@ -127,11 +115,11 @@ pub(super) fn post_row(r: &Row) -> Post {
         author: r.get(1),
         author_id: UserId(r.get(2)),
         body: r.get(3),
-        created_at: r.get(4),
+        created_at: rfc3339(r.get(4)),
         comments: r.get(5),
     }
 }
 
 pub(super) fn comment_row(r: &Row) -> Comment {
-    Comment { id: r.get(0), author: r.get(1), body: r.get(2), created_at: r.get(3) }
+    Comment { id: r.get(0), author: r.get(1), body: r.get(2), created_at: rfc3339(r.get(3)) }
 }

@@ -2,37 +2,28 @@
 
 use super::users::user_row;
 use super::{PgStore, int, text};
+use crate::message_store::sql::{self, pg};
 use crate::message_store::{MAX_ENDED_SESSIONS, Result, SessionUser, Sessions};
 use crate::model::UserId;
 use crate::names::UserName;
 
 impl Sessions for PgStore {
     fn known_login_address(&self, name: &UserName, addr: &str) -> Result<bool> {
-        Ok(self
-            .query_opt(
-                "SELECT 1 FROM login_addresses WHERE name = $1 AND addr = $2",
-                &[text(&name.as_str()), text(&addr)],
-            )?
-            .is_some())
+        Ok(self.query_opt(pg!(sql::KNOWN_LOGIN_ADDRESS), &[text(&name.as_str()), text(&addr)])?.is_some())
     }
 
     fn remember_login_address(&self, name: &UserName, addr: &str, now: i64) -> Result<()> {
-        self.client()?.execute_typed(
-            "INSERT INTO login_addresses (name, addr, last_login) VALUES ($1, $2, $3)
-             ON CONFLICT (name, addr) DO UPDATE SET last_login = excluded.last_login",
-            &[text(&name.as_str()), text(&addr), int(&now)],
-        )?;
+        self.client()?
+            .execute_typed(pg!(sql::REMEMBER_LOGIN_ADDRESS), &[text(&name.as_str()), text(&addr), int(&now)])?;
         Ok(())
     }
 
     fn session_user(&self, id: UserId) -> Result<Option<SessionUser>> {
-        Ok(self
-            .query_opt(
-                "SELECT id, name, display_name, preview, session_gen, ended_sessions FROM users
-                 WHERE id = $1 AND removed_at IS NULL",
-                &[int(&id.0)],
-            )?
-            .map(|r| SessionUser { user: user_row(&r), generation: r.get(4), ended: r.get(5) }))
+        Ok(self.query_opt(pg!(sql::SESSION_USER), &[int(&id.0)])?.map(|r| SessionUser {
+            user: user_row(&r),
+            generation: r.get(4),
+            ended: r.get(5),
+        }))
     }
 
     // Ends the single session `id` of `user`, as on SQLite (the user's row locked
@@ -49,23 +40,17 @@ impl Sessions for PgStore {
                 .map(str::to_owned)
                 .collect();
             if kept.len() >= MAX_ENDED_SESSIONS {
-                tx.query_typed(
-                    "UPDATE users SET session_gen = session_gen + 1, ended_sessions = '' WHERE id = $1",
-                    &[int(&user.0)],
-                )?;
+                tx.query_typed(pg!(sql::END_ALL_SESSIONS), &[int(&user.0)])?;
             } else {
                 kept.push(format!("{id}:{expires}"));
                 let list = kept.join(" ");
-                tx.query_typed("UPDATE users SET ended_sessions = $2 WHERE id = $1", &[int(&user.0), text(&list)])?;
+                tx.query_typed(pg!(sql::SET_ENDED_SESSIONS), &[int(&user.0), text(&list)])?;
             }
             Ok(())
         })
     }
 
     fn end_all_sessions(&self, user: UserId) -> Result<bool> {
-        Ok(self.client()?.execute_typed(
-            "UPDATE users SET session_gen = session_gen + 1, ended_sessions = '' WHERE id = $1",
-            &[int(&user.0)],
-        )? == 1)
+        Ok(self.client()?.execute_typed(pg!(sql::END_ALL_SESSIONS), &[int(&user.0)])? == 1)
     }
 }

@@ -1,6 +1,6 @@
 //! Limits: fixed-window counters in `rate_limits` (logins, sends, posts and comments).
 //!
-//! [`Store::take_limits`] checks and counts all of an action's limits at once in one
+//! [`Limits::take_limits`] checks and counts all of an action's limits at once in one
 //! `BEGIN IMMEDIATE` transaction, before the action's expensive work, so N parallel
 //! attempts are serialised on the write lock and at most `limit` of them are admitted,
 //! whatever N.
@@ -8,6 +8,7 @@
 use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::SqliteStore;
+use crate::message_store::sql;
 use crate::message_store::{Limit, Limits, Refusal, Result};
 
 impl Limits for SqliteStore {
@@ -20,16 +21,19 @@ impl Limits for SqliteStore {
 
     fn refund_limit(&self, key: &str) -> Result<()> {
         let tx = self.immediate()?;
-        tx.prepare_cached("UPDATE rate_limits SET count = count - 1 WHERE key = ?1 AND count > 0")?.execute([key])?;
-        // A counter back at zero is as good as none: leave no trace.
-        tx.prepare_cached("DELETE FROM rate_limits WHERE key = ?1 AND count = 0")?.execute([key])?;
+        tx.prepare_cached(sql::REFUND_EVENT)?.execute([key])?;
+        tx.prepare_cached(sql::FORGET_EMPTY_LIMIT)?.execute([key])?;
         tx.commit()?;
         Ok(())
     }
 }
 
-/// [`Store::take_limits`] inside a transaction the caller goes on with.
-pub(super) fn take_limits_in(tx: &Transaction<'_>, limits: &[Limit], now: i64) -> Result<Result<(), Refusal>> {
+/// [`Limits::take_limits`] inside a transaction the caller goes on with.
+pub(in crate::message_store) fn take_limits_in(
+    tx: &Transaction<'_>,
+    limits: &[Limit],
+    now: i64,
+) -> Result<Result<(), Refusal>> {
     let mut wait = None;
     let mut counts = Vec::with_capacity(limits.len());
     for l in limits {
@@ -53,7 +57,7 @@ pub(super) fn take_limits_in(tx: &Transaction<'_>, limits: &[Limit], now: i64) -
     }
     for (l, in_window) in limits.iter().zip(counts) {
         if in_window {
-            tx.prepare_cached("UPDATE rate_limits SET count = count + 1 WHERE key = ?1")?.execute([&l.key])?;
+            tx.prepare_cached(sql::COUNT_EVENT)?.execute([&l.key])?;
         } else {
             tx.prepare_cached(
                 "INSERT INTO rate_limits (key, window_start, count) VALUES (?1, ?2, 1)

@@ -1,15 +1,17 @@
-//! The mailbox: storing a sent message, listing, reading, marking read, deleting, and
+//! The mailbox on SQLite: storing a sent message, listing, reading, marking read, deleting, and
 //! the claim that announces new messages (flips them to delivered as one batch). Every
 //! state change keeps the user's counters (`mailbox.new`, `mailbox.delivered`) in the
 //! same transaction.
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
-use super::{RFC3339, SqliteStore};
+use super::SqliteStore;
+use crate::message_store::sql;
 use crate::message_store::{
     Announce, CLAIM_BATCH, Claim, Counters, Mailbox, Mailboxes, Message, Result, StateFilter, Stored, Summary,
 };
 use crate::model::{Change, MessageId, MessageKind, MessageState, NewMessage, UserId};
+use crate::text::rfc3339;
 
 impl Mailboxes for SqliteStore {
     fn counters(&self, user: UserId) -> Result<Counters> {
@@ -17,21 +19,20 @@ impl Mailboxes for SqliteStore {
     }
 
     fn mailbox(&self, user: UserId) -> Result<Mailbox> {
-        read_mailbox(&self.conn, user)
+        read_mailbox(self.conn()?, user)
     }
 
     fn keyed_message(&self, sender: UserId, key: &str) -> Result<Option<(MessageId, UserId)>> {
         Ok(self
             .conn
-            .prepare_cached("SELECT id, recipient_id FROM messages WHERE sender_id = ?1 AND idempotency_key = ?2")?
+            .prepare_cached(sql::KEYED_MESSAGE)?
             .query_row(params![sender.0, key], |r| Ok((MessageId(r.get(0)?), UserId(r.get(1)?))))
             .optional()?)
     }
 
     fn acknowledge(&self, user: UserId, batch: i64) -> Result<()> {
         let tx = self.immediate()?;
-        tx.prepare_cached("UPDATE mailbox SET acked = ?2 WHERE user_id = ?1 AND acked < ?2 AND ?2 <= batch")?
-            .execute(params![user.0, batch])?;
+        tx.prepare_cached(sql::ACKNOWLEDGE)?.execute(params![user.0, batch])?;
         tx.commit()?;
         Ok(())
     }
@@ -43,23 +44,15 @@ impl Mailboxes for SqliteStore {
         let tx = self.immediate()?;
         let Mailbox { batch: last, acked, .. } = read_mailbox(&tx, user)?;
         {
-            // An acknowledged message keeps its batch number, negated: out of reach of
-            // the search for unacknowledged ones (`batch > acked`).
-            let mut mark = tx.prepare_cached(
-                "UPDATE messages SET batch = -batch
-                 WHERE recipient_id = ?1 AND state = 'delivered' AND batch = ?2 AND batch > ?3",
-            )?;
+            let mut mark = tx.prepare_cached(sql::ACKNOWLEDGE_BATCH)?;
             for &b in shown.iter().filter(|&&b| b > acked && b <= last) {
                 mark.execute(params![user.0, b, acked])?;
             }
         }
-        let waiting: bool = tx
-            .prepare_cached(
-                "SELECT EXISTS (SELECT 1 FROM messages WHERE recipient_id = ?1 AND state = 'delivered' AND batch > ?2)",
-            )?
-            .query_row(params![user.0, acked], |r| r.get(0))?;
+        let waiting: bool =
+            tx.prepare_cached(sql::UNACKNOWLEDGED_LEFT)?.query_row(params![user.0, acked], |r| r.get(0))?;
         if !waiting {
-            tx.prepare_cached("UPDATE mailbox SET acked = batch WHERE user_id = ?1")?.execute([user.0])?;
+            tx.prepare_cached(sql::ACKNOWLEDGE_ALL)?.execute([user.0])?;
         }
         tx.commit()?;
         Ok(())
@@ -86,36 +79,21 @@ impl Mailboxes for SqliteStore {
         };
         let repeat_ids = match announce {
             Announce::New => Vec::new(),
-            Announce::NewAndUnacknowledged => returning_ids(
-                "UPDATE messages SET batch = ?2 WHERE id IN (
-                     SELECT id FROM messages WHERE recipient_id = ?1 AND state = 'delivered' AND batch > ?3
-                     ORDER BY batch DESC, id DESC LIMIT ?4) RETURNING id",
-                &[&user.0, &batch, &acked, &bound],
-            )?,
+            Announce::NewAndUnacknowledged => returning_ids(sql::ANNOUNCE_AGAIN, &[&user.0, &batch, &acked, &bound])?,
         };
-        // The newest `bound` only: the cost of a claim does not grow with the backlog, and
-        // what is left stays `new` for the next answers (reported as `waiting`).
-        let ids = returning_ids(
-            "UPDATE messages SET state = 'delivered', batch = ?2 WHERE id IN (
-                 SELECT id FROM messages WHERE recipient_id = ?1 AND state = 'new' ORDER BY id DESC LIMIT ?3)
-             RETURNING id",
-            &[&user.0, &batch, &bound],
-        )?;
+        // The newest `bound` only: what is left is reported as `waiting`.
+        let ids = returning_ids(sql::ANNOUNCE_NEW, &[&user.0, &batch, &bound])?;
         let flipped = ids.len() as i64;
         let repeated = repeat_ids.len() as i64;
         if flipped + repeated > 0 {
-            tx.prepare_cached(
-                "UPDATE mailbox SET new = new - ?2, delivered = delivered + ?2, batch = ?3, announced_at = ?4
-                 WHERE user_id = ?1",
-            )?
-            .execute(params![user.0, flipped, batch, now])?;
+            tx.prepare_cached(sql::COUNT_ANNOUNCED)?.execute(params![user.0, flipped, batch, now])?;
         } else if announce == Announce::NewAndUnacknowledged {
             // What the unacknowledged batches held has been read or deleted since:
             // nothing is left to announce again, so stop looking.
-            tx.prepare_cached("UPDATE mailbox SET acked = batch WHERE user_id = ?1")?.execute([user.0])?;
+            tx.prepare_cached(sql::ACKNOWLEDGE_ALL)?.execute([user.0])?;
         }
         let (items, repeats) = {
-            let mut stmt = tx.prepare_cached(&summary_sql("m.id = ?1"))?;
+            let mut stmt = tx.prepare_cached(SUMMARY)?;
             let mut summaries = |ids: &[i64], n: usize| -> Result<Vec<Summary>> {
                 ids.iter()
                     .take(n)
@@ -140,9 +118,7 @@ impl Mailboxes for SqliteStore {
         limit: usize,
         prefix_chars: usize,
     ) -> Result<Vec<Summary>> {
-        let mut stmt = self.conn.prepare_cached(&summary_sql(
-            "m.recipient_id = ?3 AND m.state IN (?4, ?5, ?6) AND m.id < ?7 ORDER BY m.id DESC LIMIT ?1",
-        ))?;
+        let mut stmt = self.conn()?.prepare_cached(sql::LIST_MESSAGES)?;
         let [a, b, c] = filter.states();
         let rows = stmt.query_map(
             params![limit as i64, prefix_chars as i64, user.0, a, b, c, before.unwrap_or(i64::MAX)],
@@ -152,14 +128,9 @@ impl Mailboxes for SqliteStore {
     }
 
     fn message(&self, user: UserId, id: MessageId) -> Result<Option<Message>> {
-        let sql = format!(
-            "SELECT m.id, s.name, r.name, m.subject, m.body, strftime({RFC3339}, m.sent_at, 'unixepoch'), m.state, m.kind
-             FROM messages m JOIN users s ON s.id = m.sender_id JOIN users r ON r.id = m.recipient_id
-             WHERE m.id = ?1 AND m.recipient_id = ?2 AND m.state <> 'deleted'"
-        );
         Ok(self
             .conn
-            .prepare_cached(&sql)?
+            .prepare_cached(sql::MESSAGE)?
             .query_row(params![id.0, user.0], |r| {
                 Ok(Message {
                     id: MessageId(r.get(0)?),
@@ -167,7 +138,7 @@ impl Mailboxes for SqliteStore {
                     to: r.get(2)?,
                     subject: r.get(3)?,
                     body: r.get(4)?,
-                    sent_at: r.get(5)?,
+                    sent_at: rfc3339(r.get(5)?),
                     state: state_column(r, 6)?,
                     kind: kind_column(r, 7)?,
                 })
@@ -178,22 +149,20 @@ impl Mailboxes for SqliteStore {
     fn change(&self, user: UserId, id: MessageId, change: Change) -> Result<bool> {
         let tx = self.immediate()?;
         let state: Option<MessageState> = tx
-            .prepare_cached("SELECT state FROM messages WHERE id = ?1 AND recipient_id = ?2 AND state <> 'deleted'")?
+            .prepare_cached(sql::MESSAGE_STATE)?
             .query_row(params![id.0, user.0], |r| state_column(r, 0))
             .optional()?;
         let Some(state) = state else { return Ok(false) };
         let target = change.target();
         if state != target {
-            tx.prepare_cached("UPDATE messages SET state = ?2 WHERE id = ?1")?
-                .execute(params![id.0, target.as_str()])?;
+            tx.prepare_cached(sql::SET_STATE)?.execute(params![id.0, target.as_str()])?;
             let (new, delivered) = match state {
                 MessageState::New => (1, 0),
                 MessageState::Delivered => (0, 1),
                 MessageState::Read | MessageState::Deleted => (0, 0),
             };
             if new + delivered > 0 {
-                tx.prepare_cached("UPDATE mailbox SET new = new - ?2, delivered = delivered - ?3 WHERE user_id = ?1")?
-                    .execute(params![user.0, new, delivered])?;
+                tx.prepare_cached(sql::UNCOUNT)?.execute(params![user.0, new, delivered])?;
             }
         }
         tx.commit()?;
@@ -202,12 +171,8 @@ impl Mailboxes for SqliteStore {
 
     fn mark_all_read(&self, user: UserId) -> Result<i64> {
         let tx = self.immediate()?;
-        let n = tx
-            .prepare_cached(
-                "UPDATE messages SET state = 'read' WHERE recipient_id = ?1 AND state IN ('new', 'delivered')",
-            )?
-            .execute([user.0])?;
-        tx.prepare_cached("UPDATE mailbox SET new = 0, delivered = 0 WHERE user_id = ?1")?.execute([user.0])?;
+        let n = tx.prepare_cached(sql::MARK_ALL_READ)?.execute([user.0])?;
+        tx.prepare_cached(sql::EMPTY_MAILBOX)?.execute([user.0])?;
         tx.commit()?;
         Ok(n as i64)
     }
@@ -227,16 +192,14 @@ impl Mailboxes for SqliteStore {
     }
 
     fn stored_for(&self, request_id: &str, from: UserId, key: Option<&str>) -> Result<Option<MessageId>> {
-        find_stored(&self.conn, request_id, from, key)
+        find_stored(self.conn()?, request_id, from, key)
     }
 }
 
 /// The message a request id or (sender, idempotency key) made, if any.
 fn find_stored(conn: &Connection, request_id: &str, from: UserId, key: Option<&str>) -> Result<Option<MessageId>> {
     Ok(conn
-        .prepare_cached(
-            "SELECT id FROM messages WHERE request_id = ?1 OR (sender_id = ?2 AND idempotency_key = ?3) LIMIT 1",
-        )?
+        .prepare_cached(sql::STORED_FOR)?
         .query_row(params![request_id, from.0, key], |r| r.get(0))
         .optional()?
         .map(MessageId))
@@ -245,13 +208,13 @@ fn find_stored(conn: &Connection, request_id: &str, from: UserId, key: Option<&s
 /// Sets the counters of every user from `first` on from a count of their messages
 /// (`piggyback check --repair`, and `seed` after a bulk load); returns how many rows.
 pub(super) fn recount_counters(conn: &Connection, first: UserId) -> Result<usize> {
-    Ok(conn.execute(&format!("{} WHERE user_id >= ?1", crate::message_store::RECOUNT_COUNTERS), [first.0])?)
+    Ok(conn.execute(sql::RECOUNT_FROM, [first.0])?)
 }
 
 /// A user's `mailbox` row (counters and batches); all zero when there is none.
 fn read_mailbox(conn: &Connection, user: UserId) -> Result<Mailbox> {
     Ok(conn
-        .prepare_cached("SELECT new, delivered, batch, acked, announced_at FROM mailbox WHERE user_id = ?1")?
+        .prepare_cached(sql::MAILBOX)?
         .query_row([user.0], |r| {
             Ok(Mailbox {
                 counters: Counters { new: r.get(0)?, delivered: r.get(1)? },
@@ -266,19 +229,14 @@ fn read_mailbox(conn: &Connection, user: UserId) -> Result<Mailbox> {
 
 fn store_message_in(tx: &Transaction<'_>, m: &NewMessage) -> Result<Stored> {
     let id: Option<i64> = tx
-        .prepare_cached(
-            "INSERT INTO messages (request_id, sender_id, recipient_id, subject, body, kind, idempotency_key, sent_at)
-             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8
-             WHERE NOT EXISTS (SELECT 1 FROM users WHERE id IN (?2, ?3) AND removed_at IS NOT NULL)
-             ON CONFLICT DO NOTHING RETURNING id",
-        )?
+        .prepare_cached(sql::INSERT_MESSAGE)?
         .query_row(
             params![m.request_id, m.from.0, m.to.0, m.subject, m.body, m.kind.as_str(), m.idempotency_key, m.sent_at],
             |r| r.get(0),
         )
         .optional()?;
     if let Some(id) = id {
-        tx.prepare_cached("UPDATE mailbox SET new = new + 1 WHERE user_id = ?1")?.execute([m.to.0])?;
+        tx.prepare_cached(sql::COUNT_NEW)?.execute([m.to.0, 1])?;
         return Ok(Stored::Inserted(MessageId(id)));
     }
     // A conflict on one of these two UNIQUE constraints (the row exists), or else a
@@ -289,14 +247,8 @@ fn store_message_in(tx: &Transaction<'_>, m: &NewMessage) -> Result<Stored> {
     })
 }
 
-fn summary_sql(condition: &str) -> String {
-    // ?2 is the number of body characters to read; one more tells whether it was cut.
-    format!(
-        "SELECT m.id, u.name, m.subject, substr(m.body, 1, ?2), length(m.body) > ?2,
-                strftime({RFC3339}, m.sent_at, 'unixepoch'), m.state, m.kind
-         FROM messages m JOIN users u ON u.id = m.sender_id WHERE {condition}"
-    )
-}
+/// One message's summary, `?1` its id.
+const SUMMARY: &str = concat!(sql::summary_select!(), "WHERE m.id = ?1");
 
 fn summary_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Summary> {
     Ok(Summary {
@@ -305,7 +257,7 @@ fn summary_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Summary> {
         subject: r.get(2)?,
         body_prefix: r.get(3)?,
         body_truncated: r.get(4)?,
-        sent_at: r.get(5)?,
+        sent_at: rfc3339(r.get(5)?),
         state: state_column(r, 6)?,
         kind: kind_column(r, 7)?,
     })

@@ -8,6 +8,7 @@ use rusqlite::params;
 use super::SqliteStore;
 use super::mailbox::recount_counters;
 use super::migrations::{DROP_MESSAGE_INDEXES, MESSAGE_INDEXES};
+use crate::message_store::sql;
 use crate::message_store::{Counters, Maintenance, Result, SeedPlan, SeedReport};
 use crate::model::UserId;
 
@@ -15,7 +16,7 @@ impl Maintenance for SqliteStore {
     fn audit(&self) -> Result<Vec<String>> {
         let mut problems = Vec::new();
         {
-            let mut stmt = self.conn.prepare("PRAGMA integrity_check")?;
+            let mut stmt = self.conn()?.prepare("PRAGMA integrity_check")?;
             let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
             for row in rows {
                 let row = row?;
@@ -25,7 +26,7 @@ impl Maintenance for SqliteStore {
             }
         }
         {
-            let mut stmt = self.conn.prepare("PRAGMA foreign_key_check")?;
+            let mut stmt = self.conn()?.prepare("PRAGMA foreign_key_check")?;
             let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<i64>>(1)?)))?;
             for row in rows {
                 let (table, rowid) = row?;
@@ -34,7 +35,7 @@ impl Maintenance for SqliteStore {
         }
         let mut actual: HashMap<i64, Counters> = HashMap::new();
         {
-            let mut stmt = self.conn.prepare(
+            let mut stmt = self.conn()?.prepare(
                 "SELECT recipient_id, sum(state = 'new'), sum(state = 'delivered') FROM messages
                  WHERE state IN ('new', 'delivered') GROUP BY recipient_id",
             )?;
@@ -44,9 +45,7 @@ impl Maintenance for SqliteStore {
                 actual.insert(user, counters);
             }
         }
-        let mut stmt = self.conn.prepare(
-            "SELECT u.id, u.name, m.new, m.delivered FROM users u LEFT JOIN mailbox m ON m.user_id = u.id ORDER BY u.id",
-        )?;
+        let mut stmt = self.conn()?.prepare(sql::STORED_COUNTERS)?;
         let rows = stmt.query_map([], |r| {
             Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, Option<i64>>(2)?, r.get::<_, Option<i64>>(3)?))
         })?;
@@ -73,22 +72,19 @@ impl Maintenance for SqliteStore {
 
     fn repair_counters(&self) -> Result<usize> {
         let tx = self.immediate()?;
-        tx.execute(
-            "INSERT INTO mailbox (user_id) SELECT id FROM users WHERE id NOT IN (SELECT user_id FROM mailbox)",
-            [],
-        )?;
+        tx.execute(sql::ADD_MISSING_MAILBOXES, [])?;
         let n = recount_counters(&tx, UserId(i64::MIN))?;
         tx.commit()?;
         Ok(n)
     }
 
     fn checkpoint(&self) -> Result<()> {
-        self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        self.conn()?.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
         Ok(())
     }
 
     fn seed(&self, plan: &SeedPlan, now: i64) -> Result<SeedReport> {
-        self.conn.execute_batch("PRAGMA synchronous = OFF; PRAGMA cache_size = -262144;")?;
+        self.conn()?.execute_batch("PRAGMA synchronous = OFF; PRAGMA cache_size = -262144;")?;
         let mut rng = SplitMix(plan.seed);
         let tx = self.immediate()?;
         let first_user: i64 = tx.query_row("SELECT coalesce(max(id), 0) + 1 FROM users", [], |r| r.get(0))?;
@@ -129,7 +125,7 @@ impl Maintenance for SqliteStore {
         let mut written = 0u64;
         const BATCH: u64 = 500_000;
         if plan.messages > 0 {
-            self.conn.execute_batch(DROP_MESSAGE_INDEXES)?;
+            self.conn()?.execute_batch(DROP_MESSAGE_INDEXES)?;
         }
         while written < plan.messages && users > 0 {
             let tx = self.immediate()?;
@@ -163,11 +159,11 @@ impl Maintenance for SqliteStore {
             }
             tx.commit()?;
         }
-        self.conn.execute_batch(MESSAGE_INDEXES)?;
+        self.conn()?.execute_batch(MESSAGE_INDEXES)?;
         let tx = self.immediate()?;
         recount_counters(&tx, UserId(first_user))?;
         tx.commit()?;
-        self.conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA wal_checkpoint(TRUNCATE);")?;
+        self.conn()?.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA wal_checkpoint(TRUNCATE);")?;
         Ok(SeedReport { first_user: UserId(first_user), users: plan.users, messages: written })
     }
 }

@@ -1,6 +1,6 @@
 //! The SQLite engine: one file in WAL mode, the embedded default. Every transaction
 //! that may write begins IMMEDIATE; one file per concern implements its trait of
-//! [`Engine`]: `users`, `social`, `posts`, `mailbox`, `limits`,
+//! [`Engine`](super::Engine): `users`, `social`, `posts`, `mailbox`, `limits`,
 //! `sessions`, `maintenance`; `migrations` holds the schema.
 
 use std::cell::Cell;
@@ -10,9 +10,9 @@ use std::time::Duration;
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, ErrorCode, OpenFlags, Transaction, TransactionBehavior};
 
-use super::{BUSY_TIMEOUT, Engine, Result, StoreError};
+use super::{BUSY_TIMEOUT, Database, Result, StoreError};
 
-mod limits;
+pub(in crate::message_store) mod limits;
 mod mailbox;
 mod maintenance;
 pub mod migrations;
@@ -29,13 +29,17 @@ impl From<rusqlite::Error> for StoreError {
             Some(ErrorCode::DiskFull) => StoreError::Full,
             Some(ErrorCode::SystemIoFailure) => StoreError::Io(e.to_string()),
             Some(ErrorCode::CannotOpen) | Some(ErrorCode::NotADatabase) => StoreError::Unopenable(e.to_string()),
+            Some(ErrorCode::DatabaseCorrupt) => StoreError::Corrupt(e.to_string()),
+            // The content: a constraint (a foreign key to an unknown user, a CHECK, a
+            // UNIQUE), a string or blob over SQLite's size limit, a datatype mismatch.
+            Some(ErrorCode::ConstraintViolation) | Some(ErrorCode::TooBig) | Some(ErrorCode::TypeMismatch) => {
+                StoreError::Refused(Box::new(e))
+            }
+            // Everything else (NOMEM, an internal error, a new code) is the environment's.
             _ => StoreError::Failed(Box::new(e)),
         }
     }
 }
-
-/// How SQLite formats unix seconds as the contract's timestamps.
-const RFC3339: &str = "'%Y-%m-%dT%H:%M:%SZ'";
 
 /// An open SQLite message database (the embedded engine; [`Store`](super::Store) chooses).
 pub struct SqliteStore {
@@ -44,6 +48,10 @@ pub struct SqliteStore {
     wrote: Cell<bool>,
     /// Opened read-only for want of disk space.
     degraded: Cell<bool>,
+    /// How long statements wait for another writer ([`Patience`](super::Patience)).
+    patience: Cell<Duration>,
+    /// The busy timeout the connection has now.
+    applied: Cell<Duration>,
 }
 
 impl Drop for SqliteStore {
@@ -134,25 +142,46 @@ impl SqliteStore {
         // parses the schema, here in `open` rather than in the first request's query.
         conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_FKEY, true)?;
         conn.execute_batch("PRAGMA synchronous = NORMAL")?;
-        Ok(SqliteStore { conn, wrote: Cell::new(false), degraded: Cell::new(false) })
+        Ok(SqliteStore {
+            conn,
+            wrote: Cell::new(false),
+            degraded: Cell::new(false),
+            patience: Cell::new(BUSY_TIMEOUT),
+            applied: Cell::new(BUSY_TIMEOUT),
+        })
     }
 
     fn immediate(&self) -> Result<Transaction<'_>> {
         if self.degraded.get() {
             return Err(StoreError::Full);
         }
+        let conn = self.conn()?;
         self.wrote.set(true);
-        Ok(Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?)
+        Ok(Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?)
+    }
+
+    /// The connection, waiting for other writers as long as the patience says now.
+    fn conn(&self) -> Result<&Connection> {
+        let patience = self.patience.get();
+        if patience != self.applied.get() {
+            self.conn.busy_timeout(patience)?;
+            self.applied.set(patience);
+        }
+        Ok(&self.conn)
     }
 }
 
-impl Engine for SqliteStore {
+impl Database for SqliteStore {
     fn wrote(&self) -> bool {
         self.wrote.get()
     }
 
     fn can_write(&self) -> bool {
         !self.degraded.get() && !self.conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(true)
+    }
+
+    fn may_write(&self) -> Result<bool> {
+        Ok(self.can_write())
     }
 
     // See `open_immutable`.
@@ -164,8 +193,8 @@ impl Engine for SqliteStore {
         migrations::apply_or_refuse(&self.conn, migrations::Older::Refuse)
     }
 
-    fn set_busy_timeout(&self, timeout: Duration) -> Result<()> {
-        Ok(self.conn.busy_timeout(timeout)?)
+    fn patience_cell(&self) -> &Cell<Duration> {
+        &self.patience
     }
 }
 
@@ -187,5 +216,29 @@ mod tests {
         assert_eq!(pragma("synchronous"), 1, "NORMAL");
         let orphan = store.conn.execute("INSERT INTO mailbox (user_id) VALUES (12345)", []);
         assert!(orphan.is_err(), "a mailbox of no user is refused: {orphan:?}");
+    }
+
+    /// A [`Patience`](crate::message_store::Patience) guard sets how long the
+    /// connection's statements wait for another writer while it lives, and the
+    /// connection waits as before once it is dropped.
+    #[test]
+    fn patience_holds_while_its_guard_lives() {
+        use crate::message_store::{Mailboxes, Patience};
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("pb.db");
+        drop(SqliteStore::init(&db).unwrap());
+        let store = SqliteStore::open(&db).unwrap();
+        let busy_timeout = || -> i64 { store.conn.query_row("PRAGMA busy_timeout", [], |r| r.get(0)).unwrap() };
+        {
+            let _patience = Patience::new(&store, Duration::from_millis(30));
+            store.mailbox(crate::model::UserId(1)).unwrap();
+            assert_eq!(busy_timeout(), 30);
+            let holder = Connection::open(&db).unwrap();
+            holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+            let refused = store.acknowledge(crate::model::UserId(1), 1);
+            assert!(matches!(refused, Err(StoreError::Busy)), "{refused:?}");
+        }
+        store.mailbox(crate::model::UserId(1)).unwrap();
+        assert_eq!(busy_timeout(), BUSY_TIMEOUT.as_millis() as i64);
     }
 }

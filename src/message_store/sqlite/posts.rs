@@ -1,11 +1,14 @@
-//! Posts and their comments.
+//! Posts and their comments on SQLite, with the byte quota and the limits counted in
+//! the insert's IMMEDIATE transaction.
 
 use rusqlite::{OptionalExtension, Transaction, params};
 
+use super::SqliteStore;
 use super::limits::take_limits_in;
-use super::{RFC3339, SqliteStore};
+use crate::message_store::sql;
 use crate::message_store::{Comment, Limit, Post, Posts, Refusal, Result};
 use crate::model::{PostId, UserId};
+use crate::text::rfc3339;
 
 impl Posts for SqliteStore {
     fn add_post_within(
@@ -20,11 +23,9 @@ impl Posts for SqliteStore {
         if let Err(refusal) = admit_text(&tx, author, body, limits, quota, now)? {
             return Ok(Err(refusal));
         }
-        tx.prepare_cached("INSERT INTO posts (author_id, body, created_at) VALUES (?1, ?2, ?3)")?
-            .execute(params![author.0, body, now])?;
-        let id = tx.last_insert_rowid();
+        let id = insert_post(&tx, author, body, now)?;
         tx.commit()?;
-        Ok(Ok(PostId(id)))
+        Ok(Ok(id))
     }
 
     fn add_comment_within(
@@ -40,68 +41,49 @@ impl Posts for SqliteStore {
         if let Err(refusal) = admit_text(&tx, author, body, limits, quota, now)? {
             return Ok(Err(refusal));
         }
-        tx.prepare_cached("INSERT INTO comments (post_id, author_id, body, created_at) VALUES (?1, ?2, ?3, ?4)")?
-            .execute(params![post.0, author.0, body, now])?;
-        let id = tx.last_insert_rowid();
+        let id = insert_comment(&tx, post, author, body, now)?;
         tx.commit()?;
         Ok(Ok(id))
     }
 
     fn feed(&self, user: UserId, before: Option<i64>, limit: usize) -> Result<Vec<Post>> {
-        let sql = format!(
-            "SELECT p.id, u.name, p.author_id, p.body, strftime({RFC3339}, p.created_at, 'unixepoch'),
-                    (SELECT count(*) FROM comments c WHERE c.post_id = p.id)
-             FROM posts p JOIN users u ON u.id = p.author_id
-             WHERE (p.author_id = ?1 OR p.author_id IN (SELECT friend_id FROM friendships WHERE user_id = ?1))
-               AND p.id < ?2
-             ORDER BY p.id DESC LIMIT ?3"
-        );
-        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let mut stmt = self.conn()?.prepare_cached(sql::FEED)?;
         let rows = stmt.query_map(params![user.0, before.unwrap_or(i64::MAX), limit as i64], post_row)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     fn post(&self, id: PostId) -> Result<Option<Post>> {
-        let sql = format!(
-            "SELECT p.id, u.name, p.author_id, p.body, strftime({RFC3339}, p.created_at, 'unixepoch'),
-                    (SELECT count(*) FROM comments c WHERE c.post_id = p.id)
-             FROM posts p JOIN users u ON u.id = p.author_id WHERE p.id = ?1"
-        );
-        Ok(self.conn.prepare_cached(&sql)?.query_row([id.0], post_row).optional()?)
+        Ok(self.conn()?.prepare_cached(sql::POST)?.query_row([id.0], post_row).optional()?)
     }
 
     fn comments(&self, post: PostId) -> Result<Vec<Comment>> {
-        let sql = format!(
-            "SELECT c.id, u.name, c.body, strftime({RFC3339}, c.created_at, 'unixepoch')
-             FROM comments c JOIN users u ON u.id = c.author_id WHERE c.post_id = ?1 ORDER BY c.id"
-        );
-        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let mut stmt = self.conn()?.prepare_cached(sql::COMMENTS)?;
         let rows = stmt.query_map([post.0], comment_row)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     fn add_post(&self, author: UserId, body: &str, now: i64) -> Result<PostId> {
         let tx = self.immediate()?;
-        tx.prepare_cached("INSERT INTO posts (author_id, body, created_at) VALUES (?1, ?2, ?3)")?
-            .execute(params![author.0, body, now])?;
-        let id = tx.last_insert_rowid();
+        let id = insert_post(&tx, author, body, now)?;
         tx.commit()?;
-        Ok(PostId(id))
+        Ok(id)
     }
 
     fn add_comment(&self, post: PostId, author: UserId, body: &str, now: i64) -> Result<Comment> {
         let tx = self.immediate()?;
-        tx.prepare_cached("INSERT INTO comments (post_id, author_id, body, created_at) VALUES (?1, ?2, ?3, ?4)")?
-            .execute(params![post.0, author.0, body, now])?;
-        let id = tx.last_insert_rowid();
-        let sql = format!(
-            "SELECT c.id, u.name, c.body, strftime({RFC3339}, c.created_at, 'unixepoch')
-             FROM comments c JOIN users u ON u.id = c.author_id WHERE c.id = ?1"
-        );
-        let comment = tx.prepare_cached(&sql)?.query_row([id], comment_row)?;
+        let id = insert_comment(&tx, post, author, body, now)?;
+        let comment = tx.prepare_cached(sql::COMMENT)?.query_row([id], comment_row)?;
         tx.commit()?;
         Ok(comment)
     }
+}
+
+fn insert_post(tx: &Transaction<'_>, author: UserId, body: &str, now: i64) -> Result<PostId> {
+    Ok(PostId(tx.prepare_cached(sql::INSERT_POST)?.query_row(params![author.0, body, now], |r| r.get(0))?))
+}
+
+fn insert_comment(tx: &Transaction<'_>, post: PostId, author: UserId, body: &str, now: i64) -> Result<i64> {
+    Ok(tx.prepare_cached(sql::INSERT_COMMENT)?.query_row(params![post.0, author.0, body, now], |r| r.get(0))?)
 }
 
 fn post_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Post> {
@@ -110,13 +92,13 @@ fn post_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Post> {
         author: r.get(1)?,
         author_id: UserId(r.get(2)?),
         body: r.get(3)?,
-        created_at: r.get(4)?,
+        created_at: rfc3339(r.get(4)?),
         comments: r.get(5)?,
     })
 }
 
 fn comment_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Comment> {
-    Ok(Comment { id: r.get(0)?, author: r.get(1)?, body: r.get(2)?, created_at: r.get(3)? })
+    Ok(Comment { id: r.get(0)?, author: r.get(1)?, body: r.get(2)?, created_at: rfc3339(r.get(3)?) })
 }
 
 /// Counts a post or comment of `body` against `limits` and the author's quota.
@@ -128,6 +110,9 @@ fn admit_text(
     quota: i64,
     now: i64,
 ) -> Result<Result<(), Refusal>> {
+    if !super::social::present(tx, &[author])? {
+        return Ok(Err(Refusal::Removed));
+    }
     let used: i64 = tx
         .prepare_cached("SELECT bytes FROM post_usage WHERE user_id = ?1")?
         .query_row([author.0], |r| r.get(0))

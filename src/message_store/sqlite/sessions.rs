@@ -5,25 +5,19 @@ use rusqlite::{OptionalExtension, params};
 
 use super::SqliteStore;
 use super::users::user_row;
+use crate::message_store::sql;
 use crate::message_store::{MAX_ENDED_SESSIONS, Result, SessionUser, Sessions};
 use crate::model::UserId;
 use crate::names::UserName;
 
 impl Sessions for SqliteStore {
     fn known_login_address(&self, name: &UserName, addr: &str) -> Result<bool> {
-        Ok(self
-            .conn
-            .prepare_cached("SELECT 1 FROM login_addresses WHERE name = ?1 AND addr = ?2")?
-            .exists(params![name.as_str(), addr])?)
+        Ok(self.conn()?.prepare_cached(sql::KNOWN_LOGIN_ADDRESS)?.exists(params![name.as_str(), addr])?)
     }
 
     fn remember_login_address(&self, name: &UserName, addr: &str, now: i64) -> Result<()> {
         let tx = self.immediate()?;
-        tx.prepare_cached(
-            "INSERT INTO login_addresses (name, addr, last_login) VALUES (?1, ?2, ?3)
-             ON CONFLICT (name, addr) DO UPDATE SET last_login = excluded.last_login",
-        )?
-        .execute(params![name.as_str(), addr, now])?;
+        tx.prepare_cached(sql::REMEMBER_LOGIN_ADDRESS)?.execute(params![name.as_str(), addr, now])?;
         tx.commit()?;
         Ok(())
     }
@@ -31,10 +25,7 @@ impl Sessions for SqliteStore {
     fn session_user(&self, id: UserId) -> Result<Option<SessionUser>> {
         Ok(self
             .conn
-            .prepare_cached(
-                "SELECT id, name, display_name, preview, session_gen, ended_sessions FROM users
-                 WHERE id = ?1 AND removed_at IS NULL",
-            )?
+            .prepare_cached(sql::SESSION_USER)?
             .query_row([id.0], |r| Ok(SessionUser { user: user_row(r)?, generation: r.get(4)?, ended: r.get(5)? }))
             .optional()?)
     }
@@ -52,12 +43,10 @@ impl Sessions for SqliteStore {
             .map(str::to_owned)
             .collect();
         if kept.len() >= MAX_ENDED_SESSIONS {
-            tx.prepare_cached("UPDATE users SET session_gen = session_gen + 1, ended_sessions = '' WHERE id = ?1")?
-                .execute([user.0])?;
+            tx.prepare_cached(sql::END_ALL_SESSIONS)?.execute([user.0])?;
         } else {
             kept.push(format!("{id}:{expires}"));
-            tx.prepare_cached("UPDATE users SET ended_sessions = ?2 WHERE id = ?1")?
-                .execute(params![user.0, kept.join(" ")])?;
+            tx.prepare_cached(sql::SET_ENDED_SESSIONS)?.execute(params![user.0, kept.join(" ")])?;
         }
         tx.commit()?;
         Ok(())
@@ -65,9 +54,7 @@ impl Sessions for SqliteStore {
 
     fn end_all_sessions(&self, user: UserId) -> Result<bool> {
         let tx = self.immediate()?;
-        let n = tx
-            .prepare_cached("UPDATE users SET session_gen = session_gen + 1, ended_sessions = '' WHERE id = ?1")?
-            .execute([user.0])?;
+        let n = tx.prepare_cached(sql::END_ALL_SESSIONS)?.execute([user.0])?;
         tx.commit()?;
         Ok(n == 1)
     }

@@ -69,23 +69,59 @@ pub fn encode(request: &FileRequest) -> Vec<u8> {
     out
 }
 
+/// Why a file body is not a whole, untouched request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DecodeError {
+    NoHeaderLine,
+    HeaderNotText,
+    /// Not `<magic> <length> <sha256>`: the header as read.
+    UnknownHeader(String),
+    BadLength,
+    /// The payload is not as long as the header says (a cut file).
+    Length {
+        found: usize,
+        header: usize,
+    },
+    ChecksumMismatch,
+    /// Whole and untouched, but not a request this build knows: the parser's reason.
+    NotARequest(String),
+}
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DecodeError::NoHeaderLine => write!(f, "no header line"),
+            DecodeError::HeaderNotText => write!(f, "header is not text"),
+            DecodeError::UnknownHeader(header) => write!(f, "unknown header {header:?}"),
+            DecodeError::BadLength => write!(f, "bad length in header"),
+            DecodeError::Length { found, header } => {
+                write!(f, "payload has {found} bytes, header says {header} (truncated?)")
+            }
+            DecodeError::ChecksumMismatch => write!(f, "checksum mismatch"),
+            DecodeError::NotARequest(why) => write!(f, "payload is not a request: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
 /// Decodes a file body; `Err` says why it is not a whole, untouched request.
-pub fn decode(bytes: &[u8]) -> Result<FileRequest, String> {
-    let newline = bytes.iter().position(|&b| b == b'\n').ok_or("no header line")?;
-    let header = std::str::from_utf8(&bytes[..newline]).map_err(|_| "header is not text")?;
+pub fn decode(bytes: &[u8]) -> Result<FileRequest, DecodeError> {
+    let newline = bytes.iter().position(|&b| b == b'\n').ok_or(DecodeError::NoHeaderLine)?;
+    let header = std::str::from_utf8(&bytes[..newline]).map_err(|_| DecodeError::HeaderNotText)?;
     let mut parts = header.split(' ');
     let (Some(MAGIC), Some(len), Some(sum), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
-        return Err(format!("unknown header {header:?}"));
+        return Err(DecodeError::UnknownHeader(header.to_owned()));
     };
-    let len: usize = len.parse().map_err(|_| "bad length in header")?;
+    let len: usize = len.parse().map_err(|_| DecodeError::BadLength)?;
     let payload = &bytes[newline + 1..];
     if payload.len() != len {
-        return Err(format!("payload has {} bytes, header says {len} (truncated?)", payload.len()));
+        return Err(DecodeError::Length { found: payload.len(), header: len });
     }
     if hex(&Sha256::digest(payload)) != sum {
-        return Err("checksum mismatch".into());
+        return Err(DecodeError::ChecksumMismatch);
     }
-    serde_json::from_slice(payload).map_err(|e| format!("payload is not a request: {e}"))
+    serde_json::from_slice(payload).map_err(|e| DecodeError::NotARequest(e.to_string()))
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -140,8 +176,38 @@ pub enum ClaimResult {
     /// Another process claimed it first.
     Gone,
     /// It failed the self-check and was moved to `bad/`.
-    Bad(String),
+    Bad(BadFile),
 }
+
+/// A request file moved to `bad/`, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadFile {
+    pub name: String,
+    pub why: Rejected,
+}
+
+/// Why a claimed file is not a request to apply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rejected {
+    /// Not a whole, untouched request.
+    Damaged(DecodeError),
+    /// A request, but its id is not the file's name.
+    WrongName,
+}
+
+impl std::fmt::Display for BadFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = &self.name;
+        match &self.why {
+            Rejected::Damaged(why) => write!(f, "request file {name} moved to bad/: {why}"),
+            Rejected::WrongName => {
+                write!(f, "request file {name} moved to bad/: the request id does not match the file name")
+            }
+        }
+    }
+}
+
+impl std::error::Error for BadFile {}
 
 /// Counts of files per directory.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -182,6 +248,11 @@ impl Spool {
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The mode the spool makes its folders and files with.
+    pub fn mode(&self) -> FileMode {
+        self.mode
     }
 
     fn dir(&self, name: &str) -> PathBuf {
@@ -270,14 +341,14 @@ impl Spool {
             Ok(request) if request.request_id() == name => {
                 Ok(ClaimResult::Claimed(Claimed { name: name.to_string(), request }))
             }
-            Ok(_) => self.reject(name, "the request id does not match the file name"),
-            Err(why) => self.reject(name, &why),
+            Ok(_) => self.reject(name, Rejected::WrongName),
+            Err(why) => self.reject(name, Rejected::Damaged(why)),
         }
     }
 
-    fn reject(&self, name: &str, why: &str) -> io::Result<ClaimResult> {
+    fn reject(&self, name: &str, why: Rejected) -> io::Result<ClaimResult> {
         self.set_aside(name)?;
-        Ok(ClaimResult::Bad(format!("request file {name} moved to bad/: {why}")))
+        Ok(ClaimResult::Bad(BadFile { name: name.to_owned(), why }))
     }
 
     /// Moves a claimed file to `bad/`, where an operator can look at it.
@@ -427,7 +498,7 @@ mod tests {
         assert_eq!(decode(&file(payload)), Ok(request("abc.1.2")));
         assert_eq!(serde_json::to_string(&request("abc.1.2")).unwrap(), payload);
         let extra = payload.replace(r#""sent_at""#, r#""extra":1,"sent_at""#);
-        assert!(decode(&file(&extra)).is_err(), "unknown fields are refused");
+        assert!(matches!(decode(&file(&extra)), Err(DecodeError::NotARequest(_))), "unknown fields are refused");
     }
 
     #[test]
@@ -439,10 +510,10 @@ mod tests {
         let mut flipped = bytes.clone();
         let last = flipped.len() - 2;
         flipped[last] ^= 1;
-        assert!(decode(&flipped).is_err());
+        assert_eq!(decode(&flipped), Err(DecodeError::ChecksumMismatch));
         let mut longer = bytes.clone();
         longer.push(b' ');
-        assert!(decode(&longer).is_err());
+        assert!(matches!(decode(&longer), Err(DecodeError::Length { .. })));
     }
 
     #[test]
@@ -489,7 +560,9 @@ mod tests {
         spool.create().unwrap();
         let bytes = encode(&request("b.1.1"));
         fs::write(dir.path().join("new/b.1.1"), &bytes[..bytes.len() / 2]).unwrap();
-        assert!(matches!(spool.claim("b.1.1").unwrap(), ClaimResult::Bad(_)));
+        let ClaimResult::Bad(bad) = spool.claim("b.1.1").unwrap() else { panic!("not set aside") };
+        assert_eq!(bad.name, "b.1.1");
+        assert!(matches!(bad.why, Rejected::Damaged(DecodeError::Length { .. })), "{bad}");
         assert_eq!(spool.state().unwrap(), SpoolState { bad: 1, ..Default::default() });
     }
 

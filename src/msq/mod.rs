@@ -2,20 +2,22 @@
 //! message database), as the spool's front door: it makes sends durable and applies
 //! them, and does nothing else. Every other operation calls [`Store`] directly.
 //!
-//! A send is made durable first, as a request file in the spool ([`crate::spool`]);
+//! A send is made durable first, as a request file in the spool ([`spool`]);
 //! only then is it accepted. The sender applies its own file at once (201), and when
 //! the database is busy or read-only the file waits for the next drain (202). Every
 //! CGI invocation drains a bounded batch, so nothing waits long even without
 //! `piggyback msqd`. Applying is idempotent: the request id is UNIQUE in the database,
 //! so a replay after a crash stores nothing twice.
 
+pub mod spool;
+
 use std::cell::Cell;
 use std::io;
 use std::time::Duration;
 
-use crate::message_store::{BUSY_TIMEOUT, Store, StoreError, Stored};
+use crate::message_store::{BUSY_TIMEOUT, Limit, Refusal, SEND_LIMITS_FILE, Store, StoreError, Stored};
 use crate::model::{MessageId, NewMessage};
-use crate::spool::{ClaimResult, Claimed, FileRequest, Spool};
+use spool::{ClaimResult, Claimed, FileRequest, Spool};
 
 /// Claims older than this many seconds belong to a drainer that died.
 pub const CLAIM_TIMEOUT_SECS: i64 = 30;
@@ -96,6 +98,9 @@ pub struct DrainReport {
     /// One line for each request dropped because its sender or recipient was removed
     /// (`piggyback user remove`): deleted from the spool, not an error.
     pub dropped: Vec<String>,
+    /// Why the drain stopped early, leaving files waiting: an error of the environment
+    /// met after a file was set aside, with what the operator should do.
+    pub stopped: Option<String>,
 }
 
 impl DrainReport {
@@ -117,7 +122,16 @@ impl DrainReport {
         self.reclaimed += other.reclaimed;
         self.bad.extend(other.bad);
         self.dropped.extend(other.dropped);
+        self.stopped = self.stopped.take().or(other.stopped);
     }
+}
+
+/// The log line of a drain an error of the environment stopped: the files wait.
+pub fn stopped_line(e: &StoreError) -> String {
+    format!(
+        "drain stopped, request files left waiting in the spool: {e}; once the cause is removed, \
+         the next drain (any request, `piggyback drain` or msqd) applies them"
+    )
 }
 
 /// The queue in front of one open store.
@@ -141,6 +155,30 @@ impl<'a> Queue<'a> {
         &self.spool
     }
 
+    /// Checks and counts a send's `limits` before its request file is written, where a
+    /// held write lock of the database does not stop them (on SQLite the spool's own
+    /// limits file; see `message_store::send_limits`). A failure to count is the
+    /// spool's: nothing was accepted.
+    pub fn admit_send(&self, limits: &[Limit], now: i64) -> Result<Result<(), Refusal>, QueueError> {
+        let counter = self.spool.root().join(SEND_LIMITS_FILE);
+        let mode = self.spool.mode();
+        match self.store.take_send_limits(&counter, mode, limits, now) {
+            // A spool removed since: made again, as the next request file would make it.
+            Err(_) if !self.spool.root().is_dir() => {
+                self.spool.create().map_err(QueueError::Spool)?;
+                self.store.take_send_limits(&counter, mode, limits, now)
+            }
+            taken => taken,
+        }
+        .map_err(|e| limits_error(self.store, e))
+    }
+
+    /// Gives back what [`Queue::admit_send`] counted, for a send that was not accepted.
+    pub fn refund_send(&self, limits: &[Limit]) -> Result<(), QueueError> {
+        let counter = self.spool.root().join(SEND_LIMITS_FILE);
+        self.store.refund_send_limits(&counter, self.spool.mode(), limits).map_err(|e| limits_error(self.store, e))
+    }
+
     /// Sends one message: durable request file first, then applied at once when the
     /// database allows (`Stored`), else left for the next drain (`Queued`).
     /// `message.request_id` names its request file: make it with [`new_request_id`].
@@ -156,13 +194,14 @@ impl<'a> Queue<'a> {
             // A concurrent drain (msqd, another request) took it and is storing it now:
             // wait a moment for its commit, so the usual answer is still 201.
             Ok(ClaimResult::Gone) => return Ok(self.stored_soon(&message).unwrap_or_else(queued)),
-            Ok(ClaimResult::Bad(line)) => return Err(QueueError::Spool(io::Error::other(line))),
+            Ok(ClaimResult::Bad(bad)) => return Err(QueueError::Spool(io::Error::other(bad))),
             Err(_) => return Ok(queued()),
         };
-        // The file is durable: waiting long for the lock would only delay the answer.
-        let _ = self.store.set_busy_timeout(SEND_PATIENCE);
-        let applied = self.store.store_message(&message);
-        let _ = self.store.set_busy_timeout(BUSY_TIMEOUT);
+        let applied = {
+            // The file is durable: waiting long for the lock would only delay the answer.
+            let _patience = self.store.patience(SEND_PATIENCE);
+            self.store.store_message(&message)
+        };
         match applied {
             Ok(stored) => {
                 // Committed; if the unlink fails, the replay is a no-op.
@@ -229,16 +268,17 @@ impl<'a> Queue<'a> {
             match self.spool.claim(&name).map_err(QueueError::Spool)? {
                 ClaimResult::Claimed(c) => claimed.push(c),
                 ClaimResult::Gone => {}
-                ClaimResult::Bad(line) => report.bad.push(line),
+                ClaimResult::Bad(bad) => report.bad.push(bad.to_string()),
             }
         }
         if claimed.is_empty() {
             return Ok(report);
         }
         let messages: Vec<NewMessage> = claimed.iter().map(|c| message_of(&c.request).clone()).collect();
-        let _ = self.store.set_busy_timeout(patience);
-        let applied = self.store.store_messages(&messages);
-        let _ = self.store.set_busy_timeout(BUSY_TIMEOUT);
+        let applied = {
+            let _patience = self.store.patience(patience);
+            self.store.store_messages(&messages)
+        };
         match applied {
             Ok(stored) => {
                 for ((c, m), s) in claimed.iter().zip(&messages).zip(&stored) {
@@ -246,7 +286,8 @@ impl<'a> Queue<'a> {
                     report.count(&c.name, m, s);
                 }
             }
-            Err(StoreError::Failed(_)) => report.add(self.apply_one_by_one(claimed)),
+            // Only a refusal of some file's content is worth looking for that file.
+            Err(e) if e.is_refusal() => report.add(self.apply_one_by_one(claimed)),
             Err(e) => {
                 for c in &claimed {
                     let _ = self.spool.release(&c.name);
@@ -263,18 +304,21 @@ impl<'a> Queue<'a> {
         loop {
             let report = self.drain(256, stale_after, BUSY_TIMEOUT, now)?;
             let progress = report.applied + report.duplicates + report.bad.len() + report.dropped.len();
+            let stopped = report.stopped.is_some();
             total.add(report);
-            if progress == 0 {
+            if progress == 0 || stopped {
                 return Ok(total);
             }
         }
     }
 
-    /// A batch failed because of one of its files: find the file that cannot be
-    /// applied, and set it aside so it cannot block the queue. Only a file the database
-    /// refuses for its content (a constraint, a size) goes to `bad/`; an error of the
-    /// environment (full disk, I/O, read-only, busy) stops here and leaves this file and
-    /// the rest in the spool for the next drain.
+    /// A batch the database refused for some file's content: find that file, and set it
+    /// aside so it cannot block the queue. Only a file the database refuses for its
+    /// content ([`StoreError::is_refusal`]: a constraint, a size, an encoding) goes to
+    /// `bad/`; any other error (full disk, I/O, corruption, out of memory, a lost
+    /// connection, read-only, busy, and any kind not known yet) stops here and leaves
+    /// this file and the rest in the spool for the next drain (`stopped` says why,
+    /// except for a busy database, which is only a wait).
     fn apply_one_by_one(&self, claimed: Vec<Claimed>) -> DrainReport {
         let mut report = DrainReport::default();
         let mut claimed = claimed.into_iter();
@@ -284,14 +328,17 @@ impl<'a> Queue<'a> {
                     let _ = self.spool.done(&c.name);
                     report.count(&c.name, message_of(&c.request), &stored);
                 }
-                Err(StoreError::Failed(e)) => match self.spool.set_aside(&c.name) {
+                Err(e) if e.is_refusal() => match self.spool.set_aside(&c.name) {
                     Ok(()) => report.bad.push(format!("request file {} moved to bad/: {e}", c.name)),
                     Err(_) => {
                         let _ = self.spool.release(&c.name);
                     }
                 },
-                Err(_) => {
+                Err(e) => {
                     let _ = self.spool.release(&c.name);
+                    if !matches!(e, StoreError::Busy) {
+                        report.stopped = Some(stopped_line(&e));
+                    }
                     break;
                 }
             }
@@ -306,6 +353,18 @@ impl<'a> Queue<'a> {
 fn message_of(request: &FileRequest) -> &NewMessage {
     match request {
         FileRequest::Send(m) => m,
+    }
+}
+
+/// A failure of the limits' count: on SQLite the spool's limits file could not be
+/// written (an unwritable or full spool), so nothing can be accepted; on PostgreSQL the
+/// database's own error.
+fn limits_error(store: &Store, e: StoreError) -> QueueError {
+    match (store, e) {
+        (Store::Sqlite(_), e) if !matches!(e, StoreError::Busy) => {
+            QueueError::Spool(io::Error::other(format!("the send limits cannot be counted: {e}")))
+        }
+        (_, e) => QueueError::Store(e),
     }
 }
 
@@ -325,7 +384,7 @@ mod tests {
     //! after the next drain.
     use super::*;
     use crate::model::{MessageKind, UserId, now};
-    use crate::spool::{SpoolState, encode};
+    use crate::msq::spool::{SpoolState, encode};
 
     struct Fixture {
         _dir: tempfile::TempDir,
@@ -393,7 +452,7 @@ mod tests {
         let queue = Queue::new(&f.store, f.spool.clone());
         assert_eq!(queue.drain_all(CLAIM_TIMEOUT_SECS, now()).unwrap().applied, 0);
         assert_eq!(stored(&f), 0, "never accepted, never stored");
-        f.spool.recover(CLAIM_TIMEOUT_SECS, now() + crate::spool::TMP_GRACE_SECS).unwrap();
+        f.spool.recover(CLAIM_TIMEOUT_SECS, now() + crate::msq::spool::TMP_GRACE_SECS).unwrap();
         assert_eq!(f.spool.state().unwrap(), SpoolState::default());
     }
 

@@ -1,0 +1,3 @@
+<?php
+define('APP_DB', dirname(__DIR__, 2) . '/data/app.sqlite');
+define('APP_NAME', 'Notebook');
