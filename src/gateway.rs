@@ -122,7 +122,7 @@ impl Kept {
     /// The kept connection when it is to `path` and its schema is still this build's
     /// (`piggyback init` may have migrated it since); else a newly opened one, kept.
     /// With it, the kept session key, if this process keeps one.
-    fn open(&mut self, path: &Path) -> Result<(&Store, Option<&KeyMemory>), StoreError> {
+    pub(crate) fn open(&mut self, path: &Path) -> Result<(&Store, Option<&KeyMemory>), StoreError> {
         let kept = match self.store.take() {
             // A connection opened while the database could not be written stays
             // read-only: open again, so a fault that has cleared is not remembered.
@@ -136,7 +136,7 @@ impl Kept {
     }
 
     /// The site's spool, remembering what this process saw of it.
-    fn spool(&self, config: &Config) -> Spool {
+    pub(crate) fn spool(&self, config: &Config) -> Spool {
         match &self.new_dir {
             Some(memory) => spool_of(config).remembering(memory),
             None => spool_of(config),

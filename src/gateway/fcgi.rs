@@ -13,10 +13,17 @@
 //! A malformed record or a peer that goes away closes that connection, never the
 //! process. So does a peer that stalls: one process serves one connection at a time,
 //! so each read and each write on it, and each wait for the next request on a kept
-//! connection, is bounded by `PIGGYBACK_FCGI_IO_TIMEOUT` (default 30 s); then the
-//! connection is closed and the process accepts the next one. SIGTERM (or SIGINT) lets the request in progress finish and be written, then
+//! connection, is bounded by `PIGGYBACK_FCGI_IO_TIMEOUT` (default 30 s), and a request
+//! must have arrived whole within `PIGGYBACK_FCGI_REQUEST_DEADLINE` (default 60 s) of
+//! its first byte, so that a peer trickling a byte now and then cannot hold the process
+//! either; then the connection is closed and the process accepts the next one.
+//! SIGTERM (or SIGINT) lets the request in progress finish and be written, then
 //! the process exits 0. Both signals stay blocked except while the process waits in
 //! `ppoll`, so a signal can neither interrupt a request nor slip in just before a wait.
+//!
+//! What answers a request is an [`Answer`]: our programs' handler ([`Program`]), or
+//! `piggyback-wrap`'s child (`wrap::fastcgi`). The socket, the records and the bounds
+//! are the same for both.
 
 use std::ffi::OsString;
 use std::fs::File;
@@ -44,8 +51,13 @@ pub fn listening_on_stdin() -> bool {
     rc == 0 && value == 1
 }
 
-/// Serves FastCGI connections on fd 0 until SIGTERM or SIGINT.
+/// Serves FastCGI connections on fd 0 with `handler` until SIGTERM or SIGINT.
 pub fn serve(handler: Handler) -> ExitCode {
+    serve_with(Responder::new(handler))
+}
+
+/// Serves FastCGI connections on fd 0 with `responder` until SIGTERM or SIGINT.
+pub fn serve_with<A: Answer>(mut responder: Responder<A>) -> ExitCode {
     let waiter = match Waiter::install() {
         Ok(waiter) => waiter,
         Err(e) => {
@@ -62,7 +74,6 @@ pub fn serve(handler: Handler) -> ExitCode {
             libc::fcntl(0, libc::F_SETFL, flags | libc::O_NONBLOCK);
         }
     }
-    let mut responder = Responder::new(handler);
     loop {
         if waiter.wait_readable(0, None) == Wake::Stop {
             return ExitCode::SUCCESS;
@@ -108,20 +119,23 @@ pub enum Wake {
 /// machine needs between two records, and a bound on what a stalled one can hold.
 pub const DEFAULT_IO_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// `PIGGYBACK_FCGI_IO_TIMEOUT` (`90s`, `2m`, or seconds) from the process's settings;
-/// the default, with a line in the log, when it is not a duration.
-fn io_timeout(settings: &Env) -> Duration {
-    let Some(value) = settings.get("PIGGYBACK_FCGI_IO_TIMEOUT").filter(|v| !v.is_empty()) else {
-        return DEFAULT_IO_TIMEOUT;
+/// `PIGGYBACK_FCGI_REQUEST_DEADLINE` when unset: a web server on the same machine sends
+/// a request, its body included, in milliseconds (nginx, lighttpd and Apache read the
+/// client's body before they pass it on); a minute is still room for a slow upload that
+/// a server streams through.
+pub const DEFAULT_REQUEST_DEADLINE: Duration = Duration::from_secs(60);
+
+/// A duration setting (`90s`, `2m`, or seconds) from the process's settings; `default`,
+/// with a line in the log, when it is not a duration.
+fn duration_setting(settings: &Env, name: &str, default: Duration) -> Duration {
+    let Some(value) = settings.get(name).filter(|v| !v.is_empty()) else {
+        return default;
     };
     match value.to_str().and_then(parse_duration).and_then(|secs| u64::try_from(secs).ok()) {
         Some(secs) => Duration::from_secs(secs),
         None => {
-            log(&format!(
-                "PIGGYBACK_FCGI_IO_TIMEOUT: {value:?} is not a duration (30, 90s, 2m); using {} s",
-                DEFAULT_IO_TIMEOUT.as_secs()
-            ));
-            DEFAULT_IO_TIMEOUT
+            log(&format!("{name}: {value:?} is not a duration (30, 90s, 2m); using {} s", default.as_secs()));
+            default
         }
     }
 }
@@ -178,12 +192,24 @@ impl<S: Read + Write + AsRawFd> Socket<'_, S> {
         }
     }
 
-    /// Reads what has arrived, or waits for something, at most the bound.
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        self.read_arrived(buf).unwrap_or_else(|| {
-            self.bound();
-            self.stream.read(buf)
-        })
+    /// Reads what has arrived, or waits for something at most `limit`: `None` when
+    /// nothing came in that time.
+    fn read_within(&mut self, buf: &mut [u8], limit: Duration) -> Option<std::io::Result<usize>> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(read) = self.read_arrived(buf) {
+                return Some(read);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            let mut poll = libc::pollfd { fd: self.stream.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+            let ms = libc::c_int::try_from(left.as_millis().max(1)).unwrap_or(libc::c_int::MAX);
+            // SAFETY: one valid pollfd. The stop signals stay blocked here: a request
+            // being read is finished, not cut short, by one.
+            unsafe { libc::poll(&raw mut poll, 1, ms) };
+        }
     }
 
     /// Writes all of `out`, waiting at most the bound each time the peer reads nothing.
@@ -286,33 +312,88 @@ impl Waiter {
 /// How much one read of a connection takes at most.
 const READ_CHUNK: usize = 16 * 1024;
 
-/// One process's FastCGI state: the handler, the settings of its environment, and the
-/// database connection it keeps.
-pub struct Responder {
+/// What answers one responder request.
+pub trait Answer {
+    /// Bytes of a request's body worth keeping (see `fastcgi::Connection::new`).
+    fn stdin_cap(&self) -> usize;
+    /// Writes the CGI response (header block and body) to the request whose environment
+    /// is `env` and whose body is `stdin`. A failure to write means the web server has
+    /// gone: the answer stops there.
+    fn answer(&mut self, env: &Env, stdin: &[u8], out: &mut dyn Write) -> std::io::Result<()>;
+    /// Forgets what it kept across requests: after a panic it may be half-changed.
+    fn forget(&mut self);
+}
+
+/// Our programs: a handler, and the database connection, spool memory and session key
+/// it keeps ([`Kept`]).
+pub struct Program {
     handler: Handler,
+    kept: Kept,
+}
+
+impl Program {
+    pub fn new(handler: Handler) -> Program {
+        Program { handler, kept: Kept::across_requests() }
+    }
+}
+
+impl Answer for Program {
+    fn stdin_cap(&self) -> usize {
+        MAX_BODY_BYTES
+    }
+
+    fn answer(&mut self, env: &Env, stdin: &[u8], out: &mut dyn Write) -> std::io::Result<()> {
+        out.write_all(&respond_keeping(self.handler, env, stdin, &mut self.kept))
+    }
+
+    fn forget(&mut self) {
+        self.kept = Kept::across_requests();
+    }
+}
+
+/// One process's FastCGI state: what answers, the settings of its environment, and the
+/// bounds on a connection.
+pub struct Responder<A> {
+    answer: A,
     /// `PIGGYBACK_*` of the process environment (lighttpd `bin-environment`,
     /// `FcgidInitialEnv`, spawn-fcgi's environment). Only those: a process manager
     /// passes its whole environment on, and a stray `REMOTE_USER` or `HTTPS` there must
     /// never reach a request.
     settings: Env,
-    kept: Kept,
     /// `PIGGYBACK_FCGI_IO_TIMEOUT`: how long one read, one write or the wait for the
     /// next request on a kept connection may take.
     io_timeout: Duration,
+    /// `PIGGYBACK_FCGI_REQUEST_DEADLINE`: how long a request may take to arrive whole,
+    /// from its first byte to the end of its body.
+    deadline: Duration,
     /// Where each read lands before it joins the connection's buffer: zeroed once per
     /// process, not on every read (a fresh zeroed chunk per read was 13 % of a
     /// request's instructions).
     chunk: Box<[u8]>,
 }
 
-impl Responder {
-    pub fn new(handler: Handler) -> Responder {
+impl Responder<Program> {
+    /// A responder of our programs: `handler` answers.
+    pub fn new(handler: Handler) -> Responder<Program> {
+        Responder::with(Program::new(handler))
+    }
+}
+
+impl<A: Answer> Responder<A> {
+    /// A responder where `answer` answers, its settings the process environment's.
+    pub fn with(answer: A) -> Responder<A> {
         let settings = std::env::vars_os()
             .filter_map(|(k, v)| k.into_string().ok().map(|k| (k, v)))
             .filter(|(k, _)| k.starts_with("PIGGYBACK_"))
             .collect();
-        let io_timeout = io_timeout(&settings);
-        Responder { handler, settings, kept: Kept::across_requests(), io_timeout, chunk: vec![0; READ_CHUNK].into() }
+        Responder::with_settings(answer, settings)
+    }
+
+    /// A responder where `answer` answers, over `settings` (`PIGGYBACK_*` only).
+    pub fn with_settings(answer: A, settings: Env) -> Responder<A> {
+        let io_timeout = duration_setting(&settings, "PIGGYBACK_FCGI_IO_TIMEOUT", DEFAULT_IO_TIMEOUT);
+        let deadline = duration_setting(&settings, "PIGGYBACK_FCGI_REQUEST_DEADLINE", DEFAULT_REQUEST_DEADLINE);
+        Responder { answer, settings, io_timeout, deadline, chunk: vec![0; READ_CHUNK].into() }
     }
 
     /// The environment of one request: its parameters over the process's settings.
@@ -334,16 +415,19 @@ impl Responder {
         let served = catch_unwind(AssertUnwindSafe(|| self.records(&mut socket, waiter)));
         served.unwrap_or_else(|_| {
             // The record layer is fuzzed not to panic; should it, only this connection ends.
-            self.kept = Kept::across_requests();
+            self.answer.forget();
             log("FastCGI: the connection's handling panicked; closed it");
             Wake::Ready
         })
     }
 
     fn records<S: Read + Write + AsRawFd>(&mut self, stream: &mut Socket<'_, S>, waiter: &Waiter) -> Wake {
-        let mut conn = Connection::new(MAX_BODY_BYTES);
+        let mut conn = Connection::new(self.answer.stdin_cap());
         let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
         let mut start = 0;
+        // When the request being read must have arrived whole: its first byte's arrival
+        // plus the deadline. `None` while the connection is between requests.
+        let mut due: Option<Instant> = None;
         // A new connection's request has usually arrived by the time it is accepted: read
         // it without the wait (one `ppoll` fewer). A stop signal is seen at the next
         // accept; only a kept connection's later requests are waited for with it allowed.
@@ -358,31 +442,32 @@ impl Responder {
                     Ok(None) => break,
                     Err(e) => Err(e),
                 };
-                let out = match step {
+                let written = match step {
                     Ok(Step::Wait) => continue,
-                    Ok(Step::Write(out)) => out,
+                    Ok(Step::Write(out)) => stream.write_all(&out),
                     Ok(Step::WriteAndClose(out)) => {
                         let _ = stream.write_all(&out);
                         return Wake::Ready;
                     }
                     Ok(Step::Run(request)) => {
+                        // The request has arrived whole: the next one's time starts at
+                        // its own first byte.
+                        due = None;
                         let env = self.environment(request.params);
-                        let cgi = respond_keeping(self.handler, &env, &request.stdin[..], &mut self.kept);
-                        let mut out = Vec::with_capacity(cgi.len() + 64);
-                        fastcgi::write_response(&mut out, request.id, &cgi);
+                        let mut out = Stdout { socket: stream, id: request.id, pending: Vec::new() };
+                        let answered = self.answer.answer(&env, &request.stdin, &mut out).and_then(|()| out.end());
                         if request.close {
                             // The peer may be gone: its request is over either way.
-                            let _ = stream.write_all(&out);
                             return Wake::Ready;
                         }
-                        out
+                        answered
                     }
                     Err(e) => {
                         log(&format!("FastCGI: {e}; closed the connection"));
                         return Wake::Ready;
                     }
                 };
-                if let Err(e) = stream.write_all(&out) {
+                if let Err(e) = written {
                     if timed_out(&e) {
                         log(&format!(
                             "FastCGI: the web server read nothing of an answer for {} s \
@@ -399,32 +484,102 @@ impl Responder {
             if idle && waiter.stopping() {
                 return Wake::Stop;
             }
+            if !idle && due.is_none() {
+                // Part of the next request came with the end of the last one.
+                due = Some(Instant::now() + self.deadline);
+            }
             // Mid-request a stop signal waits for the request to arrive and be answered.
             // A kept connection with nothing more to ask is closed after the timeout too:
             // while it is open this process serves no other.
             let arrived = if std::mem::take(&mut fresh) { stream.read_arrived(&mut self.chunk) } else { None };
-            if idle && arrived.is_none() {
-                match waiter.wait_readable(stream.stream.as_raw_fd(), Some(self.io_timeout)) {
-                    Wake::Stop => return Wake::Stop,
-                    Wake::TimedOut => return Wake::Ready,
-                    Wake::Ready => {}
-                }
-            }
-            match arrived.unwrap_or_else(|| stream.read(&mut self.chunk)) {
-                Ok(0) => return Wake::Ready,
-                Ok(n) => buf.extend_from_slice(&self.chunk[..n]),
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => {
-                    if timed_out(&e) {
-                        log(&format!(
-                            "FastCGI: the web server sent nothing for {} s in the middle of a request \
-                             (PIGGYBACK_FCGI_IO_TIMEOUT); closed the connection",
-                            self.io_timeout.as_secs()
-                        ));
+            let read = match (arrived, due) {
+                (Some(read), _) => read,
+                (None, None) => {
+                    match waiter.wait_readable(stream.stream.as_raw_fd(), Some(self.io_timeout)) {
+                        Wake::Stop => return Wake::Stop,
+                        Wake::TimedOut => return Wake::Ready,
+                        Wake::Ready => {}
                     }
-                    return Wake::Ready;
+                    match stream.read_arrived(&mut self.chunk) {
+                        Some(read) => read,
+                        None => continue,
+                    }
                 }
+                (None, Some(due)) => {
+                    let left = due.saturating_duration_since(Instant::now());
+                    match stream.read_within(&mut self.chunk, left.min(self.io_timeout)) {
+                        Some(read) => read,
+                        None if left <= self.io_timeout => {
+                            log(&format!(
+                                "FastCGI: a request had not arrived whole {} s after its first byte \
+                                 (PIGGYBACK_FCGI_REQUEST_DEADLINE); closed the connection",
+                                self.deadline.as_secs()
+                            ));
+                            return Wake::Ready;
+                        }
+                        None => {
+                            log(&format!(
+                                "FastCGI: the web server sent nothing for {} s in the middle of a request \
+                                 (PIGGYBACK_FCGI_IO_TIMEOUT); closed the connection",
+                                self.io_timeout.as_secs()
+                            ));
+                            return Wake::Ready;
+                        }
+                    }
+                }
+            };
+            match read {
+                Ok(0) => return Wake::Ready,
+                Ok(n) => {
+                    if due.is_none() {
+                        due = Some(Instant::now() + self.deadline);
+                    }
+                    buf.extend_from_slice(&self.chunk[..n]);
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => return Wake::Ready,
             }
         }
+    }
+}
+
+/// The answer's stdout on its way to the web server as FCGI_STDOUT records: collected,
+/// and written when it has grown past [`STDOUT_FLUSH`] and at its end (with
+/// END_REQUEST), so that a short answer is one write and a long one never waits whole
+/// in memory.
+struct Stdout<'s, 'a, S> {
+    socket: &'s mut Socket<'a, S>,
+    id: u16,
+    pending: Vec<u8>,
+}
+
+/// Bytes of records collected before they are written.
+const STDOUT_FLUSH: usize = 64 * 1024;
+
+impl<S: Read + Write + AsRawFd> Stdout<'_, '_, S> {
+    /// Closes the stream and ends the request.
+    fn end(&mut self) -> std::io::Result<()> {
+        fastcgi::write_records(&mut self.pending, fastcgi::STDOUT, self.id, &[]);
+        fastcgi::write_end(&mut self.pending, self.id, 0, fastcgi::ProtocolStatus::RequestComplete);
+        self.socket.write_all(&std::mem::take(&mut self.pending))
+    }
+}
+
+impl<S: Read + Write + AsRawFd> Write for Stdout<'_, '_, S> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        if bytes.is_empty() {
+            // An empty record would end the stream.
+            return Ok(0);
+        }
+        fastcgi::write_records(&mut self.pending, fastcgi::STDOUT, self.id, bytes);
+        if self.pending.len() >= STDOUT_FLUSH {
+            self.socket.write_all(&self.pending)?;
+            self.pending.clear();
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::config::Config;
 use crate::csrf;
-use crate::gateway::{self, Cause, Env, LeftOut};
+use crate::gateway::{self, Cause, Env, Kept, LeftOut};
 use crate::http::{Meta, Method};
 use crate::identity::{self, CookieName, Key};
 use crate::message_status::Announcing;
@@ -36,7 +36,15 @@ enum Who {
 
 /// Decides who the answer is for and what to add to it (see the module's comment).
 /// `now` is unix seconds. The lines returned are for the log, one per cause.
-pub fn decide(env: &Env, settings: &Settings, answered: &Answered<'_>, now: i64) -> (Attach, Vec<LeftOut>) {
+/// `kept`: the database connection a FastCGI wrapper keeps between requests (a CGI
+/// wrapper's is new); nothing of a request's identity is in it.
+pub fn decide(
+    env: &Env,
+    settings: &Settings,
+    answered: &Answered<'_>,
+    now: i64,
+    kept: &mut Kept,
+) -> (Attach, Vec<LeftOut>) {
     let mut notes = Vec::new();
     let config = match Config::from_lookup(|name| env.get(name).cloned()) {
         Ok(config) => config,
@@ -60,8 +68,8 @@ pub fn decide(env: &Env, settings: &Settings, answered: &Answered<'_>, now: i64)
     let needs_store = matches!(answered.named, Named::User(_))
         || (answered.carries == Carries::Yes && answered.named == Named::Absent && !binding_site);
     let store = if needs_store {
-        match Store::open(&config.db) {
-            Ok(store) => Some(store),
+        match kept.open(&config.db) {
+            Ok((store, _)) => Some(store),
             Err(e) => {
                 let mut left = LeftOut::of_store(&e);
                 left.line = format!("site_messages left out: PIGGYBACK_DB: {e}");

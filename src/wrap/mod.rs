@@ -3,11 +3,14 @@
 //! `site_messages` (computed by `gateway::site_messages`, the same single place as for
 //! our programs) to its JSON answers; any other body passes byte for byte.
 //!
-//! [`run`] is the only code here that touches the process; [`target`] decides what may
+//! [`run`] is the only code here that touches the process as a CGI program, and
+//! [`fastcgi`] as a FastCGI responder (kept running, as fcgiwrap is); both run a request
+//! through the same `run_target`, under the same rules. [`target`] decides what may
 //! run, [`answer`] relays what it answers, [`identity`] decides who it is for,
 //! [`settings`] reads the settings.
 
 pub mod answer;
+pub mod fastcgi;
 pub mod identity;
 pub mod settings;
 pub mod target;
@@ -15,29 +18,73 @@ pub mod target;
 use std::ffi::OsString;
 use std::io::Write;
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::gateway::{Cause, Env, log};
+use crate::gateway::{Cause, Env, Kept, log};
 use crate::http::reason_phrase;
 
 use answer::{Call, Framing, Limits, Outcome, Own, Why};
 use settings::Settings;
 use target::Launch;
 
-/// Runs one request: the whole `main` of `piggyback-wrap`.
+/// The whole `main` of `piggyback-wrap`: one CGI request, or, started with a listening
+/// socket (fd 0, or systemd's socket activation), FastCGI requests until it is stopped.
 pub fn run() -> ExitCode {
+    if fastcgi::listening() {
+        return fastcgi::serve();
+    }
     let mut env: Env = std::env::vars_os().filter_map(|(k, v)| k.into_string().ok().map(|k| (k, v))).collect();
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
-    let wrapper = std::env::current_exe()
+    let wrapper = own_path();
+    let settings = load_settings(&mut env, &wrapper);
+    let mut stdout = std::io::stdout().lock();
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let exec_fn = kernel_exec_fn();
+    let target = match target::resolve(&env, &args, &cwd, &wrapper, exec_fn.as_deref(), &settings) {
+        Ok(target) => target,
+        Err(refusal) => {
+            refuse(&refusal, &mut stdout);
+            return ExitCode::SUCCESS;
+        }
+    };
+    // The server stops a CGI with SIGTERM (lighttpd when the client goes away or its
+    // timeout passes): then the program is stopped too, not left running alone. Handled
+    // from before the program starts, so a signal in between cannot orphan it.
+    let stopped = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT, signal_hook::consts::SIGHUP] {
+        if let Err(e) = signal_hook::flag::register(signal, Arc::clone(&stopped)) {
+            log(&format!("piggyback-wrap: cannot handle signal {signal}: {e}"));
+        }
+    }
+    let mut kept = Kept::default();
+    let mut complaints = Complaints::default();
+    run_target(&env, &target, &settings, Body::Inherited, &mut stdout, &stopped, &mut kept, &mut complaints);
+    if stopped.load(Ordering::SeqCst) {
+        log(&format!(
+            "piggyback-wrap: {}: stopped by the server; the program was stopped too",
+            target.program.display()
+        ));
+    }
+    ExitCode::SUCCESS
+}
+
+/// The wrapper's own real path (the rules refuse to run it).
+fn own_path() -> PathBuf {
+    std::env::current_exe()
         .and_then(std::fs::canonicalize)
-        .unwrap_or_else(|_| PathBuf::from(std::env::args_os().next().unwrap_or_default()));
+        .unwrap_or_else(|_| PathBuf::from(std::env::args_os().next().unwrap_or_default()))
+}
+
+/// The settings: `env` filled from the install's settings file, then read; each
+/// problem logged.
+fn load_settings(env: &mut Env, wrapper: &Path) -> Settings {
     let file_problem =
-        wrapper.parent().and_then(|folder| settings::merge_file(&mut env, &folder.join(settings::CONFIG_FILE)));
+        wrapper.parent().and_then(|folder| settings::merge_file(env, &folder.join(settings::CONFIG_FILE)));
     if let Some(problem) = &file_problem {
         log(&format!("piggyback-wrap: {problem}"));
     }
@@ -49,17 +96,39 @@ pub fn run() -> ExitCode {
             _ => log(&format!("piggyback-wrap: {problem}")),
         }
     }
-    let mut stdout = std::io::stdout().lock();
-    let cwd = std::env::current_dir().unwrap_or_default();
-    let exec_fn = kernel_exec_fn();
-    let target = match target::resolve(&env, &args, &cwd, &wrapper, exec_fn.as_deref(), &settings) {
-        Ok(target) => target,
-        Err(refusal) => {
-            log(&format!("piggyback-wrap: refused: {}", refusal.why));
-            let _ = stdout.write_all(&refusal_answer(refusal.status)).and_then(|()| stdout.flush());
-            return ExitCode::SUCCESS;
-        }
-    };
+    settings
+}
+
+/// Answers a request the wrapper will not run, and logs why.
+fn refuse(refusal: &target::Refusal, out: &mut dyn Write) {
+    log(&format!("piggyback-wrap: refused: {}", refusal.why));
+    let _ = out.write_all(&refusal_answer(refusal.status)).and_then(|()| out.flush());
+}
+
+/// Where the program's stdin comes from.
+enum Body<'a> {
+    /// The wrapper's own fd 0, untouched (CGI: a pipe, a file or a socket).
+    Inherited,
+    /// These bytes, through a pipe (FastCGI: the request's STDIN records).
+    Bytes(&'a [u8]),
+}
+
+/// Runs the checked `target` with `env` (the request's, rebuilt for the program by
+/// `target::child_env`) and relays its answer to `out`, deciding who it is for with
+/// `identity::decide`. The same for both modes: only where the body comes from, where
+/// the answer goes and what is kept between requests differ. `stopped` set (by a
+/// signal) stops the program.
+#[allow(clippy::too_many_arguments)]
+fn run_target(
+    env: &Env,
+    target: &target::Target,
+    settings: &Settings,
+    body: Body<'_>,
+    out: &mut dyn Write,
+    stopped: &Arc<AtomicBool>,
+    kept: &mut Kept,
+    complaints: &mut Complaints,
+) {
     let mut command = match &target.launch {
         Launch::Itself => Command::new(&target.program),
         Launch::Mapped(interpreter) => Command::new(interpreter),
@@ -71,68 +140,62 @@ pub fn run() -> ExitCode {
     };
     command
         .env_clear()
-        .envs(target::child_env(&env, &target, &settings))
-        .current_dir(target.folder())
-        // The body stays on fd 0 for the program, whatever it is (a pipe, a file, a socket).
-        .stdin(Stdio::inherit())
+        .envs(target::child_env(env, target, settings))
+        .stdin(match body {
+            // The body stays on fd 0 for the program, whatever it is (a pipe, a file, a socket).
+            Body::Inherited => Stdio::inherit(),
+            Body::Bytes([]) => Stdio::null(),
+            Body::Bytes(_) => Stdio::piped(),
+        })
         .stdout(Stdio::piped())
         // The program's complaints go where the server logs a CGI program's stderr.
         .stderr(Stdio::inherit())
         // A group of its own, so that stopping it also stops what it started (a shell
         // script's `sleep`, a pipeline), which would otherwise run on alone.
         .process_group(0);
-    // The server stops a CGI with SIGTERM (lighttpd when the client goes away or its
-    // timeout passes): then the program is stopped too, not left running alone. Handled
-    // from before the program starts, so a signal in between cannot orphan it.
-    let stopped = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT, signal_hook::consts::SIGHUP] {
-        if let Err(e) = signal_hook::flag::register(signal, Arc::clone(&stopped)) {
-            log(&format!("piggyback-wrap: cannot handle signal {signal}: {e}"));
-        }
-    }
-    let mut child = match command.spawn() {
+    // The program runs in its own folder. The wrapper moves there itself rather than
+    // asking `Command` to: with a working directory to set, the standard library (in a
+    // static build) forks, copying a kept FastCGI wrapper's page tables on every
+    // request (3 ms); without one it uses posix_spawn, which does not. Every path the
+    // wrapper itself uses is absolute.
+    let spawned = std::env::set_current_dir(target.folder()).and_then(|()| command.spawn());
+    let mut child = match spawned {
         Ok(child) => child,
         Err(e) => {
             log(&format!("piggyback-wrap: cannot start {}: {e}", target.program.display()));
-            let _ = stdout.write_all(&refusal_answer(500)).and_then(|()| stdout.flush());
-            return ExitCode::SUCCESS;
+            let _ = out.write_all(&refusal_answer(500)).and_then(|()| out.flush());
+            return;
         }
     };
     let Some(child_out) = child.stdout.take() else {
-        return ExitCode::SUCCESS;
+        return;
     };
+    let child_in = child.stdin.take();
     let expired = Arc::new(AtomicBool::new(false));
     let (done, finished) = mpsc::channel::<()>();
+    let pid = child.id();
     let watchdog = {
         let expired = Arc::clone(&expired);
-        let stopped = Arc::clone(&stopped);
+        let stopped = Arc::clone(stopped);
         let timeout = settings.timeout;
         std::thread::spawn(move || {
             let deadline = Instant::now() + timeout;
             loop {
-                match finished.recv_timeout(Duration::from_millis(50)) {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match finished.recv_timeout(left.min(Duration::from_millis(50))) {
+                    Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
                     Err(mpsc::RecvTimeoutError::Timeout) if stopped.load(Ordering::SeqCst) => {
-                        stop_program(&mut child);
+                        stop_program(pid);
                         break;
                     }
                     Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() >= deadline => {
                         expired.store(true, Ordering::SeqCst);
-                        stop_program(&mut child);
+                        stop_program(pid);
                         break;
                     }
                     Err(mpsc::RecvTimeoutError::Timeout) => {}
-                    Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
                 }
             }
-            // The program closed its output; it still may not linger past the deadline.
-            while matches!(child.try_wait(), Ok(None)) {
-                if Instant::now() >= deadline {
-                    stop_program(&mut child);
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.wait();
         })
     };
     let framing = if target.is_nph() { Framing::Nph } else { Framing::Cgi };
@@ -140,16 +203,28 @@ pub fn run() -> ExitCode {
     let text = |name: &str| env.get(name).and_then(|v| v.to_str());
     let call = Call::of(text("HTTP_SEC_FETCH_MODE"), text("HTTP_SEC_FETCH_DEST"));
     let mut notes = Vec::new();
-    let outcome =
-        answer::relay(child_out, &mut stdout, framing, limits, call, &|| expired.load(Ordering::SeqCst), |answered| {
-            let (attach, said) = identity::decide(&env, &settings, answered, crate::model::now());
+    let outcome = std::thread::scope(|scope| {
+        if let (Some(mut pipe), Body::Bytes(bytes)) = (child_in, &body) {
+            // A program that reads none of its body ends the write when it exits (or is
+            // stopped): the pipe then breaks.
+            scope.spawn(move || {
+                let _ = pipe.write_all(bytes);
+            });
+        }
+        answer::relay(child_out, &mut *out, framing, limits, call, &|| expired.load(Ordering::SeqCst), |answered| {
+            let (attach, said) = identity::decide(env, settings, answered, crate::model::now(), kept);
             notes = said;
             attach
-        });
+        })
+    });
+    // The program has closed its output; it still may not linger past the deadline: wait
+    // for it to end while the watchdog may stop it, without reaping it, so that its pid
+    // (and group) cannot pass to another process while the watchdog may signal them.
+    wait_ended(pid as libc::id_t);
     let _ = done.send(());
     let _ = watchdog.join();
+    let _ = child.wait();
     let program = target.program.display();
-    let mut complaints = Complaints::default();
     for note in &notes {
         complaints.say(note.cause, &format!("piggyback-wrap: {program}: {}", note.line));
     }
@@ -177,13 +252,9 @@ pub fn run() -> ExitCode {
     if let Err(e) = &outcome {
         log(&format!("piggyback-wrap: {program}: writing the answer: {e}"));
     }
-    if stopped.load(Ordering::SeqCst) {
-        log(&format!("piggyback-wrap: {program}: stopped by the server; the program was stopped too"));
-    }
     if expired.load(Ordering::SeqCst) {
         log(&format!("piggyback-wrap: {program}: stopped after PIGGYBACK_WRAP_TIMEOUT"));
     }
-    ExitCode::SUCCESS
 }
 
 /// Which causes were logged when, so that each is said at most once a minute by a
@@ -229,23 +300,40 @@ fn kernel_exec_fn() -> Option<OsString> {
 
 /// Kills the program and every process of its group (it was started as the leader of
 /// its own group), then the program itself should the group be gone already.
-fn stop_program(child: &mut Child) {
-    if let Ok(group) = libc::pid_t::try_from(child.id()) {
+fn stop_program(pid: u32) {
+    if let Ok(pid) = libc::pid_t::try_from(pid) {
         // SAFETY: kill(2) takes plain integers; a negative pid names the program's group,
-        // which only it and what it started belong to.
-        unsafe { libc::kill(-group, libc::SIGKILL) };
+        // which only it and what it started belong to. The program is not reaped before
+        // the watchdog ends (`wait_ended`), so neither number can name another process.
+        unsafe {
+            libc::kill(-pid, libc::SIGKILL);
+            libc::kill(pid, libc::SIGKILL);
+        }
     }
-    let _ = child.kill();
+}
+
+/// Blocks until the program `pid` has ended, leaving it to be reaped (`WNOWAIT`).
+fn wait_ended(pid: libc::id_t) {
+    loop {
+        // SAFETY: a zeroed siginfo_t is valid for waitid to fill.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: waits on this process's own child; `info` is valid for a write.
+        let rc = unsafe { libc::waitid(libc::P_PID, pid, &raw mut info, libc::WEXITED | libc::WNOWAIT) };
+        if rc == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            return;
+        }
+    }
 }
 
 /// The answer to a request the wrapper will not run: the reason is in the log only,
 /// since it names paths of the server.
 fn refusal_answer(status: u16) -> Vec<u8> {
-    let body = serde_json::json!({"error": {
-        "code": if status == 500 { "misconfigured" } else { "refused" },
-        "message": "the server will not run this program; its error log says why",
-    }})
-    .to_string();
+    let (code, message) = match status {
+        500 => ("misconfigured", "the server will not run this program; its error log says why"),
+        413 => ("too_large", "the request body is larger than the server passes to a program"),
+        _ => ("refused", "the server will not run this program; its error log says why"),
+    };
+    let body = serde_json::json!({"error": {"code": code, "message": message}}).to_string();
     format!(
         "Status: {status} {}\r\nContent-Type: application/json; charset=utf-8\r\nCache-Control: private, no-store\r\n\
          X-Content-Type-Options: nosniff\r\nContent-Length: {}\r\n\r\n{body}",

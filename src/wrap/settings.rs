@@ -132,7 +132,7 @@ impl Settings {
 }
 
 /// `65536`, `512k`, `4M` in bytes.
-fn parse_bytes(v: &str) -> Option<usize> {
+pub(crate) fn parse_bytes(v: &str) -> Option<usize> {
     let v = v.trim();
     let (digits, scale) = match v.char_indices().last()? {
         (i, 'k' | 'K') => (&v[..i], 1024),

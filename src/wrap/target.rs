@@ -35,6 +35,9 @@ pub enum Server {
     /// (Python's `http.server --cgi`, which maps nothing, or any server that executes
     /// the program itself).
     Shebang,
+    /// `piggyback-wrap` kept running as a FastCGI responder, as fcgiwrap is: the target
+    /// is the request's `SCRIPT_FILENAME`; there are no arguments.
+    FastCgi,
 }
 
 /// How the program is started.
@@ -108,12 +111,7 @@ pub fn resolve(
     exec_fn: Option<&OsStr>,
     settings: &Settings,
 ) -> Result<Target, Refusal> {
-    if settings.roots.is_empty() {
-        return Err(Refusal {
-            status: 500,
-            why: "PIGGYBACK_WRAP_ROOT names no existing folder, so no program may be run".into(),
-        });
-    }
+    no_root(settings)?;
     let var = |name: &str| env.get(name).filter(|v| !v.is_empty());
     let (server, requested, script_name, path_info) = if let Some(handler) = var("REDIRECT_HANDLER") {
         // Apache's Action: the wrapper was reached by an internal redirect. argv holds
@@ -196,7 +194,60 @@ pub fn resolve(
         let path_info = var("PATH_INFO").cloned().unwrap_or_default();
         (Server::Lighttpd, PathBuf::from(filename), script_name, path_info)
     };
-    let program = check_program(&requested, wrapper, settings)?;
+    checked(server, &requested, script_name, path_info, wrapper, settings)
+}
+
+/// A 500 when no root is configured: then nothing may run.
+fn no_root(settings: &Settings) -> Result<(), Refusal> {
+    if settings.roots.is_empty() {
+        return Err(Refusal {
+            status: 500,
+            why: "PIGGYBACK_WRAP_ROOT names no existing folder, so no program may be run".into(),
+        });
+    }
+    Ok(())
+}
+
+/// The prefix of `SCRIPT_FILENAME` that Apache's `mod_proxy_fcgi` adds when it is
+/// reached through `ProxyPass` (`proxy:fcgi://localhost/srv/app/x.pl`).
+const PROXY_FCGI: &[u8] = b"proxy:fcgi://";
+
+/// Decides which program a FastCGI request runs, or refuses it: the server names it in
+/// `SCRIPT_FILENAME` (nginx's `$document_root$fastcgi_script_name`, lighttpd's and
+/// Apache's physical path), or, from the nginx configuration written for the CGI
+/// wrapper under fcgiwrap, in `PIGGYBACK_WRAP_TARGET`. Both are parameters the web
+/// server sets; a client's headers arrive as `HTTP_*` and cannot set either. Every
+/// rule of [`resolve`] applies to the file.
+pub fn resolve_fastcgi(env: &Env, wrapper: &Path, settings: &Settings) -> Result<Target, Refusal> {
+    no_root(settings)?;
+    let var = |name: &str| env.get(name).filter(|v| !v.is_empty());
+    let named = var(FCGIWRAP_TARGET)
+        .or_else(|| var("SCRIPT_FILENAME"))
+        .ok_or_else(|| forbidden("SCRIPT_FILENAME is not set"))?;
+    let named = match named.as_bytes().strip_prefix(PROXY_FCGI) {
+        // The host part, then the path.
+        Some(rest) => OsStr::from_bytes(&rest[rest.iter().position(|&b| b == b'/').unwrap_or(rest.len())..]),
+        None => named.as_os_str(),
+    };
+    if !Path::new(named).is_absolute() {
+        // A kept process has no folder of the request's own to resolve it from.
+        return Err(forbidden(format!("SCRIPT_FILENAME {:?} is not an absolute path", named)));
+    }
+    let script_name = var("SCRIPT_NAME").cloned().unwrap_or_default();
+    let path_info = var("PATH_INFO").cloned().unwrap_or_default();
+    checked(Server::FastCgi, Path::new(named), script_name, path_info, wrapper, settings)
+}
+
+/// The target once the requested file has passed every rule.
+fn checked(
+    server: Server,
+    requested: &Path,
+    script_name: OsString,
+    path_info: OsString,
+    wrapper: &Path,
+    settings: &Settings,
+) -> Result<Target, Refusal> {
+    let program = check_program(requested, wrapper, settings)?;
     let launch = match wrapper_shebang(&program, wrapper)? {
         Some(interpreter) => Launch::Shebang(interpreter),
         None => match settings.interpreter_for(&program) {

@@ -48,6 +48,13 @@ FASTCGI_KINDS = {"lighttpd-fastcgi", "apache-fcgid", "nginx-spawn-fcgi"}
 DEFAULT_SERVERS = ("lighttpd,apache-event-cgid,apache-prefork-cgi,nginx-fcgiwrap," + ",".join(sorted(FASTCGI_KINDS))
                    + ",busybox-httpd,python-http-server,postgres,site-app-apache,site-app-lighttpd,site-app-nginx")
 
+# The FastCGI kinds send the site's own programs to piggyback-wrap kept running as
+# a FastCGI responder; these two start it with spawn-fcgi (lighttpd from bin-path).
+WRAPPER_STARTED = {"nginx-spawn-fcgi", "apache-fcgid"}
+# Its whole-request deadline, short enough for a test to wait for.
+WRAP_DEADLINE = 3
+WRAPPER_FCGI_ENV = {"PIGGYBACK_FCGI_REQUEST_DEADLINE": str(WRAP_DEADLINE)}
+
 # Servers that refuse a POST without Content-Length themselves. nginx passes it
 # on with no CONTENT_LENGTH: no body (RFC 3875 4.1.2), so the program answers
 # 400 empty_body where it needs one.
@@ -241,6 +248,7 @@ class Server:
         self.backends = []  # spawn-fcgi backends (nginx), stopped by pid
         root = inst.root
         self.fcgiwrap = None
+        self.wrapper = None  # piggyback-wrap under spawn-fcgi, when the test starts it
         if kind.startswith("lighttpd"):
             self.cmd = [which("lighttpd"), "-D", "-f", str(CONFIGS / f"{kind}.conf")]
             self.cgi_log = root / "log/cgi-stderr.log"
@@ -270,6 +278,9 @@ class Server:
         else:
             e["PIGGYBACK_USER"] = subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip()
             e["PIGGYBACK_GROUP"] = subprocess.run(["id", "-gn"], capture_output=True, text=True).stdout.strip()
+        if self.kind == "lighttpd-fastcgi":
+            # lighttpd passes its environment on to the backends it starts.
+            e.update(WRAPPER_FCGI_ENV)
         if not self.kind.startswith("lighttpd"):
             # Apache passes its PATH on to the programs; lighttpd gets none at
             # all here, so neither it nor its programs can rely on one.
@@ -277,11 +288,14 @@ class Server:
             e["LANG"] = "C"
         return e
 
-    def start_fcgiwrap(self, *conf_args):
-        """The nginx.conf rendered by scripts/nginx-conf (with `conf_args`), and
-        fcgiwrap on a Unix socket, as the server's user."""
+    def render_nginx(self, *conf_args):
+        """The nginx.conf rendered by scripts/nginx-conf (with `conf_args`)."""
         env = dict(self.env(), PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
         subprocess.run([str(REPO / "scripts/nginx-conf"), *conf_args], env=env, check=True, capture_output=True)
+
+    def start_fcgiwrap(self):
+        """fcgiwrap on a Unix socket, as the server's user."""
+        env = dict(self.env(), PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
         sock = self.inst.root / "run/fcgiwrap.sock"
         if sock.exists():
             sock.unlink()
@@ -298,22 +312,67 @@ class Server:
         if not sock.exists():
             raise RuntimeError(f"fcgiwrap did not create {sock}: {self.cgi_log.read_text(errors='replace')[-1000:]}")
 
-    def start_backends(self):
-        """nginx-spawn-fcgi: one `spawn-fcgi -n` per program (the pid is the
-        program's own); the config and fcgiwrap (the site's own programs) are
-        started by start_fcgiwrap."""
+    def spawn_fcgi(self, socket_path, program, extra_env=None):
+        """`spawn-fcgi -n` (the pid is the program's own) as the server's user."""
         env = self.env()
         err = open(self.cgi_log, "ab")
+        cmd = [which("spawn-fcgi"), "-n", "-s", str(socket_path)]
+        if IS_ROOT:
+            # As root without -u the program would run as root.
+            user, group = env["PIGGYBACK_USER"], env["PIGGYBACK_GROUP"]
+            cmd += ["-u", user, "-g", group, "-U", user, "-G", group]
+        cmd += ["--", str(program)]
+        p = subprocess.Popen(cmd, env={"PATH": env["PATH"], **(extra_env or {})}, stdin=subprocess.DEVNULL,
+                             stdout=err, stderr=err, cwd=str(self.inst.root), start_new_session=True)
+        self.backends.append(p)
+        return p
+
+    def start_backends(self):
+        """nginx-spawn-fcgi: one `spawn-fcgi -n` per program; the config is
+        rendered by render_nginx."""
         for prog in PROGRAMS:
-            cmd = [which("spawn-fcgi"), "-n", "-s", str(self.inst.root / f"run/fcgi-{prog}.sock")]
-            if IS_ROOT:
-                # As root without -u the program would run as root.
-                user, group = env["PIGGYBACK_USER"], env["PIGGYBACK_GROUP"]
-                cmd += ["-u", user, "-g", group, "-U", user, "-G", group]
-            cmd += ["--", str(self.inst.root / "cgi-bin" / prog)]
-            p = subprocess.Popen(cmd, env={"PATH": env["PATH"]}, stdin=subprocess.DEVNULL,
-                                 stdout=err, stderr=err, cwd=str(self.inst.root), start_new_session=True)
-            self.backends.append(p)
+            self.spawn_fcgi(self.inst.root / f"run/fcgi-{prog}.sock", self.inst.root / "cgi-bin" / prog)
+
+    def start_wrapper(self):
+        """piggyback-wrap as a FastCGI responder for the site's own programs, as
+        nginx-fastcgi.conf and apache-fcgid.conf say to start it (lighttpd starts
+        its own from bin-path)."""
+        sock = self.inst.root / "run/piggyback-wrap.sock"
+        if sock.exists():
+            sock.unlink()
+        self.wrapper = self.spawn_fcgi(sock, self.inst.root / "bin/piggyback-wrap", WRAPPER_FCGI_ENV)
+        deadline = time.monotonic() + 10
+        while not sock.exists() and time.monotonic() < deadline and self.wrapper.poll() is None:
+            time.sleep(0.05)
+        if not sock.exists():
+            raise RuntimeError(f"piggyback-wrap did not listen on {sock}: "
+                               f"{self.cgi_log.read_text(errors='replace')[-1000:]}")
+
+    def wrapper_socket(self):
+        """The FastCGI wrapper's socket (lighttpd numbers the ones it makes)."""
+        found = sorted((self.inst.root / "run").glob("piggyback-wrap.sock*"))
+        return found[0] if found else None
+
+    def wrapper_pid(self):
+        """The FastCGI wrapper's main process: running bin/piggyback-wrap, its
+        parent not (its workers' parent is it)."""
+        exe = str(self.inst.root / "bin/piggyback-wrap")
+
+        def runs_wrapper(pid):
+            try:
+                return os.readlink(f"/proc/{pid}/exe") == exe
+            except OSError:
+                return False
+
+        for d in Path("/proc").iterdir():
+            if d.name.isdigit() and runs_wrapper(d.name):
+                try:
+                    ppid = (d / "stat").read_text().rsplit(")", 1)[1].split()[1]
+                except (OSError, IndexError):
+                    continue
+                if not runs_wrapper(ppid):
+                    return int(d.name)
+        return None
 
     def wait_answer(self, seconds=20):
         """FastCGI: the port is open before the backends are (lighttpd listens
@@ -334,8 +393,11 @@ class Server:
     def start(self):
         if self.kind == "nginx-spawn-fcgi":
             self.start_backends()
-            self.start_fcgiwrap("--fastcgi")
+            self.render_nginx("--fastcgi")
+        if self.kind in WRAPPER_STARTED:
+            self.start_wrapper()
         if self.kind == "nginx-fcgiwrap":
+            self.render_nginx()
             self.start_fcgiwrap()
         out = open(self.inst.root / f"log/{self.kind}-console.log", "ab")
         # A session of its own: Apache's prefork MPM signals its whole process
@@ -664,6 +726,9 @@ def server_suite(kind, work):
         fastcgi_suite(server, inst, alice)
     # Every shipped configuration, FastCGI ones included, wires piggyback-wrap at /app/.
     wrap_suite(server, alice, bob)
+    if kind in FASTCGI_KINDS:
+        # There it is a FastCGI responder: what only a kept wrapper can get wrong.
+        wrap_fastcgi_suite(server, alice, bob)
 
     stderr_suite(kind, work)
     if kind not in FASTCGI_KINDS and kind != "nginx-fcgiwrap":
@@ -790,6 +855,177 @@ def wrap_suite(server, alice, bob):
             check(r.status in (403, 404) and b"secret" not in r.raw, f"{r!r}")
         finally:
             secret.unlink()
+
+
+def cgi_wrapper(inst, script, cookie=None):
+    """The same program through the CGI wrapper, started as lighttpd's cgi.assign
+    starts it (argv [wrapper, script]), as the server's user: (status, JSON or None)."""
+    path = inst.root / "site" / script
+    env = {"PATH": "/usr/bin:/bin", "GATEWAY_INTERFACE": "CGI/1.1", "REQUEST_METHOD": "GET", "QUERY_STRING": "",
+           "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "80", "REMOTE_ADDR": "127.0.0.1",
+           "SCRIPT_FILENAME": str(path), "SCRIPT_NAME": f"/app/{script}", "REDIRECT_STATUS": "200"}
+    if cookie:
+        env["HTTP_COOKIE"] = f"pb_session={cookie}"
+    kw = {}
+    if IS_ROOT:
+        group = subprocess.run(["id", "-gn", RUN_USER], capture_output=True, text=True, check=True).stdout.strip()
+        kw = {"user": RUN_USER, "group": group, "extra_groups": []}
+    p = subprocess.run([str(inst.root / "bin/piggyback-wrap"), str(path)], env=env, cwd=str(path.parent),
+                       stdin=subprocess.DEVNULL, capture_output=True, timeout=60, **kw)
+    head, _, body = p.stdout.replace(b"\r\n", b"\n").partition(b"\n\n")
+    status = 200
+    for line in head.split(b"\n"):
+        if line.lower().startswith(b"status:"):
+            status = int(line.split()[1])
+    try:
+        return status, json.loads(body)
+    except ValueError:
+        return status, None
+
+
+def wrap_fastcgi_suite(server, alice, bob):
+    """piggyback-wrap kept running as a FastCGI responder (the FastCGI kinds' /app/)."""
+    label, port, inst = server.kind, server.port, server.inst
+    site = inst.root / "site"
+
+    def deliver(subject, to="alice"):
+        sender = "bob" if to == "alice" else "alice"
+        inst.pb("send", "--from", sender, "--to", to, "--subject", subject, "--body", "for a wrapped program")
+        inst.pb("drain", check=False)
+
+    def announced(json_answer):
+        sm = json_answer.get("site_messages") if isinstance(json_answer, dict) else None
+        return [it["subject"] for it in sm["items"]] if sm else []
+
+    @test(f"{label}: a FastCGI wrapper and CGI wrappers on one database announce each message once under concurrency")
+    def _():
+        # Take what earlier tests left, so that only these are counted.
+        request(port, "GET", "/app/hello.sh", cookie=alice)
+        tag = secrets.token_hex(3)
+        subjects = [f"both modes {tag} {i}" for i in range(12)]
+
+        def through_server(_):
+            r = request(port, "GET", "/app/hello.sh", cookie=alice)
+            check(r.status == 200, f"FastCGI wrapper: {r!r}")
+            return announced(r.json)
+
+        def through_cgi(_):
+            status, answer = cgi_wrapper(inst, "hello.pl", alice)
+            check(status == 200, f"CGI wrapper: {status} {answer!r}")
+            return announced(answer)
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=5) as pool:
+            sends = pool.submit(lambda: [deliver(x) for x in subjects])
+            asks = [pool.submit(lambda: sum(map(f, range(8)), [])) for f in (through_server, through_cgi) * 2]
+            sends.result()
+            seen = sum((a.result() for a in asks), [])
+        # A send that met a busy database waits in the spool as a file of this test's
+        # user (root here): applied by a drain of the same user, as deliver() does, once
+        # its claim by a drain that met the busy database has lapsed; then announced.
+        deadline = time.monotonic() + 30
+        while len([x for x in seen if x.startswith(f"both modes {tag}")]) < len(subjects) \
+                and time.monotonic() < deadline:
+            inst.pb("drain", check=False)
+            seen += announced(request(port, "GET", "/app/hello.sh", cookie=alice).json)
+            time.sleep(0.5)
+        mine = [x for x in seen if x.startswith(f"both modes {tag}")]
+        check(sorted(mine) == sorted(subjects), f"announced {len(mine)} ({len(set(mine))} distinct) of 12: {mine}")
+
+    @test(f"{label}: a kept FastCGI wrapper carries no identity from one request to the next")
+    def _():
+        deliver(f"only bob's {secrets.token_hex(3)}", to="bob")
+        for _ in range(8):
+            r = request(port, "GET", "/app/hello.sh", cookie=alice)
+            check(r.status == 200 and r.site_messages is not None, f"alice: {r!r}")
+            r = request(port, "GET", "/app/hello.sh")
+            check(r.status == 200 and r.site_messages is None, f"anonymous after alice: {r!r}")
+            r = request(port, "GET", "/app/hello.sh", cookie=bob)
+            check(r.status == 200 and r.site_messages is not None, f"bob: {r!r}")
+            check(not any(s.startswith("wrapped") or s.startswith("both modes") for s in announced(r.json)),
+                  f"bob was told alice's messages: {r!r}")
+
+    @test(f"{label}: each rule refuses the same way through the FastCGI and the CGI wrapper")
+    def _():
+        outside = inst.root / "outside"
+        outside.mkdir(exist_ok=True)
+        (outside / "away.sh").write_text(SITE_PROGRAMS["hello.sh"])
+        (outside / "away.sh").chmod(0o755)
+        link = site / f"link-{secrets.token_hex(3)}.sh"
+        link.symlink_to(outside / "away.sh")
+        writable = site / f"writable-{secrets.token_hex(3)}.sh"
+        writable.write_text(SITE_PROGRAMS["hello.sh"])
+        writable.chmod(0o775)
+        try:
+            for program in (link, writable):
+                r = request(port, "GET", f"/app/{program.name}", cookie=alice)
+                status, answer = cgi_wrapper(inst, program.name, alice)
+                check(r.status == 403 and status == 403, f"{program.name}: FastCGI {r!r}, CGI {status} {answer!r}")
+                # Apache (Options without FollowSymLinks) refuses a link itself, before
+                # any wrapper: then the refusal is its own page, not the wrapper's.
+                if not (program == link and label.startswith("apache")):
+                    check(r.json == answer, f"not the same refusal: {r.json} vs {answer}")
+        finally:
+            link.unlink()
+            writable.unlink()
+
+    @test(f"{label}: a client trickling a request to the FastCGI wrapper is cut off at the deadline "
+          "while others are served")
+    def _():
+        sock_path = server.wrapper_socket()
+        check(sock_path is not None, "no wrapper socket in run/")
+        trickler = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        trickler.connect(str(sock_path))
+        trickler.settimeout(WRAP_DEADLINE + 30)
+        # A BEGIN_REQUEST (responder, no keep-alive), then one byte of PARAMS at a time.
+        begin = bytes([1, 1, 0, 1, 0, 8, 0, 0]) + bytes([0, 1, 0, 0, 0, 0, 0, 0])
+        trickler.sendall(begin)
+        start = time.monotonic()
+        params = bytes([1, 4, 0, 1, 0, 64, 0, 0]) + bytes(64)
+        closed = False
+        for byte in params:
+            try:
+                trickler.sendall(bytes([byte]))
+            except OSError:
+                closed = True
+                break
+            r = request(port, "GET", "/app/hello.sh", cookie=alice)
+            check(r.status == 200 and r.site_messages is not None, f"another client meanwhile: {r!r}")
+            if time.monotonic() - start > WRAP_DEADLINE + 20:
+                break
+            time.sleep(0.5)
+        if not closed:
+            try:
+                closed = trickler.recv(1) == b""
+            except OSError:
+                closed = True
+        trickler.close()
+        check(closed, f"the trickling connection is still open after {time.monotonic() - start:.0f} s")
+
+    @test(f"{label}: SIGTERM to the FastCGI wrapper finishes a slow program's answer, then it exits")
+    def _():
+        slow = site / f"slow-answer-{secrets.token_hex(3)}.sh"
+        slow.write_text("#!/bin/sh\nsleep 2\nprintf 'Content-Type: application/json\\n\\n{\"slow\": true}'\n")
+        slow.chmod(0o755)
+        try:
+            pid = server.wrapper_pid()
+            check(pid is not None, "no wrapper process found")
+            with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+                answer = pool.submit(request, port, "GET", f"/app/{slow.name}", None, alice)
+                time.sleep(1)
+                os.kill(pid, signal.SIGTERM)
+                r = answer.result()
+            check(r.status == 200 and isinstance(r.json, dict) and r.json.get("slow") is True, f"answer: {r!r}")
+            check(r.site_messages is not None, f"no site_messages: {r!r}")
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline and Path(f"/proc/{pid}").exists() \
+                    and b") Z " not in Path(f"/proc/{pid}/stat").read_bytes():
+                time.sleep(0.1)
+            check(not Path(f"/proc/{pid}").exists() or b") Z " in Path(f"/proc/{pid}/stat").read_bytes(),
+                  f"wrapper {pid} still running")
+            if server.wrapper is not None:
+                check(server.wrapper.wait(timeout=5) == 0, f"exit status {server.wrapper.returncode}")
+        finally:
+            slow.unlink()
 
 
 # PIGGYBACK_WRAP_TIMEOUT in the wrapper's timeout tests, seconds: long enough for a

@@ -31,7 +31,7 @@ const GET_VALUES_RESULT: u8 = 10;
 const UNKNOWN_TYPE: u8 = 11;
 
 /// One record: version 1, no padding when `pad` is false (both are valid).
-fn record(kind: u8, id: u16, content: &[u8], pad: bool) -> Vec<u8> {
+pub(crate) fn record(kind: u8, id: u16, content: &[u8], pad: bool) -> Vec<u8> {
     assert!(content.len() <= 0xFFFF);
     let padding = if pad { (8 - content.len() % 8) % 8 } else { 0 };
     let mut out = vec![1, kind];
@@ -71,7 +71,7 @@ fn begin(id: u16, role: u16, keep_conn: bool) -> Vec<u8> {
 }
 
 /// A whole responder request: BEGIN, PARAMS cut every 7 bytes, STDIN every 1000.
-fn request_bytes(id: u16, keep_conn: bool, env: &BTreeMap<String, OsString>, body: &[u8]) -> Vec<u8> {
+pub(crate) fn request_bytes(id: u16, keep_conn: bool, env: &BTreeMap<String, OsString>, body: &[u8]) -> Vec<u8> {
     let mut params = Vec::new();
     for (name, value) in env {
         pair(&mut params, name.as_bytes(), value.as_bytes());
@@ -83,7 +83,7 @@ fn request_bytes(id: u16, keep_conn: bool, env: &BTreeMap<String, OsString>, bod
 }
 
 /// Reads one record: `None` when the peer closed the connection.
-fn read_record(conn: &mut UnixStream) -> Option<(u8, u16, Vec<u8>)> {
+pub(crate) fn read_record(conn: &mut UnixStream) -> Option<(u8, u16, Vec<u8>)> {
     let mut header = [0u8; 8];
     conn.read_exact(&mut header).ok()?;
     assert_eq!(header[0], 1, "version 1");
@@ -95,7 +95,7 @@ fn read_record(conn: &mut UnixStream) -> Option<(u8, u16, Vec<u8>)> {
 }
 
 /// Reads records up to the END_REQUEST of `id`: the stdout and the protocol status.
-fn read_answer(conn: &mut UnixStream, id: u16) -> (Vec<u8>, u8) {
+pub(crate) fn read_answer(conn: &mut UnixStream, id: u16) -> (Vec<u8>, u8) {
     let mut stdout = Vec::new();
     loop {
         let (kind, rid, content) = read_record(conn).expect("an answer before the connection closes");
@@ -606,4 +606,46 @@ fn a_client_that_reads_no_answer_is_dropped_and_the_process_then_serves_the_next
     let _ = deaf.shutdown(std::net::Shutdown::Both);
     let stderr = fcgi.stop();
     assert!(stderr.contains("read nothing of an answer"), "{stderr}");
+}
+
+#[test]
+fn a_client_that_trickles_its_request_is_cut_off_at_the_deadline_while_a_second_is_answered() {
+    let site = site();
+    let db: OsString = site.db.clone().into();
+    let (io, deadline): (OsString, OsString) = ("3".into(), "2".into());
+    let fcgi = Responder::start(
+        Program::Profile,
+        &[("PIGGYBACK_DB", &db), ("PIGGYBACK_FCGI_IO_TIMEOUT", &io), ("PIGGYBACK_FCGI_REQUEST_DEADLINE", &deadline)],
+    );
+    let alice = site.cgi(Program::Profile).user("alice");
+    let whole = request_bytes(1, false, &fastcgi_params(&alice), b"");
+    // One byte every half second: each read comes well within the I/O timeout, so only
+    // the whole-request deadline can end it. Sent from a thread, which stops at the first
+    // write that fails (the process closed the connection) or when the request is out.
+    let mut trickler = fcgi.connect();
+    trickler.set_read_timeout(Some(std::time::Duration::from_secs(60))).unwrap();
+    let sender = {
+        let mut trickler = trickler.try_clone().unwrap();
+        let whole = whole.clone();
+        std::thread::spawn(move || {
+            for (i, byte) in whole.iter().enumerate() {
+                if trickler.write_all(&[*byte]).is_err() {
+                    return i;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(500));
+            }
+            whole.len()
+        })
+    };
+    // The process is on the trickling connection; the second client waits in the
+    // listening socket's queue and is answered once the first is cut off.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let mut second = fcgi.connect();
+    second.set_read_timeout(Some(std::time::Duration::from_secs(60))).unwrap();
+    ask_on(&mut second, 1, false, &alice).assert_status(200);
+    assert!(read_record(&mut trickler).is_none(), "the trickling connection was closed, unanswered");
+    let sent = sender.join().unwrap();
+    assert!(sent < whole.len(), "the trickling request was cut off before it was whole ({sent} bytes sent)");
+    let stderr = fcgi.stop();
+    assert!(stderr.contains("(PIGGYBACK_FCGI_REQUEST_DEADLINE); closed the connection"), "{stderr}");
 }

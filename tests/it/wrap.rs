@@ -1,12 +1,20 @@
 //! `piggyback-wrap` as a process: the site's own shell, Perl and PHP programs run under
 //! it as lighttpd, Apache and fcgiwrap start it, and every rule of a safe wrapper is
 //! attacked (docs/INTEGRATE.md, "What the wrapper refuses").
+//!
+//! The tests that hold for any server run in both modes ([`Mode`]): a CGI wrapper
+//! started per request, and one FastCGI wrapper kept running for the whole test, with
+//! a listening socket on fd 0 as spawn-fcgi or systemd starts it.
 
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::io::Write;
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 
 use serde_json::Value;
 
@@ -80,12 +88,101 @@ const PROGRAMS: &[(&str, &str)] = &[
     ),
 ];
 
+/// How the wrapper runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Started per request, as lighttpd's `cgi.assign` starts it.
+    Cgi,
+    /// Kept running as a FastCGI responder (as fcgiwrap), the program named by
+    /// `SCRIPT_FILENAME`.
+    FastCgi,
+}
+
 /// A site with programs under `htdocs/app` (the wrap root), a session key, and alice.
 struct Wrapped {
     site: Site,
     docroot: PathBuf,
     app: PathBuf,
     extra_env: Vec<(String, OsString)>,
+    mode: Mode,
+    /// The FastCGI wrapper, started at the first request in that mode.
+    kept: OnceLock<KeptWrapper>,
+}
+
+/// `piggyback-wrap` started with a listening socket on fd 0, its stderr in a file.
+struct KeptWrapper {
+    /// `None` once waited for.
+    child: Option<Child>,
+    socket: PathBuf,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl KeptWrapper {
+    fn start(env: &[(String, OsString)]) -> KeptWrapper {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("wrap.sock");
+        let log = dir.path().join("stderr.log");
+        let listener = UnixListener::bind(&socket).unwrap();
+        let child = Command::new(WRAPPER)
+            .env_clear()
+            .envs(env.iter().cloned())
+            .stdin(Stdio::from(OwnedFd::from(listener)))
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
+            .spawn()
+            .expect("the wrapper starts");
+        KeptWrapper { child: Some(child), socket, log, _dir: dir }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    fn stderr(&self) -> String {
+        String::from_utf8_lossy(&std::fs::read(&self.log).unwrap_or_default()).into_owned()
+    }
+
+    fn connect(&self) -> UnixStream {
+        let conn = UnixStream::connect(&self.socket).unwrap();
+        // A request that is never answered fails the test instead of hanging it.
+        conn.set_read_timeout(Some(std::time::Duration::from_secs(60))).unwrap();
+        conn
+    }
+
+    /// One request on a connection of its own: the CGI answer, and what the log gained
+    /// meanwhile (written before the answer's end, so it is all there).
+    fn ask(&self, params: &[(String, OsString)], body: &[u8]) -> Answer {
+        let before = std::fs::metadata(&self.log).map(|m| m.len() as usize).unwrap_or(0);
+        let params: BTreeMap<String, OsString> = params.iter().cloned().collect();
+        let mut conn = self.connect();
+        conn.write_all(&crate::fastcgi::request_bytes(1, false, &params, body)).unwrap();
+        let (raw, status) = crate::fastcgi::read_answer(&mut conn, 1);
+        assert_eq!(status, 0, "FCGI_REQUEST_COMPLETE");
+        let stderr = self.stderr();
+        Answer { raw, stderr: stderr.get(before..).unwrap_or_default().to_owned() }
+    }
+
+    /// SIGTERM, then the exit status and the whole log.
+    fn stop_waiting(mut self) -> (std::process::ExitStatus, String) {
+        let mut child = self.child.take().expect("running");
+        // SAFETY: a signal to the process this test started.
+        assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) }, 0);
+        let status = child.wait().unwrap();
+        (status, self.stderr())
+    }
+}
+
+impl Drop for KeptWrapper {
+    /// A test that failed leaves no process behind; workers exit when their parent's
+    /// SIGTERM reaches them.
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: a signal to the process this test started.
+            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+            let _ = child.wait();
+        }
+    }
 }
 
 /// A wrapper run's output.
@@ -181,7 +278,44 @@ impl Wrapped {
         }
         std::fs::write(app.join("sessions"), "").unwrap();
         chmod(&app.join("sessions"), 0o644);
-        Wrapped { site, docroot, app, extra_env: Vec::new() }
+        Wrapped { site, docroot, app, extra_env: Vec::new(), mode: Mode::Cgi, kept: OnceLock::new() }
+    }
+
+    fn in_mode(mode: Mode) -> Wrapped {
+        Wrapped { mode, ..Wrapped::new() }
+    }
+
+    /// The FastCGI wrapper, started with the site's settings (and `set` ones) as its
+    /// process environment, two workers unless a test sets otherwise.
+    fn kept(&self) -> &KeptWrapper {
+        self.kept.get_or_init(|| {
+            let mut env: Vec<(String, OsString)> = vec![var("PIGGYBACK_WRAP_CHILDREN", "2")];
+            env.extend(self.base_env("GET", "").into_iter().chain(self.extra_env.iter().cloned()));
+            env.retain(|(k, _)| k.starts_with("PIGGYBACK_") || k == "PATH");
+            KeptWrapper::start(&env)
+        })
+    }
+
+    /// A request of the program at `path` with `env` and `body`, as the mode's server
+    /// sends it: argv `[wrapper, path]` to a CGI wrapper, or FastCGI parameters (the
+    /// program in `SCRIPT_FILENAME`) to the kept one.
+    fn request(&self, path: &Path, env: Vec<(String, OsString)>, body: &[u8]) -> Answer {
+        self.request_as(self.mode, path, env, body)
+    }
+
+    /// [`Wrapped::request`] in `mode`, whatever the test's own.
+    fn request_as(&self, mode: Mode, path: &Path, env: Vec<(String, OsString)>, body: &[u8]) -> Answer {
+        match mode {
+            Mode::Cgi => self.run(WRAPPER, &[path.into()], env, body),
+            Mode::FastCgi => {
+                let mut env = env;
+                if !env.iter().any(|(k, _)| k == "SCRIPT_FILENAME") {
+                    env.push(var("SCRIPT_FILENAME", path));
+                }
+                env.extend(self.extra_env.iter().cloned());
+                self.kept().ask(&env, body)
+            }
+        }
     }
 
     fn set(mut self, name: &str, value: impl Into<OsString>) -> Wrapped {
@@ -217,15 +351,21 @@ impl Wrapped {
         ("HTTP_COOKIE".into(), format!("pb_session={}", self.site.token(user)).into())
     }
 
-    /// lighttpd's `cgi.assign`: argv `[wrapper, script]`, SCRIPT_FILENAME the script.
+    /// lighttpd's `cgi.assign`: argv `[wrapper, script]`, SCRIPT_FILENAME the script;
+    /// in FastCGI mode the same variables as parameters.
     fn lighttpd(&self, script: &str, extra: &[(String, OsString)]) -> Answer {
+        self.lighttpd_as(self.mode, script, extra)
+    }
+
+    /// [`Wrapped::lighttpd`] in `mode`.
+    fn lighttpd_as(&self, mode: Mode, script: &str, extra: &[(String, OsString)]) -> Answer {
         let path = self.app.join(script);
         let mut env = self.base_env("GET", "");
         env.push(("SCRIPT_FILENAME".into(), path.clone().into()));
         env.push(("SCRIPT_NAME".into(), format!("/app/{script}").into()));
         env.push(("REDIRECT_STATUS".into(), "200".into()));
         env.extend(extra.iter().cloned());
-        self.run(WRAPPER, &[path.into()], env, b"")
+        self.request_as(mode, &path, env, b"")
     }
 
     /// Apache's `Action piggyback-wrap /cgi-bin/piggyback-wrap`: the target in
@@ -283,9 +423,8 @@ fn var(name: &str, value: impl Into<OsString>) -> (String, OsString) {
     (name.into(), value.into())
 }
 
-#[test]
-fn shell_perl_and_php_json_answers_carry_site_messages_announced_once() {
-    let w = Wrapped::new();
+fn shell_perl_and_php_json_answers_carry_site_messages_announced_once(mode: Mode) {
+    let w = Wrapped::in_mode(mode);
     let alice = w.cookie("alice");
     for script in ["hello.sh", "hello.pl", "hello.php"] {
         w.site.deliver("bob", "alice", &format!("for {script}"));
@@ -309,9 +448,8 @@ fn shell_perl_and_php_json_answers_carry_site_messages_announced_once() {
     w.site.assert_check_passes();
 }
 
-#[test]
-fn a_cross_site_request_through_the_wrapper_reports_counts_and_announces_nothing() {
-    let w = Wrapped::new();
+fn a_cross_site_request_through_the_wrapper_reports_counts_and_announces_nothing(mode: Mode) {
+    let w = Wrapped::in_mode(mode);
     w.site.deliver("bob", "alice", "not for another site");
     let alice = w.cookie("alice");
     let evil = var("HTTP_ORIGIN", "http://evil.example");
@@ -322,9 +460,8 @@ fn a_cross_site_request_through_the_wrapper_reports_counts_and_announces_nothing
     assert_eq!(w.lighttpd("hello.sh", &[alice]).announced().len(), 1, "announced on the site's own page");
 }
 
-#[test]
-fn html_a_redirect_a_download_and_nph_pass_byte_for_byte() {
-    let w = Wrapped::new();
+fn html_a_redirect_a_download_and_nph_pass_byte_for_byte(mode: Mode) {
+    let w = Wrapped::in_mode(mode);
     let alice = w.cookie("alice");
     w.site.deliver("bob", "alice", "unseen");
     for script in ["page.sh", "redirect.sh", "download.pl", "nph-raw.sh"] {
@@ -338,26 +475,23 @@ fn html_a_redirect_a_download_and_nph_pass_byte_for_byte() {
     assert_eq!(w.site.counters("alice"), (1, 0));
 }
 
-#[test]
-fn anonymous_and_non_object_json_pass_unchanged() {
-    let w = Wrapped::new();
+fn anonymous_and_non_object_json_pass_unchanged(mode: Mode) {
+    let w = Wrapped::in_mode(mode);
     assert_eq!(w.lighttpd("hello.sh", &[]).raw, w.direct("hello.sh"));
     let forged = var("HTTP_COOKIE", "pb_session=forged.value");
     assert_eq!(w.lighttpd("hello.sh", &[forged]).raw, w.direct("hello.sh"));
 }
 
-#[test]
-fn a_json_answer_past_the_buffer_streams_through_and_the_log_says_so() {
-    let w = Wrapped::new().set("PIGGYBACK_WRAP_BUFFER", "1k");
+fn a_json_answer_past_the_buffer_streams_through_and_the_log_says_so(mode: Mode) {
+    let w = Wrapped::in_mode(mode).set("PIGGYBACK_WRAP_BUFFER", "1k");
     let alice = w.cookie("alice");
     let answer = w.lighttpd("large.pl", &[alice]);
     assert_eq!(answer.raw, w.direct("large.pl"));
     assert!(answer.stderr.contains("PIGGYBACK_WRAP_BUFFER"), "{}", answer.stderr);
 }
 
-#[test]
-fn a_piggyback_failure_never_changes_the_answer() {
-    let w = Wrapped::new();
+fn a_piggyback_failure_never_changes_the_answer(mode: Mode) {
+    let w = Wrapped::in_mode(mode);
     let alice = w.cookie("alice");
     let missing = var("PIGGYBACK_DB", w.site.dir.path().join("gone/none.db"));
     let answer = w.lighttpd("hello.pl", &[alice.clone(), missing]);
@@ -377,9 +511,8 @@ fn a_piggyback_failure_never_changes_the_answer() {
     assert_eq!(w.lighttpd("hello.pl", &[alice]).announced().len(), 1, "announced once the lock is gone");
 }
 
-#[test]
-fn the_program_gets_a_rebuilt_environment_and_its_own_folder() {
-    let w = Wrapped::new();
+fn the_program_gets_a_rebuilt_environment_and_its_own_folder(mode: Mode) {
+    let w = Wrapped::in_mode(mode);
     let extra = [
         var("HTTP_PROXY", "http://evil.example:3128"),
         var("HTTP_REDIRECT_STATUS", "200"),
@@ -402,32 +535,29 @@ fn the_program_gets_a_rebuilt_environment_and_its_own_folder() {
     assert_eq!(json["argv"], serde_json::json!([]));
 }
 
-#[test]
-fn the_body_stays_on_stdin_for_the_program() {
-    let w = Wrapped::new();
+fn the_body_stays_on_stdin_for_the_program(mode: Mode) {
+    let w = Wrapped::in_mode(mode);
     let path = w.app.join("env.pl");
     let mut env = w.base_env("POST", "");
     env.push(var("SCRIPT_FILENAME", &path));
     env.push(var("CONTENT_LENGTH", "13"));
     env.push(var("CONTENT_TYPE", "application/json"));
     env.push(w.cookie("alice"));
-    let answer = w.run(WRAPPER, &[path.into()], env, b"{\"a\": \"body\"}");
+    let answer = w.request(&path, env, b"{\"a\": \"body\"}");
     let json = answer.json();
     assert_eq!(json["body"], "{\"a\": \"body\"}");
     assert!(json.get("site_messages").is_some(), "{json}");
 }
 
-#[test]
-fn the_programs_stderr_goes_to_the_servers_log() {
-    let w = Wrapped::new();
+fn the_programs_stderr_goes_to_the_servers_log(mode: Mode) {
+    let w = Wrapped::in_mode(mode);
     let answer = w.lighttpd("complain.sh", &[]);
     assert!(answer.stderr.contains("the site program complains"), "{}", answer.stderr);
     assert!(!answer.text().contains("complains"));
 }
 
-#[test]
-fn a_program_past_the_timeout_is_stopped_and_answered_504() {
-    let w = Wrapped::new().set("PIGGYBACK_WRAP_TIMEOUT", "1");
+fn a_program_past_the_timeout_is_stopped_and_answered_504(mode: Mode) {
+    let w = Wrapped::in_mode(mode).set("PIGGYBACK_WRAP_TIMEOUT", "1");
     let answer = w.lighttpd("slow.sh", &[]);
     assert_eq!(answer.status(), 504, "{}", answer.text());
     let pid: u32 = answer.stderr.split("pid ").nth(1).and_then(|s| s.split_whitespace().next()?.parse().ok()).unwrap();
@@ -576,9 +706,8 @@ fn the_wrapper_never_runs_itself() {
     w.run(copy.to_str().unwrap(), &[copy.clone().into()], env, b"").assert_refused("itself");
 }
 
-#[test]
-fn only_regular_files_under_the_root_with_an_allowed_extension_on_the_resolved_name() {
-    let w = Wrapped::new();
+fn only_regular_files_under_the_root_with_an_allowed_extension_on_the_resolved_name(mode: Mode) {
+    let w = Wrapped::in_mode(mode);
     let outside = w.site.dir.path().join("outside");
     std::fs::create_dir(&outside).unwrap();
     chmod(&outside, 0o755);
@@ -591,7 +720,7 @@ fn only_regular_files_under_the_root_with_an_allowed_extension_on_the_resolved_n
     let lighttpd = |path: PathBuf| {
         let mut env = w.base_env("GET", "");
         env.push(var("SCRIPT_FILENAME", &path));
-        w.run(WRAPPER, &[path.into()], env, b"")
+        w.request(&path, env, b"")
     };
     lighttpd(outside.join("hello.sh")).assert_refused("outside PIGGYBACK_WRAP_ROOT");
     lighttpd(w.app.join("link.sh")).assert_refused("outside PIGGYBACK_WRAP_ROOT");
@@ -601,6 +730,9 @@ fn only_regular_files_under_the_root_with_an_allowed_extension_on_the_resolved_n
     lighttpd(w.app.join("picture.pl")).assert_refused("PIGGYBACK_WRAP_EXTENSIONS");
     let missing = lighttpd(w.app.join("missing.sh"));
     assert_eq!(missing.status(), 404, "{}", missing.text());
+    if mode == Mode::FastCgi {
+        return;
+    }
     // nginx's old mistake, /upload/x.jpg/y.php: the file found is picture.jpg.
     w.apache("/app/picture.jpg/y.php", "", &[]).assert_refused("PIGGYBACK_WRAP_EXTENSIONS");
     // No root configured: nothing runs.
@@ -612,9 +744,8 @@ fn only_regular_files_under_the_root_with_an_allowed_extension_on_the_resolved_n
     assert!(answer.stderr.contains("PIGGYBACK_WRAP_ROOT"));
 }
 
-#[test]
-fn programs_that_others_may_change_are_refused() {
-    let w = Wrapped::new();
+fn programs_that_others_may_change_are_refused(mode: Mode) {
+    let w = Wrapped::in_mode(mode);
     chmod(&w.app.join("hello.sh"), 0o775);
     w.lighttpd("hello.sh", &[]).assert_refused("writable by its group or others");
     chmod(&w.app.join("hello.sh"), 0o757);
@@ -806,6 +937,236 @@ fn shebang_arguments_count_only_when_the_programs_own_line_names_the_wrapper_wit
     w.python(&outside, "", &[]).assert_refused("outside PIGGYBACK_WRAP_ROOT");
     chmod(&perl, 0o775);
     w.python(&perl, "", &[]).assert_refused("writable by its group or others");
+}
+
+/// Each test of the list, as `NAME::cgi` and `NAME::fastcgi`.
+macro_rules! in_both_modes {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn cgi() {
+                super::$name(super::Mode::Cgi)
+            }
+            #[test]
+            fn fastcgi() {
+                super::$name(super::Mode::FastCgi)
+            }
+        }
+    )*};
+}
+
+in_both_modes!(
+    shell_perl_and_php_json_answers_carry_site_messages_announced_once,
+    a_cross_site_request_through_the_wrapper_reports_counts_and_announces_nothing,
+    html_a_redirect_a_download_and_nph_pass_byte_for_byte,
+    anonymous_and_non_object_json_pass_unchanged,
+    a_json_answer_past_the_buffer_streams_through_and_the_log_says_so,
+    a_piggyback_failure_never_changes_the_answer,
+    the_program_gets_a_rebuilt_environment_and_its_own_folder,
+    the_body_stays_on_stdin_for_the_program,
+    the_programs_stderr_goes_to_the_servers_log,
+    a_program_past_the_timeout_is_stopped_and_answered_504,
+    only_regular_files_under_the_root_with_an_allowed_extension_on_the_resolved_name,
+    programs_that_others_may_change_are_refused
+);
+
+/// A request of `script` in the kept FastCGI wrapper, on a connection the test holds.
+fn fastcgi_params(w: &Wrapped, script: &str, extra: &[(String, OsString)]) -> BTreeMap<String, OsString> {
+    let mut env = w.base_env("GET", "");
+    env.push(var("SCRIPT_FILENAME", w.app.join(script)));
+    env.push(var("SCRIPT_NAME", format!("/app/{script}")));
+    env.extend(extra.iter().cloned());
+    env.into_iter().collect()
+}
+
+#[test]
+fn a_kept_fastcgi_wrapper_carries_no_identity_from_one_request_to_the_next() {
+    // One worker: every request below is answered by the same process.
+    let w = Wrapped::in_mode(Mode::FastCgi).set("PIGGYBACK_WRAP_CHILDREN", "1");
+    w.site.deliver("bob", "alice", "for alice only");
+    w.site.deliver("alice", "bob", "for bob only");
+    let alice = w.cookie("alice");
+    let first = w.lighttpd("hello.sh", std::slice::from_ref(&alice));
+    assert_eq!(first.announced().len(), 1, "{}", first.text());
+    // Nobody, then a forged cookie: passed unchanged, nothing of alice's left.
+    assert_eq!(w.lighttpd("hello.sh", &[]).raw, w.direct("hello.sh"));
+    assert_eq!(w.lighttpd("hello.sh", &[var("HTTP_COOKIE", "pb_session=forged.value")]).raw, w.direct("hello.sh"));
+    // REMOTE_USER without the operator's trust setting names nobody either.
+    assert_eq!(w.lighttpd("hello.sh", &[var("REMOTE_USER", "alice")]).raw, w.direct("hello.sh"));
+    // bob sees his own message, and only his.
+    let bob = w.lighttpd("hello.sh", &[w.cookie("bob")]);
+    let items = bob.json()["site_messages"]["items"].clone();
+    assert_eq!(items.as_array().map(Vec::len), Some(1), "{}", bob.text());
+    assert_eq!(items[0]["subject"], "for bob only");
+    assert_eq!(w.site.counters("alice"), (0, 1), "alice's message was announced once, to alice");
+    w.site.assert_check_passes();
+}
+
+#[test]
+fn announcements_are_made_once_across_cgi_and_fastcgi_wrappers_under_concurrency() {
+    let w = Wrapped::in_mode(Mode::FastCgi);
+    // Fewer than PIGGYBACK_MAX_ITEMS in all, so that every announcement lists each one.
+    const MESSAGES: usize = 12;
+    let alice = w.cookie("alice");
+    let mut announced: Vec<i64> = std::thread::scope(|scope| {
+        // Messages arrive while both wrappers answer alice's pages.
+        scope.spawn(|| {
+            for i in 0..MESSAGES {
+                w.site.deliver("bob", "alice", &format!("message {i}"));
+            }
+        });
+        let mut askers = Vec::new();
+        for (n, mode) in [Mode::FastCgi, Mode::Cgi, Mode::FastCgi, Mode::Cgi].into_iter().enumerate() {
+            let (alice, w) = (alice.clone(), &w);
+            askers.push(scope.spawn(move || {
+                let script = ["hello.sh", "hello.pl"][n / 2];
+                (0..8)
+                    .flat_map(|_| w.lighttpd_as(mode, script, std::slice::from_ref(&alice)).announced())
+                    .collect::<Vec<_>>()
+            }));
+        }
+        askers.into_iter().flat_map(|a| a.join().unwrap()).collect()
+    });
+    // What arrived after the last of them: the next page announces it.
+    announced.extend(w.lighttpd("hello.sh", &[alice]).announced());
+    let mut unique = announced.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), announced.len(), "no message announced twice: {announced:?}");
+    assert_eq!(unique.len(), MESSAGES, "every message announced: {announced:?}");
+    assert_eq!(w.site.counters("alice"), (0, MESSAGES as i64));
+    w.site.assert_check_passes();
+}
+
+#[test]
+fn sigterm_lets_a_kept_fastcgi_wrapper_finish_a_slow_programs_answer_then_exit_0() {
+    let w = Wrapped::in_mode(Mode::FastCgi);
+    let path = w.app.join("slow-answer.sh");
+    std::fs::write(
+        &path,
+        "#!/bin/sh\necho started >&2\nsleep 1\nprintf 'Content-Type: application/json\\n\\n{\"slow\": true}'\n",
+    )
+    .unwrap();
+    chmod(&path, 0o755);
+    w.site.deliver("bob", "alice", "while stopping");
+    let kept = w.kept();
+    let mut conn = kept.connect();
+    let params = fastcgi_params(&w, "slow-answer.sh", &[w.cookie("alice")]);
+    conn.write_all(&crate::fastcgi::request_bytes(1, false, &params, b"")).unwrap();
+    // The program runs: then the wrapper is told to stop.
+    let mut waited = 0;
+    while !kept.stderr().contains("started") {
+        assert!(waited < 600, "the program never started: {}", kept.stderr());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        waited += 1;
+    }
+    // SAFETY: a signal to the process this test started.
+    assert_eq!(unsafe { libc::kill(kept.pid() as libc::pid_t, libc::SIGTERM) }, 0);
+    let (raw, status) = crate::fastcgi::read_answer(&mut conn, 1);
+    assert_eq!(status, 0);
+    let answer = Answer { raw, stderr: String::new() };
+    assert_eq!(answer.json()["slow"], true, "{}", answer.text());
+    assert_eq!(answer.announced().len(), 1, "{}", answer.text());
+    let (status, log) = w.kept.into_inner().unwrap().stop_waiting();
+    assert!(status.success(), "{status}: {log}");
+    assert!(!log.contains("panicked"), "{log}");
+}
+
+#[test]
+fn a_trickling_client_is_cut_off_at_the_deadline_while_the_fastcgi_wrapper_serves_another() {
+    let w = Wrapped::in_mode(Mode::FastCgi)
+        .set("PIGGYBACK_WRAP_CHILDREN", "1")
+        .set("PIGGYBACK_FCGI_IO_TIMEOUT", "3")
+        .set("PIGGYBACK_FCGI_REQUEST_DEADLINE", "2");
+    let kept = w.kept();
+    let whole = crate::fastcgi::request_bytes(1, false, &fastcgi_params(&w, "hello.sh", &[]), b"");
+    let mut trickler = kept.connect();
+    let sender = {
+        let mut trickler = trickler.try_clone().unwrap();
+        let whole = whole.clone();
+        std::thread::spawn(move || {
+            for (i, byte) in whole.iter().enumerate() {
+                if trickler.write_all(&[*byte]).is_err() {
+                    return i;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(500));
+            }
+            whole.len()
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // The one worker is on the trickling connection; this one waits, then is answered.
+    let other = w.lighttpd("hello.sh", &[]);
+    assert_eq!(other.raw, w.direct("hello.sh"));
+    assert!(crate::fastcgi::read_record(&mut trickler).is_none(), "the trickling connection was closed unanswered");
+    assert!(sender.join().unwrap() < whole.len(), "cut off before the request was whole");
+    assert!(kept.stderr().contains("PIGGYBACK_FCGI_REQUEST_DEADLINE"), "{}", kept.stderr());
+}
+
+#[test]
+fn no_more_programs_run_at_once_than_the_fastcgi_wrapper_has_children() {
+    let w = Wrapped::in_mode(Mode::FastCgi).set("PIGGYBACK_WRAP_CHILDREN", "2");
+    let running = w.site.dir.path().join("running");
+    std::fs::create_dir(&running).unwrap();
+    chmod(&running, 0o777);
+    let path = w.app.join("count.sh");
+    std::fs::write(
+        &path,
+        format!(
+            "#!/bin/sh\ntouch {dir}/$$\nsleep 0.5\nn=$(ls {dir} | wc -l)\nrm {dir}/$$\n\
+             printf 'Content-Type: application/json\\n\\n{{\"running\": %s}}' \"$n\"\n",
+            dir = running.display()
+        ),
+    )
+    .unwrap();
+    chmod(&path, 0o755);
+    let counts: Vec<i64> = std::thread::scope(|scope| {
+        let askers: Vec<_> =
+            (0..5).map(|_| scope.spawn(|| w.lighttpd("count.sh", &[]).json()["running"].as_i64().unwrap())).collect();
+        askers.into_iter().map(|a| a.join().unwrap()).collect()
+    });
+    assert_eq!(counts.len(), 5, "every request answered");
+    assert!(counts.iter().all(|n| (1..=2).contains(n)), "at most two programs at once: {counts:?}");
+}
+
+#[test]
+fn systemd_socket_activation_hands_the_fastcgi_wrapper_its_socket_on_fd_3() {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let w = Wrapped::new();
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("activated.sock");
+    let listener = UnixListener::bind(&socket).unwrap();
+    let fd = listener.as_raw_fd();
+    let mut env: Vec<(String, OsString)> = w.base_env("GET", "");
+    env.retain(|(k, _)| k.starts_with("PIGGYBACK_") || k == "PATH");
+    env.push(var("PIGGYBACK_WRAP_CHILDREN", "1"));
+    // As systemd starts a service: the socket on fd 3, LISTEN_PID the service's pid
+    // (the shell's, which becomes the wrapper's), stdin not a socket.
+    let mut command = Command::new("/bin/sh");
+    command
+        .args(["-c", "export LISTEN_PID=$$ LISTEN_FDS=1; exec \"$0\"", WRAPPER])
+        .env_clear()
+        .envs(env)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(std::fs::File::create(dir.path().join("stderr.log")).unwrap()));
+    // SAFETY: dup2 between descriptors this process owns, in the child before exec.
+    unsafe {
+        command.pre_exec(move || {
+            // On fd 3 already, it only has to outlive the exec.
+            let moved = if fd == 3 { libc::fcntl(3, libc::F_SETFD, 0) == 0 } else { libc::dup2(fd, 3) == 3 };
+            if moved { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+        });
+    }
+    let child = command.spawn().unwrap();
+    drop(listener);
+    let log = dir.path().join("stderr.log");
+    let kept = KeptWrapper { child: Some(child), socket, log, _dir: dir };
+    let answer = kept.ask(&fastcgi_params(&w, "hello.sh", &[]).into_iter().collect::<Vec<_>>(), b"");
+    assert_eq!(answer.raw, w.direct("hello.sh"));
+    let (status, _) = kept.stop_waiting();
+    assert!(status.success(), "{status}");
 }
 
 impl Wrapped {
