@@ -41,6 +41,7 @@ const COMMANDS: &[(&str, Source)] = &[
     ("busybox", Package("busybox")),
     // site programs and interpreters
     ("php-cgi", Package("php-cgi")),
+    ("php", Package("php-cli")),
     ("perl", Package("perl")),
     ("python3", Package("python3")),
     // PostgreSQL (psql comes with postgresql, through postgresql-client)
