@@ -1,11 +1,24 @@
-//! Accounts from the command line: e-mail addresses as user names (what a site whose
-//! logins are e-mail addresses gets in `REMOTE_USER`), `user list` and `user show`.
-
-use serde_json::Value;
-
-use serde_json::json;
+//! User names and the user admin commands.
 
 use crate::support::{Program, Site};
+use serde_json::{Value, json};
+
+/// A request file waiting in the spool: a send from `from` to `to`.
+fn spooled_send(site: &Site, from: &str, to: &str) {
+    use piggyback::model::{MessageKind, NewMessage, UserId};
+    use piggyback::msq::spool::{FileRequest, Spool};
+    let message = NewMessage {
+        request_id: piggyback::msq::new_request_id(),
+        from: UserId(site.id_of(from)),
+        to: UserId(site.id_of(to)),
+        subject: format!("spooled from {from}"),
+        body: "waiting in the spool".into(),
+        kind: MessageKind::Note,
+        idempotency_key: None,
+        sent_at: piggyback::model::now(),
+    };
+    Spool::new(site.spool()).enqueue(&FileRequest::Send(message)).unwrap();
+}
 
 #[test]
 fn an_email_address_is_a_user_name_everywhere() {
@@ -205,23 +218,6 @@ fn init_gives_existing_users_skeletons_and_keeps_look_alikes_that_already_exist(
     let out = site.piggyback(&["user", "add", "b0bl"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("looks like the existing user bob1"), "{out:?}");
     site.assert_check_passes();
-}
-
-/// A request file waiting in the spool: a send from `from` to `to`.
-fn spooled_send(site: &Site, from: &str, to: &str) {
-    use piggyback::model::{MessageKind, NewMessage, UserId};
-    use piggyback::msq::spool::{FileRequest, Spool};
-    let message = NewMessage {
-        request_id: piggyback::msq::new_request_id(),
-        from: UserId(site.id_of(from)),
-        to: UserId(site.id_of(to)),
-        subject: format!("spooled from {from}"),
-        body: "waiting in the spool".into(),
-        kind: MessageKind::Note,
-        idempotency_key: None,
-        sent_at: piggyback::model::now(),
-    };
-    Spool::new(site.spool()).enqueue(&FileRequest::Send(message)).unwrap();
 }
 
 #[test]

@@ -1,0 +1,4 @@
+//! What each program answers.
+
+mod in_process;
+mod programs;

@@ -1,0 +1,6 @@
+//! The store on both engines.
+
+mod files;
+mod hosts;
+mod remove_race;
+mod store;
