@@ -10,7 +10,6 @@
 pub mod alloc;
 pub mod config;
 pub mod csrf;
-pub mod fastcgi;
 pub mod file_mode;
 pub mod gateway;
 pub mod handlers;

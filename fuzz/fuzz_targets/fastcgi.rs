@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use piggyback::fastcgi::{Connection, Step, parse_record};
+use piggyback::gateway::fcgi::records::{Connection, Step, parse_record};
 
 const CAP: usize = 1024;
 

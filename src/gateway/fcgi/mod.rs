@@ -25,6 +25,8 @@
 //! `piggyback-wrap`'s child (`wrap::fastcgi`). The socket, the records and the bounds
 //! are the same for both.
 
+pub mod records;
+
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::{ErrorKind, Read, Write};
@@ -38,7 +40,7 @@ use std::time::{Duration, Instant};
 
 use super::{Env, Handler, Kept, log, respond_keeping};
 use crate::config::{MAX_BODY_BYTES, parse_duration};
-use crate::fastcgi::{self, Connection, Step};
+use records::{Connection, Step};
 
 /// Whether fd 0 is a listening socket (`SO_ACCEPTCONN`): a FastCGI process manager
 /// started this process. A CGI process has a pipe, a file or a connected socket there.
@@ -314,7 +316,7 @@ const READ_CHUNK: usize = 16 * 1024;
 
 /// What answers one responder request.
 pub trait Answer {
-    /// Bytes of a request's body worth keeping (see `fastcgi::Connection::new`).
+    /// Bytes of a request's body worth keeping (see `records::Connection::new`).
     fn stdin_cap(&self) -> usize;
     /// Writes the CGI response (header block and body) to the request whose environment
     /// is `env` and whose body is `stdin`. A failure to write means the web server has
@@ -434,7 +436,7 @@ impl<A: Answer> Responder<A> {
         let mut fresh = true;
         loop {
             loop {
-                let step = match fastcgi::parse_record(&buf[start..]) {
+                let step = match records::parse_record(&buf[start..]) {
                     Ok(Some((record, used))) => {
                         start += used;
                         conn.feed(record)
@@ -559,8 +561,8 @@ const STDOUT_FLUSH: usize = 64 * 1024;
 impl<S: Read + Write + AsRawFd> Stdout<'_, '_, S> {
     /// Closes the stream and ends the request.
     fn end(&mut self) -> std::io::Result<()> {
-        fastcgi::write_records(&mut self.pending, fastcgi::STDOUT, self.id, &[]);
-        fastcgi::write_end(&mut self.pending, self.id, 0, fastcgi::ProtocolStatus::RequestComplete);
+        records::write_records(&mut self.pending, records::STDOUT, self.id, &[]);
+        records::write_end(&mut self.pending, self.id, 0, records::ProtocolStatus::RequestComplete);
         self.socket.write_all(&std::mem::take(&mut self.pending))
     }
 }
@@ -571,7 +573,7 @@ impl<S: Read + Write + AsRawFd> Write for Stdout<'_, '_, S> {
             // An empty record would end the stream.
             return Ok(0);
         }
-        fastcgi::write_records(&mut self.pending, fastcgi::STDOUT, self.id, bytes);
+        records::write_records(&mut self.pending, records::STDOUT, self.id, bytes);
         if self.pending.len() >= STDOUT_FLUSH {
             self.socket.write_all(&self.pending)?;
             self.pending.clear();
