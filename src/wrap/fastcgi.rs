@@ -112,7 +112,10 @@ pub fn serve() -> ExitCode {
 
 /// One worker: answers requests one at a time until it is told to stop.
 fn worker(setup: Setup) -> ExitCode {
-    crate::alloc::serve_many();
+    // The worker stays on glibc's malloc, unlike our FastCGI programs: it starts a
+    // watchdog thread per request, and the mimalloc built here (its process-attach hook
+    // compiled out, see src/alloc.rs) never takes back a finished thread's heap, which
+    // grew a worker by 12 to 17 KiB a request (scripts/bench-capacity's memory rows).
     let Setup { process, env, settings, wrapper, max_body, path, .. } = setup;
     let file = wrapper.parent().map(|folder| folder.join(settings::CONFIG_FILE)).unwrap_or_default();
     let stamp = stamp(&file);
