@@ -1,17 +1,14 @@
 //! The `piggyback` command: usage, exit codes, init, seed, check.
 
-use crate::support::{Program, Site, piggyback};
+use crate::support::three_users;
 
-/// Sites where every test user exists.
-fn site_process() -> Site {
-    Site::new(&["alice", "bob", "carol"])
-}
+use crate::support::{Program, piggyback};
 
 // ---- piggyback check -------------------------------------------------------------
 
 #[test]
 fn check_exits_1_naming_a_corrupted_counter() {
-    let site_process = site_process();
+    let site_process = three_users();
     site_process.send("bob", "alice", "s", "b");
     site_process.get(Program::Profile, "alice", "");
     site_process.send("carol", "alice", "s", "b");
@@ -53,7 +50,7 @@ fn cli_help_works_for_every_subcommand() {
 
 #[test]
 fn cli_wrong_usage_exits_2_with_usage_on_stderr() {
-    let site_process = site_process();
+    let site_process = three_users();
     let db = site_process.db.to_str().unwrap();
     for args in [
         vec![],
@@ -80,7 +77,7 @@ fn cli_wrong_usage_exits_2_with_usage_on_stderr() {
 
 #[test]
 fn cli_failures_exit_1_with_one_line() {
-    let site_process = site_process();
+    let site_process = three_users();
     for args in [
         vec!["user", "add", "alice"],
         vec!["user", "add", "Not A Name"],
@@ -99,7 +96,7 @@ fn cli_failures_exit_1_with_one_line() {
 
 #[test]
 fn cli_takes_the_database_from_piggyback_db_and_init_is_idempotent() {
-    let site_process = site_process();
+    let site_process = three_users();
     let db = site_process.db.to_str().unwrap();
     // The site's own spool (where a SQLite site has it anyway; a PostgreSQL one needs it named).
     let spool = site_process.spool();
@@ -115,7 +112,7 @@ fn cli_takes_the_database_from_piggyback_db_and_init_is_idempotent() {
 
 #[test]
 fn cli_seed_makes_a_site_the_programs_serve_and_check_passes() {
-    let site_process = site_process();
+    let site_process = three_users();
     let out = site_process.piggyback_ok(&["seed", "--users", "20", "--messages", "300", "--seed", "3"]);
     assert!(out.starts_with("seeded 20 users"), "{out}");
     site_process.assert_check_passes();

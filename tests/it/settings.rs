@@ -1,8 +1,8 @@
 //! Missing and bad settings: a clear 500 or 503 naming the setting; piggyback doctor finds each.
 
-use crate::support::{Cgi, PIGGYBACK, Program, Response, Site, TestDb, postgres_only};
-use piggyback::message_store::Store;
-use piggyback::model::{NewMessage, UserId};
+use crate::support::{assert_headers, message_site, three_users};
+
+use crate::support::{Cgi, PIGGYBACK, Program, Response, TestDb, postgres_only};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -155,50 +155,6 @@ fn group_of(user: &str) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
-/// alice and bob, joined at a fixed time; bob has sent alice one message ("hi").
-fn site() -> (Site, i64) {
-    let site = Site::new(&["alice", "bob"]);
-    site.conn().exec("UPDATE users SET joined_at = 1700000000");
-    let id = store_message(&site, "bob", "alice", "hi", "hello there", None);
-    (site, id)
-}
-
-fn store_message(site: &Site, from: &str, to: &str, subject: &str, body: &str, key: Option<&str>) -> i64 {
-    let store = Store::open(&site.db).unwrap();
-    let id = |name: &str| -> UserId { store.user_by_name(&crate::support::uname(name)).unwrap().unwrap().id };
-    let m = NewMessage {
-        request_id: piggyback::msq::new_request_id(),
-        from: id(from),
-        to: id(to),
-        subject: subject.into(),
-        body: body.into(),
-        kind: piggyback::model::MessageKind::Note,
-        idempotency_key: key.map(str::to_owned),
-        sent_at: 1_700_000_100,
-    };
-    store.store_message(&m).unwrap().id().unwrap().0
-}
-
-/// The exact header block: the fixed headers, then `extra`, then Content-Length.
-fn assert_headers(r: &Response, status: &str, extra: &[(&str, &str)]) {
-    let length = r.body.len().to_string();
-    let mut want: Vec<(&str, &str)> = vec![
-        ("Status", status),
-        ("Content-Type", "application/json; charset=utf-8"),
-        ("Cache-Control", "private, no-store"),
-        ("X-Content-Type-Options", "nosniff"),
-    ];
-    want.extend_from_slice(extra);
-    want.push(("Content-Length", &length));
-    let got: Vec<(&str, &str)> = r.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
-    assert_eq!(got, want);
-}
-
-/// Sites where every test user exists.
-fn site_process() -> Site {
-    Site::new(&["alice", "bob", "carol"])
-}
-
 // ---- configuration -------------------------------------------------------------
 
 /// The single stderr line of a misconfigured request, which must name `variable`.
@@ -327,7 +283,7 @@ fn a_postgresql_install_passes_and_one_the_role_may_not_write_is_a_problem() {
 
 #[test]
 fn a_missing_or_relative_database_setting_is_500_misconfigured() {
-    let (site, id) = site();
+    let (site, id) = message_site();
     for cgi in [
         site.cgi(Program::Profile).user("alice").without("PIGGYBACK_DB"),
         site.cgi(Program::Profile).user("alice").var("PIGGYBACK_DB", "site.db"),
@@ -347,7 +303,7 @@ fn a_missing_or_relative_database_setting_is_500_misconfigured() {
 
 #[test]
 fn a_database_of_another_schema_version_is_503_with_retry_after() {
-    let (site, _) = site();
+    let (site, _) = message_site();
     site.conn().set_schema_version(99);
     let r = site.cgi(Program::Profile).user("alice").respond();
     assert_headers(&r, "503 Service Unavailable", &[("Retry-After", "1")]);
@@ -357,7 +313,7 @@ fn a_database_of_another_schema_version_is_503_with_retry_after() {
 
 #[test]
 fn a_missing_or_relative_database_is_a_500_naming_the_variable() {
-    let site_process = site_process();
+    let site_process = three_users();
     for program in Program::ALL {
         assert_misconfigured(&site_process.cgi(program).user("alice").without("PIGGYBACK_DB").run(), "PIGGYBACK_DB");
         assert_misconfigured(&site_process.cgi(program).user("alice").var("PIGGYBACK_DB", "").run(), "PIGGYBACK_DB");
@@ -374,7 +330,7 @@ fn a_missing_or_relative_database_is_a_500_naming_the_variable() {
 
 #[test]
 fn a_database_file_that_does_not_exist_is_a_500_and_is_not_created() {
-    let site_process = site_process();
+    let site_process = three_users();
     let missing = site_process.dir.path().join("missing.db");
     let r = site_process.cgi(Program::Profile).user("alice").var("PIGGYBACK_DB", missing.to_str().unwrap()).run();
     assert_misconfigured(&r, "PIGGYBACK_DB");
@@ -383,7 +339,7 @@ fn a_database_file_that_does_not_exist_is_a_500_and_is_not_created() {
 
 #[test]
 fn other_bad_settings_are_500s_naming_their_variable() {
-    let site_process = site_process();
+    let site_process = three_users();
     for (variable, value) in [
         ("PIGGYBACK_EMPTY", "never"),
         ("PIGGYBACK_MAX_ITEMS", "0"),

@@ -859,3 +859,47 @@ pub fn message_id_of(output: &str) -> i64 {
 pub fn uname(raw: &str) -> UserName {
     UserName::parse(raw).unwrap_or_else(|e| panic!("{raw:?}: {e}"))
 }
+
+/// alice and bob, joined at a fixed time; bob has sent alice one message ("hi").
+pub fn message_site() -> (Site, i64) {
+    let site = Site::new(&["alice", "bob"]);
+    site.conn().exec("UPDATE users SET joined_at = 1700000000");
+    let id = store_message(&site, "bob", "alice", "hi", "hello there", None);
+    (site, id)
+}
+
+/// Sites where every test user exists.
+pub fn three_users() -> Site {
+    Site::new(&["alice", "bob", "carol"])
+}
+
+pub fn store_message(site: &Site, from: &str, to: &str, subject: &str, body: &str, key: Option<&str>) -> i64 {
+    let store = piggyback::message_store::Store::open(&site.db).unwrap();
+    let id = |name: &str| -> piggyback::model::UserId { store.user_by_name(&uname(name)).unwrap().unwrap().id };
+    let m = piggyback::model::NewMessage {
+        request_id: piggyback::msq::new_request_id(),
+        from: id(from),
+        to: id(to),
+        subject: subject.into(),
+        body: body.into(),
+        kind: piggyback::model::MessageKind::Note,
+        idempotency_key: key.map(str::to_owned),
+        sent_at: 1_700_000_100,
+    };
+    store.store_message(&m).unwrap().id().unwrap().0
+}
+
+/// The exact header block: the fixed headers, then `extra`, then Content-Length.
+pub fn assert_headers(r: &Response, status: &str, extra: &[(&str, &str)]) {
+    let length = r.body.len().to_string();
+    let mut want: Vec<(&str, &str)> = vec![
+        ("Status", status),
+        ("Content-Type", "application/json; charset=utf-8"),
+        ("Cache-Control", "private, no-store"),
+        ("X-Content-Type-Options", "nosniff"),
+    ];
+    want.extend_from_slice(extra);
+    want.push(("Content-Length", &length));
+    let got: Vec<(&str, &str)> = r.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    assert_eq!(got, want);
+}

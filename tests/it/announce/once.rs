@@ -1,38 +1,9 @@
 //! Every message announced exactly once, then counted as delivered; acknowledgements.
 
-use crate::support::{Program, Response, Site};
-use piggyback::message_store::Store;
-use piggyback::model::{NewMessage, UserId};
+use crate::support::{message_site, store_message, three_users};
+
+use crate::support::{Program, Response};
 use serde_json::json;
-
-/// alice and bob, joined at a fixed time; bob has sent alice one message ("hi").
-fn site() -> (Site, i64) {
-    let site = Site::new(&["alice", "bob"]);
-    site.conn().exec("UPDATE users SET joined_at = 1700000000");
-    let id = store_message(&site, "bob", "alice", "hi", "hello there", None);
-    (site, id)
-}
-
-fn store_message(site: &Site, from: &str, to: &str, subject: &str, body: &str, key: Option<&str>) -> i64 {
-    let store = Store::open(&site.db).unwrap();
-    let id = |name: &str| -> UserId { store.user_by_name(&crate::support::uname(name)).unwrap().unwrap().id };
-    let m = NewMessage {
-        request_id: piggyback::msq::new_request_id(),
-        from: id(from),
-        to: id(to),
-        subject: subject.into(),
-        body: body.into(),
-        kind: piggyback::model::MessageKind::Note,
-        idempotency_key: key.map(str::to_owned),
-        sent_at: 1_700_000_100,
-    };
-    store.store_message(&m).unwrap().id().unwrap().0
-}
-
-/// Sites where every test user exists.
-fn site_process() -> Site {
-    Site::new(&["alice", "bob", "carol"])
-}
 
 fn ids(r: &Response) -> Vec<i64> {
     r.announced()
@@ -43,7 +14,7 @@ fn ids(r: &Response) -> Vec<i64> {
 /// after the lease (docs/API.md, *Acknowledgements*). A malformed list is `400 bad_ack`.
 #[test]
 fn acknowledging_by_name_leaves_a_lost_batch_to_announce_again() {
-    let (site, lost) = site();
+    let (site, lost) = message_site();
     let get = |ack: &str| site.cgi(Program::Profile).user("alice").var("HTTP_X_PIGGYBACK_ACK", ack).run();
     assert_eq!(get("shown=").json["site_messages"]["batch"], 1, "this answer is lost in transit");
     let later = store_message(&site, "bob", "alice", "again", "a second one", None);
@@ -64,7 +35,7 @@ fn acknowledging_by_name_leaves_a_lost_batch_to_announce_again() {
 
 #[test]
 fn every_program_carries_site_messages_on_success_and_on_4xx_but_not_on_401() {
-    let site_process = site_process();
+    let site_process = three_users();
     for program in Program::ALL {
         let ok = site_process.get(program, "alice", "");
         ok.assert_status(200);
@@ -91,7 +62,7 @@ fn every_program_carries_site_messages_on_success_and_on_4xx_but_not_on_401() {
 
 #[test]
 fn a_message_is_announced_once_then_counted_as_delivered() {
-    let site_process = site_process();
+    let site_process = three_users();
     let id = site_process.send("bob", "alice", "Lunch?", "Are you free at noon?");
     assert_eq!(site_process.counters("alice"), (1, 0));
 
@@ -122,7 +93,7 @@ fn a_message_is_announced_once_then_counted_as_delivered() {
 
 #[test]
 fn empty_omit_leaves_the_member_out_only_while_nothing_is_unread() {
-    let site_process = site_process();
+    let site_process = three_users();
     let omit = |path: &str| site_process.cgi(Program::Posts).user("alice").var("PIGGYBACK_EMPTY", "omit").path(path);
     let r = omit("").run();
     r.assert_status(200);
@@ -156,7 +127,7 @@ fn empty_omit_leaves_the_member_out_only_while_nothing_is_unread() {
 
 #[test]
 fn max_items_caps_the_summaries_and_more_says_so() {
-    let site_process = site_process();
+    let site_process = three_users();
     let sent: Vec<i64> = (0..5).map(|i| site_process.send("bob", "alice", &format!("m{i}"), "x")).collect();
     let r = site_process.cgi(Program::Friends).user("alice").var("PIGGYBACK_MAX_ITEMS", "2").run();
     assert_eq!(r.counts(), (5, 0, 5));
@@ -178,7 +149,7 @@ fn max_items_caps_the_summaries_and_more_says_so() {
 
 #[test]
 fn chinese_snippets_are_cut_at_character_boundaries() {
-    let site_process = site_process();
+    let site_process = three_users();
     let long = site_process.send("bob", "alice", "午饭", "明天中午一起吃饭吗？我们在老地方见");
     let exact = site_process.send("bob", "alice", "五个字", "一二三四五");
     let emoji = site_process.send("bob", "alice", "😀", "ab😀cd😀ef");
@@ -199,7 +170,7 @@ fn chinese_snippets_are_cut_at_character_boundaries() {
 
 #[test]
 fn a_message_sent_through_the_cgi_is_announced_to_its_recipient() {
-    let site_process = site_process();
+    let site_process = three_users();
     let r = site_process.post(Program::Messages, "alice", "", json!({"to": "bob", "subject": "你好", "body": "世界"}));
     r.assert_status(201);
     assert_eq!(r.json["sent"]["to"], "bob");
@@ -222,7 +193,7 @@ fn a_message_sent_through_the_cgi_is_announced_to_its_recipient() {
 
 #[test]
 fn an_unacknowledged_announcement_is_made_again_to_an_acknowledging_client() {
-    let site_process = site_process();
+    let site_process = three_users();
     let id = site_process.send("bob", "alice", "hi", "there");
     let get = |ack: Option<&str>| {
         let cgi = site_process.cgi(Program::Profile).user("alice").var("PIGGYBACK_ACK_LEASE", "5");

@@ -1,52 +1,13 @@
 //! Each program's answers through `gateway::respond`, in-process.
 
-use crate::support::{Program, Response, Site};
-use piggyback::message_store::Store;
-use piggyback::model::{NewMessage, UserId};
+use crate::support::{assert_headers, message_site};
+
+use crate::support::{Program, Response};
 use serde_json::{Value, json};
 
 const JOINED: &str = "2023-11-14T22:13:20Z";
 
 const SENT: &str = "2023-11-14T22:15:00Z";
-
-/// alice and bob, joined at a fixed time; bob has sent alice one message ("hi").
-fn site() -> (Site, i64) {
-    let site = Site::new(&["alice", "bob"]);
-    site.conn().exec("UPDATE users SET joined_at = 1700000000");
-    let id = store_message(&site, "bob", "alice", "hi", "hello there", None);
-    (site, id)
-}
-
-fn store_message(site: &Site, from: &str, to: &str, subject: &str, body: &str, key: Option<&str>) -> i64 {
-    let store = Store::open(&site.db).unwrap();
-    let id = |name: &str| -> UserId { store.user_by_name(&crate::support::uname(name)).unwrap().unwrap().id };
-    let m = NewMessage {
-        request_id: piggyback::msq::new_request_id(),
-        from: id(from),
-        to: id(to),
-        subject: subject.into(),
-        body: body.into(),
-        kind: piggyback::model::MessageKind::Note,
-        idempotency_key: key.map(str::to_owned),
-        sent_at: 1_700_000_100,
-    };
-    store.store_message(&m).unwrap().id().unwrap().0
-}
-
-/// The exact header block: the fixed headers, then `extra`, then Content-Length.
-fn assert_headers(r: &Response, status: &str, extra: &[(&str, &str)]) {
-    let length = r.body.len().to_string();
-    let mut want: Vec<(&str, &str)> = vec![
-        ("Status", status),
-        ("Content-Type", "application/json; charset=utf-8"),
-        ("Cache-Control", "private, no-store"),
-        ("X-Content-Type-Options", "nosniff"),
-    ];
-    want.extend_from_slice(extra);
-    want.push(("Content-Length", &length));
-    let got: Vec<(&str, &str)> = r.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
-    assert_eq!(got, want);
-}
 
 /// `site_messages` is the last member, after the endpoint's own.
 fn assert_site_messages_last(r: &Response) {
@@ -79,7 +40,7 @@ fn own_profile_of(name: &str) -> Value {
 
 #[test]
 fn profile_get_announces_the_new_message() {
-    let (site, id) = site();
+    let (site, id) = message_site();
     let r = site.cgi(Program::Profile).user("alice").respond();
     assert_headers(&r, "200 OK", &[]);
     assert_eq!(r.json, json!({"profile": own_profile_of("alice"), "site_messages": hi_announced(id)}));
@@ -91,7 +52,7 @@ fn profile_get_announces_the_new_message() {
 
 #[test]
 fn profile_of_another_user_and_of_nobody() {
-    let (site, _) = site();
+    let (site, _) = message_site();
     let r = site.cgi(Program::Profile).user("bob").path("?user=alice").respond();
     assert_headers(&r, "200 OK", &[]);
     // Posts are for alice's friends: bob, not one, does not learn how many she has.
@@ -107,7 +68,7 @@ fn profile_of_another_user_and_of_nobody() {
 
 #[test]
 fn profile_post_updates_and_answers_the_updated_profile() {
-    let (site, id) = site();
+    let (site, id) = message_site();
     let r =
         site.cgi(Program::Profile).user("alice").post("", json!({"display_name": " Alice A. ", "bio": "我"})).respond();
     assert_headers(&r, "200 OK", &[]);
@@ -119,7 +80,7 @@ fn profile_post_updates_and_answers_the_updated_profile() {
 
 #[test]
 fn friends_get_and_request() {
-    let (site, _) = site();
+    let (site, _) = message_site();
     site.conn().exec("UPDATE messages SET state = 'read'");
     site.conn().exec("UPDATE mailbox SET new = 0");
     let r = site.cgi(Program::Friends).user("bob").respond();
@@ -144,7 +105,7 @@ fn friends_get_and_request() {
 
 #[test]
 fn posts_create_then_read() {
-    let (site, id) = site();
+    let (site, id) = message_site();
     let r = site.cgi(Program::Posts).user("alice").post("", json!({"body": "第一篇"})).respond();
     assert_headers(&r, "201 Created", &[]);
     let post = r.json["post"].clone();
@@ -177,7 +138,7 @@ fn posts_create_then_read() {
 
 #[test]
 fn messages_list_read_and_send() {
-    let (site, id) = site();
+    let (site, id) = message_site();
     let r = site.cgi(Program::Messages).user("alice").respond();
     assert_headers(&r, "200 OK", &[]);
     // The list is read before the flip, so it still says `new`.

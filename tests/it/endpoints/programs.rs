@@ -1,12 +1,9 @@
 //! Each program's answers, through the real CGI executables.
 
+use crate::support::three_users;
+
 use crate::support::{Program, Response, Site};
 use serde_json::json;
-
-/// Sites where every test user exists.
-fn site_process() -> Site {
-    Site::new(&["alice", "bob", "carol"])
-}
 
 fn ids(r: &Response) -> Vec<i64> {
     r.announced()
@@ -38,7 +35,7 @@ fn an_idempotency_key_reused_for_another_recipient_is_409_and_sends_nothing() {
 
 #[test]
 fn read_delete_and_read_all_lower_the_counts_in_their_own_response() {
-    let site_process = site_process();
+    let site_process = three_users();
     let m: Vec<i64> = (0..4).map(|i| site_process.send("bob", "alice", &format!("m{i}"), "x")).collect();
     assert_eq!(site_process.get(Program::Messages, "alice", "").counts(), (4, 0, 4));
 
@@ -97,7 +94,7 @@ fn read_delete_and_read_all_lower_the_counts_in_their_own_response() {
 
 #[test]
 fn a_get_of_a_message_changes_no_state() {
-    let site_process = site_process();
+    let site_process = three_users();
     let id = site_process.send("bob", "alice", "s", "the whole body");
     let r = site_process.get(Program::Messages, "alice", &format!("/{id}"));
     r.assert_status(200);
@@ -111,7 +108,7 @@ fn a_get_of_a_message_changes_no_state() {
 
 #[test]
 fn another_users_message_answers_exactly_like_one_that_does_not_exist() {
-    let site_process = site_process();
+    let site_process = three_users();
     let bobs = site_process.send("alice", "bob", "private", "for bob only");
     let missing = bobs + 1000;
     let before = site_process.snapshot();
@@ -145,7 +142,7 @@ fn another_users_message_answers_exactly_like_one_that_does_not_exist() {
 
 #[test]
 fn idempotency_key_reuse_gives_the_same_message() {
-    let site_process = site_process();
+    let site_process = three_users();
     let send = |subject: &str| {
         site_process.post(
             Program::Messages,
@@ -171,7 +168,7 @@ fn idempotency_key_reuse_gives_the_same_message() {
 
 #[test]
 fn friend_request_accept_and_comment_notify_the_other_user() {
-    let site_process = site_process();
+    let site_process = three_users();
     let r = site_process.post(Program::Friends, "alice", "", json!({"action": "request", "user": "bob"}));
     r.assert_status(200);
     assert_eq!(r.json["outgoing"], json!(["bob"]));
@@ -220,7 +217,7 @@ fn friend_request_accept_and_comment_notify_the_other_user() {
 
 #[test]
 fn decline_and_remove_notify_nobody() {
-    let site_process = site_process();
+    let site_process = three_users();
     site_process.post(Program::Friends, "carol", "", json!({"action": "request", "user": "alice"})).assert_status(200);
     let r = site_process.post(Program::Friends, "alice", "", json!({"action": "decline", "user": "carol"}));
     r.assert_status(200);
@@ -238,7 +235,7 @@ fn decline_and_remove_notify_nobody() {
 
 #[test]
 fn messages_and_posts_page_with_before_and_next() {
-    let site_process = site_process();
+    let site_process = three_users();
     let sent: Vec<i64> = (0..5).map(|i| site_process.send("bob", "alice", &format!("m{i}"), "x")).collect();
     let page = |path: &str| {
         let r = site_process.get(Program::Messages, "alice", path);
@@ -281,7 +278,7 @@ fn messages_and_posts_page_with_before_and_next() {
 
 #[test]
 fn profile_of_another_user_and_edits() {
-    let site_process = site_process();
+    let site_process = three_users();
     let r = site_process.get(Program::Profile, "alice", "?user=bob");
     r.assert_status(200);
     assert_eq!(r.json["profile"]["name"], "bob");
@@ -304,7 +301,7 @@ fn profile_of_another_user_and_edits() {
 
 #[test]
 fn a_friend_request_back_makes_friends_and_tells_the_first_asker() {
-    let site_process = site_process();
+    let site_process = three_users();
     site_process.post(Program::Friends, "alice", "", json!({"action": "request", "user": "bob"})).assert_status(200);
     let r = site_process.post(Program::Friends, "bob", "", json!({"action": "request", "user": "alice"}));
     r.assert_status(200);
@@ -325,7 +322,7 @@ fn a_friend_request_back_makes_friends_and_tells_the_first_asker() {
 
 #[test]
 fn a_notes_idempotency_key_cannot_swallow_a_comment_notice() {
-    let site_process = site_process();
+    let site_process = three_users();
     site_process.post(Program::Friends, "alice", "", json!({"action": "request", "user": "bob"})).assert_status(200);
     site_process.post(Program::Friends, "bob", "", json!({"action": "accept", "user": "alice"})).assert_status(200);
     let post = site_process.post(Program::Posts, "alice", "", json!({"body": "hello"}));

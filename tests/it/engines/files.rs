@@ -1,17 +1,14 @@
 //! The database's files: modes, locks taken, the write-ahead log.
 
-use crate::support::{Program, Site, piggyback};
+use crate::support::three_users;
+
+use crate::support::{Program, piggyback};
 use serde_json::json;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).permissions().mode() & 0o7777
-}
-
-/// Sites where every test user exists.
-fn site_process() -> Site {
-    Site::new(&["alice", "bob", "carol"])
 }
 
 // ---- 3. file modes ---------------------------------------------------------------------
@@ -83,7 +80,7 @@ fn the_group_mode_shares_with_the_group_and_nobody_else() {
 
 #[test]
 fn the_common_request_takes_no_write_lock() {
-    let site_process = site_process();
+    let site_process = three_users();
     let id = site_process.send("bob", "alice", "s", "b");
     site_process.get(Program::Profile, "alice", "");
     // Another writer holds the database; a request with nothing new must not wait for it
@@ -103,7 +100,7 @@ fn the_common_request_takes_no_write_lock() {
 
 #[test]
 fn a_cgi_that_wrote_checkpoints_on_close_and_one_that_only_read_leaves_the_wal_empty() {
-    let site_process = site_process();
+    let site_process = three_users();
     let wal = site_process.db.with_extension("db-wal");
     let wal_len = || std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
     site_process.deliver("bob", "alice", "hello");

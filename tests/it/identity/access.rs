@@ -1,9 +1,11 @@
 //! Who may see what: REMOTE_USER, trusted proxies, cross-site requests, another user's things.
 
+use crate::support::{assert_headers, message_site, three_users};
+
 use super::*;
 use crate::support::{Cgi, Program, Response, Site};
 use piggyback::message_store::{StateFilter, Store};
-use piggyback::model::{NewMessage, User, UserId};
+use piggyback::model::User;
 use serde_json::{Value, json};
 
 /// Everything of B's that A could try to change, read through the library.
@@ -53,50 +55,6 @@ type Route = fn(Cgi, i64) -> Cgi;
 /// The parts of an answer that must not tell another's resource from a missing one.
 fn shape(r: &Response) -> (u16, Value) {
     (r.status, r.json["error"].clone())
-}
-
-/// alice and bob, joined at a fixed time; bob has sent alice one message ("hi").
-fn site() -> (Site, i64) {
-    let site = Site::new(&["alice", "bob"]);
-    site.conn().exec("UPDATE users SET joined_at = 1700000000");
-    let id = store_message(&site, "bob", "alice", "hi", "hello there", None);
-    (site, id)
-}
-
-fn store_message(site: &Site, from: &str, to: &str, subject: &str, body: &str, key: Option<&str>) -> i64 {
-    let store = Store::open(&site.db).unwrap();
-    let id = |name: &str| -> UserId { store.user_by_name(&crate::support::uname(name)).unwrap().unwrap().id };
-    let m = NewMessage {
-        request_id: piggyback::msq::new_request_id(),
-        from: id(from),
-        to: id(to),
-        subject: subject.into(),
-        body: body.into(),
-        kind: piggyback::model::MessageKind::Note,
-        idempotency_key: key.map(str::to_owned),
-        sent_at: 1_700_000_100,
-    };
-    store.store_message(&m).unwrap().id().unwrap().0
-}
-
-/// The exact header block: the fixed headers, then `extra`, then Content-Length.
-fn assert_headers(r: &Response, status: &str, extra: &[(&str, &str)]) {
-    let length = r.body.len().to_string();
-    let mut want: Vec<(&str, &str)> = vec![
-        ("Status", status),
-        ("Content-Type", "application/json; charset=utf-8"),
-        ("Cache-Control", "private, no-store"),
-        ("X-Content-Type-Options", "nosniff"),
-    ];
-    want.extend_from_slice(extra);
-    want.push(("Content-Length", &length));
-    let got: Vec<(&str, &str)> = r.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
-    assert_eq!(got, want);
-}
-
-/// Sites where every test user exists.
-fn site_process() -> Site {
-    Site::new(&["alice", "bob", "carol"])
 }
 
 fn message_state(site: &Site, name: &str, id: i64) -> String {
@@ -272,7 +230,7 @@ fn a_cannot_see_or_change_what_belongs_to_b() {
 
 #[test]
 fn no_identity_is_401_without_site_messages() {
-    let (site, id) = site();
+    let (site, id) = message_site();
     for program in Program::ALL {
         let r = site.cgi(program).respond();
         assert_headers(&r, "401 Unauthorized", &[]);
@@ -292,7 +250,7 @@ fn no_identity_is_401_without_site_messages() {
 
 #[test]
 fn an_unknown_remote_user_is_401() {
-    let site_process = site_process();
+    let site_process = three_users();
     let r = site_process.get(Program::Messages, "mallory", "");
     r.assert_status(401);
     assert!(!r.has_site_messages());

@@ -1,49 +1,10 @@
 //! Malformed requests through `gateway::respond`, in-process.
 
-use crate::support::{Program, Response, Site, parse_response};
-use piggyback::message_store::Store;
-use piggyback::model::{NewMessage, UserId};
+use crate::support::{assert_headers, message_site};
+
+use crate::support::{Program, parse_response};
 use serde_json::{Value, json};
 use std::io::Read;
-
-/// alice and bob, joined at a fixed time; bob has sent alice one message ("hi").
-fn site() -> (Site, i64) {
-    let site = Site::new(&["alice", "bob"]);
-    site.conn().exec("UPDATE users SET joined_at = 1700000000");
-    let id = store_message(&site, "bob", "alice", "hi", "hello there", None);
-    (site, id)
-}
-
-fn store_message(site: &Site, from: &str, to: &str, subject: &str, body: &str, key: Option<&str>) -> i64 {
-    let store = Store::open(&site.db).unwrap();
-    let id = |name: &str| -> UserId { store.user_by_name(&crate::support::uname(name)).unwrap().unwrap().id };
-    let m = NewMessage {
-        request_id: piggyback::msq::new_request_id(),
-        from: id(from),
-        to: id(to),
-        subject: subject.into(),
-        body: body.into(),
-        kind: piggyback::model::MessageKind::Note,
-        idempotency_key: key.map(str::to_owned),
-        sent_at: 1_700_000_100,
-    };
-    store.store_message(&m).unwrap().id().unwrap().0
-}
-
-/// The exact header block: the fixed headers, then `extra`, then Content-Length.
-fn assert_headers(r: &Response, status: &str, extra: &[(&str, &str)]) {
-    let length = r.body.len().to_string();
-    let mut want: Vec<(&str, &str)> = vec![
-        ("Status", status),
-        ("Content-Type", "application/json; charset=utf-8"),
-        ("Cache-Control", "private, no-store"),
-        ("X-Content-Type-Options", "nosniff"),
-    ];
-    want.extend_from_slice(extra);
-    want.push(("Content-Length", &length));
-    let got: Vec<(&str, &str)> = r.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
-    assert_eq!(got, want);
-}
 
 fn nothing_unread() -> Value {
     json!({"unread": 0, "delivered": 0, "new": 0, "items": [], "more": false})
@@ -63,7 +24,7 @@ impl Read for Watched {
 
 #[test]
 fn method_not_allowed_names_the_allowed_methods() {
-    let (site, id) = site();
+    let (site, id) = message_site();
     for (program, path, allow) in [
         (Program::Profile, "", "GET, HEAD, POST"),
         (Program::Friends, "", "GET, HEAD, POST"),
@@ -83,7 +44,7 @@ fn method_not_allowed_names_the_allowed_methods() {
 
 #[test]
 fn head_has_the_headers_and_no_body_and_announces_nothing() {
-    let (site, id) = site();
+    let (site, id) = message_site();
     for program in Program::ALL {
         let r = site.cgi(program).user("alice").method("HEAD").respond();
         assert_eq!(r.headers[0], ("Status".into(), "200 OK".into()), "{}", program.name());
@@ -97,7 +58,7 @@ fn head_has_the_headers_and_no_body_and_announces_nothing() {
 
 #[test]
 fn an_oversized_or_unsized_body_is_refused_without_reading_it() {
-    let (site, _) = site();
+    let (site, _) = message_site();
     let before = site.snapshot();
     for (length, status, code) in
         [(Some("70000"), "413 Content Too Large", "body_too_large"), (None, "400 Bad Request", "empty_body")]
@@ -121,7 +82,7 @@ fn an_oversized_or_unsized_body_is_refused_without_reading_it() {
 
 #[test]
 fn wrong_type_and_malformed_bodies_are_refused() {
-    let (site, _) = site();
+    let (site, _) = message_site();
     let before = site.snapshot();
     let cases: [(&str, &[u8], &str, &str); 5] = [
         (
@@ -151,7 +112,7 @@ fn wrong_type_and_malformed_bodies_are_refused() {
 
 #[test]
 fn unknown_paths_are_404_on_every_program() {
-    let (site, _) = site();
+    let (site, _) = message_site();
     for (program, path) in [
         (Program::Profile, "/x"),
         (Program::Friends, "/x"),

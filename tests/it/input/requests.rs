@@ -1,13 +1,10 @@
 //! Malformed and unusual requests to the real programs: methods, lengths, bodies, text.
 
+use crate::support::three_users;
+
 use crate::support::{Cgi, Program, Response, Site};
 use serde_json::json;
 use std::os::unix::ffi::OsStringExt;
-
-/// Sites where every test user exists.
-fn site_process() -> Site {
-    Site::new(&["alice", "bob", "carol"])
-}
 
 fn ids(r: &Response) -> Vec<i64> {
     r.announced()
@@ -17,7 +14,7 @@ fn ids(r: &Response) -> Vec<i64> {
 
 #[test]
 fn head_answers_headers_without_a_body_and_announces_nothing() {
-    let site_process = site_process();
+    let site_process = three_users();
     let id = site_process.send("bob", "alice", "s", "b");
     for program in Program::ALL {
         let r = site_process.cgi(program).user("alice").method("HEAD").run();
@@ -33,7 +30,7 @@ fn head_answers_headers_without_a_body_and_announces_nothing() {
 
 #[test]
 fn an_unsupported_method_is_405_with_allow() {
-    let site_process = site_process();
+    let site_process = three_users();
     for (program, method, path, allow) in [
         (Program::Profile, "DELETE", "", "GET, HEAD, POST"),
         (Program::Friends, "PUT", "", "GET, HEAD, POST"),
@@ -50,7 +47,7 @@ fn an_unsupported_method_is_405_with_allow() {
 
 #[test]
 fn bad_bodies_are_refused_and_change_nothing() {
-    let site_process = site_process();
+    let site_process = three_users();
     site_process.send("bob", "alice", "s", "b");
     site_process.get(Program::Profile, "alice", "");
     let before = site_process.snapshot();
@@ -180,7 +177,7 @@ fn bad_bodies_are_refused_and_change_nothing() {
 
 #[test]
 fn a_post_reads_exactly_its_body() {
-    let site_process = site_process();
+    let site_process = three_users();
     let r = site_process.post(Program::Profile, "alice", "", json!({"bio": "你好，世界"}));
     r.assert_status(200);
     assert_eq!(r.json["profile"]["bio"], "你好，世界");
@@ -190,7 +187,7 @@ fn a_post_reads_exactly_its_body() {
 
 #[test]
 fn unknown_path_info_is_404() {
-    let site_process = site_process();
+    let site_process = three_users();
     for (program, path) in [
         (Program::Profile, "/alice"),
         (Program::Friends, "/list"),
@@ -208,7 +205,7 @@ fn unknown_path_info_is_404() {
 
 #[test]
 fn content_length_counts_bytes_not_characters() {
-    let site_process = site_process();
+    let site_process = three_users();
     site_process.send("bob", "alice", "长长的主题", "正文包含很多汉字，以及 emoji 😀😀😀");
     let r = site_process.get(Program::Messages, "alice", "");
     assert!(r.body.len() > String::from_utf8(r.body.clone()).unwrap().chars().count());
@@ -218,7 +215,7 @@ fn content_length_counts_bytes_not_characters() {
 
 #[test]
 fn text_limits_count_characters_and_refuse_blank_or_long_values() {
-    let site_process = site_process();
+    let site_process = three_users();
     let send = |subject: String, body: &str| {
         site_process.post(Program::Messages, "alice", "", json!({"to": "bob", "subject": subject, "body": body}))
     };
@@ -249,7 +246,7 @@ fn text_limits_count_characters_and_refuse_blank_or_long_values() {
 #[test]
 fn non_utf8_header_bytes_in_other_variables_do_not_matter() {
     use std::os::unix::ffi::OsStringExt;
-    let site_process = site_process();
+    let site_process = three_users();
     let id = site_process.send("bob", "alice", "s", "b");
     let r = site_process
         .cgi(Program::Profile)
@@ -264,7 +261,7 @@ fn non_utf8_header_bytes_in_other_variables_do_not_matter() {
 
 #[test]
 fn lighttpd_style_content_length_zero_on_get_is_fine() {
-    let site_process = site_process();
+    let site_process = three_users();
     let r = site_process.cgi(Program::Messages).user("alice").content_length("0").run();
     r.assert_status(200);
     assert_eq!(r.counts(), (0, 0, 0));
@@ -272,7 +269,7 @@ fn lighttpd_style_content_length_zero_on_get_is_fine() {
 
 #[test]
 fn a_chunked_body_without_content_length_is_read_to_the_end_as_apache_passes_it() {
-    let site_process = site_process();
+    let site_process = three_users();
     let body = json!({"to": "bob", "subject": "chunked", "body": "b"}).to_string();
     let chunked = |bytes: &[u8]| {
         site_process
@@ -296,7 +293,7 @@ fn a_chunked_body_without_content_length_is_read_to_the_end_as_apache_passes_it(
 
 #[test]
 fn a_bodiless_post_needs_no_content_type_but_a_declared_one_must_be_json() {
-    let site_process = site_process();
+    let site_process = three_users();
     let id = site_process.send("bob", "alice", "hi", "there");
     let form = site_process
         .cgi(Program::Messages)
@@ -322,7 +319,7 @@ fn a_bodiless_post_needs_no_content_type_but_a_declared_one_must_be_json() {
 
 #[test]
 fn a_request_that_cannot_be_parsed_is_a_400_that_still_carries_site_messages() {
-    let site_process = site_process();
+    let site_process = three_users();
     let id = site_process.send("bob", "alice", "hi", "there");
     let r = site_process.get(Program::Profile, "alice", "?user=%ff");
     r.assert_status(400);
@@ -343,7 +340,7 @@ fn a_request_that_cannot_be_parsed_is_a_400_that_still_carries_site_messages() {
 
 #[test]
 fn control_characters_and_bidi_overrides_are_refused_where_they_could_disguise_text() {
-    let site_process = site_process();
+    let site_process = three_users();
     for (program, body) in [
         (Program::Profile, json!({"display_name": "ali\u{202E}ecila"})),
         (Program::Profile, json!({"display_name": "two\nlines"})),

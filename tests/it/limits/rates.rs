@@ -1,5 +1,7 @@
 //! Send and post rates and daily quotas, also under parallel requests and held locks.
 
+use crate::support::three_users;
+
 use super::*;
 use crate::support::{Program, Site};
 use serde_json::json;
@@ -13,11 +15,6 @@ fn note(site: &Site, i: usize) -> crate::support::Cgi {
 fn stored_and_waiting(site: &Site) -> i64 {
     site.piggyback_ok(&["drain"]);
     site.conn().int("SELECT count(*) FROM messages")
-}
-
-/// Sites where every test user exists.
-fn site_process() -> Site {
-    Site::new(&["alice", "bob", "carol"])
 }
 
 // ---- 4. posts and comments -------------------------------------------------------------
@@ -130,7 +127,7 @@ fn one_sender_reaches_one_recipient_a_limited_number_of_times_a_day() {
 
 #[test]
 fn sending_is_rate_limited_and_so_are_the_actions_that_send_notices() {
-    let site_process = site_process();
+    let site_process = three_users();
     let send = |i: usize| {
         site_process
             .cgi(Program::Messages)

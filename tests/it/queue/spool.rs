@@ -1,12 +1,9 @@
 //! Request files waiting in the spool, drained by the next request or by msqd.
 
+use crate::support::three_users;
+
 use crate::support::{Program, Site};
 use serde_json::json;
-
-/// Sites where every test user exists.
-fn site_process() -> Site {
-    Site::new(&["alice", "bob", "carol"])
-}
 
 /// `msqd` holds one connection for its whole life: when the server cuts it (a restart,
 /// a failover, an administrator), the keeper makes a new one and goes on draining.
@@ -63,7 +60,7 @@ fn msqd_keeps_draining_after_the_server_cuts_its_connection() {
 fn a_waiting_request_file_is_stored_and_announced_by_the_recipients_next_request() {
     use piggyback::model::{NewMessage, UserId};
     use piggyback::msq::spool::{FileRequest, Spool};
-    let site_process = site_process();
+    let site_process = three_users();
     let spool = Spool::new(site_process.dir.path().join("spool"));
     let id_of = |name: &str| site_process.id_of(name);
     let message = NewMessage {
@@ -95,7 +92,7 @@ fn a_waiting_request_file_is_stored_and_announced_by_the_recipients_next_request
 
 #[test]
 fn an_unwritable_spool_accepts_no_message() {
-    let site_process = site_process();
+    let site_process = three_users();
     let not_a_dir = site_process.dir.path().join("not-a-dir");
     std::fs::write(&not_a_dir, b"").unwrap();
     let before = site_process.snapshot();
@@ -118,7 +115,7 @@ fn an_unwritable_spool_accepts_no_message() {
 fn msqd_applies_request_files_as_they_arrive_and_stops_cleanly_on_sigterm() {
     use piggyback::model::{MessageKind, NewMessage, UserId};
     use piggyback::msq::spool::{FileRequest, Spool};
-    let site_process = site_process();
+    let site_process = three_users();
     let keeper = site_process.piggyback_spawn(&["msqd", "--poll-ms", "20", "--checkpoint-secs", "1"]);
     // A request file as a sender leaves it when the database was busy: waiting in new/.
     let (alice, bob) = (UserId(1), UserId(2));
