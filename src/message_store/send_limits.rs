@@ -20,10 +20,12 @@
 //! share one database but each has its own spool: the limits stay in the database's
 //! `rate_limits`, exact across hosts.
 
+use std::cell::RefCell;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::config::DbConfig;
+use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
 use super::sqlite::limits::take_limits_in;
 use super::{BUSY_TIMEOUT, Limit, Limits, Refusal, Result, Store};
@@ -44,13 +46,12 @@ impl Store {
         now: i64,
     ) -> Result<Result<(), Refusal>> {
         match self {
-            Store::Sqlite(_) => {
-                let mut conn = open(counter, mode)?;
-                let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            Store::Sqlite(s) => with_counter(&s.send_limits, counter, mode, |conn| {
+                let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
                 let taken = take_limits_in(&tx, limits, now)?;
                 tx.commit()?;
                 Ok(taken)
-            }
+            }),
             Store::Postgres(p) => p.take_limits(limits, now),
         }
     }
@@ -59,9 +60,8 @@ impl Store {
     /// for a send that was then not accepted.
     pub fn refund_send_limits(&self, counter: &Path, mode: FileMode, limits: &[Limit]) -> Result<()> {
         match self {
-            Store::Sqlite(_) => {
-                let mut conn = open(counter, mode)?;
-                let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            Store::Sqlite(s) => with_counter(&s.send_limits, counter, mode, |conn| {
+                let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
                 for l in limits {
                     tx.prepare_cached("UPDATE rate_limits SET count = count - 1 WHERE key = ?1 AND count > 0")?
                         .execute([&l.key])?;
@@ -69,7 +69,7 @@ impl Store {
                 }
                 tx.commit()?;
                 Ok(())
-            }
+            }),
             Store::Postgres(p) => {
                 for l in limits {
                     p.refund_limit(&l.key)?;
@@ -78,6 +78,41 @@ impl Store {
             }
         }
     }
+}
+
+/// The limits' database as a process keeps it open, with the file it was opened as.
+pub(in crate::message_store) struct Counter {
+    path: PathBuf,
+    file: (u64, u64),
+    conn: Connection,
+}
+
+/// Runs `f` on the connection to the limits' database at `path` that `kept` holds, or
+/// on one opened now and kept. A FastCGI process counts every send on one connection,
+/// its statements prepared once; a CGI process opens it once, as before. One `stat` a
+/// send tells whether the file is still the one opened (a spool removed and made again
+/// has a new one, which every sender must count in): if not, it is opened again. After
+/// an error the connection is not kept.
+fn with_counter<T>(
+    kept: &RefCell<Option<Box<Counter>>>,
+    path: &Path,
+    mode: FileMode,
+    f: impl FnOnce(&Connection) -> Result<T>,
+) -> Result<T> {
+    let mut kept = kept.borrow_mut();
+    let now = std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()));
+    let same = matches!((&*kept, now), (Some(c), Some(file)) if c.path == path && c.file == file);
+    if !same {
+        *kept = None;
+        let conn = open(path, mode)?;
+        let meta = std::fs::metadata(path).map_err(|e| super::StoreError::Io(format!("{}: {e}", path.display())))?;
+        *kept = Some(Box::new(Counter { path: path.to_owned(), file: (meta.dev(), meta.ino()), conn }));
+    }
+    let result = f(&kept.as_ref().expect("kept above").conn);
+    if result.is_err() {
+        *kept = None;
+    }
+    result
 }
 
 /// Opens the limits' database at `path`, making it (with the spool's `mode`, owned
@@ -98,6 +133,11 @@ fn open(path: &Path, mode: FileMode) -> Result<Connection> {
     crate::sidecars::match_database(path, &meta);
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
+    // The last connection to close leaves the WAL in place instead of checkpointing it
+    // into the file and deleting it: that was three fsyncs, the WAL and -shm made again
+    // and about forty system calls on every CGI send. The next opener reads back the
+    // WAL, which `wal_autocheckpoint` keeps to a few pages (see `set_up`).
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
     // Senders that find the file new all set it up at once: switching to WAL takes an
     // exclusive lock for which SQLite does not always wait (it answers busy at once to
     // avoid a deadlock), so the setup is tried again until the busy timeout is spent.
@@ -124,6 +164,7 @@ fn set_up(conn: &Connection) -> rusqlite::Result<()> {
     }
     conn.execute_batch(
         "PRAGMA synchronous = NORMAL;
+         PRAGMA wal_autocheckpoint = 32;
          CREATE TABLE IF NOT EXISTS rate_limits (
              key TEXT PRIMARY KEY,
              window_start INTEGER NOT NULL,

@@ -33,6 +33,14 @@ pub const CGI_DRAIN_PATIENCE: Duration = Duration::from_millis(100);
 /// before answering 202 and leaving the file to the next drain.
 pub const SEND_PATIENCE: Duration = Duration::from_millis(250);
 
+/// A request's drain leaves a request file written less than this ago to its sender,
+/// which claims it a few milliseconds after making it durable: taken by a reader
+/// instead, the sender waited for that reader's commit and the reader wrote on a read
+/// page (under load, a third of the sends were taken so). A file its sender gave up on
+/// (202) is dated back ([`Spool::release`]) and taken by the next request; one whose
+/// sender died before claiming it, by the first request after this grace.
+pub const SENDER_GRACE: Duration = Duration::from_millis(100);
+
 /// How long announcing (`site_messages`' claim and an acknowledgement) waits for the
 /// write lock; past it the answer leaves `site_messages` out and the next one announces.
 /// Every read page waits at most this (and [`CGI_DRAIN_PATIENCE`]) for a lock.
@@ -238,7 +246,7 @@ impl<'a> Queue<'a> {
     /// most `patience` for the write lock. With nothing waiting it touches only the spool.
     pub fn drain(&self, max: usize, stale_after: i64, patience: Duration, now: i64) -> Result<DrainReport, QueueError> {
         let reclaimed = self.spool.recover(stale_after, now).map_err(QueueError::Spool)?;
-        self.apply_waiting(max, patience, reclaimed)
+        self.apply_waiting(max, patience, reclaimed, None)
     }
 
     /// A request's drain, before its `site_messages`: a batch of [`CGI_DRAIN_BATCH`],
@@ -255,14 +263,24 @@ impl<'a> Queue<'a> {
         } else {
             0
         };
-        let report = self.apply_waiting(CGI_DRAIN_BATCH, CGI_DRAIN_PATIENCE, reclaimed)?;
+        let report = self.apply_waiting(CGI_DRAIN_BATCH, CGI_DRAIN_PATIENCE, reclaimed, Some(SENDER_GRACE))?;
         self.drained.set(true);
         Ok(report)
     }
 
-    fn apply_waiting(&self, max: usize, patience: Duration, reclaimed: usize) -> Result<DrainReport, QueueError> {
+    /// Applies what waits; with a `grace`, none of the files made within it.
+    fn apply_waiting(
+        &self,
+        max: usize,
+        patience: Duration,
+        reclaimed: usize,
+        grace: Option<Duration>,
+    ) -> Result<DrainReport, QueueError> {
         let mut report = DrainReport { reclaimed, ..Default::default() };
-        let names = self.spool.waiting(max).map_err(QueueError::Spool)?;
+        let mut names = self.spool.waiting(max).map_err(QueueError::Spool)?;
+        if let Some(grace) = grace {
+            names.retain(|name| self.spool.settled(name, grace));
+        }
         let mut claimed = Vec::with_capacity(names.len());
         for name in names {
             match self.spool.claim(&name).map_err(QueueError::Spool)? {
@@ -528,12 +546,47 @@ mod tests {
 
     /// A request drains once: the gateway's drain after a handler's is a no-op, and the
     /// next request (its own queue) applies what came meanwhile.
+    /// Dates the files in `new/` back past [`SENDER_GRACE`], as a sender that died
+    /// before claiming its file would have left it.
+    fn settle(spool: &Spool) {
+        let long_ago = std::time::SystemTime::now() - Duration::from_secs(60);
+        for name in spool.waiting(100).unwrap() {
+            let file = std::fs::File::open(spool.root().join("new").join(name)).unwrap();
+            file.set_modified(long_ago).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_request_leaves_a_file_just_written_to_its_sender_and_takes_one_its_sender_gave_up() {
+        let f = fixture();
+        let queue = || Queue::new(&f.store, f.spool.clone());
+        f.spool.enqueue(&FileRequest::Send(message(&f, "00000000000000000007.1.1"))).unwrap();
+        assert_eq!(queue().drain_for_request(now()).unwrap().applied, 0, "its sender is about to claim it");
+        assert_eq!(f.spool.state().unwrap().waiting, 1);
+        // The sender claims it, finds the database busy and gives it back.
+        let ClaimResult::Claimed(claimed) = f.spool.claim("00000000000000000007.1.1").unwrap() else {
+            panic!("claimed")
+        };
+        f.spool.release(&claimed.name).unwrap();
+        assert_eq!(queue().drain_for_request(now()).unwrap().applied, 1, "given up: the next request takes it");
+        // A sender that died before claiming: taken once the grace has passed.
+        f.spool.enqueue(&FileRequest::Send(message(&f, "00000000000000000008.1.1"))).unwrap();
+        assert_eq!(queue().drain_for_request(now()).unwrap().applied, 0);
+        std::thread::sleep(SENDER_GRACE);
+        assert_eq!(queue().drain_for_request(now()).unwrap().applied, 1);
+        assert_eq!(stored(&f), 2);
+        // Operators' drains (msqd, `piggyback drain`) take every file at once.
+        f.spool.enqueue(&FileRequest::Send(message(&f, "00000000000000000009.1.1"))).unwrap();
+        assert_eq!(queue().drain(10, CLAIM_TIMEOUT_SECS, BUSY_TIMEOUT, now()).unwrap().applied, 1);
+    }
+
     #[test]
     fn a_request_drains_once() {
         let f = fixture();
         let queue = Queue::new(&f.store, f.spool.clone());
         assert_eq!(queue.drain_for_request(now()).unwrap().applied, 0);
         f.spool.enqueue(&FileRequest::Send(message(&f, "00000000000000000009.1.1"))).unwrap();
+        settle(&f.spool);
         assert_eq!(queue.drain_for_request(now()).unwrap().applied, 0, "drained already");
         assert_eq!(stored(&f), 0);
         assert_eq!(Queue::new(&f.store, f.spool.clone()).drain_for_request(now()).unwrap().applied, 1);

@@ -369,7 +369,22 @@ impl Spool {
     /// Gives a claimed request back to `new/` (it could not be applied now).
     pub fn release(&self, name: &str) -> io::Result<()> {
         let name = file_name(name)?;
-        fs::rename(self.dir("cur").join(name), self.dir("new").join(name))
+        let cur = self.dir("cur").join(name);
+        // Dated long ago: a file its sender gave up on is for the next drain at once
+        // (see `settled`). Should that fail, it is only taken a moment later.
+        let _ = File::open(&cur).and_then(|f| f.set_modified(SystemTime::UNIX_EPOCH));
+        fs::rename(cur, self.dir("new").join(name))
+    }
+
+    /// Whether `new/<name>` was written at least `grace` ago, or was given back by a
+    /// claimer ([`Spool::release`]): a younger one belongs to a sender about to claim
+    /// it. One `stat`; a file gone meanwhile counts as settled (its claim finds it gone).
+    pub fn settled(&self, name: &str, grace: std::time::Duration) -> bool {
+        let Ok(name) = file_name(name) else { return true };
+        match fs::metadata(self.dir("new").join(name)).and_then(|m| m.modified()) {
+            Ok(written) => written.elapsed().is_ok_and(|age| age >= grace),
+            Err(_) => true,
+        }
     }
 
     /// Whether a request's drain should [`Spool::recover`] now: at most once per

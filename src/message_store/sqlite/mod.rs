@@ -3,13 +3,14 @@
 //! [`Engine`](super::Engine): `users`, `social`, `posts`, `mailbox`, `limits`,
 //! `sessions`, `maintenance`; `migrations` holds the schema.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::path::Path;
 use std::time::Duration;
 
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, ErrorCode, OpenFlags, Transaction, TransactionBehavior};
 
+use super::send_limits::Counter;
 use super::{BUSY_TIMEOUT, Database, Result, StoreError};
 
 pub(in crate::message_store) mod limits;
@@ -52,6 +53,9 @@ pub struct SqliteStore {
     patience: Cell<Duration>,
     /// The busy timeout the connection has now.
     applied: Cell<Duration>,
+    /// The spool's send-limits database, once a send has opened it (boxed: most
+    /// requests send nothing).
+    pub(in crate::message_store) send_limits: RefCell<Option<Box<Counter>>>,
 }
 
 impl Drop for SqliteStore {
@@ -148,6 +152,7 @@ impl SqliteStore {
             degraded: Cell::new(false),
             patience: Cell::new(BUSY_TIMEOUT),
             applied: Cell::new(BUSY_TIMEOUT),
+            send_limits: RefCell::new(None),
         })
     }
 

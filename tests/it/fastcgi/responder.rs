@@ -1,7 +1,7 @@
 //! The FastCGI responder: the programs over FastCGI, records, faults.
 
 use super::*;
-use crate::support::{Cgi, Program, Response, Site, parse_response};
+use crate::support::{Cgi, Program, Response, Site, parse_response, settle_spool};
 use piggyback::model::{MessageKind, NewMessage, UserId, now};
 use piggyback::msq;
 use piggyback::msq::spool::{FileRequest, Spool};
@@ -191,6 +191,7 @@ fn a_send_waiting_in_the_spool_reaches_a_process_that_saw_the_spool_empty() {
             sent_at: now(),
         }))
         .unwrap();
+    settle_spool(&site.spool());
     let r = profile.ask(&site.cgi(Program::Profile).user("alice"));
     assert_eq!(r.site()["items"].as_array().map(Vec::len), Some(1), "{}", r.json);
     assert_eq!(r.site()["items"][0]["subject"], "queued");

@@ -1,6 +1,6 @@
 //! Programs killed at random and faults of disk, locks and files: nothing accepted lost.
 
-use crate::support::{Cgi, PIGGYBACK, Program, Response, Site, parse_response};
+use crate::support::{Cgi, PIGGYBACK, Program, Response, Site, parse_response, settle_spool};
 use serde_json::json;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
@@ -467,6 +467,7 @@ fn corrupt_truncated_and_empty_request_files_go_to_bad_and_the_rest_lands() {
     for (name, content) in broken {
         std::fs::write(new.join(name), content).unwrap();
     }
+    settle_spool(&site.spool());
     let read = profile(&site).run();
     read.assert_status(200);
     assert_eq!(subjects(&read), ["bf-1"], "the good file lands beside the broken: {}", read.json);

@@ -1,6 +1,6 @@
 //! Request files waiting in the spool, drained by the next request or by msqd.
 
-use crate::support::three_users;
+use crate::support::{settle_spool, three_users};
 
 use crate::support::{Program, Site};
 use serde_json::json;
@@ -74,6 +74,7 @@ fn a_waiting_request_file_is_stored_and_announced_by_the_recipients_next_request
         sent_at: 1_700_000_000,
     };
     spool.enqueue(&FileRequest::Send(message.clone())).unwrap();
+    settle_spool(spool.root());
     assert_eq!(spool.state().unwrap().waiting, 1);
     assert_eq!(site_process.counters("alice"), (0, 0));
 
