@@ -36,8 +36,8 @@ enum Who {
 
 /// Decides who the answer is for and what to add to it (see the module's comment).
 /// `now` is unix seconds. The lines returned are for the log, one per cause.
-/// `kept`: the database connection a FastCGI wrapper keeps between requests (a CGI
-/// wrapper's is new); nothing of a request's identity is in it.
+/// `kept`: the database connection and session key a FastCGI wrapper keeps between
+/// requests (a CGI wrapper's are new); nothing of a request's identity is in it.
 pub fn decide(
     env: &Env,
     settings: &Settings,
@@ -67,9 +67,11 @@ pub fn decide(
     let binding_site = config.site_session_cookie.is_some();
     let needs_store = matches!(answered.named, Named::User(_))
         || (answered.carries == Carries::Yes && answered.named == Named::Absent && !binding_site);
-    let store = if needs_store {
+    // The key a FastCGI wrapper keeps (one `stat` a request to notice a new key file),
+    // as our FastCGI programs do; a CGI wrapper's `Kept` keeps none.
+    let (store, key_memory) = if needs_store {
         match kept.open(&config.db) {
-            Ok((store, _)) => Some(store),
+            Ok((store, key_memory)) => (Some(store), key_memory),
             Err(e) => {
                 let mut left = LeftOut::of_store(&e);
                 left.line = format!("site_messages left out: PIGGYBACK_DB: {e}");
@@ -84,7 +86,7 @@ pub fn decide(
             }
         }
     } else {
-        None
+        (None, None)
     };
     let who = match &answered.named {
         Named::User(raw) => match store.as_ref().map(|store| named_user(store, raw, settings, now)) {
@@ -106,7 +108,7 @@ pub fn decide(
         Named::Absent if binding_site => Who::Nobody,
         Named::Absent => Who::Request,
     };
-    let key = || identity::session_key(&config).map_err(|e| e.log.unwrap_or(e.message));
+    let key = || identity::session_key_remembered(&config, key_memory).map_err(|e| e.log.unwrap_or(e.message));
     let sent = sent_names(meta);
     let headers = match &who {
         Who::User(user, generation) => match &config.site_session_cookie {
@@ -137,17 +139,19 @@ pub fn decide(
         Carries::Yes => match who {
             Who::Nobody => None,
             Who::User(user, _) => store.as_ref().and_then(|store| member(store, &user, &request, &config, now)),
-            Who::Request => store.as_ref().and_then(|store| match gateway::identify(meta, store, &config, now, None) {
-                Ok(Some(user)) => member(store, &user, &request, &config, now),
-                Ok(None) => None,
-                Err(e) => {
-                    let detail = e.log.as_deref().map(|l| format!(" ({l})")).unwrap_or_default();
-                    Some(Err(LeftOut::new(
-                        Cause::Identity,
-                        format!("identity refused ({}): {}{detail}", e.code, e.message),
-                    )))
-                }
-            }),
+            Who::Request => {
+                store.as_ref().and_then(|store| match gateway::identify(meta, store, &config, now, key_memory) {
+                    Ok(Some(user)) => member(store, &user, &request, &config, now),
+                    Ok(None) => None,
+                    Err(e) => {
+                        let detail = e.log.as_deref().map(|l| format!(" ({l})")).unwrap_or_default();
+                        Some(Err(LeftOut::new(
+                            Cause::Identity,
+                            format!("identity refused ({}): {}{detail}", e.code, e.message),
+                        )))
+                    }
+                })
+            }
         },
     };
     if let Some(Err(left)) = &member {

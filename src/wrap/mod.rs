@@ -73,11 +73,16 @@ pub fn run() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// The wrapper's own real path (the rules refuse to run it).
+/// The wrapper's own real path (the rules refuse to run it), resolved once: the
+/// request's checks compare resolved paths with it as it is.
 fn own_path() -> PathBuf {
+    let named = PathBuf::from(std::env::args_os().next().unwrap_or_default());
     std::env::current_exe()
         .and_then(std::fs::canonicalize)
-        .unwrap_or_else(|_| PathBuf::from(std::env::args_os().next().unwrap_or_default()))
+        // Without /proc, the name it was started by, resolved now: a kept FastCGI
+        // wrapper moves to each program's folder, so a relative name means nothing later.
+        .or_else(|_| std::fs::canonicalize(&named))
+        .unwrap_or(named)
 }
 
 /// The settings: `env` filled from the install's settings file, then read; each

@@ -2,7 +2,8 @@
 //! (docs/INTEGRATE.md, "What the wrapper refuses"), applied to what the server passed.
 //!
 //! Values in, values out, apart from reading file metadata: the edge (`wrap::run`)
-//! hands in the environment, the arguments and the wrapper's own path.
+//! hands in the environment, the arguments and the wrapper's own real path, resolved
+//! once per process rather than on every request.
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -99,7 +100,8 @@ fn not_found(why: impl Into<String>) -> Refusal {
 
 /// Decides which program this request runs, or refuses it.
 ///
-/// `args` are the wrapper's arguments after its own name; `wrapper` its real path;
+/// `args` are the wrapper's arguments after its own name; `wrapper` its real path
+/// (symbolic links resolved once by the caller: it does not change while it runs);
 /// `exec_fn` the file the kernel was asked to run (`AT_EXECFN`): the program itself
 /// only when the kernel found the wrapper in the program's `#!` line.
 /// `HTTP_REDIRECT_STATUS` (a client's `Redirect-Status:` header) is never consulted.
@@ -283,10 +285,10 @@ fn read_shebang(program: &Path) -> Option<(PathBuf, OsString)> {
     Some((PathBuf::from(OsStr::from_bytes(interpreter)), OsString::from_vec(rest.to_vec())))
 }
 
-/// Whether the `#!` interpreter `named` is this wrapper (both resolved).
+/// Whether the `#!` interpreter `named` is this wrapper (`named` resolved; `wrapper` is
+/// already the real path).
 fn is_wrapper(named: &Path, wrapper: &Path) -> bool {
-    let own = std::fs::canonicalize(wrapper).unwrap_or_else(|_| wrapper.to_path_buf());
-    named.is_absolute() && std::fs::canonicalize(named).is_ok_and(|n| n == own)
+    named.is_absolute() && std::fs::canonicalize(named).is_ok_and(|n| n == wrapper)
 }
 
 /// Whether `program`'s `#!` line names this wrapper with exactly `interpreter` as its
@@ -347,8 +349,7 @@ fn check_program(requested: &Path, wrapper: &Path, settings: &Settings) -> Resul
     if !meta.is_file() {
         return Err(forbidden(format!("{} is not a regular file", program.display())));
     }
-    let own = std::fs::canonicalize(wrapper).unwrap_or_else(|_| wrapper.to_path_buf());
-    if program == own {
+    if program == wrapper {
         return Err(forbidden("the wrapper may not run itself"));
     }
     if !settings.roots.iter().any(|root| program.starts_with(root)) {
