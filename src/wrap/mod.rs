@@ -15,14 +15,15 @@ pub mod identity;
 pub mod settings;
 pub mod target;
 
+use std::cell::Cell;
 use std::ffi::OsString;
-use std::io::Write;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{ChildStdin, ChildStdout, Command, ExitCode, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::gateway::{Cause, Env, Kept, log};
@@ -175,59 +176,30 @@ fn run_target(
     let Some(child_out) = child.stdout.take() else {
         return;
     };
-    let child_in = child.stdin.take();
-    let expired = Arc::new(AtomicBool::new(false));
-    let (done, finished) = mpsc::channel::<()>();
     let pid = child.id();
-    let watchdog = {
-        let expired = Arc::clone(&expired);
-        let stopped = Arc::clone(stopped);
-        let timeout = settings.timeout;
-        std::thread::spawn(move || {
-            let deadline = Instant::now() + timeout;
-            loop {
-                let left = deadline.saturating_duration_since(Instant::now());
-                match finished.recv_timeout(left.min(Duration::from_millis(50))) {
-                    Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
-                    Err(mpsc::RecvTimeoutError::Timeout) if stopped.load(Ordering::SeqCst) => {
-                        stop_program(pid);
-                        break;
-                    }
-                    Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() >= deadline => {
-                        expired.store(true, Ordering::SeqCst);
-                        stop_program(pid);
-                        break;
-                    }
-                    Err(mpsc::RecvTimeoutError::Timeout) => {}
-                }
-            }
-        })
-    };
+    let deadline = Instant::now() + settings.timeout;
+    let expired = Cell::new(false);
     let framing = if target.is_nph() { Framing::Nph } else { Framing::Cgi };
     let limits = Limits { buffer_bytes: settings.buffer_bytes };
     let text = |name: &str| env.get(name).and_then(|v| v.to_str());
     let call = Call::of(text("HTTP_SEC_FETCH_MODE"), text("HTTP_SEC_FETCH_DEST"));
     let mut notes = Vec::new();
-    let outcome = std::thread::scope(|scope| {
-        if let (Some(mut pipe), Body::Bytes(bytes)) = (child_in, &body) {
-            // A program that reads none of its body ends the write when it exits (or is
-            // stopped): the pipe then breaks.
-            scope.spawn(move || {
-                let _ = pipe.write_all(bytes);
-            });
-        }
-        answer::relay(child_out, &mut *out, framing, limits, call, &|| expired.load(Ordering::SeqCst), |answered| {
-            let (attach, said) = identity::decide(env, settings, answered, crate::model::now(), kept);
-            notes = said;
-            attach
-        })
+    let body = match (child.stdin.take(), &body) {
+        (Some(pipe), Body::Bytes(bytes)) => Some((pipe, *bytes)),
+        _ => None,
+    };
+    // No thread: the answer is read, and the body written, as each becomes possible,
+    // within the deadline (`Watched`).
+    let watched = Watched::new(child_out, body, pid, deadline, stopped, &expired);
+    let outcome = answer::relay(watched, &mut *out, framing, limits, call, &|| expired.get(), |answered| {
+        let (attach, said) = identity::decide(env, settings, answered, crate::model::now(), kept);
+        notes = said;
+        attach
     });
-    // The program has closed its output; it still may not linger past the deadline: wait
-    // for it to end while the watchdog may stop it, without reaping it, so that its pid
-    // (and group) cannot pass to another process while the watchdog may signal them.
-    wait_ended(pid as libc::id_t);
-    let _ = done.send(());
-    let _ = watchdog.join();
+    // The program has closed its output; it still may not linger past the deadline. It
+    // is reaped only once it has ended and nothing will signal it any more, so its pid
+    // (and group) cannot pass to another process while `stop_program` may name them.
+    wait_bounded(pid, deadline, stopped, &expired);
     let _ = child.wait();
     let program = target.program.display();
     for note in &notes {
@@ -257,7 +229,7 @@ fn run_target(
     if let Err(e) = &outcome {
         log(&format!("piggyback-wrap: {program}: writing the answer: {e}"));
     }
-    if expired.load(Ordering::SeqCst) {
+    if expired.get() {
         log(&format!("piggyback-wrap: {program}: stopped after PIGGYBACK_WRAP_TIMEOUT"));
     }
 }
@@ -309,12 +281,192 @@ fn stop_program(pid: u32) {
     if let Ok(pid) = libc::pid_t::try_from(pid) {
         // SAFETY: kill(2) takes plain integers; a negative pid names the program's group,
         // which only it and what it started belong to. The program is not reaped before
-        // the watchdog ends (`wait_ended`), so neither number can name another process.
+        // the last call of this (`wait_bounded` returns first), so neither number can
+        // name another process.
         unsafe {
             libc::kill(-pid, libc::SIGKILL);
             libc::kill(pid, libc::SIGKILL);
         }
     }
+}
+
+/// How long the wrapper waits at most before it looks at `stopped` and the clock again.
+const SLICE: Duration = Duration::from_millis(50);
+
+/// The program's output, read only within the deadline, and its request body, written
+/// to it while its output is awaited (a program may read its whole body before it
+/// answers, or answer as it reads). When the deadline passes (or, in CGI mode, the
+/// server stops the wrapper) with nothing to read, it stops the program's group and
+/// ends the output: [`answer::relay`] then sees the end, and `expired` says why.
+struct Watched<'a> {
+    out: ChildStdout,
+    /// The pipe to the program's stdin and what is left to write to it (non-blocking:
+    /// a program that never reads its body must not hold the wrapper).
+    body: Option<(ChildStdin, &'a [u8])>,
+    pid: u32,
+    deadline: Instant,
+    stopped: &'a AtomicBool,
+    expired: &'a Cell<bool>,
+    /// The program was stopped: its output ends here, whoever else holds the pipe.
+    over: bool,
+}
+
+impl<'a> Watched<'a> {
+    fn new(
+        out: ChildStdout,
+        body: Option<(ChildStdin, &'a [u8])>,
+        pid: u32,
+        deadline: Instant,
+        stopped: &'a AtomicBool,
+        expired: &'a Cell<bool>,
+    ) -> Watched<'a> {
+        let body = body.filter(|(pipe, _)| match set_nonblocking(pipe.as_raw_fd()) {
+            Ok(()) => true,
+            // Never seen on a pipe just made; a blocking write could hold the wrapper
+            // past the deadline, so the program reads an empty body instead.
+            Err(e) => {
+                log(&format!("piggyback-wrap: the request body cannot be passed to the program: {e}"));
+                false
+            }
+        });
+        Watched { out, body, pid, deadline, stopped, expired, over: false }
+    }
+
+    /// Writes what the pipe takes of the body; the pipe is closed (the program reads
+    /// the end of its body) once all is written, or dropped when the program closed it.
+    fn feed(&mut self) {
+        let Some((pipe, rest)) = &mut self.body else { return };
+        match pipe.write(rest) {
+            Ok(n) => {
+                *rest = &rest[n..];
+                if rest.is_empty() {
+                    self.body = None;
+                }
+            }
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted) => {}
+            // The program closed its stdin (or ended): the rest is not wanted.
+            Err(_) => self.body = None,
+        }
+    }
+
+    /// Stops the program's group: its output ends now.
+    fn stop(&mut self, timed_out: bool) -> usize {
+        if timed_out {
+            self.expired.set(true);
+        }
+        stop_program(self.pid);
+        self.over = true;
+        self.body = None;
+        0
+    }
+}
+
+impl Read for Watched<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            if self.over {
+                return Ok(0);
+            }
+            if self.stopped.load(Ordering::SeqCst) {
+                return Ok(self.stop(false));
+            }
+            let left = self.deadline.saturating_duration_since(Instant::now());
+            let mut fds = [
+                libc::pollfd { fd: self.out.as_raw_fd(), events: libc::POLLIN, revents: 0 },
+                libc::pollfd { fd: -1, events: libc::POLLOUT, revents: 0 },
+            ];
+            if let Some((pipe, _)) = &self.body {
+                fds[1].fd = pipe.as_raw_fd();
+            }
+            // SAFETY: `fds` is a valid array of two pollfd; a negative fd is ignored.
+            let ready = unsafe { libc::poll(fds.as_mut_ptr(), 2, millis(left.min(SLICE))) };
+            if ready < 0 {
+                let e = std::io::Error::last_os_error();
+                if e.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            if fds[1].revents != 0 {
+                self.feed();
+            }
+            if fds[0].revents != 0 {
+                // Data, the end (every writer closed it) or an error: read says which.
+                return self.out.read(buf);
+            }
+            if left.is_zero() {
+                return Ok(self.stop(true));
+            }
+        }
+    }
+}
+
+/// `d` in whole milliseconds for poll(2), rounded up so that a wait is never cut to 0.
+fn millis(d: Duration) -> libc::c_int {
+    libc::c_int::try_from(d.as_micros().div_ceil(1000)).unwrap_or(libc::c_int::MAX)
+}
+
+fn set_nonblocking(fd: RawFd) -> std::io::Result<()> {
+    // SAFETY: fcntl on a descriptor this process owns (the pipe to the program's stdin).
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    // SAFETY: as above.
+    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Waits for the program `pid` to end, at most until `deadline` (or, in CGI mode, until
+/// the server stops the wrapper): then it stops the program's group and waits for the
+/// program's end. Leaves it to be reaped.
+fn wait_bounded(pid: u32, deadline: Instant, stopped: &AtomicBool, expired: &Cell<bool>) {
+    let id: libc::id_t = pid;
+    if has_ended(id) {
+        return;
+    }
+    // A descriptor that becomes readable when the program ends (Linux 5.3); without
+    // it, the wrapper looks every few milliseconds.
+    // SAFETY: pidfd_open takes a pid and flags; it returns a new descriptor or -1.
+    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    // SAFETY: a descriptor pidfd_open just returned is this process's own to close.
+    let pidfd = i32::try_from(raw).ok().filter(|fd| *fd >= 0).map(|fd| unsafe { OwnedFd::from_raw_fd(fd) });
+    loop {
+        if stopped.load(Ordering::SeqCst) {
+            break;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            expired.set(true);
+            break;
+        }
+        match &pidfd {
+            Some(fd) => {
+                let mut pollfd = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+                // SAFETY: one valid pollfd.
+                if unsafe { libc::poll(&raw mut pollfd, 1, millis(left.min(SLICE))) } > 0 {
+                    return;
+                }
+            }
+            None => {
+                if has_ended(id) {
+                    return;
+                }
+                std::thread::sleep(left.min(Duration::from_millis(5)));
+            }
+        }
+    }
+    stop_program(pid);
+    wait_ended(id);
+}
+
+/// Whether the program `pid` has ended (not reaped: `WNOWAIT`).
+fn has_ended(pid: libc::id_t) -> bool {
+    // SAFETY: a zeroed siginfo_t is valid for waitid to fill.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: asks about this process's own child, without waiting; `info` is valid for a write.
+    let rc = unsafe { libc::waitid(libc::P_PID, pid, &raw mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT) };
+    // SAFETY: waitid filled `info` (si_pid stays 0 when the child has not ended).
+    rc == 0 && unsafe { info.si_pid() } != 0
 }
 
 /// Blocks until the program `pid` has ended, leaving it to be reaped (`WNOWAIT`).

@@ -161,6 +161,50 @@ fn a_program_past_the_timeout_is_stopped_and_answered_504(mode: Mode) {
     assert!(gone(&state), "the program's own child {pid} is gone: {state}");
 }
 
+fn a_program_that_closes_its_output_early_is_still_stopped_at_the_timeout(mode: Mode) {
+    let w = Wrapped::in_mode(mode).set("PIGGYBACK_WRAP_TIMEOUT", "1");
+    let path = w.app.join("early.sh");
+    std::fs::write(
+        &path,
+        "#!/bin/sh\nprintf 'Content-Type: application/json\\n\\n{\"early\": true}'\nexec >&-\n\
+         echo \"pid $$\" >&2\nexec sleep 30\n",
+    )
+    .unwrap();
+    chmod(&path, 0o755);
+    let answer = w.lighttpd("early.sh", &[]);
+    assert_eq!(answer.status(), 200, "{}", answer.text());
+    assert_eq!(answer.json(), serde_json::json!({"early": true}));
+    let pid: u32 = answer.stderr.split("pid ").nth(1).and_then(|s| s.split_whitespace().next()?.parse().ok()).unwrap();
+    // The wrapper reaps it before it has finished the request.
+    assert!(!Path::new(&format!("/proc/{pid}")).exists(), "the program {pid} is gone");
+    assert!(answer.stderr.contains("stopped after PIGGYBACK_WRAP_TIMEOUT"), "{}", answer.stderr);
+}
+
+fn a_body_larger_than_a_pipe_reaches_the_program_whole_and_one_left_unread_holds_nothing(mode: Mode) {
+    let w = Wrapped::in_mode(mode).set("PIGGYBACK_WRAP_TIMEOUT", "20");
+    let counting = w.app.join("count.sh");
+    std::fs::write(&counting, "#!/bin/sh\nn=$(wc -c)\nprintf 'Content-Type: application/json\\n\\n{\"got\": %s}' $n\n")
+        .unwrap();
+    chmod(&counting, 0o755);
+    let body: Vec<u8> = (0..1_000_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let post = |path: &Path| {
+        let mut env = w.base_env("POST", "");
+        env.push(var("SCRIPT_FILENAME", path));
+        env.push(var("CONTENT_LENGTH", body.len().to_string()));
+        env.push(var("CONTENT_TYPE", "application/octet-stream"));
+        env.push(w.cookie("alice"));
+        w.request(path, env, &body)
+    };
+    let counted = post(&counting);
+    assert_eq!(counted.json()["got"], body.len(), "{}", counted.text());
+    assert!(counted.json().get("site_messages").is_some(), "{}", counted.text());
+    // hello.sh reads none of it: answered all the same, long before the timeout stops it.
+    let ignored = post(&w.app.join("hello.sh"));
+    assert_eq!(ignored.status(), 200, "{}", ignored.text());
+    assert!(ignored.json().get("site_messages").is_some(), "{}", ignored.text());
+    assert!(!ignored.stderr.contains("PIGGYBACK_WRAP_TIMEOUT"), "{}", ignored.stderr);
+}
+
 fn only_regular_files_under_the_root_with_an_allowed_extension_on_the_resolved_name(mode: Mode) {
     let w = Wrapped::in_mode(mode);
     let outside = w.site.dir.path().join("outside");
@@ -241,6 +285,8 @@ in_both_modes!(
     the_body_stays_on_stdin_for_the_program,
     the_programs_stderr_goes_to_the_servers_log,
     a_program_past_the_timeout_is_stopped_and_answered_504,
+    a_program_that_closes_its_output_early_is_still_stopped_at_the_timeout,
+    a_body_larger_than_a_pipe_reaches_the_program_whole_and_one_left_unread_holds_nothing,
     only_regular_files_under_the_root_with_an_allowed_extension_on_the_resolved_name,
     programs_that_others_may_change_are_refused
 );

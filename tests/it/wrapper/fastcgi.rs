@@ -4,6 +4,8 @@ use super::*;
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::io::Write;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixListener;
 use std::process::{Command, Stdio};
 
@@ -204,4 +206,93 @@ fn systemd_socket_activation_hands_the_fastcgi_wrapper_its_socket_on_fd_3() {
     assert_eq!(answer.raw, w.direct("hello.sh"));
     let (status, _) = kept.stop_waiting();
     assert!(status.success(), "{status}");
+}
+
+/// The session cookie's key file opened since `watch` was made: inotify's `IN_OPEN`
+/// events on it.
+fn opens(watch: &OwnedFd) -> usize {
+    let mut buf = [0u8; 4096];
+    let mut count = 0;
+    loop {
+        // SAFETY: reads into a buffer of its length from a descriptor the test owns.
+        let n = unsafe { libc::read(watch.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        let Ok(n) = usize::try_from(n) else { return count };
+        let mut at = 0;
+        // Each event: wd, mask, cookie, len (4 bytes each), then `len` bytes of name.
+        while at + 16 <= n {
+            let len = u32::from_ne_bytes(buf[at + 12..at + 16].try_into().unwrap()) as usize;
+            count += 1;
+            at += 16 + len;
+        }
+    }
+}
+
+fn tasks(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().count()
+}
+
+#[test]
+fn a_kept_fastcgi_wrapper_starts_no_thread_and_reads_the_key_only_when_it_changes() {
+    // One worker: the process itself answers every request.
+    let w = Wrapped::in_mode(Mode::FastCgi).set("PIGGYBACK_WRAP_CHILDREN", "1");
+    // A key file written long ago may be remembered at once (a fresh one is read again
+    // until its time stamp has settled).
+    let long_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+    std::fs::File::options().write(true).open(w.site.secret()).unwrap().set_modified(long_ago).unwrap();
+    let path = w.app.join("slow-reader.sh");
+    std::fs::write(
+        &path,
+        "#!/bin/sh\necho started >&2\nsleep 1\nprintf 'Content-Type: application/json\\n\\n{\"slow\": 1}'\n",
+    )
+    .unwrap();
+    chmod(&path, 0o755);
+    w.site.deliver("bob", "alice", "hello");
+    let old = w.cookie("alice");
+    let identified = |answer: &Answer| answer.json().get("site_messages").is_some();
+    let first = w.lighttpd("hello.sh", std::slice::from_ref(&old));
+    assert!(identified(&first), "{}", first.text());
+    let kept = w.kept();
+    // SAFETY: plain calls on a descriptor made here and a NUL-terminated path.
+    let watch = unsafe {
+        let fd = libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC);
+        assert!(fd >= 0, "{}", std::io::Error::last_os_error());
+        let watch = OwnedFd::from_raw_fd(fd);
+        let name = std::ffi::CString::new(w.site.secret().as_os_str().as_bytes()).unwrap();
+        assert!(libc::inotify_add_watch(fd, name.as_ptr(), libc::IN_OPEN) >= 0);
+        watch
+    };
+    for _ in 0..30 {
+        let answer = w.lighttpd("hello.sh", std::slice::from_ref(&old));
+        assert!(identified(&answer), "{}", answer.text());
+        let mut env = fastcgi_params(&w, "env.pl", std::slice::from_ref(&old)).into_iter().collect::<Vec<_>>();
+        env.push(var("REQUEST_METHOD", "POST"));
+        env.push(var("CONTENT_LENGTH", "4"));
+        let answer = kept.ask(&env, b"body");
+        assert_eq!(answer.json()["body"], "body", "{}", answer.text());
+    }
+    assert_eq!(opens(&watch), 0, "the kept key was used, not the file read again");
+    assert_eq!(tasks(kept.pid()), 1, "no thread outlives a request");
+    // While a program runs, with a body larger than a pipe that it does not read, the
+    // worker is still one thread.
+    let mut conn = kept.connect();
+    let params = fastcgi_params(&w, "slow-reader.sh", &[var("REQUEST_METHOD", "POST")]);
+    conn.write_all(&crate::fastcgi::request_bytes(1, false, &params, &vec![b'x'; 300_000])).unwrap();
+    let mut waited = 0;
+    while !kept.stderr().contains("started") {
+        assert!(waited < 600, "the program never started: {}", kept.stderr());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        waited += 1;
+    }
+    assert_eq!(tasks(kept.pid()), 1, "no thread for a running request");
+    let (raw, _) = crate::fastcgi::read_answer(&mut conn, 1);
+    assert_eq!(Answer { raw, stderr: String::new() }.json()["slow"], 1);
+    // A new key file (renamed over the old one) is noticed at the next request.
+    let rotated = w.site.secret().with_extension("new");
+    std::fs::write(&rotated, [b'k'; 32]).unwrap();
+    std::fs::rename(&rotated, w.site.secret()).unwrap();
+    let new = w.cookie("alice");
+    let answer = w.lighttpd("hello.sh", std::slice::from_ref(&new));
+    assert!(identified(&answer), "the new key's cookie is accepted: {}", answer.text());
+    let answer = w.lighttpd("hello.sh", std::slice::from_ref(&old));
+    assert!(!identified(&answer), "the old key's cookie is not: {}", answer.text());
 }
