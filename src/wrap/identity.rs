@@ -19,6 +19,7 @@ use crate::message_status::Announcing;
 use crate::message_store::Store;
 use crate::model::User;
 use crate::msq::Queue;
+use crate::msq::spool::Spool;
 use crate::names::UserName;
 
 use super::answer::{Answered, Attach, Carries, Named};
@@ -69,6 +70,8 @@ pub fn decide(
         || (answered.carries == Carries::Yes && answered.named == Named::Absent && !binding_site);
     // The key a FastCGI wrapper keeps (one `stat` a request to notice a new key file),
     // as our FastCGI programs do; a CGI wrapper's `Kept` keeps none.
+    // Its memory of the spool too: an empty `new/` costs one `stat` instead of a listing.
+    let spool = kept.spool(&config);
     let (store, key_memory) = if needs_store {
         match kept.open(&config.db) {
             Ok((store, key_memory)) => (Some(store), key_memory),
@@ -138,10 +141,10 @@ pub fn decide(
         Carries::No => None,
         Carries::Yes => match who {
             Who::Nobody => None,
-            Who::User(user, _) => store.as_ref().and_then(|store| member(store, &user, &request, &config, now)),
+            Who::User(user, _) => store.as_ref().and_then(|store| member(store, &spool, &user, &request, &config, now)),
             Who::Request => {
                 store.as_ref().and_then(|store| match gateway::identify(meta, store, &config, now, key_memory) {
-                    Ok(Some(user)) => member(store, &user, &request, &config, now),
+                    Ok(Some(user)) => member(store, &spool, &user, &request, &config, now),
                     Ok(None) => None,
                     Err(e) => {
                         let detail = e.log.as_deref().map(|l| format!(" ({l})")).unwrap_or_default();
@@ -195,6 +198,7 @@ fn named_user(store: &Store, raw: &str, settings: &Settings, now: i64) -> Result
 /// `site_messages` for `user`, announcing as a request of theirs would.
 fn member(
     store: &Store,
+    spool: &Spool,
     user: &User,
     request: &crate::http::Request,
     config: &Config,
@@ -203,7 +207,7 @@ fn member(
     if request.method == Method::Head {
         return None;
     }
-    gateway::drain(&Queue::new(store, gateway::spool_of(config)), now);
+    gateway::drain(&Queue::new(store, spool.clone()), now);
     // As for our programs: a request from another site reports counts, announces nothing.
     let announcing = match csrf::cross_site(&request.meta, &config.allowed_origins) {
         Some(_) => Announcing::CountsOnly,

@@ -232,7 +232,7 @@ fn tasks(pid: u32) -> usize {
 }
 
 #[test]
-fn a_kept_fastcgi_wrapper_starts_no_thread_and_reads_the_key_only_when_it_changes() {
+fn a_kept_fastcgi_wrapper_starts_no_thread_and_rereads_the_key_and_the_spool_only_when_they_change() {
     // One worker: the process itself answers every request.
     let w = Wrapped::in_mode(Mode::FastCgi).set("PIGGYBACK_WRAP_CHILDREN", "1");
     // A key file written long ago may be remembered at once (a fresh one is read again
@@ -247,6 +247,8 @@ fn a_kept_fastcgi_wrapper_starts_no_thread_and_reads_the_key_only_when_it_change
     .unwrap();
     chmod(&path, 0o755);
     w.site.deliver("bob", "alice", "hello");
+    // So is the spool's `new/`, emptied long ago: the worker remembers it empty.
+    std::fs::File::open(w.site.spool().join("new")).unwrap().set_modified(long_ago).unwrap();
     let old = w.cookie("alice");
     let identified = |answer: &Answer| answer.json().get("site_messages").is_some();
     let first = w.lighttpd("hello.sh", std::slice::from_ref(&old));
@@ -286,6 +288,11 @@ fn a_kept_fastcgi_wrapper_starts_no_thread_and_reads_the_key_only_when_it_change
     assert_eq!(tasks(kept.pid()), 1, "no thread for a running request");
     let (raw, _) = crate::fastcgi::read_answer(&mut conn, 1);
     assert_eq!(Answer { raw, stderr: String::new() }.json()["slow"], 1);
+    // A message waiting in the spool still reaches the worker that saw it empty.
+    w.site.piggyback_ok(&["send", "--from", "bob", "--to", "alice", "--subject", "queued", "--body", "b"]);
+    crate::support::settle_spool(&w.site.spool());
+    let answer = w.lighttpd("hello.sh", std::slice::from_ref(&old));
+    assert_eq!(subjects(&answer), vec!["queued"], "{}", answer.text());
     // A new key file (renamed over the old one) is noticed at the next request.
     let rotated = w.site.secret().with_extension("new");
     std::fs::write(&rotated, [b'k'; 32]).unwrap();
