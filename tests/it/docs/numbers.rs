@@ -66,7 +66,7 @@ fn generated_fastcgi_over_cgi_floor() -> String {
 }
 
 fn quotes() -> Vec<Quote> {
-    use piggyback::msq::{ANNOUNCE_PATIENCE, CGI_DRAIN_PATIENCE};
+    use piggyback::msq::{ANNOUNCE_PATIENCE, CGI_DRAIN_PATIENCE, SENDER_GRACE};
     let db = std::ffi::OsString::from("/nonexistent/site.db");
     let config = piggyback::config::Config::from_lookup(|name| (name == "PIGGYBACK_DB").then(|| db.clone())).unwrap();
     assert_eq!(config.session_ttl % 86_400, 0, "the README quotes the session lifetime in days");
@@ -120,6 +120,13 @@ fn quotes() -> Vec<Quote> {
             " ms), so a GET",
             CGI_DRAIN_PATIENCE.as_millis(),
             "msq::CGI_DRAIN_PATIENCE",
+        ),
+        quote(
+            "ARCHITECTURE.md",
+            "leaves a file written less than ",
+            " ms ago to its",
+            SENDER_GRACE.as_millis(),
+            "msq::SENDER_GRACE",
         ),
         quote(
             "ARCHITECTURE.md",

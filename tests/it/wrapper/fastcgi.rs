@@ -303,3 +303,101 @@ fn a_kept_fastcgi_wrapper_starts_no_thread_and_rereads_the_key_and_the_spool_onl
     let answer = w.lighttpd("hello.sh", std::slice::from_ref(&old));
     assert!(!identified(&answer), "the old key's cookie is not: {}", answer.text());
 }
+
+#[test]
+fn a_body_over_the_limit_is_answered_413_and_the_program_never_runs() {
+    let w = Wrapped::in_mode(Mode::FastCgi).set("PIGGYBACK_WRAP_MAX_BODY", "1000");
+    let path = w.app.join("ran.sh");
+    let mark = w.app.join("ran");
+    std::fs::write(
+        &path,
+        format!("#!/bin/sh\ntouch {}\nprintf 'Content-Type: application/json\\n\\n{{}}'\n", mark.display()),
+    )
+    .unwrap();
+    chmod(&path, 0o755);
+    let post = |size: usize| {
+        let mut env = w.base_env("POST", "");
+        env.push(var("CONTENT_LENGTH", size.to_string()));
+        env.push(var("CONTENT_TYPE", "application/json"));
+        w.request(&path, env, &vec![b'x'; size])
+    };
+    let over = post(1001);
+    assert_eq!(over.status(), 413, "{}", over.text());
+    assert_eq!(over.json()["error"]["code"], "too_large", "{}", over.text());
+    assert!(over.stderr.contains("PIGGYBACK_WRAP_MAX_BODY"), "the log says which setting: {}", over.stderr);
+    assert!(!mark.exists(), "the program did not run");
+    // At the limit the program runs, and the same kept process goes on serving.
+    let at = post(1000);
+    assert_eq!(at.status(), 200, "{}; {}", at.text(), at.stderr);
+    assert!(mark.exists(), "the program ran");
+}
+
+#[test]
+fn a_relative_script_filename_is_refused_by_the_kept_wrapper() {
+    let w = Wrapped::in_mode(Mode::FastCgi);
+    for named in ["hello.sh", "app/hello.sh", "./hello.sh"] {
+        let mut env = w.base_env("GET", "");
+        env.push(var("SCRIPT_FILENAME", named));
+        let answer = w.request(&w.app.join("hello.sh"), env, b"");
+        answer.assert_refused("is not an absolute path");
+    }
+    // The same program named absolutely runs.
+    assert_eq!(w.request(&w.app.join("hello.sh"), w.base_env("GET", ""), b"").status(), 200);
+}
+
+/// The settings file beside a kept wrapper (`../etc/piggyback-wrap.conf`) is read again
+/// at the next request after it changes, as the CGI wrapper reads it on every request.
+#[test]
+fn a_kept_wrapper_reads_its_settings_file_again_when_it_changes() {
+    let w = Wrapped::new();
+    let install = tempfile::tempdir().unwrap();
+    let (bin, etc) = (install.path().join("bin"), install.path().join("etc"));
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::create_dir_all(&etc).unwrap();
+    let wrapper = bin.join("piggyback-wrap");
+    std::fs::copy(WRAPPER, &wrapper).unwrap();
+    let settings = etc.join("piggyback-wrap.conf");
+    let other_root = w.site.dir.path().join("elsewhere");
+    std::fs::create_dir_all(&other_root).unwrap();
+    // The site's own settings (either engine), with the root this test moves.
+    let site_settings: String = w
+        .base_env("GET", "")
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("PIGGYBACK_") && k != "PIGGYBACK_WRAP_ROOT")
+        .map(|(k, v)| format!("{k}={}\n", v.to_string_lossy()))
+        .collect();
+    let write_settings = |root: &Path| {
+        std::fs::write(&settings, format!("{site_settings}PIGGYBACK_WRAP_ROOT={}\n", root.display())).unwrap();
+    };
+    write_settings(&w.app);
+    let socket = install.path().join("wrap.sock");
+    let log = install.path().join("stderr.log");
+    let listener = UnixListener::bind(&socket).unwrap();
+    let mut child = Command::new(&wrapper)
+        .env_clear()
+        .env("PIGGYBACK_WRAP_CHILDREN", "1")
+        .stdin(Stdio::from(std::os::fd::OwnedFd::from(listener)))
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
+        .spawn()
+        .unwrap();
+    let ask = || {
+        let params = fastcgi_params(&w, "hello.sh", &[]);
+        let mut conn = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+        conn.set_read_timeout(Some(std::time::Duration::from_secs(60))).unwrap();
+        conn.write_all(&crate::fastcgi::request_bytes(1, false, &params, b"")).unwrap();
+        Answer { raw: crate::fastcgi::read_answer(&mut conn, 1).0, stderr: String::new() }
+    };
+    let before = ask();
+    assert_eq!(before.status(), 200, "{}; {}", before.text(), String::from_utf8_lossy(&std::fs::read(&log).unwrap()));
+    // The root moves elsewhere: the same program is now outside it.
+    write_settings(&other_root);
+    let after = ask();
+    assert_eq!(after.status(), 403, "{}", after.text());
+    // And back.
+    write_settings(&w.app);
+    assert_eq!(ask().status(), 200);
+    // SAFETY: a signal to the process this test started.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    assert!(child.wait().unwrap().success());
+}
