@@ -459,14 +459,24 @@ fn wait_bounded(pid: u32, deadline: Instant, stopped: &AtomicBool, expired: &Cel
     wait_ended(id);
 }
 
-/// Whether the program `pid` has ended (not reaped: `WNOWAIT`).
+/// Whether the program `pid` has ended (not reaped: `WNOWAIT`), or is no child to wait
+/// for (a wrapper started with SIGCHLD ignored has its children reaped by the kernel).
 fn has_ended(pid: libc::id_t) -> bool {
-    // SAFETY: a zeroed siginfo_t is valid for waitid to fill.
-    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-    // SAFETY: asks about this process's own child, without waiting; `info` is valid for a write.
-    let rc = unsafe { libc::waitid(libc::P_PID, pid, &raw mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT) };
-    // SAFETY: waitid filled `info` (si_pid stays 0 when the child has not ended).
-    rc == 0 && unsafe { info.si_pid() } != 0
+    loop {
+        // SAFETY: a zeroed siginfo_t is valid for waitid to fill.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: asks about this process's own child, without waiting; `info` is valid
+        // for a write.
+        let rc =
+            unsafe { libc::waitid(libc::P_PID, pid, &raw mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT) };
+        if rc == 0 {
+            // SAFETY: waitid filled `info`; si_pid stays 0 while the child runs.
+            return unsafe { info.si_pid() } != 0;
+        }
+        if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            return true;
+        }
+    }
 }
 
 /// Blocks until the program `pid` has ended, leaving it to be reaped (`WNOWAIT`).

@@ -48,3 +48,28 @@ fn the_program_sees_no_piggyback_setting_and_the_keys_path_only_when_let() {
     assert_eq!(names, vec!["PIGGYBACK_SECRET_FILE"], "{env}");
     assert_eq!(env["PIGGYBACK_SECRET_FILE"], w.site.secret().to_str().unwrap());
 }
+
+#[test]
+fn a_wrapper_started_with_sigchld_ignored_answers_without_waiting_for_the_timeout() {
+    // A server may pass SIGCHLD ignored: the kernel then reaps the program itself, and
+    // there is no child left to wait for.
+    let w = Wrapped::new().set("PIGGYBACK_WRAP_TIMEOUT", "2");
+    let path = w.app.join("hello.sh");
+    let mut env = w.base_env("GET", "");
+    env.push(var("SCRIPT_FILENAME", &path));
+    env.extend(w.extra_env.iter().cloned());
+    let mut command = Command::new(WRAPPER);
+    command.arg(&path).env_clear().envs(env).stdin(Stdio::null());
+    // SAFETY: signal(2) only, between fork and exec.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut command, || {
+            libc::signal(libc::SIGCHLD, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let out = command.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.stdout, w.direct("hello.sh"));
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(!log.contains("PIGGYBACK_WRAP_TIMEOUT"), "{log}");
+}
