@@ -16,7 +16,6 @@ use std::ffi::OsString;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
@@ -244,8 +243,13 @@ impl Answer for Wrapper {
         for (name, value) in &self.env {
             env.entry(name.clone()).or_insert_with(|| value.clone());
         }
-        let env = &env;
-        let target = match target::resolve_fastcgi(env, &self.wrapper, &self.settings) {
+        // A program's shell needs a PATH; fcgiwrap's programs get none unless the server
+        // passes one. The wrapper's own is the operator's, never the client's. (The rules
+        // read no PATH.)
+        if env.get("PATH").is_none_or(|p| p.is_empty()) {
+            env.insert("PATH".into(), self.path.clone());
+        }
+        let target = match target::resolve_fastcgi(&env, &self.wrapper, &self.settings) {
             Ok(target) => target,
             Err(refusal) => {
                 refuse(&refusal, out);
@@ -260,14 +264,8 @@ impl Answer for Wrapper {
             ));
             return out.write_all(&refusal_answer(413));
         }
-        // A program's shell needs a PATH; fcgiwrap's programs get none unless the server
-        // passes one. The wrapper's own is the operator's, never the client's.
-        let mut env = env.clone();
-        if env.get("PATH").is_none_or(|p| p.is_empty()) {
-            env.insert("PATH".into(), self.path.clone());
-        }
         // SIGTERM finishes what runs: the program is never stopped by it here.
-        let never = Arc::new(AtomicBool::new(false));
+        let never = AtomicBool::new(false);
         run_target(
             &env,
             &target,

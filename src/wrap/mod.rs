@@ -131,7 +131,7 @@ fn run_target(
     settings: &Settings,
     body: Body<'_>,
     out: &mut dyn Write,
-    stopped: &Arc<AtomicBool>,
+    stopped: &AtomicBool,
     kept: &mut Kept,
     complaints: &mut Complaints,
 ) {
