@@ -34,6 +34,16 @@ pub fn postgres_only(is_postgres: bool, what: &str) -> bool {
     is_postgres
 }
 
+/// Whether a test's SQLite-only part `what` runs: on PostgreSQL it is skipped, and says
+/// so on stderr.
+#[allow(clippy::print_stderr, reason = "the skip is said where the test's output goes")]
+pub fn sqlite_only(site: &Site, what: &str) -> bool {
+    if site.is_postgres() {
+        eprintln!("skipped on PostgreSQL: {what}");
+    }
+    !site.is_postgres()
+}
+
 /// A fresh, empty database for one test: a file in `dir`, or a database of its own on
 /// the PostgreSQL server, dropped with this value.
 pub struct TestDb {

@@ -1,7 +1,7 @@
 //! The FastCGI responder: the programs over FastCGI, records, faults.
 
 use super::*;
-use crate::support::{Cgi, Program, Response, Site, parse_response, settle_spool};
+use crate::support::{Cgi, Program, Response, Site, parse_response, settle_spool, sqlite_only};
 use piggyback::model::{MessageKind, NewMessage, UserId, now};
 use piggyback::msq;
 use piggyback::msq::spool::{FileRequest, Spool};
@@ -538,4 +538,35 @@ fn a_client_that_trickles_its_request_is_cut_off_at_the_deadline_while_a_second_
     assert!(sent < whole.len(), "the trickling request was cut off before it was whole ({sent} bytes sent)");
     let stderr = fcgi.stop();
     assert!(stderr.contains("(PIGGYBACK_FCGI_REQUEST_DEADLINE); closed the connection"), "{stderr}");
+}
+
+/// A FastCGI process keeps its connection to the spool's send-limits database; a
+/// limits file replaced meanwhile (a spool removed and made again) must be the one it
+/// counts in next, or it would go on counting in the old, unlinked file, where no other
+/// process sees its counts.
+#[test]
+fn a_kept_process_counts_sends_in_a_limits_file_made_again() {
+    let site = site();
+    if !sqlite_only(&site, "the limits are counted in the database") {
+        return;
+    }
+    let messages = Responder::for_site(Program::Messages, &site);
+    let send = |i: usize| {
+        let body = json!({"to": "alice", "subject": format!("limited {i}"), "body": "b"});
+        messages.ask(&site.cgi(Program::Messages).user("bob").var("PIGGYBACK_SEND_RATE", "2").post("", body)).status
+    };
+    assert_eq!([send(1), send(2), send(3)], [201, 201, 429], "two sends a minute");
+    let limits = site.spool().join("limits.db");
+    for suffix in ["", "-wal", "-shm"] {
+        let mut path = limits.clone().into_os_string();
+        path.push(suffix);
+        let _ = std::fs::remove_file(path);
+    }
+    // Made again by another process before this one sends (an empty file is an empty
+    // database, as the first sender makes it).
+    std::fs::write(&limits, b"").unwrap();
+    // A new file counts from nothing, in this process as in any other.
+    assert_eq!([send(4), send(5), send(6)], [201, 201, 429], "counted in the new file");
+    assert!(limits.exists());
+    messages.stop();
 }

@@ -1,6 +1,6 @@
 //! Programs killed at random and faults of disk, locks and files: nothing accepted lost.
 
-use crate::support::{Cgi, PIGGYBACK, Program, Response, Site, parse_response, settle_spool};
+use crate::support::{Cgi, PIGGYBACK, Program, Response, Site, parse_response, settle_spool, sqlite_only};
 use serde_json::json;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
@@ -69,15 +69,6 @@ fn status_of(stdout: &[u8]) -> u16 {
 }
 
 // ---- faults -------------------------------------------------------------------
-
-/// Whether a SQLite-only part runs: on PostgreSQL it is skipped, and says so.
-#[allow(clippy::print_stderr, reason = "the skip is said where the test's output goes")]
-fn sqlite_only(site: &Site, what: &str) -> bool {
-    if site.is_postgres() {
-        eprintln!("skipped on PostgreSQL: {what}");
-    }
-    !site.is_postgres()
-}
 
 fn is_unavailable(r: &Response) -> bool {
     r.status == 503 && r.header("Retry-After").is_some() && r.json["error"]["code"] == "unavailable"
