@@ -100,13 +100,14 @@ fn with_counter<T>(
     f: impl FnOnce(&Connection) -> Result<T>,
 ) -> Result<T> {
     let mut kept = kept.borrow_mut();
-    let now = std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()));
-    let same = matches!((&*kept, now), (Some(c), Some(file)) if c.path == path && c.file == file);
-    if !same {
+    // Only a kept connection costs the `stat`; opening takes its own.
+    let current = match kept.as_deref() {
+        Some(c) if c.path == path => std::fs::metadata(path).is_ok_and(|m| (m.dev(), m.ino()) == c.file),
+        _ => false,
+    };
+    if !current {
         *kept = None;
-        let conn = open(path, mode)?;
-        let meta = std::fs::metadata(path).map_err(|e| super::StoreError::Io(format!("{}: {e}", path.display())))?;
-        *kept = Some(Box::new(Counter { path: path.to_owned(), file: (meta.dev(), meta.ino()), conn }));
+        *kept = Some(Box::new(open(path, mode)?));
     }
     let result = f(&kept.as_ref().expect("kept above").conn);
     if result.is_err() {
@@ -117,7 +118,7 @@ fn with_counter<T>(
 
 /// Opens the limits' database at `path`, making it (with the spool's `mode`, owned
 /// like the folder it is in) when missing; its `-wal` and `-shm` follow it.
-fn open(path: &Path, mode: FileMode) -> Result<Connection> {
+fn open(path: &Path, mode: FileMode) -> Result<Counter> {
     let meta = match std::fs::metadata(path) {
         Ok(meta) => meta,
         Err(_) => {
@@ -131,6 +132,7 @@ fn open(path: &Path, mode: FileMode) -> Result<Connection> {
         }
     };
     crate::sidecars::match_database(path, &meta);
+    let file = (meta.dev(), meta.ino());
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     // The last connection to close leaves the WAL in place instead of checkpointing it
@@ -150,7 +152,7 @@ fn open(path: &Path, mode: FileMode) -> Result<Connection> {
             {
                 std::thread::sleep(std::time::Duration::from_millis(5));
             }
-            done => return done.map(|()| conn).map_err(Into::into),
+            done => return done.map(|()| Counter { path: path.to_owned(), file, conn }).map_err(Into::into),
         }
     }
 }
