@@ -73,6 +73,23 @@ pub(crate) fn request_bytes(id: u16, keep_conn: bool, env: &BTreeMap<String, OsS
 }
 
 /// Reads one record: `None` when the peer closed the connection.
+/// Sends `bytes` on `conn` one byte every half second, from a thread, as a client that
+/// trickles its request: each read comes well within an I/O timeout, so only a
+/// whole-request deadline can end it. The thread stops at the first write that fails
+/// (the process closed the connection) and answers how many bytes went out.
+pub(crate) fn trickle(mut conn: UnixStream, bytes: Vec<u8>) -> std::thread::JoinHandle<usize> {
+    use std::io::Write;
+    std::thread::spawn(move || {
+        for (i, byte) in bytes.iter().enumerate() {
+            if conn.write_all(&[*byte]).is_err() {
+                return i;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+        bytes.len()
+    })
+}
+
 pub(crate) fn read_record(conn: &mut UnixStream) -> Option<(u8, u16, Vec<u8>)> {
     let mut header = [0u8; 8];
     conn.read_exact(&mut header).ok()?;

@@ -509,24 +509,9 @@ fn a_client_that_trickles_its_request_is_cut_off_at_the_deadline_while_a_second_
     );
     let alice = site.cgi(Program::Profile).user("alice");
     let whole = request_bytes(1, false, &fastcgi_params(&alice), b"");
-    // One byte every half second: each read comes well within the I/O timeout, so only
-    // the whole-request deadline can end it. Sent from a thread, which stops at the first
-    // write that fails (the process closed the connection) or when the request is out.
     let mut trickler = fcgi.connect();
     trickler.set_read_timeout(Some(std::time::Duration::from_secs(60))).unwrap();
-    let sender = {
-        let mut trickler = trickler.try_clone().unwrap();
-        let whole = whole.clone();
-        std::thread::spawn(move || {
-            for (i, byte) in whole.iter().enumerate() {
-                if trickler.write_all(&[*byte]).is_err() {
-                    return i;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(500));
-            }
-            whole.len()
-        })
-    };
+    let sender = trickle(trickler.try_clone().unwrap(), whole.clone());
     // The process is on the trickling connection; the second client waits in the
     // listening socket's queue and is answered once the first is cut off.
     std::thread::sleep(std::time::Duration::from_millis(300));

@@ -120,19 +120,7 @@ fn a_trickling_client_is_cut_off_at_the_deadline_while_the_fastcgi_wrapper_serve
     let kept = w.kept();
     let whole = crate::fastcgi::request_bytes(1, false, &fastcgi_params(&w, "hello.sh", &[]), b"");
     let mut trickler = kept.connect();
-    let sender = {
-        let mut trickler = trickler.try_clone().unwrap();
-        let whole = whole.clone();
-        std::thread::spawn(move || {
-            for (i, byte) in whole.iter().enumerate() {
-                if trickler.write_all(&[*byte]).is_err() {
-                    return i;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(500));
-            }
-            whole.len()
-        })
-    };
+    let sender = crate::fastcgi::trickle(trickler.try_clone().unwrap(), whole.clone());
     std::thread::sleep(std::time::Duration::from_millis(300));
     // The one worker is on the trickling connection; this one waits, then is answered.
     let other = w.lighttpd("hello.sh", &[]);
@@ -370,26 +358,13 @@ fn a_kept_wrapper_reads_its_settings_file_again_when_it_changes() {
         std::fs::write(&settings, format!("{site_settings}PIGGYBACK_WRAP_ROOT={}\n", root.display())).unwrap();
     };
     write_settings(&w.app);
-    let socket = install.path().join("wrap.sock");
-    let log = install.path().join("stderr.log");
-    let listener = UnixListener::bind(&socket).unwrap();
-    let mut child = Command::new(&wrapper)
-        .env_clear()
-        .env("PIGGYBACK_WRAP_CHILDREN", "1")
-        .stdin(Stdio::from(std::os::fd::OwnedFd::from(listener)))
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
-        .spawn()
-        .unwrap();
+    let kept = KeptWrapper::start_at(&wrapper, &[var("PIGGYBACK_WRAP_CHILDREN", "1")]);
     let ask = || {
-        let params = fastcgi_params(&w, "hello.sh", &[]);
-        let mut conn = std::os::unix::net::UnixStream::connect(&socket).unwrap();
-        conn.set_read_timeout(Some(std::time::Duration::from_secs(60))).unwrap();
-        conn.write_all(&crate::fastcgi::request_bytes(1, false, &params, b"")).unwrap();
-        Answer { raw: crate::fastcgi::read_answer(&mut conn, 1).0, stderr: String::new() }
+        let params: Vec<(String, OsString)> = fastcgi_params(&w, "hello.sh", &[]).into_iter().collect();
+        kept.ask(&params, b"")
     };
     let before = ask();
-    assert_eq!(before.status(), 200, "{}; {}", before.text(), String::from_utf8_lossy(&std::fs::read(&log).unwrap()));
+    assert_eq!(before.status(), 200, "{}; {}", before.text(), before.stderr);
     // The root moves elsewhere: the same program is now outside it.
     write_settings(&other_root);
     let after = ask();
@@ -397,7 +372,6 @@ fn a_kept_wrapper_reads_its_settings_file_again_when_it_changes() {
     // And back.
     write_settings(&w.app);
     assert_eq!(ask().status(), 200);
-    // SAFETY: a signal to the process this test started.
-    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-    assert!(child.wait().unwrap().success());
+    let (status, log) = kept.stop_waiting();
+    assert!(status.success(), "{status}: {log}");
 }

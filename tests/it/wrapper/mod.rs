@@ -119,11 +119,17 @@ struct KeptWrapper {
 
 impl KeptWrapper {
     fn start(env: &[(String, OsString)]) -> KeptWrapper {
+        KeptWrapper::start_at(Path::new(WRAPPER), env)
+    }
+
+    /// [`KeptWrapper::start`] of the wrapper at `wrapper` (a copy, installed beside a
+    /// settings file of its own).
+    fn start_at(wrapper: &Path, env: &[(String, OsString)]) -> KeptWrapper {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("wrap.sock");
         let log = dir.path().join("stderr.log");
         let listener = UnixListener::bind(&socket).unwrap();
-        let child = Command::new(WRAPPER)
+        let child = Command::new(wrapper)
             .env_clear()
             .envs(env.iter().cloned())
             .stdin(Stdio::from(OwnedFd::from(listener)))
